@@ -1,0 +1,147 @@
+"""Settings: one frozen object, read once, passed down.
+
+Precedence, lowest first: built-in defaults < TOML file (``--config``) < environment
+(``MINUTELY_<FIELD>``, e.g. ``MINUTELY_PORT=9000``, ``MINUTELY_HOT_WINDOW=6h``) < command-line
+flags. This module is the only reader of ``os.environ``.
+
+Durations are written as ``<number><unit>`` with unit ``s``, ``m``, ``h`` or ``d`` (``90m``,
+``2d``) or as plain seconds; sizes as bytes or with ``KB``/``MB``/``GB`` (powers of 1024).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from minutely.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"^\s*(\d+)\s*(|B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+
+
+def parse_duration(text: str | int | float, name: str = "duration") -> float:
+    """Seconds in ``text`` (``'2d'``, ``'90m'``, ``'30s'``, ``3600``)."""
+    if isinstance(text, int | float):
+        return float(text)
+    m = _DURATION.match(text)
+    if not m:
+        msg = f"{name}: {text!r} is not a duration (use e.g. 30s, 90m, 6h, 2d)"
+        raise ConfigError(msg)
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def parse_size(text: str | int, name: str = "size") -> int:
+    """Bytes in ``text`` (``'512MB'``, ``1024``)."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(text)
+    if not m:
+        msg = f"{name}: {text!r} is not a size (use e.g. 1048576, 64MB, 1GB)"
+        raise ConfigError(msg)
+    unit = m.group(2).lower().replace("i", "")
+    return int(m.group(1)) * _UNIT_BYTES[unit]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, with its default."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "data"
+    #: how far back the in-memory ring reaches (and so the oldest point accepted)
+    hot_window: float = 2 * 86400.0
+    #: how far ahead of the server's clock a point may be
+    max_future: float = 300.0
+    #: bus: "memory" (embedded) for now
+    bus: str = "memory"
+    partitions: int = 16
+    #: bytes of points the embedded bus holds before ingest answers 429
+    bus_max_bytes: int = 512 << 20
+    #: the largest request body accepted (413 beyond)
+    max_body_bytes: int = 512 << 20
+    #: how many per-point errors an ingest answer lists (all are counted in "rejected")
+    max_errors: int = 100
+    #: minutes kept in the time-major live buffer before they move into the ring
+    live_minutes: int = 4
+
+    def __post_init__(self) -> None:
+        if self.hot_window < 120:
+            raise ConfigError(f"hot_window: {self.hot_window}s is below the minimum of 2 minutes")
+        if not 1 <= self.partitions <= 1024:
+            raise ConfigError(f"partitions: {self.partitions} is not between 1 and 1024")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port: {self.port} is not a TCP port")
+        if self.live_minutes < 2:
+            raise ConfigError(f"live_minutes: {self.live_minutes} is below the minimum of 2")
+        if self.bus != "memory":
+            raise ConfigError(f"bus: {self.bus!r} is not supported yet (use 'memory')")
+
+    @property
+    def hot_minutes(self) -> int:
+        """Slots in the ring: one per minute of the hot window."""
+        return int(self.hot_window // 60)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_DURATIONS = {"hot_window", "max_future"}
+_SIZES = {"bus_max_bytes", "max_body_bytes"}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kinds = {f.name: f.type for f in fields(Settings)}
+    if name not in kinds:
+        known = ", ".join(sorted(kinds))
+        raise ConfigError(f"unknown setting {name!r} (known: {known})")
+    if name in _DURATIONS:
+        return parse_duration(raw, name)
+    if name in _SIZES:
+        return parse_size(raw, name)
+    kind = kinds[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {raw!r} is not a number") from None
+    return str(raw)
+
+
+def load(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> Settings:
+    """Settings from defaults < TOML file < ``MINUTELY_*`` environment < flags (None = unset)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            table = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {str(path)!r}: {e}") from None
+        section = table.get("minutely", table)
+        for key, raw in section.items():
+            values[key.replace("-", "_")] = _coerce(key.replace("-", "_"), raw)
+    env = os.environ if environ is None else environ
+    for key, raw in env.items():
+        if key.startswith("MINUTELY_"):
+            name = key.removeprefix("MINUTELY_").lower()
+            values[name] = _coerce(name, raw)
+    for key, raw in flags.items():
+        if raw is not None:
+            values[key] = _coerce(key, raw)
+    return Settings(**values)

@@ -1,0 +1,52 @@
+"""The errors minutely raises, and the few a caller acts on.
+
+    MinutelyError                 base of everything below
+    ├── ConfigError               a setting is missing or malformed (names the setting)
+    ├── DecodeError               a request body cannot be decoded at all (HTTP 400)
+    ├── PayloadTooLarge           a request body is over the size limit (HTTP 413)
+    ├── BadParameter              a query parameter is malformed (HTTP 400, names the parameter)
+    ├── NotFound                  an unknown server or metric (HTTP 404)
+    └── Backpressure              the bus is full: retry later (HTTP 429/503 with Retry-After)
+
+Per-point problems are not exceptions: decoders return them as ``PointError`` rows
+(index and reason) next to the good points, so one bad point never sinks a batch.
+"""
+
+from __future__ import annotations
+
+
+class MinutelyError(Exception):
+    """Base class for minutely's errors."""
+
+
+class ConfigError(MinutelyError, ValueError):
+    """A setting is missing or malformed."""
+
+
+class DecodeError(MinutelyError, ValueError):
+    """A request body cannot be decoded at all."""
+
+
+class PayloadTooLarge(MinutelyError, ValueError):
+    """A request body is larger than the configured limit."""
+
+
+class BadParameter(MinutelyError, ValueError):
+    """A query parameter is malformed; ``param`` names it."""
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(f"parameter {param!r}: {problem}")
+        self.param = param
+        self.problem = problem
+
+
+class NotFound(MinutelyError, LookupError):
+    """An unknown server or metric."""
+
+
+class Backpressure(MinutelyError):
+    """The bus cannot take the batch now; nothing of it was enqueued. Retry after a while."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,250 @@
+"""The data model: columnar point batches, minute maths and partial aggregates.
+
+Owns the shapes every other module passes around, and imports nothing internal.
+
+- ``PointBatch``: points as columns. Server and metric names are dictionary-encoded (a small
+  array of names plus one int32 code per point), exactly like an Arrow dictionary column, so a
+  batch of a million points carries each name once.
+- ``Partials``: minute aggregates as four parallel arrays ``(min, max, sum, count)``. Partials
+  merge with ``min, max, +, +``; the average is ``sum / count`` and is computed only when read.
+- Minute maths: minute ``m`` covers ``[60m, 60m + 60)`` in UTC seconds; a step of ``s`` seconds
+  (a multiple of 60) groups minutes by ``floor(60m / s)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+MINUTE = 60
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+U32 = npt.NDArray[np.uint32]
+
+#: Arrow schema of a batch on the wire (Arrow IPC) and on the bus.
+ARROW_SCHEMA = pa.schema(
+    [
+        ("server", pa.dictionary(pa.int32(), pa.string())),
+        ("metric", pa.dictionary(pa.int32(), pa.string())),
+        ("ts", pa.float64()),
+        ("value", pa.float64()),
+    ]
+)
+
+
+def minute_of(ts: F64) -> I64:
+    """The minute index (``floor(ts / 60)``) of each unix-seconds timestamp."""
+    return np.floor_divide(ts, MINUTE).astype(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class PointBatch:
+    """A columnar batch of points. Codes index into the name arrays."""
+
+    server_names: npt.NDArray[np.object_]
+    server_codes: I32
+    metric_names: npt.NDArray[np.object_]
+    metric_codes: I32
+    ts: F64
+    value: F64
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the per-point columns (what the bus budgets by)."""
+        return int(
+            self.server_codes.nbytes + self.metric_codes.nbytes + self.ts.nbytes + self.value.nbytes
+        )
+
+    @staticmethod
+    def empty() -> PointBatch:
+        none = np.array([], dtype=object)
+        codes = np.zeros(0, dtype=np.int32)
+        return PointBatch(none, codes, none, codes, np.zeros(0), np.zeros(0))
+
+    @staticmethod
+    def from_names(
+        servers: Any, metrics: Any, ts: npt.ArrayLike, value: npt.ArrayLike
+    ) -> PointBatch:
+        """Build a batch from per-point names (for tests and small inputs)."""
+        s_names, s_codes = np.unique(np.asarray(servers, dtype=object), return_inverse=True)
+        m_names, m_codes = np.unique(np.asarray(metrics, dtype=object), return_inverse=True)
+        return PointBatch(
+            s_names.astype(object),
+            s_codes.astype(np.int32).reshape(-1),
+            m_names.astype(object),
+            m_codes.astype(np.int32).reshape(-1),
+            np.asarray(ts, dtype=np.float64).reshape(-1),
+            np.asarray(value, dtype=np.float64).reshape(-1),
+        )
+
+    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> PointBatch:
+        """The points at ``index`` (positions or a mask); the name arrays are shared."""
+        return PointBatch(
+            self.server_names,
+            self.server_codes[index],
+            self.metric_names,
+            self.metric_codes[index],
+            self.ts[index],
+            self.value[index],
+        )
+
+    def to_arrow(self) -> pa.RecordBatch:
+        servers = pa.DictionaryArray.from_arrays(
+            pa.array(self.server_codes, pa.int32()), pa.array(self.server_names, pa.string())
+        )
+        metrics = pa.DictionaryArray.from_arrays(
+            pa.array(self.metric_codes, pa.int32()), pa.array(self.metric_names, pa.string())
+        )
+        return pa.RecordBatch.from_arrays(
+            [servers, metrics, pa.array(self.ts), pa.array(self.value)], schema=ARROW_SCHEMA
+        )
+
+    @staticmethod
+    def from_arrow(batch: pa.RecordBatch) -> PointBatch:
+        """Inverse of ``to_arrow`` for a batch already in ``ARROW_SCHEMA``."""
+        s, m = batch.column(0), batch.column(1)
+        return PointBatch(
+            np.asarray(s.dictionary.to_pylist(), dtype=object),
+            s.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False),
+            np.asarray(m.dictionary.to_pylist(), dtype=object),
+            m.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False),
+            batch.column(2).to_numpy(zero_copy_only=False),
+            batch.column(3).to_numpy(zero_copy_only=False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Partials:
+    """Partial aggregates, one entry per (series, bucket): the four arrays are parallel.
+
+    An entry with ``count == 0`` is empty whatever its other fields hold.
+    """
+
+    min: F64
+    max: F64
+    sum: F64
+    count: U32
+
+    def __len__(self) -> int:
+        return int(self.count.shape[0])
+
+    @staticmethod
+    def empty(shape: int | tuple[int, ...]) -> Partials:
+        return Partials(
+            np.full(shape, np.inf),
+            np.full(shape, -np.inf),
+            np.zeros(shape),
+            np.zeros(shape, dtype=np.uint32),
+        )
+
+    def avg(self) -> F64:
+        """``sum / count``; NaN where the entry is empty."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out: F64 = self.sum / self.count
+        return out
+
+    def masked(self) -> tuple[F64, F64, F64]:
+        """``(min, max, avg)`` with NaN where ``count == 0``."""
+        empty = self.count == 0
+        return (
+            np.where(empty, np.nan, self.min),
+            np.where(empty, np.nan, self.max),
+            self.avg(),
+        )
+
+
+def merge(a: Partials, b: Partials) -> Partials:
+    """Merge two partial aggregates element-wise; empty entries are the identity."""
+    a_empty, b_empty = a.count == 0, b.count == 0
+    a_min = np.where(a_empty, np.inf, a.min)
+    b_min = np.where(b_empty, np.inf, b.min)
+    a_max = np.where(a_empty, -np.inf, a.max)
+    b_max = np.where(b_empty, -np.inf, b.max)
+    a_sum = np.where(a_empty, 0.0, a.sum)
+    b_sum = np.where(b_empty, 0.0, b.sum)
+    return Partials(
+        np.minimum(a_min, b_min),
+        np.maximum(a_max, b_max),
+        a_sum + b_sum,
+        (a.count + b.count).astype(np.uint32),
+    )
+
+
+def reduce_by_key(keys: I64, values: F64) -> tuple[I64, Partials]:
+    """Fold raw values into one partial per distinct key (sort, then reduce each run).
+
+    Returns the distinct keys in ascending order and their partials.
+    """
+    if keys.shape[0] == 0:
+        return keys, Partials.empty(0)
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    v = values[order]
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    counts = np.diff(np.append(starts, k.shape[0])).astype(np.uint32)
+    return k[starts], Partials(
+        np.minimum.reduceat(v, starts),
+        np.maximum.reduceat(v, starts),
+        np.add.reduceat(v, starts),
+        counts,
+    )
+
+
+def reduce_partials_by_key(keys: I64, parts: Partials) -> tuple[I64, Partials]:
+    """Merge partials that share a key (used to re-step minutes into coarser buckets)."""
+    if keys.shape[0] == 0:
+        return keys, parts
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    p = Partials(
+        np.where(parts.count == 0, np.inf, parts.min)[order],
+        np.where(parts.count == 0, -np.inf, parts.max)[order],
+        np.where(parts.count == 0, 0.0, parts.sum)[order],
+        parts.count[order],
+    )
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    return k[starts], Partials(
+        np.minimum.reduceat(p.min, starts),
+        np.maximum.reduceat(p.max, starts),
+        np.add.reduceat(p.sum, starts),
+        np.add.reduceat(p.count, starts).astype(np.uint32),
+    )
+
+
+def restep(parts: Partials, step_minutes: int) -> Partials:
+    """Merge a ``(series, minutes)`` block into ``(series, minutes // step_minutes)`` buckets.
+
+    The minute axis must start on a bucket boundary and have a length that is a multiple of
+    ``step_minutes``.
+    """
+    if step_minutes == 1:
+        return parts
+    n, m = parts.count.shape
+    shape = (n, m // step_minutes, step_minutes)
+    empty = parts.count == 0
+    return Partials(
+        np.where(empty, np.inf, parts.min).reshape(shape).min(axis=2),
+        np.where(empty, -np.inf, parts.max).reshape(shape).max(axis=2),
+        np.where(empty, 0.0, parts.sum).reshape(shape).sum(axis=2),
+        parts.count.reshape(shape).sum(axis=2, dtype=np.uint32),
+    )
+
+
+def summarize(parts: Partials) -> Partials:
+    """Merge a ``(series, minutes)`` block along time into one partial per series."""
+    empty = parts.count == 0
+    return Partials(
+        np.where(empty, np.inf, parts.min).min(axis=1, initial=np.inf),
+        np.where(empty, -np.inf, parts.max).max(axis=1, initial=-np.inf),
+        np.where(empty, 0.0, parts.sum).sum(axis=1),
+        parts.count.sum(axis=1, dtype=np.uint32),
+    )
