@@ -1,0 +1,7 @@
+"""``python -m minutely``: the command line."""
+
+import sys
+
+from minutely.cli import main
+
+sys.exit(main())

@@ -1,0 +1,161 @@
+"""The HTTP app: thin adapters that parse a request, call the service, and render the answer.
+
+    GET  /healthz                                   liveness
+    GET  /api/v1/status                             ring, aggregator and bus figures
+    POST /api/v1/points                             ingest (JSON or Arrow IPC stream)
+    GET  /api/v1/servers | /api/v1/metrics          names, sorted
+    GET  /api/v1/servers/{server}/series            Q1: one server, every metric, per step
+    GET  /api/v1/metrics/{metric}/series            Q2: one metric, every server, per step
+    GET  /api/v1/servers/{server}/summary           Q3: one server, every metric, over a range
+    GET  /api/v1/metrics/{metric}/summary           Q4: one metric, every server, over a range
+    GET  /                                          the dashboard (static files)
+
+Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
+an oversized body, 429 a full bus (with ``Retry-After``). Series and summary answers are CSV
+when the request says ``Accept: text/csv`` (or ``?format=csv``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from minutely.api import params, render
+from minutely.errors import Backpressure, BadParameter, DecodeError, NotFound, PayloadTooLarge
+from minutely.service import Service
+
+JSON = "application/json"
+CSV = "text/csv; charset=utf-8"
+
+DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+
+
+def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(render.dumps({"error": message}), status, headers)
+
+
+def _wants_csv(request: Request) -> bool:
+    if request.query_params.get("format") == "csv":
+        return True
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and JSON not in accept
+
+
+def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
+    """The ASGI app over ``service``; with ``manage_lifecycle`` it starts and stops it."""
+    settings = service.settings
+
+    async def healthz(request: Request) -> Response:
+        return _json(b'{"status":"ok"}')
+
+    async def status(request: Request) -> Response:
+        return _json(render.dumps(service.status()))
+
+    async def read_body(request: Request) -> bytes:
+        limit = settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            msg = f"body of {declared} bytes is over the limit of {limit} bytes"
+            raise PayloadTooLarge(msg)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                msg = f"body is over the limit of {limit} bytes"
+                raise PayloadTooLarge(msg)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def points(request: Request) -> Response:
+        try:
+            body = await read_body(request)
+            decoded = await service.ingest(body, request.headers.get("content-type", ""))
+        except PayloadTooLarge as e:
+            return _error(413, str(e))
+        except DecodeError as e:
+            return _error(400, str(e))
+        except Backpressure as e:
+            retry = str(max(1, math.ceil(e.retry_after)))
+            return _error(429, f"{e}; retry after {retry}s", {"Retry-After": retry})
+        errors = [{"index": err.index, "reason": err.reason} for err in decoded.errors]
+        return _json(
+            render.dumps(
+                {"accepted": decoded.accepted, "rejected": decoded.rejected, "errors": errors}
+            )
+        )
+
+    async def servers(request: Request) -> Response:
+        return _json(render.dumps({"servers": sorted(service.registry.servers.names())}))
+
+    async def metrics(request: Request) -> Response:
+        return _json(render.dumps({"metrics": sorted(service.registry.metrics.names())}))
+
+    def handler(by: Literal["server", "metric"], kind: str):  # type: ignore[no-untyped-def]
+        other = "metric" if by == "server" else "server"
+
+        async def endpoint(request: Request) -> Response:
+            name = request.path_params["name"]
+            query = request.query_params
+            only = query.getlist(other) or None
+            try:
+                start, end = params.parse_range(query, service.clock())
+                csv = _wants_csv(request)
+                if kind == "series":
+                    step = params.parse_step(query.get("step"))
+                    answer = service.query.series(by, name, start, end, step, only)
+                    body = render.series_csv(answer) if csv else render.series_json(answer)
+                else:
+                    summary = service.query.summary(by, name, start, end, only)
+                    body = render.summary_csv(summary) if csv else render.summary_json(summary)
+            except BadParameter as e:
+                return _error(400, str(e))
+            except NotFound as e:
+                return _error(404, str(e))
+            return Response(body, media_type=CSV if csv else JSON)
+
+        return endpoint
+
+    routes: list[Route | Mount] = [
+        Route("/healthz", healthz),
+        Route("/api/v1/status", status),
+        Route("/api/v1/points", points, methods=["POST"]),
+        Route("/api/v1/servers", servers),
+        Route("/api/v1/metrics", metrics),
+        Route("/api/v1/servers/{name:path}/series", handler("server", "series")),
+        Route("/api/v1/servers/{name:path}/summary", handler("server", "summary")),
+        Route("/api/v1/metrics/{name:path}/series", handler("metric", "series")),
+        Route("/api/v1/metrics/{name:path}/summary", handler("metric", "summary")),
+    ]
+    if (NODE_MODULES / "uplot" / "dist").is_dir():
+        routes.append(
+            Mount("/vendor/uplot", StaticFiles(directory=NODE_MODULES / "uplot" / "dist"))
+        )
+    if DASHBOARD_DIR.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            service.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await service.stop()
+
+    return Starlette(routes=routes, lifespan=lifespan)

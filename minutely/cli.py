@@ -1,0 +1,242 @@
+"""The command line: ``minutely serve | simulate | query | demo``.
+
+- ``serve``: run the service (HTTP API + dashboard) until Ctrl-C.
+- ``simulate``: a simulated fleet that sends points to a running server.
+- ``query``: the four dashboard questions from a terminal, over HTTP.
+- ``demo``: ``serve`` plus a simulated fleet with history, printing the URLs to try.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from minutely import config
+from minutely.errors import ConfigError
+
+log = logging.getLogger("minutely")
+
+
+def _add_settings_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    p.add_argument("--data-dir", help="where minutely keeps its data (default ./data)")
+    p.add_argument("--config", help="TOML settings file")
+    p.add_argument("--hot-window", help="how much history the ring keeps, e.g. 2d, 6h")
+    p.add_argument("--partitions", type=int, help="bus partitions (default 16)")
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    return config.load(
+        args.config,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        hot_window=args.hot_window,
+        partitions=args.partitions,
+    )
+
+
+def serve(settings: config.Settings, on_ready: Any = None) -> None:
+    """Run the service in this process until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from minutely.api import create_app
+    from minutely.service import Service
+
+    service = Service(settings)
+    app = create_app(service)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning",
+            access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+        )
+    )
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started and not task.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            base = f"http://{settings.host}:{settings.port}"
+            log.info("minutely serving on %s", base)
+            if on_ready is not None:
+                on_ready(base)
+        await task
+
+    asyncio.run(main())
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    serve(_settings(args))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    sim: list[subprocess.Popen[bytes]] = []
+
+    def on_ready(base: str) -> None:
+        cmd = [
+            sys.executable, "-m", "minutely", "simulate", "--url", base,
+            "--servers", str(args.servers), "--metrics", str(args.metrics),
+            "--backfill", args.backfill, "--seed", str(args.seed),
+        ]
+        sim.append(subprocess.Popen(cmd))
+        print(
+            f"\nminutely is running. Open the dashboard:  {base}/\n"
+            f"Try:  {base}/api/v1/servers\n"
+            f"      {base}/api/v1/servers/web-001/summary?start=-1h\n"
+            f"      {base}/api/v1/metrics/cpu.user/series?start=-30m\n"
+            f"      {base}/api/v1/status\n"
+            f"A simulated fleet of {args.servers} servers x {args.metrics} metrics is "
+            f"backfilling {args.backfill} of history, then sending live. Ctrl-C stops.\n",
+            flush=True,
+        )
+
+    try:
+        serve(settings, on_ready)
+    finally:
+        for proc in sim:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from minutely import sim
+
+    fleet = sim.Fleet(args.servers, args.metrics, seed=args.seed)
+    try:
+        asyncio.run(
+            sim.run(
+                args.url, fleet, rate=args.rate, duration=args.duration,
+                backfill=config.parse_duration(args.backfill, "backfill"),
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    by = args.by
+    kind = "summary" if args.summary else "series"
+    other = "metric" if by == "server" else "server"
+    q: list[tuple[str, str]] = [("start", args.start), ("end", args.end)]
+    if kind == "series":
+        q.append(("step", str(args.step)))
+    q += [(other, f) for f in args.filter or []]
+    url = f"{args.url}/api/v1/{by}s/{args.name}/{kind}"
+    headers = {"accept": "text/csv"} if args.csv else {}
+    try:
+        resp = httpx.get(url, params=q, headers=headers, timeout=30)
+    except httpx.HTTPError as e:
+        print(f"minutely query: cannot reach {args.url}: {e}", file=sys.stderr)
+        return 2
+    if resp.status_code != 200:
+        print(f"minutely query: {resp.status_code}: {resp.text}", file=sys.stderr)
+        return 1
+    if args.csv:
+        sys.stdout.write(resp.text)
+        return 0
+    data = resp.json()
+    if kind == "summary":
+        print(f"{other:<32} {'min':>12} {'max':>12} {'avg':>12} {'count':>10}")
+        for row in data["rows"]:
+            print(
+                f"{row[other]:<32} {_fmt(row['min']):>12} {_fmt(row['max']):>12} "
+                f"{_fmt(row['avg']):>12} {row['count']:>10}"
+            )
+    else:
+        stamps = data["timestamps"]
+        for s in data["series"]:
+            print(f"# {other}={s[other]}")
+            for i, ts in enumerate(stamps):
+                if s["count"][i]:
+                    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+                    print(
+                        f"{when}  min={_fmt(s['min'][i])} max={_fmt(s['max'][i])} "
+                        f"avg={_fmt(s['avg'][i])} count={s['count'][i]}"
+                    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minutely", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP API and dashboard")
+    _add_settings_flags(p)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("demo", help="serve plus a simulated fleet with history")
+    _add_settings_flags(p)
+    p.add_argument("--servers", type=int, default=50)
+    p.add_argument("--metrics", type=int, default=100)
+    p.add_argument("--backfill", default="6h")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("simulate", help="send a simulated fleet's points to a server")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--servers", type=int, default=50)
+    p.add_argument("--metrics", type=int, default=100)
+    p.add_argument("--rate", type=float, default=1.0, help="points per second per series")
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+    p.add_argument("--backfill", default="0s", help="history to send first, e.g. 6h")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("query", help="ask one of the four questions")
+    p.add_argument("by", choices=["server", "metric"])
+    p.add_argument("name")
+    p.add_argument("--summary", action="store_true", help="min/max/avg over the range (Q3/Q4)")
+    p.add_argument("--start", default="-1h")
+    p.add_argument("--end", default="now")
+    p.add_argument("--step", type=int, default=60)
+    p.add_argument("--filter", action="append", help="only these metrics (or servers)")
+    p.add_argument("--csv", action="store_true")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.set_defaults(func=_cmd_query)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"minutely: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The four dashboard questions, answered from minute partials.
+
+- ``series(by="server", name=…)``: one server, each of its metrics, bucketed by ``step`` (Q1);
+- ``series(by="metric", name=…)``: one metric, each server (Q2);
+- ``summary(by="server", …)``: one server, min/max/avg/count of each metric over a range (Q3);
+- ``summary(by="metric", …)``: one metric, the same for each server (Q4).
+
+A range is half-open ``[start, end)`` in unix seconds. Series answers align it to the step:
+``start`` is floored and ``end`` ceiled to a multiple of ``step``, and bucket ``b`` covers
+``[b, b + step)``. Summaries floor both ends to the minute. Minutes outside the hot window read
+as empty (the storage tier will answer them). Re-stepping merges partials, so every answer is
+exact: min/max are values that were sent, avg is ``sum / count`` of the raw points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from minutely.errors import BadParameter, NotFound
+from minutely.hot import HotRing
+from minutely.model import I32, I64, MINUTE, Partials, restep, summarize
+from minutely.registry import Registry
+
+By = Literal["server", "metric"]
+
+#: the most buckets one series answer may hold (2 days at 1 minute is 2,880)
+MAX_BUCKETS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesAnswer:
+    """Per-series buckets: ``parts`` has shape (len(labels), len(timestamps))."""
+
+    by: By
+    name: str
+    start: int
+    end: int
+    step: int
+    timestamps: I64
+    labels: list[str]
+    parts: Partials
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryAnswer:
+    """One partial per series over ``[start, end)``; ``parts`` has shape (len(labels),)."""
+
+    by: By
+    name: str
+    start: int
+    end: int
+    labels: list[str]
+    parts: Partials
+
+
+class Query:
+    """Answers questions over a registry and a hot ring."""
+
+    def __init__(self, registry: Registry, ring: HotRing) -> None:
+        self.registry = registry
+        self.ring = ring
+
+    def _select(self, by: By, name: str, only: list[str] | None) -> tuple[I32, list[str]]:
+        """Series ids and their labels (the other dimension's names), filtered by ``only``."""
+        reg = self.registry
+        own, other = (reg.servers, reg.metrics) if by == "server" else (reg.metrics, reg.servers)
+        ident = own.get(name)
+        if ident is None:
+            raise NotFound(f"unknown {by} {name!r}")
+        series, other_ids = reg.by_server(ident) if by == "server" else reg.by_metric(ident)
+        labels = [other.name(i) for i in other_ids.tolist()]
+        if only:
+            wanted = set(only)
+            keep = np.array([label in wanted for label in labels], dtype=bool)
+            series = series[keep] if len(labels) else series
+            labels = [label for label, k in zip(labels, keep.tolist(), strict=True) if k]
+        return series, labels
+
+    def series(
+        self, by: By, name: str, start: int, end: int, step: int = 60,
+        only: list[str] | None = None,
+    ) -> SeriesAnswer:
+        if step <= 0 or step % MINUTE:
+            raise BadParameter("step", f"{step} is not a positive multiple of 60 seconds")
+        start = (start // step) * step
+        end = -(-end // step) * step
+        if end <= start:
+            raise BadParameter("end", "must be after start")
+        n_buckets = (end - start) // step
+        if n_buckets > MAX_BUCKETS:
+            raise BadParameter(
+                "step", f"{n_buckets} buckets per series is over the limit of {MAX_BUCKETS}; "
+                "use a larger step or a shorter range",
+            )
+        series, labels = self._select(by, name, only)
+        step_m = step // MINUTE
+        first, last = start // MINUTE, end // MINUTE
+        out = _empty((len(labels), n_buckets))
+        window = self._window()
+        if window is not None and len(labels):
+            lo = max(first, window[0])
+            hi = min(last, window[1])
+            if lo < hi:
+                lo = first + (lo - first) // step_m * step_m
+                hi = first + -(-(hi - first) // step_m) * step_m
+                parts = restep(self.ring.read(series, lo, hi - lo), step_m)
+                b0 = (lo - first) // step_m
+                b1 = b0 + parts.count.shape[1]
+                for dst, src in zip(_fields(out), _fields(parts), strict=True):
+                    dst[:, b0:b1] = src
+        has_data = out.count.any(axis=1)
+        keep = np.flatnonzero(has_data)
+        return SeriesAnswer(
+            by, name, start, end, step,
+            np.arange(start, end, step, dtype=np.int64),
+            [labels[i] for i in keep.tolist()],
+            Partials(out.min[keep], out.max[keep], out.sum[keep], out.count[keep]),
+        )
+
+    def summary(
+        self, by: By, name: str, start: int, end: int, only: list[str] | None = None
+    ) -> SummaryAnswer:
+        start = (start // MINUTE) * MINUTE
+        end = (end // MINUTE) * MINUTE
+        if end <= start:
+            raise BadParameter("end", "must be at least one minute after start")
+        series, labels = self._select(by, name, only)
+        window = self._window()
+        parts = _empty((len(labels),))
+        if window is not None and len(labels):
+            lo = max(start // MINUTE, window[0])
+            hi = min(end // MINUTE, window[1])
+            if lo < hi:
+                parts = summarize(self.ring.read(series, lo, hi - lo))
+        keep = np.flatnonzero(parts.count > 0)
+        return SummaryAnswer(
+            by, name, start, end, [labels[i] for i in keep.tolist()],
+            Partials(parts.min[keep], parts.max[keep], parts.sum[keep], parts.count[keep]),
+        )
+
+    def _window(self) -> tuple[int, int] | None:
+        """The minutes the ring holds, as ``[oldest, newest + 1)``."""
+        oldest = self.ring.oldest_minute()
+        head = self.ring.head
+        return None if oldest is None or head is None else (oldest, head + 1)
+
+
+def _empty(shape: int | tuple[int, ...]) -> Partials:
+    return Partials(
+        np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.uint32)
+    )
+
+
+def _fields(p: Partials) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    return p.min, p.max, p.sum, p.count

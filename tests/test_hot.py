@@ -1,0 +1,102 @@
+"""The hot ring against a dict model: wrap-around, stale slots, late points, growth."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from minutely.hot import HotRing
+
+W, L = 12, 3
+
+
+class RingModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ring = HotRing(W, L, capacity=4)
+        self.points: dict[tuple[int, int], list[float]] = defaultdict(list)
+        self.head: int | None = None
+        self.expired = 0
+        self.series_seen = 1
+
+    @rule(
+        data=st.lists(
+            st.tuples(st.integers(0, 40), st.integers(-20, 8), st.integers(-1000, 1000)),
+            min_size=1, max_size=30,
+        ),
+        base_shift=st.integers(0, 30),
+    )
+    def fold(self, data: list[tuple[int, int, int]], base_shift: int) -> None:
+        base = (self.head or 1000) + base_shift - 5
+        series = np.array([s for s, _, _ in data], dtype=np.int32)
+        minutes = np.array([base + m for _, m, _ in data], dtype=np.int64)
+        values = np.array([v / 8 for _, _, v in data], dtype=np.float64)
+        result = self.ring.fold(series, minutes, values)
+        newest = int(minutes.max())
+        self.head = newest if self.head is None else max(self.head, newest)
+        expired = 0
+        for s, m, v in zip(series.tolist(), minutes.tolist(), values.tolist(), strict=True):
+            if m <= self.head - W:
+                expired += 1
+            else:
+                self.points[(s, m)].append(v)
+        assert result.expired == expired
+        assert result.folded == len(data) - expired
+        self.series_seen = max(self.series_seen, int(series.max()) + 1)
+
+    @rule(jump=st.integers(1, 40))
+    def jump_ahead(self, jump: int) -> None:
+        """One point far ahead: the ring wraps and older slots must read as empty."""
+        minute = (self.head or 1000) + jump
+        self.ring.fold(np.array([0], dtype=np.int32), np.array([minute]), np.array([1.0]))
+        self.head = max(self.head or minute, minute)
+        self.points[(0, minute)].append(1.0)
+
+    @invariant()
+    def reads_match_model(self) -> None:
+        if self.head is None:
+            return
+        first = self.head - 2 * W
+        count = 2 * W + 3
+        series = np.arange(self.series_seen + 2, dtype=np.int32)
+        got = self.ring.read(series, first, count)
+        for s in series.tolist():
+            for i in range(count):
+                m = first + i
+                vals = self.points.get((s, m), []) if m > self.head - W else []
+                assert got.count[s, i] == len(vals), (s, m)
+                if vals:
+                    assert got.min[s, i] == min(vals)
+                    assert got.max[s, i] == max(vals)
+                    assert got.sum[s, i] == pytest.approx(sum(vals))
+
+
+TestRingModel = RingModel.TestCase
+TestRingModel.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
+
+
+def test_empty_ring_reads_empty() -> None:
+    ring = HotRing(10, 2)
+    got = ring.read(np.arange(3, dtype=np.int32), 0, 5)
+    assert got.count.sum() == 0 and ring.oldest_minute() is None
+
+
+def test_growth_keeps_data_and_reports_bytes() -> None:
+    ring = HotRing(10, 2, capacity=2)
+    ring.fold(np.array([0], dtype=np.int32), np.array([100]), np.array([5.0]))
+    ring.fold(np.array([5000], dtype=np.int32), np.array([100]), np.array([7.0]))
+    assert ring.capacity >= 5001
+    got = ring.read(np.array([0, 5000], dtype=np.int32), 100, 1)
+    assert got.min[:, 0].tolist() == [5.0, 7.0]
+    # 3 float64 + 1 uint32 per series-minute, plus the live rows spread over the window
+    assert 28 <= ring.bytes_per_series_minute <= 28 * (1 + 2 / 10) + 1e-9
+
+
+def test_rejects_window_not_longer_than_live_rows() -> None:
+    with pytest.raises(ValueError, match="must exceed"):
+        HotRing(3, 3)
