@@ -12,6 +12,7 @@ from minutely.errors import (
     MinutelyError,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
 )
 from minutely.model import Partials, PointBatch
 
@@ -28,6 +29,7 @@ __all__ = [
     "PayloadTooLarge",
     "PointBatch",
     "Settings",
+    "Unavailable",
     "__version__",
     "load",
 ]

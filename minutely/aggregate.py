@@ -15,7 +15,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from minutely.bus import Consumer
+from minutely.bus import Bus, Consumer
 from minutely.hot import FoldResult, HotRing
 from minutely.model import PointBatch, minute_of
 from minutely.registry import Registry
@@ -35,10 +35,18 @@ class AggregatorStats:
 class Aggregator:
     """Folds batches into ``ring``, naming series through ``registry``."""
 
-    def __init__(self, registry: Registry, ring: HotRing, consumer: Consumer | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        ring: HotRing,
+        bus: Bus | None = None,
+        partitions: list[int] | None = None,
+    ) -> None:
         self.registry = registry
         self.ring = ring
-        self.consumer = consumer
+        self.bus = bus
+        self.partitions = partitions
+        self.consumer: Consumer | None = None if bus is None else bus.consumer(partitions)
         self.stats = AggregatorStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -78,15 +86,27 @@ class Aggregator:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop, then fold whatever the bus still holds."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.consumer is not None:
+            while self.drain(timeout=0):
+                pass
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.drain(timeout=0.2)
-            except Exception:  # keep consuming; the batch stays uncommitted for a retry
-                log.exception("aggregator failed to fold a batch")
+            except Exception:
+                # What was polled but not committed is redelivered to a new consumer.
+                log.exception("aggregator failed to fold a batch; retrying from the bus")
                 self._stop.wait(0.5)
+                self._reopen()
+
+    def _reopen(self) -> None:
+        if self.bus is None or self.consumer is None:
+            return
+        self.consumer.close()
+        self.consumer = self.bus.consumer(self.partitions)

@@ -6,7 +6,8 @@
     ├── PayloadTooLarge           a request body is over the size limit (HTTP 413)
     ├── BadParameter              a query parameter is malformed (HTTP 400, names the parameter)
     ├── NotFound                  an unknown server or metric (HTTP 404)
-    └── Backpressure              the bus is full: retry later (HTTP 429/503 with Retry-After)
+    └── Backpressure              the bus is full: retry later (HTTP 429 with Retry-After)
+        └── Unavailable           the bus is closed or unreachable (HTTP 503 with Retry-After)
 
 Per-point problems are not exceptions: decoders return them as ``PointError`` rows
 (index and reason) next to the good points, so one bad point never sinks a batch.
@@ -50,3 +51,7 @@ class Backpressure(MinutelyError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unavailable(Backpressure):
+    """The bus is closed (shutting down) or unreachable; nothing was enqueued. Retry later."""

@@ -40,7 +40,7 @@ class Service:
         self.registry = Registry()
         self.ring = HotRing(settings.hot_minutes, settings.live_minutes)
         self.bus: Bus = bus or MemoryBus(settings.partitions, settings.bus_max_bytes)
-        self.aggregator = Aggregator(self.registry, self.ring, self.bus.consumer())
+        self.aggregator = Aggregator(self.registry, self.ring, self.bus)
         self.query = Query(self.registry, self.ring)
         self.started_at = clock()
 
@@ -78,8 +78,9 @@ class Service:
         log.info("minutely started: %s", self.settings)
 
     async def stop(self) -> None:
-        self.aggregator.stop()
+        """Refuse new points (503), fold what the bus holds, stop."""
         await self.bus.close()
+        self.aggregator.stop()
 
     def status(self) -> dict[str, Any]:
         ring = self.ring

@@ -11,7 +11,7 @@
     GET  /                                          the dashboard (static files)
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
-an oversized body, 429 a full bus (with ``Retry-After``). Series and summary answers are CSV
+an oversized body, 429 a full bus and 503 a closed one (both with ``Retry-After``). Series and summary answers are CSV
 when the request says ``Accept: text/csv`` (or ``?format=csv``).
 """
 
@@ -30,7 +30,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from minutely.api import params, render
-from minutely.errors import Backpressure, BadParameter, DecodeError, NotFound, PayloadTooLarge
+from minutely.errors import (
+    Backpressure,
+    BadParameter,
+    DecodeError,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
 from minutely.service import Service
 
 JSON = "application/json"
@@ -91,7 +98,8 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
             return _error(400, str(e))
         except Backpressure as e:
             retry = str(max(1, math.ceil(e.retry_after)))
-            return _error(429, f"{e}; retry after {retry}s", {"Retry-After": retry})
+            code = 503 if isinstance(e, Unavailable) else 429
+            return _error(code, f"{e}; retry after {retry}s", {"Retry-After": retry})
         errors = [{"index": err.index, "reason": err.reason} for err in decoded.errors]
         return _json(
             render.dumps(

@@ -1,0 +1,37 @@
+"""Settings precedence: defaults < TOML < environment < flags; errors name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from minutely.config import Settings, load, parse_duration, parse_size
+from minutely.errors import ConfigError
+
+
+def test_precedence(tmp_path: Path) -> None:
+    f = tmp_path / "m.toml"
+    f.write_text('[minutely]\nport = 9000\nhot_window = "6h"\npartitions = 4\n')
+    env = {"MINUTELY_PORT": "9100", "MINUTELY_MAX_FUTURE": "1m", "HOME": "/x"}
+    s = load(f, env, port=9200, host=None)
+    assert s.port == 9200 and s.hot_window == 6 * 3600 and s.partitions == 4
+    assert s.max_future == 60 and s.host == "127.0.0.1" and s.hot_minutes == 360
+    assert load(None, {}) == Settings()
+
+
+def test_errors_name_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="hot_window"):
+        load(None, {"MINUTELY_HOT_WINDOW": "two days"})
+    with pytest.raises(ConfigError, match="unknown setting 'colour'"):
+        load(None, {"MINUTELY_COLOUR": "red"})
+    with pytest.raises(ConfigError, match="port"):
+        load(None, {}, port=70000)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "missing.toml", {})
+
+
+def test_units() -> None:
+    assert parse_duration("2d") == 172800 and parse_duration("90m") == 5400
+    assert parse_duration("30s") == 30 and parse_duration(15) == 15
+    assert parse_size("64MB") == 64 << 20 and parse_size("1GiB") == 1 << 30
