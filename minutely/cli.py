@@ -118,16 +118,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from minutely import sim
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     fleet = sim.Fleet(args.servers, args.metrics, seed=args.seed)
+    stats = sim.SendStats()
     try:
         asyncio.run(
             sim.run(
                 args.url, fleet, rate=args.rate, duration=args.duration,
-                backfill=config.parse_duration(args.backfill, "backfill"),
+                backfill=config.parse_duration(args.backfill, "backfill"), stats=stats,
+                compression=args.compression,
             )
         )
     except KeyboardInterrupt:
         pass
+    except sim.SendError as e:
+        print(f"minutely simulate: {e}", file=sys.stderr)
+        return 1
+    finally:
+        print(
+            f"simulate: {stats.accepted} points accepted, {stats.rejected} rejected, "
+            f"{stats.requests} requests, {stats.retries} retries in {stats.elapsed:.1f}s",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -207,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     p.add_argument("--backfill", default="0s", help="history to send first, e.g. 6h")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compression", choices=["lz4", "zstd"], default=None,
+                   help="compress Arrow bodies")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("query", help="ask one of the four questions")

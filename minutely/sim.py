@@ -1,0 +1,971 @@
+"""The fleet simulator and load generator.
+
+Owns three things, each usable alone:
+
+- ``Fleet``: a deterministic, synthetic fleet of servers × metrics. Every value is a pure
+  function of ``(seed, server, metric, ts)``: the same timestamps give the same values however
+  the range is chunked, whichever servers are asked for and however many metrics the fleet has.
+  Generation is columnar numpy (tens of millions of points per second on one core).
+- ``encode_arrow``: a ``PointBatch`` as an Arrow IPC stream, the ingest fast path's body.
+- ``send`` and ``run``: an HTTP load generator. ``send`` posts bodies to
+  ``{url}/api/v1/points`` with bounded concurrency, resends a body after ``429``/``503`` once
+  ``Retry-After`` has passed (backpressure never drops a point) and counts every point once.
+  ``run`` backfills history and then sends the fleet live, one batch per tick.
+
+How a value is made. Each series has a kind:
+
+- gauge: ``level + daily wave + hourly wave + noise + occasional spike``, never below 0;
+- percent: a gauge clipped to ``[0, 100]``;
+- counter: the closed-form integral of a rate that follows the daily and hourly waves, plus a
+  small jitter, rounded to whole units. Its value is non-decreasing for any two timestamps at
+  least ``MIN_SPACING`` (0.1 s) apart: the jitter is bounded by what the counter gains in that
+  time.
+
+Noise and spikes come from a counter-based hash of ``(seed, series, ts)`` (splitmix64 keys per
+series and per timestamp, combined and mixed once per point), never from a stateful RNG. The two
+waves are sums of ``sin``/``cos`` of time, so the smooth part of every value is one small matrix
+product: ``[t - EPOCH, sin d, cos d, sin h, cos h, 1] @ coefficients``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from minutely.errors import MinutelyError
+from minutely.model import ARROW_SCHEMA, F64, I32, PointBatch
+
+__all__ = [
+    "MAX_RATE",
+    "MIN_SPACING",
+    "Fleet",
+    "Kind",
+    "SendError",
+    "SendStats",
+    "encode_arrow",
+    "log_progress",
+    "run",
+    "send",
+]
+
+log = logging.getLogger("minutely.sim")
+
+U64 = npt.NDArray[np.uint64]
+Bool = npt.NDArray[np.bool_]
+
+#: Counters are non-decreasing for timestamps at least this many seconds apart.
+MIN_SPACING: Final = 0.1
+#: The highest ``run`` rate (points per series per second) that keeps counters monotonic.
+MAX_RATE: Final = 1.0 / MIN_SPACING
+#: Counters started counting up to 30 days before this instant (2023-11-14); before that, 0.
+EPOCH: Final = 1_700_000_000.0
+DAY: Final = 86_400.0
+HOUR: Final = 3_600.0
+#: Daily peak at 14:00 UTC (before per-series jitter).
+PEAK_SECOND_OF_DAY: Final = 14 * 3_600.0
+#: A gauge spikes at a given second with probability SPIKE_THRESHOLD / 65536 (about 1 in 30 min).
+SPIKE_THRESHOLD: Final = 36
+#: Counter jitter, as a fraction of the least the counter gains per second.
+COUNTER_JITTER: Final = MIN_SPACING / 2 * 0.9
+#: Elements per generation block: small enough that the scratch arrays stay in cache.
+BLOCK: Final = 1 << 15
+POINTS_PATH: Final = "/api/v1/points"
+ARROW_STREAM: Final = "application/vnd.apache.arrow.stream"
+
+
+class Kind(enum.StrEnum):
+    """How a series behaves over time."""
+
+    GAUGE = "gauge"
+    PERCENT = "percent"
+    COUNTER = "counter"
+
+
+@dataclass(frozen=True, slots=True)
+class _Metric:
+    """A metric's shape: typical level (gauges) or rate per second (counters), and variation."""
+
+    name: str
+    kind: Kind
+    level: float
+    #: daily amplitude as a fraction of level (counters: of rate; must stay below 0.8)
+    daily: float
+    #: noise amplitude as a fraction of level (gauges only)
+    noise: float = 0.0
+    #: spike height as a multiple of level, or in points for percentages (gauges only)
+    spike: float = 0.0
+
+
+G, P, C = Kind.GAUGE, Kind.PERCENT, Kind.COUNTER
+
+_BASE_METRICS: Final = (
+    _Metric("cpu.user", P, 25, 0.5, 0.15, 40),
+    _Metric("cpu.system", P, 8, 0.4, 0.2, 20),
+    _Metric("cpu.iowait", P, 2, 0.5, 0.5, 30),
+    _Metric("cpu.steal", P, 0.5, 0.2, 0.8),
+    _Metric("cpu.idle", P, 65, 0.25, 0.05),
+    _Metric("mem.used_pct", P, 55, 0.1, 0.01, 15),
+    _Metric("mem.used_bytes", G, 16e9, 0.1, 0.01, 0.2),
+    _Metric("mem.cached_bytes", G, 8e9, 0.05, 0.01),
+    _Metric("mem.free_bytes", G, 4e9, 0.2, 0.02),
+    _Metric("swap.used_pct", P, 3, 0.1, 0.05),
+    _Metric("load.1m", G, 2.0, 0.5, 0.3, 3),
+    _Metric("load.5m", G, 2.0, 0.5, 0.1, 1),
+    _Metric("load.15m", G, 2.0, 0.5, 0.05),
+    _Metric("disk.sda.read_bytes", C, 2e6, 0.6),
+    _Metric("disk.sda.write_bytes", C, 4e6, 0.6),
+    _Metric("disk.sda.read_ops", C, 150, 0.6),
+    _Metric("disk.sda.write_ops", C, 300, 0.6),
+    _Metric("disk.sda.util_pct", P, 15, 0.5, 0.3, 60),
+    _Metric("disk.sda.used_pct", P, 60, 0.01, 0.001),
+    _Metric("net.eth0.rx_bytes", C, 5e6, 0.7),
+    _Metric("net.eth0.tx_bytes", C, 8e6, 0.7),
+    _Metric("net.eth0.rx_packets", C, 5e3, 0.7),
+    _Metric("net.eth0.tx_packets", C, 6e3, 0.7),
+    _Metric("net.eth0.rx_errors", C, 0.01, 0.5),
+    _Metric("net.eth0.rx_dropped", C, 0.05, 0.5),
+    _Metric("tcp.established", G, 400, 0.6, 0.05, 1),
+    _Metric("tcp.time_wait", G, 150, 0.6, 0.15, 2),
+    _Metric("tcp.retransmits", C, 2, 0.5),
+    _Metric("proc.count", G, 250, 0.05, 0.01),
+    _Metric("proc.threads", G, 1200, 0.1, 0.02),
+    _Metric("fd.open", G, 5000, 0.3, 0.02),
+    _Metric("app.requests", C, 800, 0.7),
+    _Metric("app.errors", C, 0.5, 0.7),
+    _Metric("app.latency_ms.p50", G, 12, 0.3, 0.1, 2),
+    _Metric("app.latency_ms.p99", G, 120, 0.4, 0.25, 5),
+    _Metric("app.queue_depth", G, 5, 0.6, 0.6, 10),
+    _Metric("gc.pause_ms", G, 3, 0.3, 0.5, 10),
+    _Metric("temp.cpu_c", G, 55, 0.1, 0.02),
+    _Metric("uptime_s", C, 1, 0.0),
+)
+
+
+def _disk_name(n: int) -> str:
+    """Linux block device naming: 0 → sda, 25 → sdz, 26 → sdaa."""
+    letters = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        letters = chr(ord("a") + r) + letters
+    return "sd" + letters
+
+
+def _family(r: int) -> list[_Metric]:
+    """The ``r``-th round of numbered metric families, used past the base list."""
+    disk = f"disk.{_disk_name(r + 1)}"
+    return [
+        _Metric(f"{disk}.read_bytes", C, 1e6, 0.6),
+        _Metric(f"{disk}.write_bytes", C, 2e6, 0.6),
+        _Metric(f"{disk}.read_ops", C, 80, 0.6),
+        _Metric(f"{disk}.write_ops", C, 150, 0.6),
+        _Metric(f"{disk}.util_pct", P, 10, 0.5, 0.3, 60),
+        _Metric(f"{disk}.used_pct", P, 50, 0.01, 0.001),
+        _Metric(f"net.eth{r + 1}.rx_bytes", C, 2e6, 0.7),
+        _Metric(f"net.eth{r + 1}.tx_bytes", C, 3e6, 0.7),
+        _Metric(f"net.eth{r + 1}.rx_packets", C, 2e3, 0.7),
+        _Metric(f"net.eth{r + 1}.tx_packets", C, 2.5e3, 0.7),
+        _Metric(f"cpu.{r}.user", P, 25, 0.5, 0.2, 50),
+        _Metric(f"cpu.{r}.system", P, 8, 0.4, 0.25, 20),
+        _Metric(f"cpu.{r}.iowait", P, 2, 0.5, 0.5, 30),
+        _Metric(f"app.requests.{r}", C, 100, 0.7),
+        _Metric(f"app.errors.{r}", C, 0.1, 0.7),
+        _Metric(f"app.latency_ms.{r}", G, 20, 0.3, 0.2, 5),
+    ]
+
+
+def _metrics(count: int) -> list[_Metric]:
+    """The first ``count`` metrics: the base list, then numbered families (prefix-stable)."""
+    out = list(_BASE_METRICS[:count])
+    r = 0
+    while len(out) < count:
+        out.extend(_family(r)[: count - len(out)])
+        r += 1
+    return out
+
+
+#: Server roles, cycled so that a larger fleet extends a smaller one's names.
+_ROLE_CYCLE: Final = ("web", "web", "web", "api", "api", "db", "cache", "worker", "worker", "queue")
+#: How busy each role is per metric family (the name's first component); 1 if absent.
+_ROLE_LOAD: Final = {
+    "web": {"net": 2.0, "app": 2.0, "tcp": 2.0},
+    "api": {"app": 1.5, "cpu": 1.2},
+    "db": {"disk": 4.0, "mem": 1.2},
+    "cache": {"mem": 1.3, "net": 3.0},
+    "worker": {"cpu": 1.5, "load": 2.0},
+    "queue": {"disk": 2.0, "net": 1.5},
+}
+
+
+def _server_names(count: int) -> list[tuple[str, str]]:
+    """``(name, role)`` per server: ``web-001``, ``web-002``, ``web-003``, ``api-001``…"""
+    roles = [_ROLE_CYCLE[i % len(_ROLE_CYCLE)] for i in range(count)]
+    width = max(3, len(str(max((roles.count(r) for r in set(roles)), default=0))))
+    seen: dict[str, int] = {}
+    out = []
+    for role in roles:
+        seen[role] = seen.get(role, 0) + 1
+        out.append((f"{role}-{seen[role]:0{width}d}", role))
+    return out
+
+
+# -- counter-based hashing ---------------------------------------------------------------------
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_MIX3 = np.uint64(0xD6E8FEB86659FD93)
+
+
+def _splitmix(x: U64) -> U64:
+    """splitmix64's finaliser, element-wise (wrapping uint64 arithmetic)."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    out: U64 = z ^ (z >> np.uint64(31))
+    return out
+
+
+def _seed_key(seed: int, stream: int) -> np.uint64:
+    mixed = _splitmix(np.array([seed & 0xFFFF_FFFF_FFFF_FFFF, stream], dtype=np.uint64))
+    return np.uint64(mixed[0] ^ _splitmix(mixed[1:2])[0])
+
+
+def _uniform(keys: U64, salt: int) -> F64:
+    """A uniform [0, 1) per key, independent for each ``salt``."""
+    h = _splitmix(keys ^ np.uint64(salt * 0x2545F4914F6CDD1D & 0xFFFF_FFFF_FFFF_FFFF))
+    out: F64 = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return out
+
+
+def _time_keys(ts: F64, seed_key: np.uint64) -> U64:
+    """One hash key per timestamp (resolution: a millisecond)."""
+    ms = np.rint(ts * 1000.0).astype(np.int64).view(np.uint64)
+    return _splitmix(ms ^ seed_key)
+
+
+def _time_matrix(ts: F64) -> F64:
+    """``[t - EPOCH, sin day, cos day, sin hour, cos hour, 1]`` per timestamp."""
+    day = np.mod(ts, DAY) * (2 * math.pi / DAY)
+    hour = np.mod(ts, HOUR) * (2 * math.pi / HOUR)
+    return np.stack(
+        [ts - EPOCH, np.sin(day), np.cos(day), np.sin(hour), np.cos(hour), np.ones_like(ts)],
+        axis=1,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """Per-series generation constants, one row per series (server-major)."""
+
+    key: U64
+    #: coefficients of the time matrix's columns, shape (6, series): rows contiguous
+    coef: F64
+    noise: F64
+    spike: F64
+    ceiling: F64
+    #: 2**52 for counters (rounds them to integers), 0 for gauges
+    rounding: F64
+
+    @staticmethod
+    def allocate(n: int) -> _Series:
+        return _Series(
+            np.empty(n, np.uint64),
+            np.empty((6, n)),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+            np.empty(n),
+        )
+
+    def fill(self, start: int, part: _Series) -> None:
+        """Copy ``part`` into this series' rows from ``start`` on."""
+        end = start + int(part.key.shape[0])
+        self.key[start:end] = part.key
+        self.coef[:, start:end] = part.coef
+        self.noise[start:end] = part.noise
+        self.spike[start:end] = part.spike
+        self.ceiling[start:end] = part.ceiling
+        self.rounding[start:end] = part.rounding
+
+    def take(self, index: slice | npt.NDArray[np.intp]) -> _Series:
+        return _Series(
+            self.key[index],
+            self.coef[:, index],
+            self.noise[index],
+            self.spike[index],
+            self.ceiling[index],
+            self.rounding[index],
+        )
+
+
+class Fleet:
+    """A deterministic synthetic fleet: ``servers`` × ``metrics`` series at any timestamps.
+
+    Names depend only on the counts (a larger fleet extends a smaller one's names); values
+    depend only on ``(seed, server index, metric index, ts)``.
+    """
+
+    def __init__(self, servers: int, metrics: int, seed: int = 0) -> None:
+        if servers < 1 or metrics < 1:
+            msg = f"a fleet needs at least one server and one metric, not {servers}×{metrics}"
+            raise ValueError(msg)
+        if metrics >= 1 << 24 or servers >= 1 << 38:
+            msg = f"fleet too large: {servers}×{metrics}"
+            raise ValueError(msg)
+        self.seed = seed
+        named = _server_names(servers)
+        specs = _metrics(metrics)
+        self.server_names: npt.NDArray[np.object_] = np.array([n for n, _ in named], dtype=object)
+        self.server_roles: tuple[str, ...] = tuple(r for _, r in named)
+        self.metric_names: npt.NDArray[np.object_] = np.array([m.name for m in specs], dtype=object)
+        self.metric_kinds: tuple[Kind, ...] = tuple(m.kind for m in specs)
+        self._time_seed = _seed_key(seed, 1)
+        # Built a few servers at a time into arrays allocated once: the temporaries of a
+        # 1,000 × 2,000 fleet at once would take four times the ~180 MB kept.
+        m, seed_key = len(specs), _seed_key(seed, 0)
+        self._series = _Series.allocate(servers * m)
+        step = max(1, (1 << 16) // m)
+        for a in range(0, servers, step):
+            b = min(servers, a + step)
+            self._series.fill(a * m, _build_series(specs, self.server_roles[a:b], a, seed_key))
+
+    @property
+    def servers(self) -> int:
+        return int(self.server_names.shape[0])
+
+    @property
+    def metrics(self) -> int:
+        return int(self.metric_names.shape[0])
+
+    def __len__(self) -> int:
+        """The number of series."""
+        return self.servers * self.metrics
+
+    def __repr__(self) -> str:
+        return f"Fleet(servers={self.servers}, metrics={self.metrics}, seed={self.seed})"
+
+    def kind(self, metric: str) -> Kind:
+        """The kind of a metric by name."""
+        found = np.flatnonzero(self.metric_names == metric)
+        if found.shape[0] == 0:
+            msg = f"no metric {metric!r} in {self!r}"
+            raise KeyError(msg)
+        return self.metric_kinds[int(found[0])]
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def batch(self, t0: int, seconds: int, servers: slice | None = None) -> PointBatch:
+        """Every series at 1 Hz over ``[t0, t0 + seconds)``, ordered by time, then series."""
+        return self.at(np.arange(t0, t0 + seconds, dtype=np.float64), servers)
+
+    def batch_by_series(self, t0: int, seconds: int, servers: slice | None = None) -> PointBatch:
+        """Like ``batch``, ordered by series (server, then metric), then time."""
+        ts = np.arange(t0, t0 + seconds, dtype=np.float64)
+        return self.at(ts, servers, series_major=True)
+
+    def at(
+        self, ts: npt.ArrayLike, servers: slice | None = None, *, series_major: bool = False
+    ) -> PointBatch:
+        """Every series (of the servers in ``servers``) at each timestamp of ``ts``.
+
+        Time-major (all series at ``ts[0]``, then at ``ts[1]``…) unless ``series_major``.
+        The batch's server dictionary holds only the servers asked for.
+        """
+        times = np.asarray(ts, dtype=np.float64).reshape(-1)
+        chosen = np.arange(self.servers)[servers if servers is not None else slice(None)]
+        m, k, n = self.metrics, int(chosen.shape[0]), int(times.shape[0])
+        if k == 0 or n == 0:
+            return PointBatch(
+                self.server_names[chosen], np.zeros(0, np.int32), self.metric_names,
+                np.zeros(0, np.int32), np.zeros(0), np.zeros(0),
+            )  # fmt: skip
+        series = self._select(chosen)
+        # At one timestamp both orders are the same; the time-major kernel is the faster.
+        values = self._values(series, times, series_major and n > 1)
+        server_of = np.repeat(np.arange(k, dtype=np.int32), m)
+        metric_of = np.tile(np.arange(m, dtype=np.int32), k)
+        s_codes: I32
+        m_codes: I32
+        if series_major:
+            s_codes = np.repeat(server_of, n)
+            m_codes = np.repeat(metric_of, n)
+            stamps = np.tile(times, k * m)
+        else:
+            s_codes = np.tile(server_of, n)
+            m_codes = np.tile(metric_of, n)
+            stamps = np.repeat(times, k * m)
+        return PointBatch(
+            self.server_names[chosen], s_codes, self.metric_names, m_codes, stamps, values.ravel()
+        )
+
+    def _select(self, chosen: npt.NDArray[np.intp]) -> _Series:
+        m = self.metrics
+        lo, hi = int(chosen[0]), int(chosen[-1]) + 1
+        if hi - lo == chosen.shape[0]:  # a contiguous run of servers: views, no copies
+            return self._series.take(slice(lo * m, hi * m))
+        return self._series.take((chosen[:, None] * m + np.arange(m)).ravel())
+
+    def _values(self, series: _Series, ts: F64, series_major: bool) -> F64:
+        """Values as a ``(series, time)`` or ``(time, series)`` array, computed in blocks."""
+        tm = _time_matrix(ts)
+        tkey = _time_keys(ts, self._time_seed)
+        n_series, n_times = int(series.key.shape[0]), int(ts.shape[0])
+        rows, cols = (n_series, n_times) if series_major else (n_times, n_series)
+        out = np.empty((rows, cols))
+        bc = min(cols, BLOCK)
+        br = max(1, min(rows, BLOCK // bc))
+        scratch = _Scratch(br * bc)
+        for r0 in range(0, rows, br):
+            r1 = min(rows, r0 + br)
+            for c0 in range(0, cols, bc):
+                c1 = min(cols, c0 + bc)
+                if series_major:
+                    s = series.take(slice(r0, r1))
+                    _fill(out[r0:r1, c0:c1], scratch, s, tm[c0:c1], tkey[c0:c1], series_major)
+                else:
+                    s = series.take(slice(c0, c1))
+                    _fill(out[r0:r1, c0:c1], scratch, s, tm[r0:r1], tkey[r0:r1], series_major)
+        return out
+
+
+def _build_series(
+    specs: list[_Metric], server_roles: tuple[str, ...], first_server: int, seed_key: np.uint64
+) -> _Series:
+    """Per-series constants for consecutive servers from ``first_server`` on."""
+    s, m = len(server_roles), len(specs)
+    server_ix = np.repeat(np.arange(first_server, first_server + s, dtype=np.uint64), m)
+    metric_ix = np.tile(np.arange(m, dtype=np.uint64), s)
+    # A series' identity is (server index, metric index), not its position in this fleet.
+    key = _splitmix((server_ix << np.uint64(24)) + metric_ix + seed_key)
+
+    def per_metric(values: list[float]) -> F64:
+        return np.tile(np.asarray(values, dtype=np.float64), s)
+
+    level = per_metric([x.level for x in specs])
+    daily = per_metric([x.daily for x in specs])
+    noise_frac = per_metric([x.noise for x in specs])
+    spike_frac = per_metric([x.spike for x in specs])
+    is_pct = np.tile(np.array([x.kind is Kind.PERCENT for x in specs]), s)
+    is_counter = np.tile(np.array([x.kind is Kind.COUNTER for x in specs]), s)
+    family = [x.name.split(".", 1)[0] for x in specs]
+    roles = sorted(_ROLE_LOAD)
+    by_role = np.array([[_ROLE_LOAD[r].get(f, 1.0) for f in family] for r in roles])
+    role_of = np.array([roles.index(r) for r in server_roles])
+    load = by_role[role_of].ravel()
+
+    u = [_uniform(key, salt) for salt in range(1, 7)]
+    # Each series sits at its own level: a factor in [0.6, 1.65] around the metric's.
+    level = level * np.exp(u[0] - 0.5) * np.where(is_pct, 1.0, load)
+    level = np.where(is_pct, np.minimum(level, 95.0), level)
+    day_phase = math.pi / 2 - 2 * math.pi * PEAK_SECOND_OF_DAY / DAY + (u[1] - 0.5)
+    hour_phase = 2 * math.pi * u[2]
+    hourly = daily * 0.25 * u[3]
+    daily = daily * (0.75 + 0.25 * u[4])
+    w_day, w_hour = 2 * math.pi / DAY, 2 * math.pi / HOUR
+
+    # Gauges: level + A sin(ωt + φ) + ..., with sin(ωt + φ) = sin ωt cos φ + cos ωt sin φ.
+    # Noise is N·(f - 1) with f in [0, 2), so N is folded out of the constant.
+    amp_d, amp_h = level * daily, level * hourly
+    noise = level * noise_frac
+    gauge = np.stack(
+        [
+            np.zeros_like(level),
+            amp_d * np.cos(day_phase),
+            amp_d * np.sin(day_phase),
+            amp_h * np.cos(hour_phase),
+            amp_h * np.sin(hour_phase),
+            level - noise,
+        ],
+        axis=0,
+    )
+    # Counters: the integral since EPOCH of rate·(1 + a sin(ωt + φ) + b sin(ω't + φ')),
+    # i.e. rate·(t - E) - (rate·a/ω)(cos(ωt + φ) - cos(ωE + φ)) - ..., plus a start offset
+    # (as if each counter had been counting for up to 30 days at EPOCH) and a jitter
+    # J·f, f in [0, 2), bounded by what the counter gains in MIN_SPACING.
+    rate = level
+    k_d, k_h = rate * daily / w_day, rate * hourly / w_hour
+    start = rate * u[5] * 30 * DAY + k_d * np.cos(w_day * EPOCH + day_phase)
+    start += k_h * np.cos(w_hour * EPOCH + hour_phase)
+    jitter = COUNTER_JITTER * rate * (1.0 - daily - hourly)
+    counter = np.stack(
+        [
+            rate,
+            k_d * np.sin(day_phase),
+            -k_d * np.cos(day_phase),
+            k_h * np.sin(hour_phase),
+            -k_h * np.cos(hour_phase),
+            start,
+        ],
+        axis=0,
+    )
+    return _Series(
+        key=key,
+        coef=np.ascontiguousarray(np.where(is_counter[None, :], counter, gauge)),
+        noise=np.where(is_counter, jitter, noise),
+        spike=np.where(is_counter, 0.0, np.where(is_pct, spike_frac, level * spike_frac))
+        * (0.5 + u[5]),
+        ceiling=np.where(is_pct, 100.0, np.inf),
+        rounding=np.where(is_counter, 2.0**52, 0.0),
+    )
+
+
+class _Scratch:
+    """Reusable per-block buffers, so a batch allocates them once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.u = np.empty(size, np.uint64)
+        self.v = np.empty(size, np.uint64)
+        self.f = np.empty(size, np.float64)
+        self.g = np.empty(size, np.float64)
+        self.mask = np.empty(size, np.bool_)
+
+    def views(self, shape: tuple[int, int]) -> tuple[U64, U64, F64, F64, Bool]:
+        n = shape[0] * shape[1]
+        return (
+            self.u[:n].reshape(shape),
+            self.v[:n].reshape(shape),
+            self.f[:n].reshape(shape),
+            self.g[:n].reshape(shape),
+            self.mask[:n].reshape(shape),
+        )
+
+
+_LOW16 = np.uint64(0xFFFF)
+_LOW24 = np.uint64(0xFFFFFF)
+
+
+def _fill(out: F64, scratch: _Scratch, s: _Series, tm: F64, tkey: U64, series_major: bool) -> None:
+    """Compute one block of values into ``out`` (``(series, time)`` or ``(time, series)``)."""
+    u, v, f, g, mask = scratch.views(out.shape)
+
+    def per_series(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return a[:, None] if series_major else a[None, :]
+
+    # The point's hash: mix(series key + time key).
+    if series_major:
+        np.add(s.key[:, None], tkey[None, :], out=u)
+        np.matmul(s.coef.T, tm.T, out=f)
+    else:
+        np.add(tkey[:, None], s.key[None, :], out=u)
+        np.matmul(tm, s.coef, out=f)
+    np.right_shift(u, np.uint64(32), out=v)
+    np.bitwise_xor(u, v, out=u)
+    np.multiply(u, _MIX3, out=u)
+    np.right_shift(u, np.uint64(29), out=v)
+    np.bitwise_xor(u, v, out=u)
+    # Spikes: where bits 24..39 of the hash fall under the threshold.
+    np.right_shift(u, np.uint64(24), out=v)
+    np.bitwise_and(v, _LOW16, out=v)
+    np.less(v, np.uint64(SPIKE_THRESHOLD), out=mask)
+    # Noise: bits 40..63 and 0..23 as two uniforms, summed (triangular on [0, 2)).
+    np.right_shift(u, np.uint64(40), out=v)
+    np.bitwise_and(u, _LOW24, out=u)
+    np.add(u, v, out=v)
+    np.multiply(v.view(np.int64), 2.0**-24, out=g)  # via int64: a faster cast than uint64
+    np.multiply(g, per_series(s.noise), out=g)
+    np.add(f, g, out=f)
+    np.add(f, per_series(s.spike), out=f, where=mask)
+    # Counters are whole: x + 2**52 - 2**52 rounds to an integer (a monotonic map); for
+    # gauges the offset is 0, a no-op. (Far faster than a floor with a where= mask.)
+    offset = per_series(s.rounding)
+    np.add(f, offset, out=f)
+    np.subtract(f, offset, out=f)
+    np.maximum(f, 0.0, out=f)
+    np.minimum(f, per_series(s.ceiling), out=out)
+
+
+# -- the wire --------------------------------------------------------------------------------
+
+
+def encode_arrow(batch: PointBatch, *, compression: str | None = None) -> bytes:
+    """``batch`` as an Arrow IPC stream in ``ARROW_SCHEMA`` (dictionary-encoded names).
+
+    ``compression`` (``"lz4"`` or ``"zstd"``) compresses the buffers; readers decompress them
+    transparently. The codes compress well, the values hardly at all.
+    """
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, ARROW_SCHEMA, options=options) as writer:
+        writer.write_batch(batch.to_arrow())
+    body: bytes = sink.getvalue().to_pybytes()
+    return body
+
+
+class SendError(MinutelyError):
+    """The server refused a body for good (4xx other than 429, 5xx other than 503), or it could
+    not be reached after the transport retries. ``status`` is ``None`` for a transport failure.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+#: Per-point error messages kept in ``SendStats.errors`` (all are counted in ``rejected``).
+MAX_ERROR_SAMPLES: Final = 20
+
+
+@dataclass(slots=True)
+class SendStats:
+    """What a ``send`` or ``run`` has done so far; updated in place as responses arrive."""
+
+    #: points the server accepted / rejected (from its answers; each body counted once)
+    accepted: int = 0
+    rejected: int = 0
+    #: bodies delivered (answered 2xx) and their bytes (each body once, however often resent)
+    requests: int = 0
+    bytes: int = 0
+    #: resends after 429/503 or a transport error
+    retries: int = 0
+    #: seconds since the send started
+    elapsed: float = 0.0
+    #: the newest timestamp generated so far (``run`` only), to show how far behind live it is
+    latest_ts: float | None = None
+    #: the first few per-point errors the server reported
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def points_per_second(self) -> float:
+        return (self.accepted + self.rejected) / self.elapsed if self.elapsed > 0 else 0.0
+
+
+Progress = Callable[[SendStats], None]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def log_progress(clock: Callable[[], float] = time.time) -> Progress:
+    """A progress callback that logs one INFO line per call: the rate since the last call and
+    how far the newest point is behind ``clock``."""
+    last = [0, 0.0]
+
+    def report(stats: SendStats) -> None:
+        points = stats.accepted + stats.rejected
+        dt = stats.elapsed - last[1]
+        rate = (points - last[0]) / dt if dt > 0 else 0.0
+        last[:] = [points, stats.elapsed]
+        lag = "" if stats.latest_ts is None else f", {clock() - stats.latest_ts:.1f} s behind"
+        log.info(
+            "%.0f points/s, %d accepted, %d rejected, %d retries, %d requests, %.1f MB%s",
+            rate, stats.accepted, stats.rejected, stats.retries, stats.requests,
+            stats.bytes / 1e6, lag,
+        )  # fmt: skip
+
+    return report
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (seconds; an HTTP date is not expected)."""
+    try:
+        value = float(response.headers.get("retry-after", default))
+    except ValueError:
+        return default
+    return value if math.isfinite(value) and value >= 0 else default
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message"):
+            if key in data:
+                return str(data[key])
+    return str(data)[:500]
+
+
+@dataclass(slots=True)
+class _Sender:
+    """One ``send``: a shared client and stats; ``post`` delivers one body exactly once."""
+
+    client: httpx.AsyncClient
+    endpoint: str
+    stats: SendStats
+    sleep: Sleep
+    max_transport_retries: int
+    min_backoff: float
+    max_backoff: float
+    progress: Progress | None
+    progress_every: float
+    started: float = field(default_factory=time.monotonic)
+    last_progress: float = field(default_factory=time.monotonic)
+    reported_requests: int = 0
+
+    async def post(self, body: bytes) -> None:
+        failures = 0
+        while True:
+            try:
+                response = await self.client.post(
+                    self.endpoint, content=body, headers={"content-type": ARROW_STREAM}
+                )
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > self.max_transport_retries:
+                    msg = f"POST {self.endpoint} failed {failures} times; last: {exc!r}"
+                    raise SendError(msg) from exc
+                self.stats.retries += 1
+                await self.sleep(min(self.max_backoff, self.min_backoff * 2**failures))
+                continue
+            status = response.status_code
+            if status in (429, 503):
+                # Backpressure: nothing of the body was taken. Wait, then resend it as it is.
+                self.stats.retries += 1
+                wait = _retry_after(response, 1.0)
+                await self.sleep(min(self.max_backoff, max(self.min_backoff, wait)))
+                continue
+            if not 200 <= status < 300:
+                msg = f"POST {self.endpoint}: HTTP {status}: {_server_message(response)}"
+                raise SendError(msg, status)
+            self._count(response, len(body))
+            return
+
+    def _count(self, response: httpx.Response, size: int) -> None:
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            msg = f"POST {self.endpoint}: the answer is not JSON: {response.text[:200]!r}"
+            raise SendError(msg, response.status_code) from exc
+        stats = self.stats
+        stats.accepted += int(answer.get("accepted", 0))
+        stats.rejected += int(answer.get("rejected", 0))
+        stats.requests += 1
+        stats.bytes += size
+        room = MAX_ERROR_SAMPLES - len(stats.errors)
+        if room > 0:
+            stats.errors.extend(str(e) for e in answer.get("errors", [])[:room])
+        now = time.monotonic()
+        stats.elapsed = now - self.started
+        if self.progress is not None and now - self.last_progress >= self.progress_every:
+            self.report()
+
+    def report(self) -> None:
+        """Call ``progress``, unless nothing has been delivered since it was last called."""
+        if self.progress is not None and self.stats.requests != self.reported_requests:
+            self.last_progress = time.monotonic()
+            self.reported_requests = self.stats.requests
+            self.progress(self.stats)
+
+
+async def send(
+    url: str,
+    bodies: AsyncIterator[bytes] | Iterable[bytes],
+    concurrency: int = 2,
+    *,
+    stats: SendStats | None = None,
+    progress: Progress | None = None,
+    progress_every: float = 5.0,
+    timeout: float = 120.0,
+    max_transport_retries: int = 5,
+    min_backoff: float = 0.05,
+    max_backoff: float = 30.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> SendStats:
+    """POST each body to ``{url}/api/v1/points`` with up to ``concurrency`` in flight.
+
+    A ``429`` or ``503`` answer means nothing was taken: the same body is resent after
+    ``Retry-After`` seconds (at least ``min_backoff``, at most ``max_backoff``), as often as it
+    takes. A transport error is retried with exponential backoff ``max_transport_retries``
+    times, then raised as ``SendError`` (a body whose answer was lost may then have been
+    counted by the server once more). Any other non-2xx answer raises ``SendError`` with the
+    server's message. A synchronous ``bodies`` is pulled in a worker thread, so generating the
+    next body overlaps with the requests in flight.
+
+    Pass ``stats`` to watch it fill (or to read it after a cancellation); ``progress`` is
+    called with it at most every ``progress_every`` seconds.
+    """
+    if concurrency < 1:
+        msg = f"concurrency must be at least 1, not {concurrency}"
+        raise ValueError(msg)
+    stats = stats if stats is not None else SendStats()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    pull = _puller(bodies)
+    async with httpx.AsyncClient(
+        http1=True, http2=False, limits=limits, timeout=timeout, transport=transport
+    ) as client:
+        sender = _Sender(
+            client, url.rstrip("/") + POINTS_PATH, stats, sleep, max_transport_retries,
+            min_backoff, max_backoff, progress, progress_every,
+        )  # fmt: skip
+
+        async def worker() -> None:
+            while (body := await pull()) is not None:
+                await sender.post(body)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(concurrency):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failed:
+            raise _first_leaf(failed) from None
+        finally:
+            stats.elapsed = time.monotonic() - sender.started
+    sender.report()
+    return stats
+
+
+def _puller(
+    bodies: AsyncIterator[bytes] | Iterable[bytes],
+) -> Callable[[], Awaitable[bytes | None]]:
+    """A function that returns the next body, or ``None`` once there are no more; safe to call
+    from several tasks at once."""
+    lock = asyncio.Lock()
+    if isinstance(bodies, AsyncIterator):
+        source = bodies
+
+        async def pull_async() -> bytes | None:
+            async with lock:
+                with contextlib.suppress(StopAsyncIteration):
+                    return await anext(source)
+                return None
+
+        return pull_async
+    iterator: Iterator[bytes] = iter(bodies)
+
+    async def pull_sync() -> bytes | None:
+        async with lock:
+            return await asyncio.to_thread(next, iterator, None)
+
+    return pull_sync
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+# -- the load generator ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One request's worth of points: grid indices ``[k0, k1)`` × servers ``[s0, s1)``."""
+
+    k0: int
+    k1: int
+    s0: int
+    s1: int
+
+
+def _plan(
+    fleet: Fleet, k0: int, k1: int, rate: float, chunk: int, points_per_request: int
+) -> Iterator[_Piece]:
+    """Split grid indices ``[k0, k1)`` × the fleet into pieces of about
+    ``points_per_request`` points: time chunks aligned to multiples of ``chunk``, each split
+    into groups of servers."""
+    k = k0
+    while k < k1:
+        end = min(k1, (k // chunk + 1) * chunk)
+        group = max(1, points_per_request // (fleet.metrics * (end - k)))
+        for s in range(0, fleet.servers, group):
+            yield _Piece(k, end, s, min(fleet.servers, s + group))
+        k = end
+
+
+def _chunk_length(fleet: Fleet, rate: float, batch_seconds: float, points_per_request: int) -> int:
+    """Grid points per time chunk: ``batch_seconds`` worth, fewer if one server's series over
+    that long would exceed ``points_per_request``, whole minutes where that is possible."""
+    length = max(1, min(round(batch_seconds * rate), points_per_request // fleet.metrics))
+    minute = 60 * rate
+    if minute == int(minute) and length >= minute:
+        length = int(length // minute * minute)
+    return length
+
+
+async def run(
+    url: str,
+    fleet: Fleet,
+    *,
+    rate: float = 1.0,
+    duration: float | None = None,
+    backfill: float = 0.0,
+    clock: Callable[[], float] = time.time,
+    batch_seconds: float = 600.0,
+    points_per_request: int = 1_000_000,
+    concurrency: int = 2,
+    compression: str | None = None,
+    stats: SendStats | None = None,
+    progress: Progress | None = None,
+    progress_every: float = 5.0,
+    sleep: Sleep = asyncio.sleep,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> SendStats:
+    """Backfill ``backfill`` seconds of history, then send the fleet live for ``duration``.
+
+    Every series gets one point per grid timestamp ``k / rate`` (1 Hz: whole seconds). With
+    ``clock()`` at the start ``T``, the backfill covers the grid in ``[T - backfill, T)``, sent
+    series-major in pieces of about ``points_per_request`` points (``batch_seconds`` of time ×
+    a group of servers). Then live: each grid timestamp is sent once the clock has reached it,
+    for points stamped before ``duration`` seconds after the backfill finished (``None``:
+    forever; cancel the task to stop). Whatever was due while the backfill ran, or while the
+    server pushed back, goes out in the next request(s), so the series have no gaps.
+
+    Returns the stats; pass ``stats`` to read them after a cancellation (Ctrl-C).
+    ``progress`` (default: ``log_progress()``, INFO on the ``minutely.sim`` logger) is called
+    at most every ``progress_every`` seconds. ``rate`` may not exceed ``MAX_RATE``: counters
+    are monotonic only for points at least ``MIN_SPACING`` apart.
+    """
+    if not 0 < rate <= MAX_RATE:
+        msg = f"rate must be above 0 and at most {MAX_RATE:g} points per second, not {rate}"
+        raise ValueError(msg)
+    if backfill < 0 or (duration is not None and duration < 0):
+        msg = f"backfill and duration must not be negative, not {backfill} and {duration}"
+        raise ValueError(msg)
+    stats = stats if stats is not None else SendStats()
+    chunk = _chunk_length(fleet, rate, batch_seconds, points_per_request)
+
+    def encode(piece: _Piece) -> bytes:
+        ts = np.arange(piece.k0, piece.k1, dtype=np.float64) / rate
+        batch = fleet.at(ts, slice(piece.s0, piece.s1), series_major=True)
+        return encode_arrow(batch, compression=compression)
+
+    async def bodies(k0: int, k1: int) -> AsyncIterator[bytes]:
+        for piece in _plan(fleet, k0, k1, rate, chunk, points_per_request):
+            body = await asyncio.to_thread(encode, piece)
+            newest = (piece.k1 - 1) / rate
+            stats.latest_ts = newest if stats.latest_ts is None else max(stats.latest_ts, newest)
+            yield body
+
+    async def stream() -> AsyncIterator[bytes]:
+        start = clock()
+        k_next = math.ceil(start * rate)
+        async for body in bodies(math.ceil((start - backfill) * rate), k_next):
+            yield body
+        live_start = clock()
+        k_stop = None if duration is None else math.ceil((live_start + duration) * rate)
+        while k_stop is None or k_next < k_stop:
+            now = clock()
+            k_due = math.floor(now * rate) + 1  # every grid timestamp <= now
+            if k_stop is not None:
+                k_due = min(k_due, k_stop)
+            if k_due <= k_next:
+                await sleep(max(0.001, k_next / rate - now))
+                continue
+            async for body in bodies(k_next, k_due):
+                yield body
+            k_next = k_due
+
+    return await send(
+        url,
+        stream(),
+        concurrency,
+        stats=stats,
+        progress=progress if progress is not None else log_progress(clock),
+        progress_every=progress_every,
+        sleep=sleep,
+        transport=transport,
+    )
