@@ -57,8 +57,13 @@ def serve(settings: config.Settings, on_ready: Any = None) -> None:
     app = create_app(service)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="warning",
-            access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
         )
     )
 
@@ -87,9 +92,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     def on_ready(base: str) -> None:
         cmd = [
-            sys.executable, "-m", "minutely", "simulate", "--url", base,
-            "--servers", str(args.servers), "--metrics", str(args.metrics),
-            "--backfill", args.backfill, "--seed", str(args.seed),
+            sys.executable,
+            "-m",
+            "minutely",
+            "simulate",
+            "--url",
+            base,
+            "--servers",
+            str(args.servers),
+            "--metrics",
+            str(args.metrics),
+            "--backfill",
+            args.backfill,
+            "--seed",
+            str(args.seed),
         ]
         sim.append(subprocess.Popen(cmd))
         print(
@@ -124,8 +140,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             sim.run(
-                args.url, fleet, rate=args.rate, duration=args.duration,
-                backfill=config.parse_duration(args.backfill, "backfill"), stats=stats,
+                args.url,
+                fleet,
+                rate=args.rate,
+                duration=args.duration,
+                backfill=config.parse_duration(args.backfill, "backfill"),
+                stats=stats,
                 compression=args.compression,
             )
         )
@@ -155,7 +175,10 @@ def _cmd_query(args: argparse.Namespace) -> int:
     by = args.by
     kind = "summary" if args.summary else "series"
     other = "metric" if by == "server" else "server"
-    q: list[tuple[str, str]] = [("start", args.start), ("end", args.end)]
+    q: list[tuple[str, str | int | float | bool | None]] = [
+        ("start", args.start),
+        ("end", args.end),
+    ]
     if kind == "series":
         q.append(("step", str(args.step)))
     q += [(other, f) for f in args.filter or []]
@@ -219,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     p.add_argument("--backfill", default="0s", help="history to send first, e.g. 6h")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compression", choices=["lz4", "zstd"], default=None,
-                   help="compress Arrow bodies")
+    p.add_argument(
+        "--compression", choices=["lz4", "zstd"], default=None, help="compress Arrow bodies"
+    )
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("query", help="ask one of the four questions")

@@ -75,15 +75,20 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.hot_window < 120:
-            raise ConfigError(f"hot_window: {self.hot_window}s is below the minimum of 2 minutes")
+            msg = f"hot_window: {self.hot_window}s is below the minimum of 2 minutes"
+            raise ConfigError(msg)
         if not 1 <= self.partitions <= 1024:
-            raise ConfigError(f"partitions: {self.partitions} is not between 1 and 1024")
+            msg = f"partitions: {self.partitions} is not between 1 and 1024"
+            raise ConfigError(msg)
         if not 0 < self.port < 65536:
-            raise ConfigError(f"port: {self.port} is not a TCP port")
+            msg = f"port: {self.port} is not a TCP port"
+            raise ConfigError(msg)
         if self.live_minutes < 2:
-            raise ConfigError(f"live_minutes: {self.live_minutes} is below the minimum of 2")
+            msg = f"live_minutes: {self.live_minutes} is below the minimum of 2"
+            raise ConfigError(msg)
         if self.bus != "memory":
-            raise ConfigError(f"bus: {self.bus!r} is not supported yet (use 'memory')")
+            msg = f"bus: {self.bus!r} is not supported yet (use 'memory')"
+            raise ConfigError(msg)
 
     @property
     def hot_minutes(self) -> int:
@@ -102,7 +107,8 @@ def _coerce(name: str, raw: Any) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     if name not in kinds:
         known = ", ".join(sorted(kinds))
-        raise ConfigError(f"unknown setting {name!r} (known: {known})")
+        msg = f"unknown setting {name!r} (known: {known})"
+        raise ConfigError(msg)
     if name in _DURATIONS:
         return parse_duration(raw, name)
     if name in _SIZES:
@@ -114,7 +120,8 @@ def _coerce(name: str, raw: Any) -> Any:
         if kind == "float":
             return float(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: {raw!r} is not a number") from None
+        msg = f"{name}: {raw!r} is not a number"
+        raise ConfigError(msg) from None
     return str(raw)
 
 
@@ -130,9 +137,11 @@ def load(
         try:
             table = tomllib.loads(path.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+            msg = f"config file {str(path)!r} does not exist"
+            raise ConfigError(msg) from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {str(path)!r}: {e}") from None
+            msg = f"config file {str(path)!r}: {e}"
+            raise ConfigError(msg) from None
         section = table.get("minutely", table)
         for key, raw in section.items():
             values[key.replace("-", "_")] = _coerce(key.replace("-", "_"), raw)

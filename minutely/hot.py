@@ -85,9 +85,7 @@ class HotRing:
     def nbytes(self) -> int:
         ring = self._ring
         live = self._live
-        return sum(a.nbytes for a in (ring.min, ring.max, ring.sum, ring.count)) + sum(
-            a.nbytes for a in (live.min, live.max, live.sum, live.count)
-        )
+        return sum(a.nbytes for a in (*ring.fields(), *live.fields()))
 
     @property
     def bytes_per_series_minute(self) -> float:
@@ -104,21 +102,15 @@ class HotRing:
         w = self.minutes
         # np.zeros is lazily mapped: untouched capacity costs address space, not memory.
         ring = Partials(
-            np.zeros((cap, w)), np.zeros((cap, w)), np.zeros((cap, w)),
+            np.zeros((cap, w)),
+            np.zeros((cap, w)),
+            np.zeros((cap, w)),
             np.zeros((cap, w), dtype=np.uint32),
         )
-        for dst, src in zip(
-            (ring.min, ring.max, ring.sum, ring.count),
-            (old.min, old.max, old.sum, old.count),
-            strict=True,
-        ):
+        for dst, src in zip(ring.fields(), old.fields(), strict=True):
             dst[:n] = src
         live = Partials.empty((self.live_minutes, cap))
-        for dst, src in zip(
-            (live.min, live.max, live.sum, live.count),
-            (self._live.min, self._live.max, self._live.sum, self._live.count),
-            strict=True,
-        ):
+        for dst, src in zip(live.fields(), self._live.fields(), strict=True):
             dst[:, :n] = src
         self._ring, self._live, self._cap = ring, live, cap
 
@@ -171,7 +163,9 @@ class HotRing:
         rows, slots = uniq // w, uniq % w
         ring = self._ring
         old = Partials(
-            ring.min[rows, slots], ring.max[rows, slots], ring.sum[rows, slots],
+            ring.min[rows, slots],
+            ring.max[rows, slots],
+            ring.sum[rows, slots],
             ring.count[rows, slots],
         )
         new = merge(old, parts)
@@ -225,7 +219,9 @@ class HotRing:
         """Partials of ``series`` × minutes ``[first, first + count)``; empty outside the window."""
         n = int(series.shape[0])
         out = Partials(
-            np.zeros((n, count)), np.zeros((n, count)), np.zeros((n, count)),
+            np.zeros((n, count)),
+            np.zeros((n, count)),
+            np.zeros((n, count)),
             np.zeros((n, count), dtype=np.uint32),
         )
         with self.lock:
@@ -245,11 +241,7 @@ class HotRing:
     def _read_known(self, series: I32, first: int, count: int, out: Partials) -> Partials:
         known = np.flatnonzero(series < self._cap)
         part = self.read(series[known], first, count)
-        for dst, src in zip(
-            (out.min, out.max, out.sum, out.count),
-            (part.min, part.max, part.sum, part.count),
-            strict=True,
-        ):
+        for dst, src in zip(out.fields(), part.fields(), strict=True):
             dst[known] = src
         return out
 

@@ -137,6 +137,12 @@ class Partials:
     def __len__(self) -> int:
         return int(self.count.shape[0])
 
+    def fields(
+        self,
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+        """The four arrays, for copying all of them alike."""
+        return self.min, self.max, self.sum, self.count
+
     @staticmethod
     def empty(shape: int | tuple[int, ...]) -> Partials:
         return Partials(

@@ -69,7 +69,8 @@ class Query:
         own, other = (reg.servers, reg.metrics) if by == "server" else (reg.metrics, reg.servers)
         ident = own.get(name)
         if ident is None:
-            raise NotFound(f"unknown {by} {name!r}")
+            msg = f"unknown {by} {name!r}"
+            raise NotFound(msg)
         series, other_ids = reg.by_server(ident) if by == "server" else reg.by_metric(ident)
         labels = [other.name(i) for i in other_ids.tolist()]
         if only:
@@ -80,19 +81,27 @@ class Query:
         return series, labels
 
     def series(
-        self, by: By, name: str, start: int, end: int, step: int = 60,
+        self,
+        by: By,
+        name: str,
+        start: int,
+        end: int,
+        step: int = 60,
         only: list[str] | None = None,
     ) -> SeriesAnswer:
         if step <= 0 or step % MINUTE:
-            raise BadParameter("step", f"{step} is not a positive multiple of 60 seconds")
+            raise BadParameter(
+                param="step", problem=f"{step} is not a positive multiple of 60 seconds"
+            )
         start = (start // step) * step
         end = -(-end // step) * step
         if end <= start:
-            raise BadParameter("end", "must be after start")
+            raise BadParameter(param="end", problem="must be after start")
         n_buckets = (end - start) // step
         if n_buckets > MAX_BUCKETS:
             raise BadParameter(
-                "step", f"{n_buckets} buckets per series is over the limit of {MAX_BUCKETS}; "
+                param="step",
+                problem=f"{n_buckets} buckets per series is over the limit of {MAX_BUCKETS}; "
                 "use a larger step or a shorter range",
             )
         series, labels = self._select(by, name, only)
@@ -109,12 +118,16 @@ class Query:
                 parts = restep(self.ring.read(series, lo, hi - lo), step_m)
                 b0 = (lo - first) // step_m
                 b1 = b0 + parts.count.shape[1]
-                for dst, src in zip(_fields(out), _fields(parts), strict=True):
+                for dst, src in zip(out.fields(), parts.fields(), strict=True):
                     dst[:, b0:b1] = src
         has_data = out.count.any(axis=1)
         keep = np.flatnonzero(has_data)
         return SeriesAnswer(
-            by, name, start, end, step,
+            by,
+            name,
+            start,
+            end,
+            step,
             np.arange(start, end, step, dtype=np.int64),
             [labels[i] for i in keep.tolist()],
             Partials(out.min[keep], out.max[keep], out.sum[keep], out.count[keep]),
@@ -126,7 +139,7 @@ class Query:
         start = (start // MINUTE) * MINUTE
         end = (end // MINUTE) * MINUTE
         if end <= start:
-            raise BadParameter("end", "must be at least one minute after start")
+            raise BadParameter(param="end", problem="must be at least one minute after start")
         series, labels = self._select(by, name, only)
         window = self._window()
         parts = _empty((len(labels),))
@@ -137,7 +150,11 @@ class Query:
                 parts = summarize(self.ring.read(series, lo, hi - lo))
         keep = np.flatnonzero(parts.count > 0)
         return SummaryAnswer(
-            by, name, start, end, [labels[i] for i in keep.tolist()],
+            by,
+            name,
+            start,
+            end,
+            [labels[i] for i in keep.tolist()],
             Partials(parts.min[keep], parts.max[keep], parts.sum[keep], parts.count[keep]),
         )
 
@@ -152,7 +169,3 @@ def _empty(shape: int | tuple[int, ...]) -> Partials:
     return Partials(
         np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.uint32)
     )
-
-
-def _fields(p: Partials) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[type-arg]
-    return p.min, p.max, p.sum, p.count

@@ -27,7 +27,8 @@ class RingModel(RuleBasedStateMachine):
     @rule(
         data=st.lists(
             st.tuples(st.integers(0, 40), st.integers(-20, 8), st.integers(-1000, 1000)),
-            min_size=1, max_size=30,
+            min_size=1,
+            max_size=30,
         ),
         base_shift=st.integers(0, 30),
     )

@@ -26,7 +26,9 @@ def partial_of(values: list[float]) -> Partials:
         return Partials.empty(1)
     v = np.array(values)
     return Partials(
-        np.array([v.min()]), np.array([v.max()]), np.array([v.sum()]),
+        np.array([v.min()]),
+        np.array([v.max()]),
+        np.array([v.sum()]),
         np.array([len(v)], dtype=np.uint32),
     )
 
@@ -90,8 +92,10 @@ def test_partials_regroup_exactly(points: list[tuple[int, float]], factor: int) 
 def test_restep_and_summarize_match_brute_force(minutes: list[list[float]]) -> None:
     block = [partial_of(m) for m in minutes]
     parts = Partials(
-        np.array([[p.min[0] for p in block]]), np.array([[p.max[0] for p in block]]),
-        np.array([[p.sum[0] for p in block]]), np.array([[p.count[0] for p in block]]),
+        np.array([[p.min[0] for p in block]]),
+        np.array([[p.max[0] for p in block]]),
+        np.array([[p.sum[0] for p in block]]),
+        np.array([[p.count[0] for p in block]]),
     )
     stepped = restep(parts, 3)
     for b in range(2):
@@ -117,7 +121,11 @@ def test_point_batch_arrow_round_trip() -> None:
 
 
 def test_avg_is_nan_for_empty() -> None:
-    p = Partials(np.array([1.0, 0.0]), np.array([3.0, 0.0]), np.array([4.0, 0.0]),
-                 np.array([2, 0], dtype=np.uint32))
+    p = Partials(
+        np.array([1.0, 0.0]),
+        np.array([3.0, 0.0]),
+        np.array([4.0, 0.0]),
+        np.array([2, 0], dtype=np.uint32),
+    )
     lo, hi, avg = p.masked()
     assert avg[0] == 2.0 and np.isnan(avg[1]) and np.isnan(lo[1]) and np.isnan(hi[1])

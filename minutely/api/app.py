@@ -11,7 +11,8 @@
     GET  /                                          the dashboard (static files)
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
-an oversized body, 429 a full bus and 503 a closed one (both with ``Retry-After``). Series and summary answers are CSV
+an oversized body,
+429 a full bus and 503 a closed one (both with ``Retry-After``). Series and summary answers are CSV
 when the request says ``Accept: text/csv`` (or ``?format=csv``).
 """
 

@@ -30,7 +30,7 @@ def parse_time(param: str, text: str, now: float) -> int:
     """Unix seconds for ``text``, floored to the minute."""
     raw = text.strip()
     if not raw:
-        raise BadParameter(param, "is empty")
+        raise BadParameter(param=param, problem="is empty")
     m = _RELATIVE.match(raw)
     if m:
         seconds = 0.0 if m.group(1) is None else float(m.group(1)) * _UNIT[m.group(2)]
@@ -41,7 +41,7 @@ def parse_time(param: str, text: str, now: float) -> int:
         except ValueError:
             value = _rfc3339(param, raw)
     if not math.isfinite(value):
-        raise BadParameter(param, f"{text!r} is not a finite time")
+        raise BadParameter(param=param, problem=f"{text!r} is not a finite time")
     return int(value // 60) * 60
 
 
@@ -53,7 +53,7 @@ def _rfc3339(param: str, raw: str) -> float:
             f"{raw!r} is not a time: use unix seconds, RFC 3339 (2025-11-24T16:00:00Z) "
             "or a relative form (now, -2d, -90m, -30s)"
         )
-        raise BadParameter(param, problem) from None
+        raise BadParameter(param=param, problem=problem) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
@@ -66,9 +66,11 @@ def parse_step(text: str | None) -> int:
     try:
         step = int(text)
     except ValueError:
-        raise BadParameter("step", f"{text!r} is not a whole number of seconds") from None
+        raise BadParameter(
+            param="step", problem=f"{text!r} is not a whole number of seconds"
+        ) from None
     if step <= 0 or step % 60:
-        raise BadParameter("step", f"{step} is not a positive multiple of 60 seconds")
+        raise BadParameter(param="step", problem=f"{step} is not a positive multiple of 60 seconds")
     return step
 
 
@@ -77,5 +79,7 @@ def parse_range(query: Mapping[str, str], now: float) -> tuple[int, int]:
     start = parse_time("start", query.get("start", DEFAULT_START), now)
     end = parse_time("end", query.get("end", DEFAULT_END), now)
     if end <= start:
-        raise BadParameter("end", f"{end} is not after start {start} (after flooring to minutes)")
+        raise BadParameter(
+            param="end", problem=f"{end} is not after start {start} (after flooring to minutes)"
+        )
     return start, end

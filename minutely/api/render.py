@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -34,8 +35,14 @@ def series_json(a: SeriesAnswer) -> bytes:
         for i, name in enumerate(a.labels)
     ]
     return dumps(
-        {a.by: a.name, "start": a.start, "end": a.end, "step": a.step,
-         "timestamps": a.timestamps, "series": series}
+        {
+            a.by: a.name,
+            "start": a.start,
+            "end": a.end,
+            "step": a.step,
+            "timestamps": a.timestamps,
+            "series": series,
+        }
     )
 
 
@@ -56,7 +63,7 @@ def _csv(columns: dict[str, pa.Array]) -> bytes:
     return sink.getvalue()
 
 
-def _nullable(values: np.ndarray) -> pa.Array:  # type: ignore[type-arg]
+def _nullable(values: npt.NDArray[np.float64]) -> pa.Array:
     return pa.array(values, mask=np.isnan(values))
 
 
@@ -74,7 +81,9 @@ def series_csv(a: SeriesAnswer) -> bytes:
             a.by: pa.array(np.full(int(has.sum()), a.name, dtype=object), pa.string()),
             _other(a.by): labels.cast(pa.string()),
             "ts": pa.array(np.tile(a.timestamps, n)[has]),
-            "min": _nullable(lo), "max": _nullable(hi), "avg": _nullable(avg),
+            "min": _nullable(lo),
+            "max": _nullable(hi),
+            "avg": _nullable(avg),
             "count": pa.array(a.parts.count.reshape(-1)[has]),
         }
     )
@@ -86,7 +95,9 @@ def summary_csv(a: SummaryAnswer) -> bytes:
     return _csv(
         {
             _other(a.by): pa.array(a.labels, pa.string()),
-            "min": _nullable(lo), "max": _nullable(hi), "avg": _nullable(avg),
+            "min": _nullable(lo),
+            "max": _nullable(hi),
+            "avg": _nullable(avg),
             "count": pa.array(a.parts.count),
         }
     )

@@ -1,0 +1,90 @@
+// The page's only way to the server: GET JSON from /api/v1, with errors a view can show.
+//
+// Every answer also reports the API's health to whoever listens (the "API down" banner):
+// a network failure or a 5xx marks it down, any answer from the app marks it up again.
+
+export class ApiError extends Error {
+  constructor(status, message, url) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status; // 0 when the server could not be reached
+    this.url = String(url);
+  }
+
+  get unreachable() {
+    return this.status === 0 || this.status >= 500;
+  }
+}
+
+const listeners = new Set();
+let healthy = true;
+let lastOk = null;
+
+/** `fn(healthy, error, lastOk)` on every change of health. */
+export function onHealth(fn) {
+  listeners.add(fn);
+}
+
+export function isHealthy() {
+  return healthy;
+}
+
+function report(ok, error = null) {
+  if (ok) lastOk = Date.now();
+  if (ok === healthy) return;
+  healthy = ok;
+  for (const fn of listeners) fn(ok, error, lastOk);
+}
+
+/** The URL of an API path with query parameters (arrays repeat the key). */
+export function apiUrl(path, params = {}) {
+  const url = new URL(`api/v1/${path}`, document.baseURI);
+  for (const [key, value] of Object.entries(params)) {
+    if (value == null) continue;
+    for (const v of Array.isArray(value) ? value : [value]) url.searchParams.append(key, String(v));
+  }
+  return url;
+}
+
+/** GET JSON; throws ApiError with the API's own message on 4xx/5xx or a network failure. */
+export async function getJSON(path, params = {}, { signal } = {}) {
+  const url = apiUrl(path, params);
+  let resp;
+  try {
+    resp = await fetch(url, { signal, cache: "no-store", headers: { accept: "application/json" } });
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    const err = new ApiError(0, `cannot reach the minutely API at ${url.host}`, url);
+    report(false, err);
+    throw err;
+  }
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+  }
+  if (!resp.ok || body == null) {
+    const message = body && body.error ? body.error : `HTTP ${resp.status} from ${url.pathname}`;
+    const err = new ApiError(resp.status, message, url);
+    report(!err.unreachable, err);
+    throw err;
+  }
+  report(true);
+  return body;
+}
+
+/** Path segment for a server or metric name. */
+export const seg = (name) => encodeURIComponent(name);
+
+/** Q1/Q2: `by` is "server" or "metric". */
+export function series(by, name, { start, end, step, only }, opts) {
+  const other = by === "server" ? "metric" : "server";
+  return getJSON(`${by}s/${seg(name)}/series`, { start, end, step, [other]: only }, opts);
+}
+
+/** Q3/Q4. */
+export function summary(by, name, { start, end, only }, opts) {
+  const other = by === "server" ? "metric" : "server";
+  return getJSON(`${by}s/${seg(name)}/summary`, { start, end, [other]: only }, opts);
+}

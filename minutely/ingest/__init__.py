@@ -1,0 +1,55 @@
+"""Ingest: request bodies in, a columnar ``PointBatch`` of the good points and the reasons for
+the bad ones out. Pure: no I/O, no clock (the caller passes ``now``), no registry.
+
+    decode(body, content_type, now=, oldest=, max_future=)  ->  Decoded(batch, accepted,
+                                                                        rejected, errors)
+
+One module per wire format, one set of rules:
+
+    arrow.py     application/vnd.apache.arrow.stream   the fast path, columnar end to end
+    json.py      application/json                      pyarrow.json, or orjson when it can't
+    validate.py  the accept rules, PointError, Decoded  shared by every format
+
+A body that cannot be decoded at all raises ``errors.DecodeError`` (HTTP 400) saying why; a bad
+point never does: it is counted in ``rejected`` and, among the first ``max_errors``, listed in
+``errors`` with its index and a reason naming the field.
+"""
+
+from __future__ import annotations
+
+from minutely.errors import DecodeError
+from minutely.ingest.arrow import CONTENT_TYPE as ARROW_STREAM
+from minutely.ingest.arrow import decode_arrow
+from minutely.ingest.json import CONTENT_TYPE as JSON
+from minutely.ingest.json import decode_json
+from minutely.ingest.validate import Decoded, PointError
+
+__all__ = ["CONTENT_TYPES", "Decoded", "PointError", "decode"]
+
+#: The media types ``decode`` accepts (parameters such as ``; charset=utf-8`` are ignored).
+CONTENT_TYPES = (JSON, ARROW_STREAM)
+
+
+def decode(
+    body: bytes,
+    content_type: str,
+    *,
+    now: float,
+    oldest: float,
+    max_future: float,
+    max_errors: int = 100,
+) -> Decoded:
+    """Decode and validate one request body.
+
+    A point is accepted iff server and metric are non-empty strings, ts is a finite number
+    with ``oldest <= ts <= now + max_future`` and value is a finite number.
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == JSON:
+        decoder = decode_json
+    elif media_type == ARROW_STREAM:
+        decoder = decode_arrow
+    else:
+        msg = f"unsupported content type {content_type!r}: use {JSON} or {ARROW_STREAM}"
+        raise DecodeError(msg)
+    return decoder(body, now=now, oldest=oldest, max_future=max_future, max_errors=max_errors)

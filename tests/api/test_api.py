@@ -1,0 +1,234 @@
+"""The HTTP API in-process: ingest answers, every error status, the four queries against numpy.
+
+The service runs with a fake clock and no aggregator thread: each test drains the bus itself,
+so nothing sleeps and every answer is deterministic.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pytest
+from starlette.testclient import TestClient
+
+from minutely.api import create_app
+from minutely.config import Settings
+from minutely.model import PointBatch
+from minutely.service import Service
+
+NOW = 1_764_000_000.0 + 3 * 3600 + 25  # 25 s into a minute
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def service() -> Service:
+    return Service(Settings(hot_window=6 * 3600, bus_max_bytes=4 << 20), clock=Clock(NOW))
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[TestClient]:
+    with TestClient(create_app(service, manage_lifecycle=False)) as c:
+        yield c
+
+
+def arrow_body(b: PointBatch) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, b.to_arrow().schema) as w:
+        w.write_batch(b.to_arrow())
+    return sink.getvalue()
+
+
+def make_points(seed: int = 0, n: int = 30_000) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    servers = np.array([f"web-{i:03d}" for i in range(5)], dtype=object)
+    metrics = np.array(["cpu.user", "cpu.sys", "mem.used", "disk.io"], dtype=object)
+    return {
+        "server": servers[rng.integers(0, 5, n)],
+        "metric": metrics[rng.integers(0, 4, n)],
+        "ts": NOW - rng.uniform(0, 5 * 3600, n),
+        "value": np.round(rng.normal(50, 20, n), 3),
+    }
+
+
+def ingest(client: TestClient, service: Service, pts: dict[str, np.ndarray]) -> None:
+    b = PointBatch.from_names(pts["server"], pts["metric"], pts["ts"], pts["value"])
+    r = client.post("/api/v1/points", content=arrow_body(b), headers={"content-type": ARROW})
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == len(pts["ts"])
+    while service.aggregator.drain(timeout=0):
+        pass
+
+
+def truth(pts: dict[str, np.ndarray], sel: np.ndarray) -> tuple[float, float, float, int]:
+    v = pts["value"][sel]
+    return float(v.min()), float(v.max()), float(v.mean()), int(v.size)
+
+
+def test_healthz_and_names(client: TestClient, service: Service) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ingest(client, service, make_points(n=100))
+    assert client.get("/api/v1/servers").json()["servers"] == [f"web-{i:03d}" for i in range(5)]
+    assert client.get("/api/v1/metrics").json()["metrics"] == sorted(
+        ["cpu.user", "cpu.sys", "mem.used", "disk.io"]
+    )
+    status = client.get("/api/v1/status").json()
+    assert status["series"] == 20 and status["aggregator"]["points"] == 100
+
+
+@pytest.mark.parametrize("by", ["server", "metric"])
+@pytest.mark.parametrize("step", [60, 300, 3600])
+def test_series_match_numpy(client: TestClient, service: Service, by: str, step: int) -> None:
+    pts = make_points()
+    ingest(client, service, pts)
+    name = "web-002" if by == "server" else "cpu.sys"
+    other = "metric" if by == "server" else "server"
+    r = client.get(f"/api/v1/{by}s/{name}/series", params={"start": "-4h", "step": step})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data[by] == name and data["step"] == step
+    stamps = np.array(data["timestamps"])
+    assert np.all(stamps % step == 0) and np.all(np.diff(stamps) == step)
+    assert data["start"] == stamps[0] and data["end"] == stamps[-1] + step
+    labels = {s[other] for s in data["series"]}
+    assert labels == set(np.unique(pts[other][pts[by] == name]).tolist())
+    for s in data["series"]:
+        for i, b in enumerate(data["timestamps"]):
+            sel = (pts[by] == name) & (pts[other] == s[other])
+            sel &= (pts["ts"] >= b) & (pts["ts"] < b + step)
+            if not sel.any():
+                assert s["count"][i] == 0 and s["min"][i] is None and s["avg"][i] is None
+                continue
+            lo, hi, avg, count = truth(pts, sel)
+            assert (s["min"][i], s["max"][i], s["count"][i]) == (lo, hi, count)
+            assert s["avg"][i] == pytest.approx(avg, rel=1e-12)
+
+
+@pytest.mark.parametrize("by", ["server", "metric"])
+def test_summary_match_numpy(client: TestClient, service: Service, by: str) -> None:
+    pts = make_points(seed=3)
+    ingest(client, service, pts)
+    name = "web-004" if by == "server" else "mem.used"
+    other = "metric" if by == "server" else "server"
+    start, end = 1_764_000_000 + 1800, 1_764_000_000 + 3 * 3600 + 60
+    r = client.get(f"/api/v1/{by}s/{name}/summary", params={"start": start, "end": end})
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    assert len(rows) == len(np.unique(pts[other][pts[by] == name]))
+    for row in rows:
+        sel = (pts[by] == name) & (pts[other] == row[other])
+        sel &= (pts["ts"] >= start) & (pts["ts"] < end)
+        lo, hi, avg, count = truth(pts, sel)
+        assert (row["min"], row["max"], row["count"]) == (lo, hi, count)
+        assert row["avg"] == pytest.approx(avg, rel=1e-12)
+
+
+def test_filters_and_csv(client: TestClient, service: Service) -> None:
+    pts = make_points(seed=5)
+    ingest(client, service, pts)
+    r = client.get(
+        "/api/v1/servers/web-001/summary",
+        params=[("start", "-6h"), ("metric", "cpu.user"), ("metric", "disk.io")],
+    )
+    assert sorted(row["metric"] for row in r.json()["rows"]) == ["cpu.user", "disk.io"]
+    r = client.get(
+        "/api/v1/metrics/cpu.user/summary",
+        params={"start": "-6h"},
+        headers={"accept": "text/csv"},
+    )
+    assert r.headers["content-type"].startswith("text/csv")
+    lines = r.text.strip().splitlines()
+    assert lines[0].replace('"', "") == "server,min,max,avg,count" and len(lines) == 6
+    json_rows = client.get("/api/v1/metrics/cpu.user/summary", params={"start": "-6h"}).json()
+    first = lines[1].replace('"', "").split(",")
+    assert first[0] == json_rows["rows"][0]["server"]
+    assert float(first[1]) == json_rows["rows"][0]["min"]
+    r = client.get("/api/v1/servers/web-001/series?start=-1h&format=csv")
+    body = r.text.strip().splitlines()
+    assert body[0].replace('"', "") == "server,metric,ts,min,max,avg,count"
+    series = client.get("/api/v1/servers/web-001/series?start=-1h").json()["series"]
+    assert len(body) - 1 == sum(sum(1 for c in s["count"] if c) for s in series)
+
+
+def test_json_ingest_reports_bad_points(client: TestClient, service: Service) -> None:
+    good = {"server": "a", "metric": "m", "ts": NOW - 10, "value": 1.5}
+    points = [
+        good,
+        {"server": "", "metric": "m", "ts": NOW, "value": 1},
+        {"server": "a", "metric": "m", "ts": NOW - 7 * 3600, "value": 1},
+        {"server": "a", "metric": "m", "ts": NOW + 3600, "value": 1},
+        {"server": "a", "metric": "m", "ts": NOW, "value": "high"},
+        {**good, "value": 2.5},
+    ]
+    r = client.post(
+        "/api/v1/points", content=orjson.dumps(points), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["accepted"] == 2 and body["rejected"] == 4
+    reasons = {e["index"]: e["reason"] for e in body["errors"]}
+    assert set(reasons) == {1, 2, 3, 4}
+    assert reasons[1].startswith("server") and reasons[2].startswith("ts")
+    assert reasons[3].startswith("ts") and reasons[4].startswith("value")
+    service.aggregator.drain(timeout=0)
+    rows = client.get("/api/v1/servers/a/summary?start=-1h").json()["rows"]
+    assert rows == [{"metric": "m", "min": 1.5, "max": 2.5, "avg": 2.0, "count": 2}]
+
+
+def test_errors(client: TestClient, service: Service) -> None:
+    ingest(client, service, make_points(n=50))
+    r = client.get("/api/v1/servers/nope/series")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    r = client.get("/api/v1/metrics/nope/summary")
+    assert r.status_code == 404
+    r = client.get("/api/v1/servers/web-001/series?step=90")
+    assert r.status_code == 400 and "step" in r.json()["error"]
+    r = client.get("/api/v1/servers/web-001/series?start=soon")
+    assert r.status_code == 400 and "start" in r.json()["error"]
+    r = client.get("/api/v1/servers/web-001/series?start=-1h&end=-2h")
+    assert r.status_code == 400 and "end" in r.json()["error"]
+    r = client.get("/api/v1/servers/web-001/series?start=-1000d")
+    assert r.status_code == 400 and "step" in r.json()["error"]
+    r = client.post(
+        "/api/v1/points", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["error"]
+    r = client.post("/api/v1/points", content=b"x", headers={"content-type": "text/plain"})
+    assert r.status_code == 400 and "content type" in r.json()["error"].lower()
+
+
+def test_body_too_large(service: Service) -> None:
+    small = Service(service.settings.replace(max_body_bytes=1000), clock=service.clock)
+    with TestClient(create_app(small, manage_lifecycle=False)) as c:
+        r = c.post(
+            "/api/v1/points",
+            content=b"[" + b" " * 2000 + b"]",
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 413 and "1000" in r.json()["error"]
+
+
+def test_full_bus_answers_429_and_applies_nothing(client: TestClient, service: Service) -> None:
+    pts = make_points(n=100_000)  # 2.4 MB of columns against a 4 MB bus
+    b = PointBatch.from_names(pts["server"], pts["metric"], pts["ts"], pts["value"])
+    body = arrow_body(b)
+    headers = {"content-type": ARROW}
+    assert client.post("/api/v1/points", content=body, headers=headers).status_code == 200
+    r = client.post("/api/v1/points", content=body, headers=headers)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    while service.aggregator.drain(timeout=0):
+        pass
+    # only the first request's points were applied, and the retry now goes through
+    assert service.aggregator.stats.points == 100_000
+    assert client.post("/api/v1/points", content=body, headers=headers).status_code == 200

@@ -1,0 +1,83 @@
+"""Fixtures that run ``minutely serve`` as a real process on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def wait_folded(self, points: int, timeout: float = 30.0) -> dict[str, object]:
+        """Wait until the aggregator has folded ``points`` points; return the status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = httpx.get(f"{self.url}/api/v1/status").json()
+            if status["aggregator"]["points"] >= points or time.monotonic() > deadline:
+                return dict(status)
+            time.sleep(0.05)
+
+
+def start_server(tmp: Path, *extra: str) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "minutely",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp),
+            *extra,
+        ],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"minutely serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Server(url, proc)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("minutely serve did not answer /healthz within 30 s")
+
+
+def stop_server(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = start_server(tmp_path, "--hot-window", "6h")
+    yield s
+    stop_server(s)
