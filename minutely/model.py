@@ -39,8 +39,15 @@ ARROW_SCHEMA = pa.schema(
 
 
 def minute_of(ts: F64) -> I64:
-    """The minute index (``floor(ts / 60)``) of each unix-seconds timestamp."""
-    return np.floor_divide(ts, MINUTE).astype(np.int64)
+    """The minute index (``floor(ts / 60)``) of each unix-seconds timestamp.
+
+    ``floor(ts / 60)`` in floating point is five times faster than ``np.floor_divide`` but can
+    round across a minute boundary; the two corrections make it exact (``m * 60`` is exact).
+    """
+    m = np.floor(ts * (1.0 / MINUTE))
+    m -= m * MINUTE > ts
+    m += (m + 1) * MINUTE <= ts
+    return m.astype(np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +199,12 @@ def reduce_by_key(keys: I64, values: F64) -> tuple[I64, Partials]:
     """
     if keys.shape[0] == 0:
         return keys, Partials.empty(0)
-    order = np.argsort(keys, kind="stable")
-    k = keys[order]
-    v = values[order]
+    if bool(np.all(keys[1:] >= keys[:-1])):  # series-major backfill arrives sorted
+        k, v = keys, values
+    else:
+        order = np.argsort(keys, kind="stable")
+        k = keys[order]
+        v = values[order]
     starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
     counts = np.diff(np.append(starts, k.shape[0])).astype(np.uint32)
     return k[starts], Partials(

@@ -26,6 +26,8 @@ class Names:
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
+        # The pieces of one split batch share its name array: intern it once.
+        self._last: tuple[npt.NDArray[np.object_], I32] | None = None
 
     def __len__(self) -> int:
         return len(self._names)
@@ -44,6 +46,8 @@ class Names:
 
     def intern(self, names: npt.NDArray[np.object_]) -> I32:
         """Ids of ``names`` (distinct names of one batch), creating the unknown ones."""
+        if self._last is not None and self._last[0] is names:
+            return self._last[1]
         out = np.empty(len(names), dtype=np.int32)
         ids, known = self._ids, self._names
         for i, name in enumerate(names.tolist()):
@@ -52,6 +56,7 @@ class Names:
                 ident = ids[name] = len(known)
                 known.append(name)
             out[i] = ident
+        self._last = (names, out)
         return out
 
 
@@ -81,11 +86,13 @@ class Registry:
             s_ids = self.servers.intern(batch.server_names)[batch.server_codes]
             m_ids = self.metrics.intern(batch.metric_names)[batch.metric_codes]
             self._fit(len(self.servers), len(self.metrics))
-            sids = self._table[s_ids, m_ids]
+            # one flat gather is ~2x faster than 2-D fancy indexing
+            flat = s_ids.astype(np.int64) * self._table.shape[1] + m_ids
+            sids = self._table.reshape(-1).take(flat)
             missing = sids < 0
             if missing.any():
                 self._add_series(s_ids[missing], m_ids[missing])
-                sids = self._table[s_ids, m_ids]
+                sids = self._table.reshape(-1).take(flat)
             return sids
 
     def _fit(self, n_servers: int, n_metrics: int) -> None:

@@ -701,6 +701,7 @@ class _Sender:
     max_backoff: float
     progress: Progress | None
     progress_every: float
+    content_type: str = ARROW_STREAM
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
     reported_requests: int = 0
@@ -710,7 +711,7 @@ class _Sender:
         while True:
             try:
                 response = await self.client.post(
-                    self.endpoint, content=body, headers={"content-type": ARROW_STREAM}
+                    self.endpoint, content=body, headers={"content-type": self.content_type}
                 )
             except httpx.TransportError as exc:
                 failures += 1
@@ -774,6 +775,7 @@ async def send(
     max_backoff: float = 30.0,
     transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep = asyncio.sleep,
+    content_type: str = ARROW_STREAM,
 ) -> SendStats:
     """POST each body to ``{url}/api/v1/points`` with up to ``concurrency`` in flight.
 
@@ -799,7 +801,7 @@ async def send(
     ) as client:
         sender = _Sender(
             client, url.rstrip("/") + POINTS_PATH, stats, sleep, max_transport_retries,
-            min_backoff, max_backoff, progress, progress_every,
+            min_backoff, max_backoff, progress, progress_every, content_type,
         )  # fmt: skip
 
         async def worker() -> None:

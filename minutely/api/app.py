@@ -13,13 +13,15 @@
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
 an oversized body,
 429 a full bus and 503 a closed one (both with ``Retry-After``). Series and summary answers are CSV
-when the request says ``Accept: text/csv`` (or ``?format=csv``).
+when the request says ``Accept: text/csv`` (or ``?format=csv``). Query answers carry a
+``Server-Timing: app;dur=<ms>`` header: the time spent answering, without the network.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
@@ -121,6 +123,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
             name = request.path_params["name"]
             query = request.query_params
             only = query.getlist(other) or None
+            began = time.perf_counter()
             try:
                 start, end = params.parse_range(query, service.clock())
                 csv = _wants_csv(request)
@@ -135,7 +138,12 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
                 return _error(400, str(e))
             except NotFound as e:
                 return _error(404, str(e))
-            return Response(body, media_type=CSV if csv else JSON)
+            took = (time.perf_counter() - began) * 1000
+            return Response(
+                body,
+                media_type=CSV if csv else JSON,
+                headers={"Server-Timing": f"app;dur={took:.3f}"},
+            )
 
         return endpoint
 

@@ -113,6 +113,8 @@ def validate(
 def _usable(column: Names) -> tuple[Mask, Mask]:
     """Per point: is the name usable; per distinct name: is it usable (non-empty)."""
     usable: Mask = np.asarray(column.names != "", dtype=np.bool_).reshape(-1)
+    if bool(usable.all()) and (column.codes.size == 0 or int(column.codes.min()) >= 0):
+        return np.ones(column.codes.shape[0], dtype=np.bool_), usable  # the common case
     # A trailing False makes code -1 (missing) index a "not usable" slot: one gather, no branch.
     per_point: Mask = np.append(usable, False)[column.codes]
     return per_point, usable

@@ -62,6 +62,7 @@ function mount() {
   root.textContent = "";
   root.className = `view-${state.view}`;
   updatedAt = null;
+  renderLive();
   view = new VIEWS[state.view](root, ctx);
   view.mount(state);
 }
@@ -74,6 +75,8 @@ function apply(next) {
   renderChrome();
   if (!view || prev.view !== next.view || prev.name !== next.name) mount();
   else view.update(next, prev);
+  if (next.refresh !== prev.refresh) schedule();
+  if (next.live && !prev.live) schedule(0); // resuming: catch up at once
 }
 
 function renderChrome() {
@@ -152,6 +155,13 @@ customForm.to.addEventListener("input", () => customForm.to.setCustomValidity(""
 liveButton.addEventListener("click", () => ctx.set({ live: !state.live }));
 
 let ticking = false;
+let timer = 0;
+
+function schedule(ms = state.refresh * 1000) {
+  clearTimeout(timer);
+  timer = setTimeout(tick, ms);
+}
+
 async function tick() {
   if (ticking) return;
   ticking = true;
@@ -166,7 +176,7 @@ async function tick() {
     if (e.name !== "AbortError" && !(e instanceof api.ApiError)) console.error(e);
   } finally {
     ticking = false;
-    setTimeout(tick, state.refresh * 1000);
+    schedule();
   }
 }
 
@@ -188,10 +198,14 @@ api.onHealth((ok, error, lastOk) => {
 window.addEventListener("hashchange", () => apply(parse(location.hash)));
 
 // Debug and test hooks: draw timings and the state, read by tests/browser.
-window.__minutely = { draws: [], get state() { return state; } };
+window.__minutely = {
+  draws: [],
+  get state() { return state; },
+  get view() { return view; },
+};
 
 const canonical = serialize(state);
 if (location.hash !== canonical) history.replaceState(null, "", canonical);
 renderChrome();
 mount();
-setTimeout(tick, state.refresh * 1000);
+schedule();

@@ -56,6 +56,7 @@ export class Heatmap {
     this.container = container;
     this.canvas = document.createElement("canvas");
     this.canvas.className = "heatmap-canvas";
+    this.canvas.setAttribute("role", "img");
     container.append(this.canvas);
     this.maxHeight = maxHeight;
     this.data = null;
@@ -133,12 +134,14 @@ export class Heatmap {
     const dpr = window.devicePixelRatio || 1;
     const width = Math.max(200, this.container.clientWidth);
     const n = data.rows.length;
-    const rowH = Math.max(1, Math.min(MAX_ROW_H, Math.floor(this.maxHeight / Math.max(1, n))));
+    const room = Math.max(this.maxHeight, window.innerHeight - 330);
+    const rowH = Math.max(1, Math.min(MAX_ROW_H, Math.floor(room / Math.max(1, n))));
     const h = rowH * n;
     const height = h + AXIS_H;
     const ctx = this.canvas.getContext("2d");
-    ctx.font = FONT;
-    const showLabels = rowH >= 10;
+    const showLabels = rowH >= 9;
+    const labelFont = `${Math.min(12, rowH - 2)}px ${FONT.split("px ")[1]}`;
+    ctx.font = labelFont;
     const labelW = showLabels
       ? Math.min(220, Math.ceil(Math.max(60, ...data.rows.map((r) => ctx.measureText(r.name).width))) + 16)
       : 12;
@@ -152,6 +155,8 @@ export class Heatmap {
     const w = width - labelW - 10;
     const cols = Math.max(1, data.timestamps.length);
     this.layout = { x0, w, h, rowH, cols };
+    this.canvas.dataset.rowHeight = String(rowH);
+    this.canvas.dataset.plotLeft = String(x0);
 
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = BACKGROUND;
@@ -167,7 +172,7 @@ export class Heatmap {
       ctx.lineWidth = 1;
       ctx.strokeRect(x0 + 0.5, this.hoverRow * rowH + 0.5, w - 1, rowH - 2);
     }
-    ctx.font = FONT;
+    ctx.font = labelFont;
     if (showLabels) {
       ctx.textAlign = "right";
       ctx.textBaseline = "middle";
@@ -181,6 +186,7 @@ export class Heatmap {
 
   drawAxis(ctx, x0, w, h) {
     const { timestamps, step } = this.data;
+    ctx.font = FONT;
     if (!timestamps.length) return;
     const t0 = timestamps[0];
     const t1 = timestamps[timestamps.length - 1] + step;

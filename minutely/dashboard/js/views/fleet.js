@@ -221,6 +221,8 @@ export class FleetView extends View {
       .map((s) => ({ name: s.server, values: s[agg], s }));
     const [lo, hi] = domain(this.rows);
     this.heatmap.setData({ timestamps, step, rows: this.rows, domain: [lo, hi] });
+    this.heatBox.firstChild.setAttribute("aria-label",
+      `Heatmap of ${metric} (${agg}) for ${this.rows.length} servers over the ${range.label}`);
     this.renderLegend(lo, hi, unit);
     this.renderTop(unit);
     this.timed("fleet", started, 1);

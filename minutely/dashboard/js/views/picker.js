@@ -11,6 +11,10 @@ export async function picker(view, kind) {
   const search = h("input.filter", {
     type: "search", placeholder: `Search ${kind}s…`, value: ctx.state.q, "aria-label": `Search ${kind}s`,
     oninput: () => draw(),
+    onkeydown: (e) => {
+      const first = list.querySelector("a");
+      if (e.key === "Enter" && first) location.hash = first.getAttribute("href");
+    },
   });
   const body = h("div.panel", null, count, list);
   replace(root,
