@@ -1,0 +1,137 @@
+"""The seed's fleet on one box: 1,000 servers x 2,000 metrics (2M series).
+
+Phase 1, queries at full size: fill ``--history`` minutes of every series at one point per
+series per minute (the ring holds minute partials, so the read cost is the same as at 1 Hz),
+then time Q1-Q4 (median of 20, client and server side) and read the ring's memory.
+
+Phase 2, real time: ``minutely simulate`` sends the whole fleet at 1 Hz (2M points/s) for
+``--live`` seconds; we sample the server's CPU share and how far behind real time the newest
+folded minute is.
+
+    python bench/bench_seed.py                       # 2 h of history, 5 min live
+    python bench/bench_seed.py --history 30 --live 60
+
+The hot window is ``--window`` (default 3h): 2 days for 2M series would need ~161 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import psutil
+
+from minutely import sim
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH_DIR)
+
+from bench_pipeline import start_server, time_query, wait_folded  # noqa: E402
+
+
+def history_bodies(fleet: sim.Fleet, first_minute: int, minutes: int):  # type: ignore[no-untyped-def]
+    for m in range(first_minute, first_minute + minutes):
+        yield sim.encode_arrow(fleet.batch(m * 60 + 30, 1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--servers", type=int, default=1000)
+    ap.add_argument("--metrics", type=int, default=2000)
+    ap.add_argument("--history", type=int, default=120, help="minutes of history")
+    ap.add_argument("--live", type=float, default=300, help="seconds of real-time load")
+    ap.add_argument("--window", default="3h")
+    ap.add_argument("--port", type=int, default=18090)
+    args = ap.parse_args()
+
+    fleet = sim.Fleet(args.servers, args.metrics, seed=2)
+    series = len(fleet)
+    url = f"http://127.0.0.1:{args.port}"
+    print(f"# {os.cpu_count()} cores; {args.servers} x {args.metrics} = {series:,} series; "
+          f"hot window {args.window}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_server(args.port, tmp, args.window)
+        server = psutil.Process(proc.pid)
+        try:
+            now_minute = int(time.time() // 60)
+            first = now_minute - args.history
+            began = time.perf_counter()
+            stats = asyncio.run(
+                sim.send(url, history_bodies(fleet, first, args.history), concurrency=2,
+                         timeout=600)
+            )
+            assert stats.rejected == 0, stats.errors
+            wait_folded(url, stats.accepted)
+            fill = time.perf_counter() - began
+            print(f"history: {stats.accepted:,} points in {fill:.1f}s "
+                  f"({stats.accepted / fill / 1e6:.2f} M/s)", flush=True)
+
+            name_s, name_m = str(fleet.server_names[17]), str(fleet.metric_names[5])
+            rng = {"start": first * 60, "end": now_minute * 60}
+            queries = {
+                f"Q1 server series ({args.metrics} metrics x {args.history} min)":
+                    (f"/api/v1/servers/{name_s}/series", rng),
+                f"Q2 metric series ({args.servers} servers x {args.history} min)":
+                    (f"/api/v1/metrics/{name_m}/series", rng),
+                f"Q3 server summary ({args.metrics} metrics)":
+                    (f"/api/v1/servers/{name_s}/summary", rng),
+                f"Q4 metric summary ({args.servers} servers)":
+                    (f"/api/v1/metrics/{name_m}/summary", rng),
+            }
+            timings = {k: time_query(url, p, q, 20) for k, (p, q) in queries.items()}
+            status = httpx.get(f"{url}/api/v1/status").json()
+            rss = server.memory_info().rss
+
+            # phase 2: real time
+            sim_proc = subprocess.Popen(
+                [sys.executable, "-m", "minutely", "simulate", "--url", url, "--servers",
+                 str(args.servers), "--metrics", str(args.metrics), "--seed", "2",
+                 "--duration", str(args.live)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            client = psutil.Process(sim_proc.pid)
+            time.sleep(10)  # fleet set-up and the first seconds
+            c0, k0, t0 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2]), time.time()
+            lags = []
+            while sim_proc.poll() is None and time.time() - t0 < args.live - 15:
+                time.sleep(5)
+                head = httpx.get(f"{url}/api/v1/status").json()["hot"]["newest_minute"]
+                lags.append(time.time() - head)
+            c1, k1, t1 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2]), time.time()
+            sim_proc.wait()
+            live_status = httpx.get(f"{url}/api/v1/status").json()
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    hot = status["hot"]
+    print()
+    print("| measure | result |")
+    print("|---|---|")
+    print(f"| fill {args.history} min of history ({stats.accepted:,} points) | "
+          f"{stats.accepted / fill / 1e6:.2f} M points/s |")
+    for k, (c, s) in timings.items():
+        print(f"| {k}, median of 20 | client {c:.1f} ms, server {s:.1f} ms |")
+    print(f"| hot ring ({hot['window_minutes']} min window) | {hot['bytes'] / 2**30:.1f} GiB, "
+          f"{hot['bytes_per_series_minute']} B per series-minute; server RSS "
+          f"{rss / 2**30:.1f} GiB |")
+    share = (c1 - c0) / (t1 - t0)
+    print(f"| live {series / 1e6:.2f}M points/s for {t1 - t0:.0f} s: server CPU | {share * 100:.0f}% of one core "
+          f"({share * 50:.0f}% of the machine); simulator {(k1 - k0) / (t1 - t0) * 100:.0f}% "
+          f"of one core |")
+    if lags:
+        print(f"| live: seconds since the newest folded minute began (< 60 = on time) | median "
+              f"{statistics.median(lags):.1f} s, worst {max(lags):.1f} s |")
+    print(f"| live: points folded | {live_status['aggregator']['points']:,} "
+          f"(expired {live_status['aggregator']['expired']}) |")
+
+
+if __name__ == "__main__":
+    main()
