@@ -40,9 +40,21 @@ ARROW = "application/vnd.apache.arrow.stream"
 def start_server(port: int, data_dir: str, hot_window: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "minutely", "serve", "--port", str(port), "--data-dir", data_dir,
-         "--hot-window", hot_window],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "minutely",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            data_dir,
+            "--hot-window",
+            hot_window,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -74,9 +86,7 @@ def arrow_bodies(fleet: sim.Fleet, t0: int, minutes: int, points_per_body: int) 
     return out
 
 
-def json_bodies(
-    fleet: sim.Fleet, t0: int, points: int, per_body: int
-) -> tuple[list[bytes], int]:
+def json_bodies(fleet: sim.Fleet, t0: int, points: int, per_body: int) -> tuple[list[bytes], int]:
     out = []
     seconds = max(1, per_body // len(fleet))
     t = t0
@@ -155,8 +165,11 @@ def main() -> None:
     fleet = sim.Fleet(args.servers, args.metrics, seed=1)
     now = time.time()
     points = len(fleet) * args.minutes * 60
-    print(f"# {os.cpu_count()} cores; {args.servers} x {args.metrics} series x "
-          f"{args.minutes} min at 1 Hz = {points:,} points; {args.senders} senders", flush=True)
+    print(
+        f"# {os.cpu_count()} cores; {args.servers} x {args.metrics} series x "
+        f"{args.minutes} min at 1 Hz = {points:,} points; {args.senders} senders",
+        flush=True,
+    )
 
     arrow_rates, base_rates = [], []
     for run in range(args.runs):
@@ -167,13 +180,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             proc = start_server(args.port, tmp, "6h")
             try:
-                arrow_rates.append(ingest_run(f"http://127.0.0.1:{args.port}", bodies, points,
-                                              args.senders))
+                arrow_rates.append(
+                    ingest_run(f"http://127.0.0.1:{args.port}", bodies, points, args.senders)
+                )
             finally:
                 proc.terminate()
                 proc.wait()
-        print(f"run {run}: arrow {arrow_rates[-1] / 1e6:.2f} M/s end to end, in-process "
-              f"{base_rates[-1] / 1e6:.2f} M/s", flush=True)
+        print(
+            f"run {run}: arrow {arrow_rates[-1] / 1e6:.2f} M/s end to end, in-process "
+            f"{base_rates[-1] / 1e6:.2f} M/s",
+            flush=True,
+        )
         del bodies
 
     # one server kept for JSON and the queries
@@ -195,18 +212,30 @@ def main() -> None:
             metric = str(fleet.metric_names[3])
             recent = {"start": t0, "end": t0 + args.minutes * 60}
             queries = {
-                f"Q1 server series ({args.metrics} metrics x {args.minutes} min, step 60)":
-                    (f"/api/v1/servers/{server}/series", recent),
-                f"Q2 metric series ({args.servers} servers x {args.minutes} min, step 60)":
-                    (f"/api/v1/metrics/{metric}/series", recent),
-                f"Q3 server summary ({args.metrics} metrics)":
-                    (f"/api/v1/servers/{server}/summary", recent),
-                f"Q4 metric summary ({args.servers} servers)":
-                    (f"/api/v1/metrics/{metric}/summary", recent),
-                f"Q1 over the default 2 days ({args.metrics} x 2,880 buckets)":
-                    (f"/api/v1/servers/{server}/series", {}),
-                f"Q2 over the default 2 days ({args.servers} x 2,880 buckets)":
-                    (f"/api/v1/metrics/{metric}/series", {}),
+                f"Q1 server series ({args.metrics} metrics x {args.minutes} min, step 60)": (
+                    f"/api/v1/servers/{server}/series",
+                    recent,
+                ),
+                f"Q2 metric series ({args.servers} servers x {args.minutes} min, step 60)": (
+                    f"/api/v1/metrics/{metric}/series",
+                    recent,
+                ),
+                f"Q3 server summary ({args.metrics} metrics)": (
+                    f"/api/v1/servers/{server}/summary",
+                    recent,
+                ),
+                f"Q4 metric summary ({args.servers} servers)": (
+                    f"/api/v1/metrics/{metric}/summary",
+                    recent,
+                ),
+                f"Q1 over the default 2 days ({args.metrics} x 2,880 buckets)": (
+                    f"/api/v1/servers/{server}/series",
+                    {},
+                ),
+                f"Q2 over the default 2 days ({args.servers} x 2,880 buckets)": (
+                    f"/api/v1/metrics/{metric}/series",
+                    {},
+                ),
             }
             timings = {k: time_query(url, p, q, 20) for k, (p, q) in queries.items()}
         finally:
@@ -218,18 +247,26 @@ def main() -> None:
     print()
     print("| measure | result |")
     print("|---|---|")
-    print(f"| Arrow ingest, end to end (median of {args.runs}) | {a / 1e6:.2f} M points/s "
-          f"(runs: {', '.join(f'{r / 1e6:.2f}' for r in arrow_rates)}) |")
-    print(f"| baseline: decode + publish + fold in-process, no HTTP (median) | {b / 1e6:.2f} M "
-          f"points/s; end to end is {a / b:.2f}x of it |")
-    print(f"| JSON ingest, end to end ({jpoints:,} points) | "
-          f"{statistics.median(json_rates) / 1e6:.2f} M points/s |")
+    print(
+        f"| Arrow ingest, end to end (median of {args.runs}) | {a / 1e6:.2f} M points/s "
+        f"(runs: {', '.join(f'{r / 1e6:.2f}' for r in arrow_rates)}) |"
+    )
+    print(
+        f"| baseline: decode + publish + fold in-process, no HTTP (median) | {b / 1e6:.2f} M "
+        f"points/s; end to end is {a / b:.2f}x of it |"
+    )
+    print(
+        f"| JSON ingest, end to end ({jpoints:,} points) | "
+        f"{statistics.median(json_rates) / 1e6:.2f} M points/s |"
+    )
     for k, (c, s) in timings.items():
         print(f"| {k}, median of 20 | client {c:.2f} ms, server {s:.2f} ms |")
     hot = status["hot"]
-    print(f"| hot ring | {status['series']:,} series, {hot['window_minutes']} minutes, "
-          f"{hot['bytes_per_series_minute']} B per series-minute, "
-          f"{hot['bytes'] / 2**20:.0f} MiB; server RSS {rss / 2**20:.0f} MiB |")
+    print(
+        f"| hot ring | {status['series']:,} series, {hot['window_minutes']} minutes, "
+        f"{hot['bytes_per_series_minute']} B per series-minute, "
+        f"{hot['bytes'] / 2**20:.0f} MiB; server RSS {rss / 2**20:.0f} MiB |"
+    )
 
 
 if __name__ == "__main__":

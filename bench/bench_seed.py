@@ -54,8 +54,11 @@ def main() -> None:
     fleet = sim.Fleet(args.servers, args.metrics, seed=2)
     series = len(fleet)
     url = f"http://127.0.0.1:{args.port}"
-    print(f"# {os.cpu_count()} cores; {args.servers} x {args.metrics} = {series:,} series; "
-          f"hot window {args.window}", flush=True)
+    print(
+        f"# {os.cpu_count()} cores; {args.servers} x {args.metrics} = {series:,} series; "
+        f"hot window {args.window}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         proc = start_server(args.port, tmp, args.window)
         server = psutil.Process(proc.pid)
@@ -64,26 +67,38 @@ def main() -> None:
             first = now_minute - args.history
             began = time.perf_counter()
             stats = asyncio.run(
-                sim.send(url, history_bodies(fleet, first, args.history), concurrency=2,
-                         timeout=600)
+                sim.send(
+                    url, history_bodies(fleet, first, args.history), concurrency=2, timeout=600
+                )
             )
             assert stats.rejected == 0, stats.errors
             wait_folded(url, stats.accepted)
             fill = time.perf_counter() - began
-            print(f"history: {stats.accepted:,} points in {fill:.1f}s "
-                  f"({stats.accepted / fill / 1e6:.2f} M/s)", flush=True)
+            print(
+                f"history: {stats.accepted:,} points in {fill:.1f}s "
+                f"({stats.accepted / fill / 1e6:.2f} M/s)",
+                flush=True,
+            )
 
             name_s, name_m = str(fleet.server_names[17]), str(fleet.metric_names[5])
             rng = {"start": first * 60, "end": now_minute * 60}
             queries = {
-                f"Q1 server series ({args.metrics} metrics x {args.history} min)":
-                    (f"/api/v1/servers/{name_s}/series", rng),
-                f"Q2 metric series ({args.servers} servers x {args.history} min)":
-                    (f"/api/v1/metrics/{name_m}/series", rng),
-                f"Q3 server summary ({args.metrics} metrics)":
-                    (f"/api/v1/servers/{name_s}/summary", rng),
-                f"Q4 metric summary ({args.servers} servers)":
-                    (f"/api/v1/metrics/{name_m}/summary", rng),
+                f"Q1 server series ({args.metrics} metrics x {args.history} min)": (
+                    f"/api/v1/servers/{name_s}/series",
+                    rng,
+                ),
+                f"Q2 metric series ({args.servers} servers x {args.history} min)": (
+                    f"/api/v1/metrics/{name_m}/series",
+                    rng,
+                ),
+                f"Q3 server summary ({args.metrics} metrics)": (
+                    f"/api/v1/servers/{name_s}/summary",
+                    rng,
+                ),
+                f"Q4 metric summary ({args.servers} servers)": (
+                    f"/api/v1/metrics/{name_m}/summary",
+                    rng,
+                ),
             }
             timings = {k: time_query(url, p, q, 20) for k, (p, q) in queries.items()}
             status = httpx.get(f"{url}/api/v1/status").json()
@@ -91,10 +106,24 @@ def main() -> None:
 
             # phase 2: real time
             sim_proc = subprocess.Popen(
-                [sys.executable, "-m", "minutely", "simulate", "--url", url, "--servers",
-                 str(args.servers), "--metrics", str(args.metrics), "--seed", "2",
-                 "--duration", str(args.live)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "minutely",
+                    "simulate",
+                    "--url",
+                    url,
+                    "--servers",
+                    str(args.servers),
+                    "--metrics",
+                    str(args.metrics),
+                    "--seed",
+                    "2",
+                    "--duration",
+                    str(args.live),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             client = psutil.Process(sim_proc.pid)
             time.sleep(10)  # fleet set-up and the first seconds
@@ -115,22 +144,32 @@ def main() -> None:
     print()
     print("| measure | result |")
     print("|---|---|")
-    print(f"| fill {args.history} min of history ({stats.accepted:,} points) | "
-          f"{stats.accepted / fill / 1e6:.2f} M points/s |")
+    print(
+        f"| fill {args.history} min of history ({stats.accepted:,} points) | "
+        f"{stats.accepted / fill / 1e6:.2f} M points/s |"
+    )
     for k, (c, s) in timings.items():
         print(f"| {k}, median of 20 | client {c:.1f} ms, server {s:.1f} ms |")
-    print(f"| hot ring ({hot['window_minutes']} min window) | {hot['bytes'] / 2**30:.1f} GiB, "
-          f"{hot['bytes_per_series_minute']} B per series-minute; server RSS "
-          f"{rss / 2**30:.1f} GiB |")
+    print(
+        f"| hot ring ({hot['window_minutes']} min window) | {hot['bytes'] / 2**30:.1f} GiB, "
+        f"{hot['bytes_per_series_minute']} B per series-minute; server RSS "
+        f"{rss / 2**30:.1f} GiB |"
+    )
     share = (c1 - c0) / (t1 - t0)
-    print(f"| live {series / 1e6:.2f}M points/s for {t1 - t0:.0f} s: server CPU | {share * 100:.0f}% of one core "
-          f"({share * 50:.0f}% of the machine); simulator {(k1 - k0) / (t1 - t0) * 100:.0f}% "
-          f"of one core |")
+    print(
+        f"| live {series / 1e6:.2f}M points/s for {t1 - t0:.0f} s: server CPU | {share * 100:.0f}% of one core "
+        f"({share * 50:.0f}% of the machine); simulator {(k1 - k0) / (t1 - t0) * 100:.0f}% "
+        f"of one core |"
+    )
     if lags:
-        print(f"| live: seconds since the newest folded minute began (< 60 = on time) | median "
-              f"{statistics.median(lags):.1f} s, worst {max(lags):.1f} s |")
-    print(f"| live: points folded | {live_status['aggregator']['points']:,} "
-          f"(expired {live_status['aggregator']['expired']}) |")
+        print(
+            f"| live: seconds since the newest folded minute began (< 60 = on time) | median "
+            f"{statistics.median(lags):.1f} s, worst {max(lags):.1f} s |"
+        )
+    print(
+        f"| live: points folded | {live_status['aggregator']['points']:,} "
+        f"(expired {live_status['aggregator']['expired']}) |"
+    )
 
 
 if __name__ == "__main__":
