@@ -157,7 +157,8 @@ def main() -> None:
     )
     share = (c1 - c0) / (t1 - t0)
     print(
-        f"| live {series / 1e6:.2f}M points/s for {t1 - t0:.0f} s: server CPU | {share * 100:.0f}% of one core "
+        f"| live {series / 1e6:.2f}M points/s for {t1 - t0:.0f} s: server CPU | "
+        f"{share * 100:.0f}% of one core "
         f"({share * 50:.0f}% of the machine); simulator {(k1 - k0) / (t1 - t0) * 100:.0f}% "
         f"of one core |"
     )
