@@ -2,7 +2,7 @@
 
 Layout (``S`` = series capacity, ``W`` = minutes in the hot window, ``L`` = live minutes)::
 
-    ring (series-major, laid out for reads)          live (time-major, laid out for writes)
+    ring (series-major, in blocks of B series)       live (time-major, laid out for writes)
             slot 0   slot 1  ...  slot W-1                  series 0  series 1 ... series S-1
     s 0   [ min max sum count | ...            ]     row 0  [ min max sum count | ...       ]
     s 1   [                                    ]     ...
@@ -25,9 +25,13 @@ Points for older minutes still inside the window (late points, backfill) are red
 partial per (series, minute) and merged exactly into the ring. Points at or beyond ``W``
 minutes behind the newest minute are expired and counted, never merged.
 
+The ring is stored in blocks of ``BLOCK`` series (rows ``[b * BLOCK, (b + 1) * BLOCK)``), so
+growing capacity appends a block instead of copying gigabytes, and a new block is lazily
+zeroed memory that costs nothing until written. Column writes (a minute's flush, a stale slot's
+reset) touch only the rows of series that exist.
+
 Read and fold take the ring's lock, so a query sees either all of a batch or none of it.
-Empty entries are those with ``count == 0``; the ring's other fields are then undefined, which
-lets new capacity be lazily zeroed memory.
+Empty entries are those with ``count == 0``; the ring's other fields are then undefined.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key
 
 _NO_MINUTE = np.iinfo(np.int64).min
 
+#: series per ring block: growth appends a block, never copies the ring
+BLOCK = 16384
+
 
 @dataclass(frozen=True, slots=True)
 class FoldResult:
@@ -53,20 +60,19 @@ class FoldResult:
 class HotRing:
     """Minute partials for every series over the last ``minutes`` minutes."""
 
-    def __init__(self, minutes: int = 2880, live_minutes: int = 4, capacity: int = 1024) -> None:
+    def __init__(
+        self, minutes: int = 2880, live_minutes: int = 4, capacity: int = 1024, block: int = BLOCK
+    ) -> None:
         if minutes < live_minutes + 1:
             msg = f"hot window of {minutes} minutes must exceed live_minutes={live_minutes}"
             raise ValueError(msg)
         self.minutes = minutes
         self.live_minutes = live_minutes
         self.lock = threading.RLock()
-        self._cap = 0
-        self._ring = Partials(
-            np.zeros((0, minutes)),
-            np.zeros((0, minutes)),
-            np.zeros((0, minutes)),
-            np.zeros((0, minutes), dtype=np.uint32),
-        )
+        self.block = block
+        self._blocks: list[Partials] = []
+        #: series ids below this have been written (rows beyond it are untouched memory)
+        self._used = 0
         self._live = Partials.empty((live_minutes, 0))
         self.slot_minute = np.full(minutes, _NO_MINUTE, dtype=np.int64)
         self.live_minute = np.full(live_minutes, _NO_MINUTE, dtype=np.int64)
@@ -79,40 +85,41 @@ class HotRing:
 
     @property
     def capacity(self) -> int:
-        return self._cap
+        return len(self._blocks) * self.block
 
     @property
     def nbytes(self) -> int:
-        ring = self._ring
-        live = self._live
-        return sum(a.nbytes for a in (*ring.fields(), *live.fields()))
+        arrays = [a for block in self._blocks for a in block.fields()]
+        return sum(a.nbytes for a in (*arrays, *self._live.fields()))
 
     @property
     def bytes_per_series_minute(self) -> float:
         """Memory per series-minute held, live rows included."""
-        return self.nbytes / max(1, self._cap * self.minutes)
+        return self.nbytes / max(1, self.capacity * self.minutes)
 
     def _grow(self, needed: int) -> None:
-        cap = max(self._cap, 1024)
-        while cap < needed:
-            cap *= 2
-        if cap == self._cap:
+        old_cap = self.capacity
+        if needed <= old_cap:
             return
-        old, n = self._ring, self._cap
         w = self.minutes
-        # np.zeros is lazily mapped: untouched capacity costs address space, not memory.
-        ring = Partials(
-            np.zeros((cap, w)),
-            np.zeros((cap, w)),
-            np.zeros((cap, w)),
-            np.zeros((cap, w), dtype=np.uint32),
-        )
-        for dst, src in zip(ring.fields(), old.fields(), strict=True):
-            dst[:n] = src
-        live = Partials.empty((self.live_minutes, cap))
+        while self.capacity < needed:
+            # np.zeros is lazily mapped: a block costs address space until it is written.
+            self._blocks.append(
+                Partials(
+                    np.zeros((self.block, w)),
+                    np.zeros((self.block, w)),
+                    np.zeros((self.block, w)),
+                    np.zeros((self.block, w), dtype=np.uint32),
+                )
+            )
+        live = Partials.empty((self.live_minutes, self.capacity))
         for dst, src in zip(live.fields(), self._live.fields(), strict=True):
-            dst[:, :n] = src
-        self._ring, self._live, self._cap = ring, live, cap
+            dst[:, :old_cap] = src
+        self._live = live
+
+    def _block_rows(self, index: int) -> int:
+        """How many rows of block ``index`` belong to series that exist."""
+        return max(0, min(self.block, self._used - index * self.block))
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -123,8 +130,9 @@ class HotRing:
             return FoldResult(0, 0)
         with self.lock:
             top = int(series.max()) + 1
-            if top > self._cap:
+            if top > self.capacity:
                 self._grow(top)
+            self._used = max(self._used, top)
             newest = int(minutes.max())
             if self.head is None or newest > self.head:
                 self._advance(newest)
@@ -147,7 +155,7 @@ class HotRing:
 
     def _fold_live(self, series: I32, minutes: I64, values: F64) -> None:
         rows = minutes % self.live_minutes
-        flat = rows * self._cap + series
+        flat = rows * self.capacity + series
         live = self._live
         np.minimum.at(live.min.reshape(-1), flat, values)
         np.maximum.at(live.max.reshape(-1), flat, values)
@@ -156,29 +164,31 @@ class HotRing:
 
     def _fold_ring(self, series: I32, minutes: I64, values: F64) -> None:
         w = self.minutes
-        for minute in np.unique(minutes).tolist():
+        distinct = minutes if minutes.shape[0] < 2 else np.unique(minutes)
+        for minute in distinct.tolist():
             self._claim_slot(minute)
         keys = series.astype(np.int64) * w + minutes % w
-        uniq, parts = reduce_by_key(keys, values)
+        uniq, parts = reduce_by_key(keys, values)  # sorted by key, so by series, so by block
         rows, slots = uniq // w, uniq % w
-        ring = self._ring
-        old = Partials(
-            ring.min[rows, slots],
-            ring.max[rows, slots],
-            ring.sum[rows, slots],
-            ring.count[rows, slots],
-        )
-        new = merge(old, parts)
-        ring.min[rows, slots] = new.min
-        ring.max[rows, slots] = new.max
-        ring.sum[rows, slots] = new.sum
-        ring.count[rows, slots] = new.count
+        bounds = np.searchsorted(rows, np.arange(len(self._blocks) + 1) * self.block)
+        for b in np.flatnonzero(np.diff(bounds)).tolist():
+            lo, hi = int(bounds[b]), int(bounds[b + 1])
+            r, sl = rows[lo:hi] - b * self.block, slots[lo:hi]
+            block = self._blocks[b]
+            old = Partials(block.min[r, sl], block.max[r, sl], block.sum[r, sl], block.count[r, sl])
+            new = merge(
+                old,
+                Partials(parts.min[lo:hi], parts.max[lo:hi], parts.sum[lo:hi], parts.count[lo:hi]),
+            )
+            for dst, src in zip(block.fields(), new.fields(), strict=True):
+                dst[r, sl] = src
 
     def _claim_slot(self, minute: int) -> None:
         """Make ``minute``'s ring slot hold that minute, emptying an older lap's data."""
         slot = minute % self.minutes
         if self.slot_minute[slot] != minute:
-            self._ring.count[:, slot] = 0
+            for b, block in enumerate(self._blocks):
+                block.count[: self._block_rows(b), slot] = 0
             self.slot_minute[slot] = minute
 
     def _advance(self, newest: int) -> None:
@@ -200,12 +210,16 @@ class HotRing:
         self.head = newest
 
     def _flush_row(self, row: int, minute: int) -> None:
+        """Copy a live row into its ring column: the one write each minute gets."""
         slot = minute % self.minutes
-        ring, live = self._ring, self._live
-        ring.min[:, slot] = live.min[row]
-        ring.max[:, slot] = live.max[row]
-        ring.sum[:, slot] = live.sum[row]
-        ring.count[:, slot] = live.count[row]
+        live = self._live
+        for b, block in enumerate(self._blocks):
+            n = self._block_rows(b)
+            if n == 0:
+                break
+            lo = b * self.block
+            for dst, src in zip(block.fields(), live.fields(), strict=True):
+                dst[:n, slot] = src[row, lo : lo + n]
         self.slot_minute[slot] = minute
         self.live_minute[row] = _NO_MINUTE
 
@@ -231,47 +245,52 @@ class HotRing:
             hi = min(first + count, self.head + 1)
             if lo >= hi:
                 return out
-            rows = series[series < self._cap]
-            if rows.shape[0] != n:  # ids beyond capacity have no data yet
-                return self._read_known(series, first, count, out)
-            self._read_ring(rows, first, lo, hi, out)
-            self._read_live(rows, first, lo, hi, out)
+            known = series < self._used  # ids not yet written have no data
+            if not known.all():
+                idx = np.flatnonzero(known)
+                part = self.read(series[idx], first, count)
+                for dst, src in zip(out.fields(), part.fields(), strict=True):
+                    dst[idx] = src
+                return out
+            self._read_ring(series, first, lo, hi, out)
+            self._read_live(series, first, lo, hi, out)
         return out
 
-    def _read_known(self, series: I32, first: int, count: int, out: Partials) -> Partials:
-        known = np.flatnonzero(series < self._cap)
-        part = self.read(series[known], first, count)
-        for dst, src in zip(out.fields(), part.fields(), strict=True):
-            dst[known] = src
-        return out
-
-    def _read_ring(self, rows: I32, first: int, lo: int, hi: int, out: Partials) -> None:
+    def _read_ring(self, series: I32, first: int, lo: int, hi: int, out: Partials) -> None:
         w = self.minutes
-        ring = self._ring
-        # The range [lo, hi) is at most W minutes: one or two contiguous runs of slots.
+        block_of = series // self.block
+        one_block = bool((block_of == block_of[0]).all())
+        groups = (
+            [(int(block_of[0]), None)]
+            if one_block
+            else [(int(b), np.flatnonzero(block_of == b)) for b in np.unique(block_of).tolist()]
+        )
+        # [lo, hi) is at most W minutes: one or two contiguous runs of slots.
         start = lo
         while start < hi:
             slot = start % w
             stop = min(hi, start + (w - slot))
             s0, s1 = slot, slot + (stop - start)
             o0, o1 = start - first, stop - first
-            out.min[:, o0:o1] = ring.min[rows, s0:s1]
-            out.max[:, o0:o1] = ring.max[rows, s0:s1]
-            out.sum[:, o0:o1] = ring.sum[rows, s0:s1]
-            out.count[:, o0:o1] = ring.count[rows, s0:s1]
+            for b, idx in groups:
+                block = self._blocks[b]
+                rows = series - b * self.block if idx is None else series[idx] - b * self.block
+                for dst, src in zip(out.fields(), block.fields(), strict=True):
+                    if idx is None:
+                        dst[:, o0:o1] = src[rows, s0:s1]
+                    else:
+                        dst[idx, o0:o1] = src[rows, s0:s1]
             stale = self.slot_minute[s0:s1] != np.arange(start, stop)
             if stale.any():
                 out.count[:, o0:o1][:, stale] = 0
             start = stop
 
-    def _read_live(self, rows: I32, first: int, lo: int, hi: int, out: Partials) -> None:
+    def _read_live(self, series: I32, first: int, lo: int, hi: int, out: Partials) -> None:
         live = self._live
         for row in range(self.live_minutes):
             minute = int(self.live_minute[row])
             if minute == _NO_MINUTE or not lo <= minute < hi:
                 continue
             col = minute - first
-            out.min[:, col] = live.min[row, rows]
-            out.max[:, col] = live.max[row, rows]
-            out.sum[:, col] = live.sum[row, rows]
-            out.count[:, col] = live.count[row, rows]
+            for dst, src in zip(out.fields(), live.fields(), strict=True):
+                dst[:, col] = src[row, series]

@@ -18,7 +18,7 @@ W, L = 12, 3
 class RingModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.ring = HotRing(W, L, capacity=4)
+        self.ring = HotRing(W, L, capacity=4, block=8)  # series 0..40 span six blocks
         self.points: dict[tuple[int, int], list[float]] = defaultdict(list)
         self.head: int | None = None
         self.expired = 0
@@ -88,12 +88,16 @@ def test_empty_ring_reads_empty() -> None:
 
 
 def test_growth_keeps_data_and_reports_bytes() -> None:
-    ring = HotRing(10, 2, capacity=2)
+    ring = HotRing(10, 2, capacity=2, block=64)
     ring.fold(np.array([0], dtype=np.int32), np.array([100]), np.array([5.0]))
     ring.fold(np.array([5000], dtype=np.int32), np.array([100]), np.array([7.0]))
     assert ring.capacity >= 5001
-    got = ring.read(np.array([0, 5000], dtype=np.int32), 100, 1)
-    assert got.min[:, 0].tolist() == [5.0, 7.0]
+    got = ring.read(np.array([5000, 0, 77], dtype=np.int32), 100, 1)
+    assert got.min[:2, 0].tolist() == [7.0, 5.0] and got.count[:, 0].tolist() == [1, 1, 0]
+    # flushing the live rows into the ring (three minutes later) keeps every value
+    ring.fold(np.array([1], dtype=np.int32), np.array([103]), np.array([1.0]))
+    got = ring.read(np.array([5000, 0, 1], dtype=np.int32), 100, 4)
+    assert got.min[:2, 0].tolist() == [7.0, 5.0] and got.count[2].tolist() == [0, 0, 0, 1]
     # 3 float64 + 1 uint32 per series-minute, plus the live rows spread over the window
     assert 28 <= ring.bytes_per_series_minute <= 28 * (1 + 2 / 10) + 1e-9
 
