@@ -56,11 +56,12 @@ RETRY_AFTER_SECONDS = 1.0
 
 
 class _Entry:
-    __slots__ = ("done", "message", "published_at")
+    __slots__ = ("done", "message", "published_at", "seq")
 
-    def __init__(self, message: Message, published_at: float) -> None:
+    def __init__(self, message: Message, published_at: float, seq: int) -> None:
         self.message = message
         self.published_at = published_at
+        self.seq = seq  # bus-wide publish order, for interleaving partitions in a poll
         self.done = False
 
 
@@ -112,6 +113,7 @@ class MemoryBus:
         self._logs = [_Log() for _ in range(partitions)]
         self._nbytes = 0
         self._closed = False
+        self._seq = 0  # bus-wide publish counter
 
     @property
     def partitions(self) -> int:
@@ -141,9 +143,10 @@ class MemoryBus:
                 )
                 raise Backpressure(msg, retry_after=RETRY_AFTER_SECONDS)
             now = self._clock()
+            self._seq += 1
             for p, piece in pieces:
                 log = self._logs[p]
-                log.entries.append(_Entry(Message(p, log.published, piece), now))
+                log.entries.append(_Entry(Message(p, log.published, piece), now, self._seq))
                 log.published += 1
                 log.nbytes += piece.nbytes
             self._nbytes += size
@@ -216,22 +219,23 @@ class MemoryBus:
                 )
             if consumer.closed:
                 return []
-            # Start from a rotating partition, so that when one poll's byte budget runs out
-            # a busy partition does not starve the others.
-            start = consumer.next_start
-            consumer.next_start = (start + 1) % len(logs)
+            # Hand out messages in the order they were published, across partitions: the
+            # aggregator then sees event time advance evenly, and no partition is starved.
             out: list[Message] = []
             budget = self._max_poll_bytes
-            for log in logs[start:] + logs[:start]:
-                while log.cursor < log.published:
-                    message = log.entries[log.cursor - log.base].message
-                    size = message.batch.nbytes
-                    if out and size > budget:
-                        return out
-                    out.append(message)
-                    budget -= size
-                    log.cursor += 1
-                    log.skip_done()
+            pending = [log for log in logs if log.cursor < log.published]
+            while pending:
+                log = min(pending, key=lambda lg: lg.entries[lg.cursor - lg.base].seq)
+                message = log.entries[log.cursor - log.base].message
+                size = message.batch.nbytes
+                if out and size > budget:
+                    return out
+                out.append(message)
+                budget -= size
+                log.cursor += 1
+                log.skip_done()
+                if log.cursor >= log.published:
+                    pending.remove(log)
             return out
 
     def _commit(self, consumer: MemoryConsumer, messages: Sequence[Message]) -> None:
@@ -286,13 +290,12 @@ class MemoryBus:
 class MemoryConsumer:
     """A ``Consumer`` of a ``MemoryBus``: a handle; the state lives in the bus's logs."""
 
-    __slots__ = ("_bus", "_partitions", "closed", "next_start")
+    __slots__ = ("_bus", "_partitions", "closed")
 
     def __init__(self, bus: MemoryBus, partitions: tuple[int, ...]) -> None:
         self._bus = bus
         self._partitions = partitions
         self.closed = False
-        self.next_start = 0
 
     @property
     def partitions(self) -> tuple[int, ...]:
