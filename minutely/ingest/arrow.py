@@ -124,6 +124,16 @@ def names_column(name: str, column: Any) -> Names:
     n = len(column)
     if pa.types.is_null(column.type):
         return Names(np.array([], dtype=object), np.full(n, -1, dtype=np.int32))
+    if column.num_chunks == 1 and pa.types.is_dictionary(column.type):
+        chunk = column.chunk(0)
+        if chunk.null_count == 0 and chunk.dictionary.null_count == 0:
+            # The fast path (what the simulator and agents send): one dictionary of distinct
+            # names, no nulls. Full validation already bounded every index, so the indices
+            # are the codes: no pass over the points at all.
+            names = np.asarray(chunk.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+            if len(set(names.tolist())) == len(names):
+                codes = chunk.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+                return Names(names, codes)
     dictionaries: list[Any] = []
     local_codes: list[Any] = []
     offset = 0

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { fmtTime } from "./format.js";
 import { link, parse, serialize } from "./state.js";
 import { resolveRange } from "./timerange.js";
+import { hideTip } from "./tooltip.js";
 import { FleetView } from "./views/fleet.js";
 import { MetricView } from "./views/metric.js";
 import { ServerView } from "./views/server.js";
@@ -59,6 +60,7 @@ const ctx = {
 
 function mount() {
   view?.destroy();
+  hideTip();
   root.textContent = "";
   root.className = `view-${state.view}`;
   updatedAt = null;

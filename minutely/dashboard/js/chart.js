@@ -2,6 +2,7 @@
 // optional extra lines (one server's avg each, in the metric view).
 
 import uPlot from "../vendor/uplot/uPlot.esm.js";
+import { canvasFont, remPx } from "./dom.js";
 import { fmtAxis, fmtBucket, fmtCount, fmtExact } from "./format.js";
 import { hideTip, showTip, tipTable } from "./tooltip.js";
 
@@ -12,11 +13,15 @@ export const PALETTE = [
 ];
 const AXIS = "#8b98a9";
 const GRID = "rgba(255,255,255,0.07)";
-const FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+
+/** Chart heights in rem, so a 4K wall screen gets taller charts along with larger text. */
+export function chartHeight(rem) {
+  return Math.round(remPx() * rem);
+}
 
 function axis(values) {
   return {
-    stroke: AXIS, font: FONT, values,
+    stroke: AXIS, font: canvasFont(0.8), values,
     grid: { stroke: GRID, width: 1 },
     ticks: { stroke: GRID, width: 1, size: 4 },
   };
@@ -118,7 +123,7 @@ export function bandChart(el, spec, data) {
     ],
     bands: [{ series: [2, 1], fill: band }],
     axes: [
-      { ...axis(timeValues), size: 30 },
+      { ...axis(timeValues), size: Math.round(remPx() * 2), space: Math.round(remPx() * 4.5) },
       { ...axis((u, splits, i, space, incr) => fmtAxis(splits, incr, unit)), size: ySize },
     ],
     plugins: [tooltipPlugin(describe)],

@@ -51,18 +51,20 @@ export function notice(kind, title, ...body) {
     h("h2", null, title), ...body.map((b) => (b instanceof Node ? b : h("p", null, b))));
 }
 
-/** Call `fn` at most once per animation frame with the latest arguments. */
-export function rafThrottle(fn) {
-  let queued = null;
-  return (...args) => {
-    if (queued) { queued = args; return; }
-    queued = args;
-    requestAnimationFrame(() => { const a = queued; queued = null; fn(...a); });
-  };
-}
-
 /** Call `fn` once `ms` after the last call. */
 export function debounce(fn, ms) {
   let timer = 0;
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+}
+
+/** The root font size in CSS pixels: canvas text and chart sizes follow it, as the CSS does. */
+export function remPx() {
+  return Number.parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
+}
+
+export const FONT_FAMILY = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+
+/** A canvas font `scale` rem high. */
+export function canvasFont(scale = 0.8) {
+  return `${Math.round(remPx() * scale)}px ${FONT_FAMILY}`;
 }

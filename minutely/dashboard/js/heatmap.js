@@ -2,6 +2,7 @@
 // Cells are painted into an image of rows × buckets (one pixel each) and scaled up without
 // smoothing, so a thousand servers × a thousand buckets is one drawImage.
 
+import { FONT_FAMILY, canvasFont, remPx } from "./dom.js";
 import { fmtTime } from "./format.js";
 
 const STOPS = [
@@ -12,9 +13,6 @@ const EMPTY = [20, 26, 34];
 const BACKGROUND = "#121821";
 const LABEL = "#c9d3df";
 const MUTED = "#8b98a9";
-const FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
-const AXIS_H = 26;
-const MAX_ROW_H = 26;
 const TICK_STEPS = [300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800, 2592000];
 
 /** 256 colours from dark purple (low) to pale yellow (high). */
@@ -134,16 +132,17 @@ export class Heatmap {
     const dpr = window.devicePixelRatio || 1;
     const width = Math.max(200, this.container.clientWidth);
     const n = data.rows.length;
-    const room = Math.max(this.maxHeight, window.innerHeight - 330);
-    const rowH = Math.max(1, Math.min(MAX_ROW_H, Math.floor(room / Math.max(1, n))));
+    const rem = remPx();
+    const room = Math.max(this.maxHeight, window.innerHeight - 22 * rem);
+    const rowH = Math.max(1, Math.min(Math.round(1.8 * rem), Math.floor(room / Math.max(1, n))));
     const h = rowH * n;
-    const height = h + AXIS_H;
+    const height = h + Math.round(1.8 * rem);
     const ctx = this.canvas.getContext("2d");
     const showLabels = rowH >= 9;
-    const labelFont = `${Math.min(12, rowH - 2)}px ${FONT.split("px ")[1]}`;
+    const labelFont = `${Math.min(Math.round(0.8 * rem), rowH - 2)}px ${FONT_FAMILY}`;
     ctx.font = labelFont;
     const labelW = showLabels
-      ? Math.min(220, Math.ceil(Math.max(60, ...data.rows.map((r) => ctx.measureText(r.name).width))) + 16)
+      ? Math.min(15 * rem, Math.ceil(Math.max(60, ...data.rows.map((r) => ctx.measureText(r.name).width))) + 16)
       : 12;
     if (this.canvas.width !== Math.round(width * dpr) || this.canvas.height !== Math.round(height * dpr)) {
       this.canvas.width = Math.round(width * dpr);
@@ -186,12 +185,12 @@ export class Heatmap {
 
   drawAxis(ctx, x0, w, h) {
     const { timestamps, step } = this.data;
-    ctx.font = FONT;
+    ctx.font = canvasFont(0.8);
     if (!timestamps.length) return;
     const t0 = timestamps[0];
     const t1 = timestamps[timestamps.length - 1] + step;
     const span = t1 - t0;
-    const every = TICK_STEPS.find((s) => (s / span) * w >= 90) || TICK_STEPS[TICK_STEPS.length - 1];
+    const every = TICK_STEPS.find((s) => (s / span) * w >= 6 * remPx()) || TICK_STEPS[TICK_STEPS.length - 1];
     const offset = new Date(t0 * 1000).getTimezoneOffset() * 60;
     let t = Math.ceil((t0 - offset) / every) * every + offset;
     ctx.fillStyle = MUTED;

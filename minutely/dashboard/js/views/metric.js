@@ -2,17 +2,16 @@
 // over time, any server's avg line on demand, and the per-server summary table.
 
 import * as api from "../api.js";
-import { ACCENT, PALETTE, bandChart, toColumns } from "../chart.js";
+import { ACCENT, PALETTE, bandChart, chartHeight, toColumns } from "../chart.js";
 import { fleetAggregate, matcher, mergeSeries } from "../data.js";
-import { debounce, h, notice, replace } from "../dom.js";
+import { debounce, h, notice, remPx, replace } from "../dom.js";
 import { fmtCount, fmtDuration, fmtExact, fmtValue, unitOf } from "../format.js";
 import { SortTable } from "../table.js";
 import { chooseStep } from "../timerange.js";
+import { hideTip } from "../tooltip.js";
 import { View } from "./base.js";
 import { picker } from "./picker.js";
 
-const CHART_H = 360;
-const Y_AXIS = 64;
 
 export class MetricView extends View {
   mount(state) {
@@ -25,12 +24,13 @@ export class MetricView extends View {
     this.summary = null;
     this.chart = null;
     this.chartKey = "";
+    this.chartH = chartHeight(24);
     this.subtitle = h("p.subtitle.muted");
     this.filter = h("input.filter", {
       type: "search", placeholder: "Filter servers…", value: state.q, "aria-label": "Filter servers",
       oninput: debounce(() => this.ctx.set({ q: this.filter.value }), 120),
     });
-    this.plot = h("div.plot", { style: `height:${CHART_H}px` });
+    this.plot = h("div.plot", { style: `height:${this.chartH}px` });
     this.legend = h("div.legend");
     this.table = new SortTable({
       label: "Summary per server",
@@ -90,7 +90,7 @@ export class MetricView extends View {
   }
 
   plotWidth() {
-    return Math.max(200, (this.plot.clientWidth || 900) - Y_AXIS);
+    return Math.max(200, (this.plot.clientWidth || 900) - 5 * remPx());
   }
 
   async load() {
@@ -176,11 +176,12 @@ export class MetricView extends View {
     const data = { timestamps: this.data.timestamps, ...fleet, lines: lines.map((l) => l.values) };
     const key = `${step}|${lines.map((l) => l.label).join(",")}`;
     if (rebuild || !this.chart || key !== this.chartKey) {
+      if (rebuild) hideTip();
       this.chart?.destroy();
       replace(this.plot);
       this.chart = bandChart(this.plot, {
         width: this.plot.clientWidth,
-        height: CHART_H,
+        height: this.chartH,
         unit: this.unit,
         step,
         lines,
@@ -216,7 +217,7 @@ export class MetricView extends View {
     if (!this.data || this.destroyed || !this.chart) return;
     const step = chooseStep(this.range().seconds, this.plotWidth());
     if (step !== this.data.step) this.load();
-    else this.chart.setSize({ width: this.plot.clientWidth, height: CHART_H });
+    else this.chart.setSize({ width: this.plot.clientWidth, height: this.chartH });
   }
 }
 

@@ -3,17 +3,18 @@
 // near the screen, so a server with thousands of metrics costs only what is visible.
 
 import * as api from "../api.js";
-import { bandChart, toColumns } from "../chart.js";
+import { bandChart, chartHeight, toColumns } from "../chart.js";
 import { lastIndex, matcher, mergeSeries } from "../data.js";
-import { debounce, h, notice, replace } from "../dom.js";
+import { debounce, h, notice, remPx, replace } from "../dom.js";
 import { fmtCount, fmtDuration, fmtExact, fmtValue, unitOf } from "../format.js";
 import { SortTable } from "../table.js";
 import { chooseStep } from "../timerange.js";
+import { hideTip } from "../tooltip.js";
 import { View } from "./base.js";
 import { picker } from "./picker.js";
 
-const CHART_H = 150;
-const Y_AXIS = 64;
+/** Room the y axis takes, in rem (the axis sizes itself to its labels; this is for the step). */
+const Y_AXIS_REM = 5;
 
 export class ServerView extends View {
   mount(state) {
@@ -22,6 +23,7 @@ export class ServerView extends View {
       return;
     }
     this.cards = new Map();
+    this.chartH = chartHeight(10.5);
     this.data = null;
     this.summary = null;
     this.filter = h("input.filter", {
@@ -78,11 +80,13 @@ export class ServerView extends View {
 
   /** Plot width of one chart: the grid's column width less the y axis. */
   plotWidth() {
+    const axis = Y_AXIS_REM * remPx();
     const probe = this.grid.querySelector(".card:not([hidden]) .plot");
-    if (probe) return Math.max(120, probe.clientWidth - Y_AXIS);
+    if (probe) return Math.max(120, probe.clientWidth - axis);
     const width = this.grid.clientWidth || 800;
-    const columns = Math.max(1, Math.floor((width + 16) / (380 + 16)));
-    return Math.max(120, (width - (columns - 1) * 16) / columns - 28 - Y_AXIS);
+    const column = 26 * remPx();
+    const columns = Math.max(1, Math.floor((width + 16) / (column + 16)));
+    return Math.max(120, (width - (columns - 1) * 16) / columns - 28 - axis);
   }
 
   async load() {
@@ -159,6 +163,7 @@ export class ServerView extends View {
       return;
     }
     if (rebuild) {
+      hideTip();
       for (const card of this.cards.values()) card.chart?.destroy();
       this.cards.clear();
       this.observer.disconnect();
@@ -221,7 +226,7 @@ export class ServerView extends View {
   makeCard(metric) {
     const unit = unitOf(metric);
     const last = h("span.last");
-    const plot = h("div.plot", { style: `height:${CHART_H}px` });
+    const plot = h("div.plot", { style: `height:${this.chartH}px` });
     const el = h("section.card.chart-card", { dataset: { metric } },
       h("header", null,
         h("h3", { title: metric }, metric, unitBadge(metric)),
@@ -236,7 +241,7 @@ export class ServerView extends View {
     const s = card.series;
     card.chart = bandChart(card.plot, {
       width: card.plot.clientWidth,
-      height: CHART_H,
+      height: this.chartH,
       unit: card.unit,
       step: this.data.step,
       sync: "server",
@@ -257,8 +262,10 @@ export class ServerView extends View {
       this.load();
       return;
     }
+    this.chartH = chartHeight(10.5);
     for (const card of this.cards.values()) {
-      card.chart?.setSize({ width: card.plot.clientWidth, height: CHART_H });
+      card.plot.style.height = `${this.chartH}px`;
+      card.chart?.setSize({ width: card.plot.clientWidth, height: this.chartH });
     }
   }
 
