@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -80,12 +80,13 @@ def serve(settings: config.Settings, on_ready: Any = None) -> None:
 
     # uvloop when present (uvicorn[standard] brings it): its transports read the request
     # bodies the ingest path lives on several times faster than asyncio's selector loop.
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     try:
         import uvloop
 
         loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvicorn[standard] is a dependency
-        loop_factory = asyncio.new_event_loop
+        pass
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(main())
 
