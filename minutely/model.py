@@ -264,3 +264,14 @@ def summarize(parts: Partials) -> Partials:
         np.where(empty, 0.0, parts.sum).sum(axis=1),
         parts.count.sum(axis=1, dtype=np.uint32),
     )
+
+
+def summarize_axis0(parts: Partials) -> Partials:
+    """Merge a ``(series, buckets)`` block across series into one partial per bucket."""
+    empty = parts.count == 0
+    return Partials(
+        np.where(empty, np.inf, parts.min).min(axis=0, initial=np.inf),
+        np.where(empty, -np.inf, parts.max).max(axis=0, initial=-np.inf),
+        np.where(empty, 0.0, parts.sum).sum(axis=0),
+        parts.count.sum(axis=0, dtype=np.uint32),
+    )

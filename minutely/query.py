@@ -3,7 +3,8 @@
 - ``series(by="server", name=…)``: one server, each of its metrics, bucketed by ``step`` (Q1);
 - ``series(by="metric", name=…)``: one metric, each server (Q2);
 - ``summary(by="server", …)``: one server, min/max/avg/count of each metric over a range (Q3);
-- ``summary(by="metric", …)``: one metric, the same for each server (Q4).
+- ``summary(by="metric", …)``: one metric, the same for each server (Q4);
+- ``fleet(metric, …)``: one metric merged over every server, per step (the fleet's band).
 
 A range is half-open ``[start, end)`` in unix seconds. Series answers align it to the step:
 ``start`` is floored and ``end`` ceiled to a multiple of ``step``, and bucket ``b`` covers
@@ -21,7 +22,7 @@ import numpy as np
 
 from minutely.errors import BadParameter, NotFound
 from minutely.hot import HotRing
-from minutely.model import I32, I64, MINUTE, Partials, restep, summarize
+from minutely.model import I32, I64, MINUTE, Partials, restep, summarize, summarize_axis0
 from minutely.registry import Registry
 
 By = Literal["server", "metric"]
@@ -42,6 +43,8 @@ class SeriesAnswer:
     timestamps: I64
     labels: list[str]
     parts: Partials
+    #: for a fleet answer: how many servers were merged
+    servers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,29 @@ class Query:
             np.arange(start, end, step, dtype=np.int64),
             [labels[i] for i in keep.tolist()],
             Partials(out.min[keep], out.max[keep], out.sum[keep], out.count[keep]),
+        )
+
+    def fleet(
+        self, metric: str, start: int, end: int, step: int = 60, only: list[str] | None = None
+    ) -> SeriesAnswer:
+        """One metric merged over every server (or the ``only`` ones): one series, per step.
+
+        Exact like every answer here: the per-server partials merge with min, max, +, +.
+        ``labels`` holds the one label ``"fleet"``; how many servers reported is in
+        ``servers``.
+        """
+        per_server = self.series("metric", metric, start, end, step, only)
+        merged = summarize_axis0(per_server.parts)
+        return SeriesAnswer(
+            "metric",
+            metric,
+            per_server.start,
+            per_server.end,
+            step,
+            per_server.timestamps,
+            ["fleet"],
+            Partials(*(a[np.newaxis] for a in merged.fields())),
+            servers=len(per_server.labels),
         )
 
     def summary(

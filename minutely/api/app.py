@@ -8,12 +8,14 @@
     GET  /api/v1/metrics/{metric}/series            Q2: one metric, every server, per step
     GET  /api/v1/servers/{server}/summary           Q3: one server, every metric, over a range
     GET  /api/v1/metrics/{metric}/summary           Q4: one metric, every server, over a range
+    GET  /api/v1/metrics/{metric}/fleet             one metric merged over all servers, per step
     GET  /                                          the dashboard (static files)
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
 an oversized body,
 429 a full bus and 503 a closed one (both with ``Retry-After``). Series and summary answers are CSV
-when the request says ``Accept: text/csv`` (or ``?format=csv``). Query answers carry a
+when the request says ``Accept: text/csv`` (or ``?format=csv``); series and fleet answers
+take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer arrays. Query answers carry a
 ``Server-Timing: app;dur=<ms>`` header: the time spent answering, without the network.
 """
 
@@ -129,8 +131,18 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
                 csv = _wants_csv(request)
                 if kind == "series":
                     step = params.parse_step(query.get("step"))
+                    fields = params.parse_fields(
+                        query.get("fields"), render.FIELDS, render.DEFAULT_FIELDS
+                    )
                     answer = service.query.series(by, name, start, end, step, only)
-                    body = render.series_csv(answer) if csv else render.series_json(answer)
+                    body = render.series_csv(answer) if csv else render.series_json(answer, fields)
+                elif kind == "fleet":
+                    step = params.parse_step(query.get("step"))
+                    fields = params.parse_fields(
+                        query.get("fields"), render.FIELDS, render.DEFAULT_FIELDS
+                    )
+                    answer = service.query.fleet(name, start, end, step, only)
+                    body = render.series_csv(answer) if csv else render.fleet_json(answer, fields)
                 else:
                     summary = service.query.summary(by, name, start, end, only)
                     body = render.summary_csv(summary) if csv else render.summary_json(summary)
@@ -157,6 +169,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
         Route("/api/v1/servers/{name:path}/summary", handler("server", "summary")),
         Route("/api/v1/metrics/{name:path}/series", handler("metric", "series")),
         Route("/api/v1/metrics/{name:path}/summary", handler("metric", "summary")),
+        Route("/api/v1/metrics/{name:path}/fleet", handler("metric", "fleet")),
     ]
     if (NODE_MODULES / "uplot" / "dist").is_dir():
         routes.append(

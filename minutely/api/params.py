@@ -83,3 +83,17 @@ def parse_range(query: Mapping[str, str], now: float) -> tuple[int, int]:
             param="end", problem=f"{end} is not after start {start} (after flooring to minutes)"
         )
     return start, end
+
+
+def parse_fields(
+    text: str | None, allowed: tuple[str, ...], default: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The arrays a series answer carries: ``fields=avg,count`` (default: min, max, avg, count)."""
+    if text is None:
+        return default
+    wanted = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in wanted if f not in allowed]
+    if unknown or not wanted:
+        problem = f"{text!r} is not a list of {', '.join(allowed)}"
+        raise BadParameter(param="fields", problem=problem)
+    return wanted

@@ -27,12 +27,27 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=_OPTS)
 
 
-def series_json(a: SeriesAnswer) -> bytes:
+FIELDS = ("min", "max", "avg", "sum", "count")
+DEFAULT_FIELDS = ("min", "max", "avg", "count")
+
+
+def _columns(a: SeriesAnswer, fields: tuple[str, ...]) -> dict[str, npt.NDArray[Any]]:
     lo, hi, avg = a.parts.masked()
+    every: dict[str, npt.NDArray[Any]] = {
+        "min": lo,
+        "max": hi,
+        "avg": avg,
+        "sum": a.parts.sum,
+        "count": a.parts.count,
+    }
+    return {f: every[f] for f in fields}
+
+
+def series_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> bytes:
+    cols = _columns(a, fields)
     label = _other(a.by)
     series = [
-        {label: name, "min": lo[i], "max": hi[i], "avg": avg[i], "count": a.parts.count[i]}
-        for i, name in enumerate(a.labels)
+        {label: name, **{f: col[i] for f, col in cols.items()}} for i, name in enumerate(a.labels)
     ]
     return dumps(
         {
@@ -42,6 +57,21 @@ def series_json(a: SeriesAnswer) -> bytes:
             "step": a.step,
             "timestamps": a.timestamps,
             "series": series,
+        }
+    )
+
+
+def fleet_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> bytes:
+    cols = _columns(a, fields)
+    return dumps(
+        {
+            "metric": a.name,
+            "start": a.start,
+            "end": a.end,
+            "step": a.step,
+            "servers": a.servers,
+            "timestamps": a.timestamps,
+            **{f: col[0] for f, col in cols.items()},
         }
     )
 

@@ -52,6 +52,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import itertools
 import json
 import logging
 import threading
@@ -146,7 +148,7 @@ def encode(piece: PointBatch, budget: int) -> list[tuple[bytes, int]]:
     parts = min(n, max(2, -(-len(data) // max(1, budget * 9 // 10))))
     bounds = np.linspace(0, n, parts + 1).astype(np.int64).tolist()
     out: list[tuple[bytes, int]] = []
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in itertools.pairwise(bounds):
         out += encode(_rows(piece, start, stop), budget)
     return out
 
@@ -545,7 +547,7 @@ class NatsBus:
                 reconnected_cb=reconnected,
                 error_cb=error,
             )
-        except (OSError, asyncio.TimeoutError, nats.errors.Error) as e:
+        except (OSError, TimeoutError, nats.errors.Error) as e:
             msg = f"cannot reach NATS at {self._url}: {e!r}"
             raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS) from e
 
@@ -606,7 +608,7 @@ class NatsBus:
         name = self.stream_name(partition)
         try:
             reply = await self._nc.request(f"$JS.API.STREAM.INFO.{name}", b"", self._timeout)
-        except (asyncio.TimeoutError, nats.errors.Error) as e:
+        except (TimeoutError, nats.errors.Error) as e:
             msg = f"cannot read the state of stream {name}: {e!r}"
             raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS) from e
         answer = json.loads(reply.data)
@@ -651,7 +653,7 @@ class NatsBus:
             *(self._publish_partition(p, chunks, key, reservation) for p, chunks in pieces),
             return_exceptions=True,
         )
-        stored = sum(r if isinstance(r, int) else r.stored if isinstance(r, _Partial) else 0 for r in results)
+        stored = sum(r if isinstance(r, int) else getattr(r, "stored", 0) for r in results)
         failures = [
             r.error if isinstance(r, _Partial) else r for r in results if not isinstance(r, int)
         ]
@@ -665,13 +667,17 @@ class NatsBus:
         if isinstance(error, nats.js.errors.APIError) and error.err_code in STREAM_FULL:
             msg = f"a JetStream stream is full ({error.description}); {note}"
             raise Backpressure(msg, retry_after=RETRY_AFTER_SECONDS) from error
-        if isinstance(error, asyncio.TimeoutError | nats.errors.Error | OSError):
+        if isinstance(error, TimeoutError | nats.errors.Error | OSError):
             msg = f"publishing to NATS at {self._url} failed ({error!r}); {note}"
             raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS) from error
         raise error
 
     async def _publish_partition(
-        self, partition: int, chunks: list[tuple[bytes, int]], key: str | None, reservation: list[int]
+        self,
+        partition: int,
+        chunks: list[tuple[bytes, int]],
+        key: str | None,
+        reservation: list[int],
     ) -> int | _Partial:
         """Publish one partition's chunks in order; the count stored, or how it failed."""
         ledger = self._ledgers[partition]
@@ -821,9 +827,7 @@ class NatsConsumer:
         if not todo:
             return
         keys = list(todo)
-        results = self._bus._io.call(
-            self._ack_all([todo[k] for k in keys]), self._bus._timeout * 2
-        )
+        results = self._bus._io.call(self._ack_all([todo[k] for k in keys]), self._bus._timeout * 2)
         done = [k for k, ok in zip(keys, results, strict=True) if ok is None]
         with self._cond:
             for p, offset in done:
@@ -874,10 +878,8 @@ class NatsConsumer:
     async def _take(self, partition: int) -> None:
         bus = self._bus
         stream = bus.stream_name(partition)
-        try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
             await bus._js.delete_consumer(stream, bus._group)
-        except nats.js.errors.NotFoundError:
-            pass
         await bus._js.add_consumer(
             stream,
             api.ConsumerConfig(
@@ -984,10 +986,8 @@ class NatsConsumer:
         await asyncio.gather(*pumps, return_exceptions=True)
         subs, self._subs = self._subs, []
         for sub in subs:
-            try:
+            with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-            except nats.errors.Error:
-                pass
 
     async def _stop(self) -> None:
         await self._stop_pumps()
@@ -997,5 +997,5 @@ class NatsConsumer:
                 await bus._js.delete_consumer(bus.stream_name(p), bus._group)
             except nats.js.errors.NotFoundError:
                 pass
-            except (asyncio.TimeoutError, nats.errors.Error) as e:
+            except (TimeoutError, nats.errors.Error) as e:
                 log.warning("could not delete the consumer of partition %d: %r", p, e)

@@ -232,3 +232,35 @@ def test_full_bus_answers_429_and_applies_nothing(client: TestClient, service: S
     # only the first request's points were applied, and the retry now goes through
     assert service.aggregator.stats.points == 100_000
     assert client.post("/api/v1/points", content=body, headers=headers).status_code == 200
+
+
+def test_fleet_merges_every_server_exactly(client: TestClient, service: Service) -> None:
+    pts = make_points(seed=9)
+    ingest(client, service, pts)
+    step = 600
+    r = client.get("/api/v1/metrics/disk.io/fleet", params={"start": "-4h", "step": step})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["metric"] == "disk.io" and data["servers"] == 5
+    for i, b in enumerate(data["timestamps"]):
+        sel = (pts["metric"] == "disk.io") & (pts["ts"] >= b) & (pts["ts"] < b + step)
+        if not sel.any():
+            assert data["count"][i] == 0 and data["avg"][i] is None
+            continue
+        lo, hi, avg, count = truth(pts, sel)
+        assert (data["min"][i], data["max"][i], data["count"][i]) == (lo, hi, count)
+        assert data["avg"][i] == pytest.approx(avg, rel=1e-12)
+    only = client.get(
+        "/api/v1/metrics/disk.io/fleet",
+        params={"start": "-4h", "step": step, "server": "web-000", "fields": "max,count"},
+    ).json()
+    assert only["servers"] == 1 and set(only) >= {"max", "count"} and "min" not in only
+
+
+def test_fields_select_series_arrays(client: TestClient, service: Service) -> None:
+    ingest(client, service, make_points(n=500))
+    r = client.get("/api/v1/servers/web-001/series?start=-1h&fields=avg,sum")
+    s = r.json()["series"][0]
+    assert set(s) == {"metric", "avg", "sum"}
+    r = client.get("/api/v1/servers/web-001/series?start=-1h&fields=median")
+    assert r.status_code == 400 and "fields" in r.json()["error"]
