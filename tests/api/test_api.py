@@ -264,3 +264,14 @@ def test_fields_select_series_arrays(client: TestClient, service: Service) -> No
     assert set(s) == {"metric", "avg", "sum"}
     r = client.get("/api/v1/servers/web-001/series?start=-1h&fields=median")
     assert r.status_code == 400 and "fields" in r.json()["error"]
+
+
+def test_stopping_server_answers_503(client: TestClient, service: Service) -> None:
+    import asyncio
+
+    asyncio.run(service.bus.close())
+    pts = make_points(n=10)
+    b = PointBatch.from_names(pts["server"], pts["metric"], pts["ts"], pts["value"])
+    r = client.post("/api/v1/points", content=arrow_body(b), headers={"content-type": ARROW})
+    assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+    assert "closed" in r.json()["error"]

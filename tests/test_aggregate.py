@@ -1,0 +1,81 @@
+"""The aggregator: bus → registry → ring, counters, expiry, and redelivery after a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from minutely.aggregate import Aggregator
+from minutely.bus import MemoryBus
+from minutely.hot import HotRing
+from minutely.model import PointBatch
+from minutely.registry import Registry
+
+T0 = 1_764_000_000.0
+
+
+def batch(minutes: list[int], value: float = 1.0) -> PointBatch:
+    n = len(minutes)
+    return PointBatch.from_names(
+        ["web-1"] * n, ["cpu"] * n, [T0 + 60 * m + 1 for m in minutes], [value] * n
+    )
+
+
+def read_counts(agg: Aggregator, first: int, count: int) -> list[int]:
+    sid = agg.registry.add_series("web-1", "cpu")
+    got = agg.ring.read(np.array([sid], dtype=np.int32), int(T0 // 60) + first, count)
+    return got.count[0].tolist()
+
+
+def test_drain_folds_and_commits() -> None:
+    bus = MemoryBus(partitions=4)
+    agg = Aggregator(Registry(), HotRing(10, 2), bus)
+    asyncio.run(bus.publish(batch([0, 0, 1])))
+    assert agg.drain(timeout=0) == 1
+    assert agg.stats.points == 3 and agg.stats.batches == 1
+    assert read_counts(agg, 0, 2) == [2, 1]
+    assert sum(s.backlog_messages for s in bus.stats()) == 0
+
+
+def test_points_behind_the_window_are_counted_as_expired() -> None:
+    agg = Aggregator(Registry(), HotRing(10, 2))
+    agg.fold(batch([20]))
+    result = agg.fold(batch([5, 19]))
+    assert (result.folded, result.expired) == (1, 1)
+    assert agg.stats.expired == 1 and agg.stats.points == 2
+
+
+def test_a_failed_fold_is_redelivered_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = MemoryBus(partitions=2)
+    agg = Aggregator(Registry(), HotRing(10, 2), bus)
+    real_fold = agg.fold
+    calls = {"n": 0}
+
+    def flaky(b: PointBatch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("disk on fire")
+        return real_fold(b)
+
+    monkeypatch.setattr(agg, "fold", flaky)
+    monkeypatch.setattr(agg._stop, "wait", lambda timeout=None: False)  # no back-off sleep
+    asyncio.run(bus.publish(batch([3, 3, 3], value=2.0)))
+    agg.start()
+    deadline = time.monotonic() + 5
+    while agg.stats.points < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    agg.stop()
+    assert calls["n"] >= 2 and agg.stats.points == 3
+    assert read_counts(agg, 3, 1) == [3]
+
+
+def test_stop_folds_what_the_bus_still_holds() -> None:
+    bus = MemoryBus(partitions=2)
+    agg = Aggregator(Registry(), HotRing(10, 2), bus)
+    asyncio.run(bus.publish(batch([1])))
+    asyncio.run(bus.close())
+    agg.stop()
+    assert agg.stats.points == 1
