@@ -25,10 +25,13 @@ demo: venv
 test: venv
 	$(VENV)/bin/ruff check minutely tests bench
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not browser"
+	# Playwright's sync API keeps an event loop running for its session: its own process
+	$(PY) -m pytest -m browser tests/browser
 
 bench: venv
-	$(PY) bench/run_all.py
+	$(PY) bench/bench_decode.py
+	$(PY) bench/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) node_modules build .pytest_cache .mypy_cache
