@@ -33,6 +33,7 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML settings file")
     p.add_argument("--hot-window", help="how much history the ring keeps, e.g. 2d, 6h")
     p.add_argument("--partitions", type=int, help="bus partitions (default 16)")
+    p.add_argument("--bus", help="'memory' (default) or a NATS JetStream URL, nats://host:4222")
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -43,6 +44,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         data_dir=args.data_dir,
         hot_window=args.hot_window,
         partitions=args.partitions,
+        bus=args.bus,
     )
 
 

@@ -61,7 +61,7 @@ class Settings:
     hot_window: float = 2 * 86400.0
     #: how far ahead of the server's clock a point may be
     max_future: float = 300.0
-    #: bus: "memory" (embedded) for now
+    #: bus: "memory" (embedded, in-process) or a NATS JetStream URL ("nats://127.0.0.1:4222")
     bus: str = "memory"
     partitions: int = 16
     #: bytes of points the embedded bus holds before ingest answers 429
@@ -86,8 +86,8 @@ class Settings:
         if self.live_minutes < 2:
             msg = f"live_minutes: {self.live_minutes} is below the minimum of 2"
             raise ConfigError(msg)
-        if self.bus != "memory":
-            msg = f"bus: {self.bus!r} is not supported yet (use 'memory')"
+        if self.bus != "memory" and not self.bus.startswith(("nats://", "tls://")):
+            msg = f"bus: {self.bus!r} is neither 'memory' nor a nats:// URL"
             raise ConfigError(msg)
 
     @property

@@ -39,7 +39,7 @@ class Service:
         self.clock = clock
         self.registry = Registry()
         self.ring = HotRing(settings.hot_minutes, settings.live_minutes)
-        self.bus: Bus = bus or MemoryBus(settings.partitions, settings.bus_max_bytes)
+        self.bus: Bus = bus or _make_bus(settings)
         self.aggregator = Aggregator(self.registry, self.ring, self.bus)
         self.query = Query(self.registry, self.ring)
         self.started_at = clock()
@@ -67,10 +67,16 @@ class Service:
             max_errors=self.settings.max_errors,
         )
 
-    async def ingest(self, body: bytes, content_type: str) -> Decoded:
-        """Decode, validate and publish one request body; raises Backpressure when full."""
+    async def ingest(
+        self, body: bytes, content_type: str, idempotency_key: str | None = None
+    ) -> Decoded:
+        """Decode, validate and publish one request body; raises Backpressure when full.
+
+        A retry carrying the same ``idempotency_key`` within the bus's duplicate window is
+        answered the same way and its points count once.
+        """
         decoded = await run_in_threadpool(self.decode, body, content_type)
-        await self.bus.publish(decoded.batch)
+        await self.bus.publish(decoded.batch, idempotency_key=idempotency_key)
         return decoded
 
     def start(self) -> None:
@@ -99,3 +105,11 @@ class Service:
             "aggregator": asdict(self.aggregator.stats),
             "bus": [asdict(s) for s in self.bus.stats()],
         }
+
+
+def _make_bus(settings: Settings) -> Bus:
+    if settings.bus == "memory":
+        return MemoryBus(settings.partitions, settings.bus_max_bytes)
+    from minutely.bus.nats import NatsBus  # only when asked for: it connects at once
+
+    return NatsBus(settings.bus, partitions=settings.partitions, max_bytes=settings.bus_max_bytes)

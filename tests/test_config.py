@@ -35,3 +35,9 @@ def test_units() -> None:
     assert parse_duration("2d") == 172800 and parse_duration("90m") == 5400
     assert parse_duration("30s") == 30 and parse_duration(15) == 15
     assert parse_size("64MB") == 64 << 20 and parse_size("1GiB") == 1 << 30
+
+
+def test_bus_is_memory_or_a_nats_url() -> None:
+    assert load(None, {"MINUTELY_BUS": "nats://127.0.0.1:4222"}).bus == "nats://127.0.0.1:4222"
+    with pytest.raises(ConfigError, match="bus"):
+        load(None, {}, bus="kafka://x")

@@ -2,7 +2,8 @@
 
     GET  /healthz                                   liveness
     GET  /api/v1/status                             ring, aggregator and bus figures
-    POST /api/v1/points                             ingest (JSON or Arrow IPC stream)
+    POST /api/v1/points                             ingest (JSON or Arrow IPC stream; an
+                                                    Idempotency-Key header makes retries safe)
     GET  /api/v1/servers | /api/v1/metrics          names, sorted
     GET  /api/v1/servers/{server}/series            Q1: one server, every metric, per step
     GET  /api/v1/metrics/{metric}/series            Q2: one metric, every server, per step
@@ -96,7 +97,11 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
     async def points(request: Request) -> Response:
         try:
             body = await read_body(request)
-            decoded = await service.ingest(body, request.headers.get("content-type", ""))
+            decoded = await service.ingest(
+                body,
+                request.headers.get("content-type", ""),
+                request.headers.get("idempotency-key"),
+            )
         except PayloadTooLarge as e:
             return _error(413, str(e))
         except DecodeError as e:

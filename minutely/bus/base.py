@@ -160,8 +160,12 @@ class Bus(Protocol):
         """How many partitions the bus has; a point goes to ``partition_of(server)``."""
         ...
 
-    async def publish(self, batch: PointBatch) -> None:
+    async def publish(self, batch: PointBatch, idempotency_key: str | None = None) -> None:
         """Split ``batch`` by partition and enqueue every piece, or none of them.
+
+        A publish with an ``idempotency_key`` already published within the bus's duplicate
+        window (default 2 minutes) is answered as done and enqueues nothing: a client that
+        retries a request whose answer it lost counts its points once.
 
         Raises ``errors.Backpressure`` (nothing enqueued) when the pieces do not fit under
         the bound, or when the bus is closed. An empty batch is a no-op. The bus may keep

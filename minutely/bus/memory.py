@@ -98,6 +98,7 @@ class MemoryBus:
         clock: Callable[[], float] = time.monotonic,
         *,
         max_poll_bytes: int = 64 << 20,
+        duplicate_window: float = 120.0,
     ) -> None:
         if partitions < 1:
             msg = f"partitions must be at least 1, got {partitions}"
@@ -114,6 +115,8 @@ class MemoryBus:
         self._nbytes = 0
         self._closed = False
         self._seq = 0  # bus-wide publish counter
+        self._duplicate_window = duplicate_window
+        self._seen: dict[str, float] = {}  # idempotency key -> when it was published
 
     @property
     def partitions(self) -> int:
@@ -123,9 +126,11 @@ class MemoryBus:
     def max_bytes(self) -> int:
         return self._max_bytes
 
-    async def publish(self, batch: PointBatch) -> None:
+    async def publish(self, batch: PointBatch, idempotency_key: str | None = None) -> None:
         if len(batch) == 0:
             return
+        if idempotency_key is not None and self._seen_recently(idempotency_key):
+            return  # a retry of a publish that went through: it counts once
         # Split outside the lock: numpy work must not hold up the aggregator's poll.
         if len(batch) >= SPLIT_OFF_LOOP_POINTS:
             pieces = await asyncio.to_thread(split_by_partition, batch, self._partitions)
@@ -143,6 +148,10 @@ class MemoryBus:
                 )
                 raise Backpressure(msg, retry_after=RETRY_AFTER_SECONDS)
             now = self._clock()
+            if idempotency_key is not None:
+                if self._seen_recently(idempotency_key):
+                    return
+                self._seen[idempotency_key] = now
             self._seq += 1
             for p, piece in pieces:
                 log = self._logs[p]
@@ -151,6 +160,16 @@ class MemoryBus:
                 log.nbytes += piece.nbytes
             self._nbytes += size
             self._cond.notify_all()
+
+    def _seen_recently(self, key: str) -> bool:
+        """Was ``key`` published within the duplicate window? Forgets older keys."""
+        with self._cond:
+            now = self._clock()
+            horizon = now - self._duplicate_window
+            if len(self._seen) > 4096:
+                self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+            seen = self._seen.get(key)
+            return seen is not None and seen >= horizon
 
     def consumer(self, partitions: Sequence[int] | None = None) -> MemoryConsumer:
         """A consumer owning ``partitions`` (all if None).

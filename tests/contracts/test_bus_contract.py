@@ -133,6 +133,21 @@ def test_every_point_comes_out_exactly_once(make_bus: BusFactory) -> None:
         np.testing.assert_array_equal(got[name], column, err_msg=name)
 
 
+def test_a_retried_publish_with_the_same_key_counts_once(make_bus: BusFactory) -> None:
+    bus = make_bus(partitions=16)
+    first, other = points(500), points(300, first=500)
+
+    async def run() -> None:
+        await bus.publish(first, idempotency_key="req-1")
+        await bus.publish(first, idempotency_key="req-1")  # the client lost the answer
+        await bus.publish(other, idempotency_key="req-2")
+        await bus.publish(other)  # no key: a new publish
+
+    asyncio.run(run())
+    got = columns(drain(bus.consumer(), 1100))
+    assert sorted(got["value"].tolist()) == sorted(list(range(800)) + list(range(500, 800)))
+
+
 def test_an_empty_batch_is_a_no_op(make_bus: BusFactory) -> None:
     bus = make_bus(partitions=4)
     publish(bus, points(10, servers=1))

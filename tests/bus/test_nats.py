@@ -1,0 +1,293 @@
+"""NatsBus beyond the contract: what only a real broker can do.
+
+Durability across a bus restart, deduplication by idempotency key, JetStream's own limit,
+the broker going away and coming back, takeover by another process's consumer, chunking of
+messages over ``max_payload``, and the wire form. One ``nats-server`` serves the module;
+the tests that stop the broker start their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from minutely.bus import Message, partition_of
+from minutely.bus.nats import NatsBus, NatsConsumer, decode, encode
+from minutely.errors import Backpressure, ConfigError, Unavailable
+from minutely.model import PointBatch
+from tests.natsserver import NatsServer
+
+SERVERS = np.array([f"host-{k:02d}" for k in range(24)], dtype=object)
+METRICS = np.array(["cpu", "mem", "disk", "net"], dtype=object)
+
+_names = itertools.count()
+
+
+def points(n: int, first: int = 0, servers: int = len(SERVERS)) -> PointBatch:
+    """``n`` points numbered ``first, first + 1, ...``: that number is their ts and value."""
+    i = np.arange(first, first + n)
+    return PointBatch(
+        SERVERS[:servers].copy(),
+        (i % servers).astype(np.int32),
+        METRICS.copy(),
+        (i % len(METRICS)).astype(np.int32),
+        i.astype(np.float64),
+        i.astype(np.float64),
+    )
+
+
+def publish(bus: NatsBus, *batches: PointBatch, key: str | None = None) -> None:
+    async def run() -> None:
+        for batch in batches:
+            await bus.publish(batch, idempotency_key=key)
+
+    asyncio.run(run())
+
+
+def close(bus: NatsBus) -> None:
+    asyncio.run(bus.close())
+
+
+def drain(consumer: NatsConsumer, n_points: int, deadline: float = 10.0) -> list[Message]:
+    got: list[Message] = []
+    seen = 0
+    end = time.monotonic() + deadline
+    while seen < n_points:
+        assert time.monotonic() < end, f"only {seen} of {n_points} points arrived"
+        messages = consumer.poll(0.2)
+        got += messages
+        seen += sum(len(m.batch) for m in messages)
+    assert seen == n_points
+    assert consumer.poll(0.05) == []
+    return got
+
+
+def values(messages: list[Message]) -> list[float]:
+    return sorted(np.concatenate([m.batch.value for m in messages]).tolist())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path_factory.mktemp("nats")) as s:
+        yield s
+
+
+@pytest.fixture
+def names() -> dict[str, str]:
+    """Stream and subject names of a bus of its own, for one test."""
+    k = next(_names)
+    return {"stream": f"BUSTEST{k}", "subjects": f"bustest.{k}.points"}
+
+
+@pytest.fixture
+def make(server: NatsServer, names: dict[str, str]) -> Iterator[Any]:
+    """``make(**options)``: a NatsBus on the module's server, closed after the test."""
+    made: list[NatsBus] = []
+
+    def build(**options: Any) -> NatsBus:
+        bus = NatsBus(server.url, **{"partitions": 4, **names, **options})
+        made.append(bus)
+        return bus
+
+    yield build
+    for bus in made:
+        close(bus)
+
+
+def test_points_survive_a_restart_of_the_bus(make: Any) -> None:
+    first = make()
+    publish(first, points(400), points(400, first=400))
+    c = first.consumer()
+    delivered = drain(c, 800)
+    c.commit([m for m in delivered if m.offset == 0])  # the first batch, in every partition
+    close(first)  # c is never closed: as if the process had died
+
+    second = make()
+    stats = second.stats()
+    assert [s.backlog_messages for s in stats] == [1, 1, 1, 1]
+    assert [(s.published, s.committed) for s in stats] == [(2, 1)] * 4
+    # Messages it never saw are counted by their stored size: more than their points.
+    assert sum(s.backlog_bytes for s in stats) >= points(400).nbytes
+    again = drain(second.consumer(), 400)
+    assert values(again) == list(range(400, 800))
+    assert sorted((m.partition, m.offset) for m in again) == [(p, 1) for p in range(4)]
+
+
+def test_an_idempotency_key_stores_a_batch_once(make: Any) -> None:
+    bus = make()
+    batch = points(200)
+    publish(bus, batch, key="req-1")
+    publish(bus, batch, key="req-1")  # a retry: answered, not stored again
+    publish(bus, points(200, first=200), key="req-2")
+    assert sum(s.published for s in bus.stats()) == 8
+    assert values(drain(bus.consumer(), 400)) == list(range(400))
+    with pytest.raises(ValueError, match="line breaks"):
+        publish(bus, batch, key="bad\r\nkey")
+
+
+def test_a_full_stream_rejects_with_backpressure_and_a_retry_completes_it(make: Any) -> None:
+    """JetStream's own limit (stored bytes) as a backstop: its Backpressure is a real outcome.
+
+    A batch that fits partly is stored partly (JetStream cannot take a message back); the
+    retry with the same key stores what was missing, once.
+    """
+    bus = make(partitions=2, stream_max_bytes=20_000)  # the byte bound itself is far away
+    home = partition_of(SERVERS, 2)
+    s0, s1 = SERVERS[home == 0][0], SERVERS[home == 1][0]
+
+    def on(servers: list[str], n: int, first: int) -> PointBatch:
+        i = np.arange(first, first + n)
+        return PointBatch.from_names([servers[k % len(servers)] for k in range(n)], ["m"] * n, i, i)
+
+    publish(bus, on([s0], 700, 0))  # partition 0 holds ~17 kB of its 20 kB
+    both = on([s0, s1], 400, 700)  # ~5 kB for each partition
+    with pytest.raises(Backpressure, match="1 of 2 messages") as raised:
+        publish(bus, both, key="k")
+    assert raised.value.retry_after > 0
+    assert not isinstance(raised.value, Unavailable)
+    assert [s.published for s in bus.stats()] == [1, 1]
+    consumer = bus.consumer()
+    consumer.commit(drain(consumer, 900))
+    publish(bus, both, key="k")  # partition 1's piece is a duplicate now
+    assert [s.published for s in bus.stats()] == [2, 1]
+    assert values(drain(consumer, 200)) == list(range(700, 1100, 2))
+
+
+def test_a_piece_over_max_payload_is_cut_into_messages_in_order(tmp_path: Path) -> None:
+    with NatsServer(tmp_path, max_payload=64 << 10) as small:
+        bus = NatsBus(small.url, partitions=2, stream="CHUNKS", subjects="chunks")
+        try:
+            batch = points(20_000, servers=1)  # one partition, 480 kB of points
+            publish(bus, batch)
+            messages = drain(bus.consumer(), 20_000)
+            assert len(messages) > 7
+            assert [m.offset for m in messages] == list(range(len(messages)))
+            ts = np.concatenate([m.batch.ts for m in messages])
+            np.testing.assert_array_equal(ts, batch.ts)
+            assert sum(s.backlog_bytes for s in bus.stats()) == batch.nbytes
+        finally:
+            close(bus)
+
+
+def test_prefetch_stays_under_what_the_server_queues_for_a_client(tmp_path: Path) -> None:
+    """Past ``max_pending`` the server cuts a slow client; pulls ask for no more than that."""
+    with NatsServer(tmp_path, max_payload=256 << 10, max_pending=2 << 20) as tight:
+        bus = NatsBus(
+            tight.url, partitions=8, stream="TIGHT", subjects="tight", prefetch_bytes=1 << 20
+        )
+        try:
+            publish(bus, *(points(40_000, first=40_000 * k) for k in range(4)))  # 3.8 MB
+            consumer = bus.consumer()
+            got = drain(consumer, 160_000)
+            assert bus.connected
+            assert values(got) == list(range(160_000))
+        finally:
+            close(bus)
+
+
+def test_a_broker_outage_is_unavailable_then_heals(tmp_path: Path) -> None:
+    broker = NatsServer(tmp_path)
+    broker.start()
+    bus = NatsBus(broker.url, partitions=2, stream="OUTAGE", subjects="outage", timeout=2.0)
+    try:
+        publish(bus, points(100))
+        consumer = bus.consumer()
+        delivered = drain(consumer, 100)
+        broker.stop()
+        with pytest.raises(Unavailable):
+            publish(bus, points(100, first=100))
+        with pytest.raises(Unavailable):
+            bus.stats()
+        with pytest.raises(Unavailable):
+            consumer.commit(delivered)
+        broker.start()
+        end = time.monotonic() + 10
+        while True:
+            try:
+                publish(bus, points(100, first=100))
+                break
+            except Unavailable:
+                assert time.monotonic() < end, "the bus did not reconnect"
+                time.sleep(0.1)
+        # The pump renews its pull request after the reconnect; nothing was lost.
+        got = drain(consumer, 100)
+        assert values(got) == list(range(100, 200))
+        consumer.commit(delivered + got)
+        assert all(s.backlog_messages == 0 for s in bus.stats())
+    finally:
+        close(bus)
+        broker.stop()
+
+
+def test_an_unreachable_broker_is_unavailable_after_the_timeout(tmp_path: Path) -> None:
+    broker = NatsServer(tmp_path)  # never started: nobody listens on its port
+    start = time.monotonic()
+    with pytest.raises(Unavailable, match="cannot reach NATS"):
+        NatsBus(broker.url, timeout=0.5)
+    assert time.monotonic() - start < 3.0
+
+
+def test_another_process_takes_the_partitions_over(make: Any) -> None:
+    """A crashed aggregator never closes its consumer: the next one takes over at once."""
+    old = make()
+    publish(old, points(300))
+    stale = old.consumer()
+    held = drain(stale, 300)
+    new = make()  # another process on the same streams
+    successor = new.consumer()
+    taken = drain(successor, 300)
+    assert values(taken) == list(range(300))
+    with pytest.raises(RuntimeError, match="taken over"):
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            stale.poll(0.2)
+    with pytest.raises(Unavailable, match="next consumer"):
+        stale.commit(held)  # its consumer is gone: these belong to the successor now
+    assert sum(s.backlog_messages for s in new.stats()) == len(taken)
+    successor.commit(taken)
+    assert sum(s.backlog_messages for s in new.stats()) == 0
+
+
+def test_a_redelivery_after_ack_wait_is_not_handed_out_twice(make: Any) -> None:
+    bus = make(partitions=1, ack_wait=0.3)
+    publish(bus, points(50))
+    consumer = bus.consumer()
+    delivered = drain(consumer, 50)
+    assert consumer.poll(0.8) == []  # JetStream redelivered it meanwhile
+    consumer.commit(delivered)
+    assert bus.stats()[0].backlog_messages == 0
+
+
+def test_reopening_with_another_partition_count_is_refused(make: Any) -> None:
+    make(partitions=4)
+    with pytest.raises(ConfigError, match="partition count"):
+        make(partitions=8)
+
+
+def test_the_wire_form_keeps_points_and_only_the_names_they_use() -> None:
+    batch = points(1000, servers=24)
+    piece = batch.take(np.flatnonzero(partition_of(SERVERS, 4)[batch.server_codes] == 1))
+    [(data, nbytes)] = encode(piece, 1 << 20)
+    assert nbytes == piece.nbytes
+    back = decode(data)
+    used = sorted(set(piece.server_names[piece.server_codes].tolist()))
+    assert sorted(back.server_names.tolist()) == used
+    np.testing.assert_array_equal(
+        back.server_names[back.server_codes], piece.server_names[piece.server_codes]
+    )
+    np.testing.assert_array_equal(
+        back.metric_names[back.metric_codes], piece.metric_names[piece.metric_codes]
+    )
+    np.testing.assert_array_equal(back.ts, piece.ts)
+    np.testing.assert_array_equal(back.value, piece.value)
+    chunks = encode(batch, 4096)
+    assert len(chunks) > 1 and all(len(d) <= 4096 for d, _ in chunks)
+    assert sum(n for _, n in chunks) == batch.nbytes
+    np.testing.assert_array_equal(np.concatenate([decode(d).ts for d, _ in chunks]), batch.ts)

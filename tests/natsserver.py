@@ -1,0 +1,129 @@
+"""A real ``nats-server`` with JetStream for tests: started on a free port, stopped on exit.
+
+Debian packages it (``apt-get install nats-server``; ``.ci/run`` installs it when missing).
+The server gets a config file only for what has no flag: a larger ``max_payload`` (8 MiB, so
+a bus message can carry a large Arrow batch) and, if asked, ``max_pending``. Its JetStream
+store lives in a directory the caller owns (a ``tmp_path``), so a stopped server can be
+started again on the same port and store, as a crashed broker would be restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+#: what the test servers allow per message (the NATS default is 1 MiB)
+MAX_PAYLOAD = 8 << 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NatsServer:
+    """One ``nats-server -js`` process; ``start``/``stop`` may be called again and again."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int | None = None,
+        max_payload: int = MAX_PAYLOAD,
+        max_pending: int | None = None,
+    ) -> None:
+        binary = shutil.which("nats-server")
+        if binary is None:
+            msg = "nats-server is not installed: apt-get install nats-server"
+            raise RuntimeError(msg)
+        self.binary = binary
+        self.store_dir = store_dir
+        self.port = free_port() if port is None else port
+        self.max_payload = max_payload
+        self.proc: subprocess.Popen[bytes] | None = None
+        store_dir.mkdir(parents=True, exist_ok=True)
+        self.config = store_dir / "nats.conf"
+        config = f"max_payload: {max_payload}\n"
+        if max_pending is not None:  # what the server queues for one client before cutting it
+            config += f"max_pending: {max_pending}\n"
+        self.config.write_text(config)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and wait until it answers with JetStream enabled."""
+        if self.proc is not None:
+            return
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "-c",
+                str(self.config),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.store_dir / "jetstream"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.proc = None
+                msg = f"nats-server exited with {code} (port {self.port} taken?)"
+                raise RuntimeError(msg)
+            if self._answers():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                msg = f"nats-server did not answer on port {self.port} within {timeout} s"
+                raise RuntimeError(msg)
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def _answers(self) -> bool:
+        """True once the server greets a client with an INFO that says JetStream is on."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                line = s.makefile("rb").readline()
+        except OSError:
+            return False
+        if not line.startswith(b"INFO "):
+            return False
+        info = json.loads(line[5:])
+        return bool(info.get("jetstream")) and int(info.get("max_payload", 0)) >= self.max_payload
+
+    def __enter__(self) -> NatsServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
