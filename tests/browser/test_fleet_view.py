@@ -1,8 +1,10 @@
-"""Fleet view: names searchable, the heatmap drawn, avg/max switchable, top-N equal to Q4."""
+"""Fleet view: names searchable, the heatmap drawn from only the field it paints, avg/max
+switchable, top-N equal to Q4."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -66,6 +68,55 @@ def test_switch_to_max_and_pick_a_metric(fleet, page, ui) -> None:
     ui.wait_drawn("fleet")
     assert page.locator(".fleet-main h1").inner_text().startswith("load.1m")
     assert page.locator(".seg button.active").inner_text() == "max"
+
+
+def series_queries(urls: list[str]) -> list[dict[str, list[str]]]:
+    return [parse_qs(urlparse(u).query) for u in urls if urlparse(u).path.endswith("/series")]
+
+
+def test_heatmap_asks_only_for_the_field_it_paints(fleet, page, ui) -> None:
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    ui.open(fleet, "/fleet?live=0", "fleet")
+    (query,) = series_queries(requested)
+    assert query["fields"] == ["avg,count"]
+    src = page.locator(".heatmap").get_attribute("data-src")
+    answer = httpx.get(src, timeout=10).json()
+    held = page.evaluate("() => window.__minutely.view.data")
+    assert held == answer
+    assert all(set(s) == {"server", "avg", "count"} for s in held["series"])
+
+    requested.clear()
+    draws = ui.draws("fleet")
+    page.get_by_role("button", name="max", exact=True).click()
+    ui.wait_drawn("fleet", draws)
+    (query,) = series_queries(requested)
+    assert query["fields"] == ["max,count"]
+    src = page.locator(".heatmap").get_attribute("data-src")
+    assert page.evaluate("() => window.__minutely.view.data") == httpx.get(src, timeout=10).json()
+
+
+def test_tooltip_fetches_the_hovered_server_alone(fleet, page, ui) -> None:
+    servers = sorted(fleet.get("/api/v1/servers")["servers"])
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    ui.open(fleet, "/fleet?live=0", "fleet")
+    requested.clear()
+    canvas = page.locator(".heatmap-canvas")
+    box = canvas.bounding_box()
+    row_height = int(canvas.get_attribute("data-row-height"))
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + 4 * row_height + row_height / 2)
+    tooltip = page.locator("#tooltip")
+    expect(tooltip).to_contain_text(servers[4])
+    expect(tooltip).not_to_contain_text("…")  # min/max filled in once that server's series is in
+    (query,) = series_queries(requested)
+    assert query["server"] == [servers[4]] and "fields" not in query
+    held = page.evaluate("() => window.__minutely.view.data")
+    params: dict[str, Any] = {k: held[k] for k in ("start", "end", "step")}
+    expected = fleet.get("/api/v1/metrics/cpu.user/series", **params, server=servers[4])
+    detail = page.evaluate("(s) => window.__minutely.view.details.get(s)", servers[4])
+    for field in ("min", "max", "avg", "count"):
+        assert detail[field] == expected["series"][0][field]
 
 
 def test_search_filters_both_lists(fleet, page, ui) -> None:

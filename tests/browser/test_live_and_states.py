@@ -163,3 +163,29 @@ def test_merge_slides_the_window(fleet, page) -> None:
     assert sorted(by_name) == ["a", "new"]  # "gone" has no data left in the window
     assert by_name["a"]["avg"] == [30, 40, 50, None]
     assert by_name["new"]["count"] == [0, 0, 0, 1]
+
+
+def test_merges_carry_only_the_fields_asked_for(fleet, page) -> None:
+    """Lines (`fields=avg`) merge without counts; a /fleet answer merges at the top level."""
+    page.goto(f"{fleet.url}/#/fleet?live=0")
+    merged = page.evaluate("""async () => {
+      const { mergeFleet, mergeSeries, realign } = await import("./js/data.js");
+      const old = { start: 0, end: 180, step: 60, timestamps: [0, 60, 120],
+        series: [{ server: "a", avg: [1, 2, 3] }, { server: "gone", avg: [4, null, null] }] };
+      const fresh = { start: 60, end: 240, step: 60, timestamps: [60, 120, 180],
+        series: [{ server: "a", avg: [20, 30, 40] }] };
+      const band = mergeFleet(
+        { servers: 3, start: 0, end: 180, step: 60, timestamps: [0, 60, 120],
+          min: [1, 2, 3], max: [5, 6, 7], avg: [3, 4, 5], count: [2, 2, 2] },
+        { servers: 2, start: 120, end: 240, step: 60, timestamps: [120, 180],
+          min: [0, 9], max: [8, 9], avg: [4, 9], count: [3, 1] });
+      return { lines: mergeSeries(old, fresh, "server"), band,
+        laid: realign([7, 8], [120, 180], [60, 120, 180], 60) };
+    }""")
+    assert merged["lines"]["timestamps"] == [60, 120, 180]
+    assert merged["lines"]["series"] == [{"server": "a", "avg": [20, 30, 40]}]  # "gone" dropped
+    band = merged["band"]
+    assert band["timestamps"] == [60, 120, 180] and (band["start"], band["end"]) == (60, 240)
+    assert band["min"] == [2, 0, 9] and band["max"] == [6, 8, 9] and band["count"] == [2, 3, 1]
+    assert band["servers"] == 3  # a distinct count: the larger one, not a sum
+    assert merged["laid"] == [None, 7, 8]

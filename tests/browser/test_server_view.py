@@ -1,16 +1,20 @@
-"""Server view: a chart per metric, the summary table equal to Q3, filter, sort, ranges, URL."""
+"""Server view: a chart per metric, the summary table equal to Q3, filter, sort, ranges, URL;
+with more metrics than a batch, the charts' series come `metric=` batches at a time."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
+
+BATCH = 24  # metrics per series request (BATCH in views/server.js)
 
 
 def first_server(fleet: Any) -> str:
@@ -159,3 +163,83 @@ def test_unknown_server_says_so(fleet, page, ui, shoot) -> None:
     expect(notice.locator(".suggest a").first).to_be_visible()
     assert page.locator(".chart-card").count() == 0
     shoot("server-unknown")
+
+
+def series_queries(urls: list[str]) -> list[dict[str, list[str]]]:
+    return [parse_qs(urlparse(u).query) for u in urls if urlparse(u).path.endswith("/series")]
+
+
+def test_few_metrics_come_in_one_request(fleet, page, ui) -> None:
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    ui.open(fleet, f"/server/{first_server(fleet)}?live=0", "server")
+    (query,) = series_queries(requested)  # 12 metrics: one request, no filter
+    assert "metric" not in query and query["start"] == ["-1h"]
+
+
+def test_many_metrics_are_fetched_in_batches(start_server, page, ui) -> None:
+    server = start_server("many")
+    minute = int(time.time()) // 60 * 60
+    metrics = [f"svc.part{i:02d}.queue" for i in range(60)]
+    points = [
+        {"server": "many-01", "metric": m, "ts": minute - (20 - k) * 60 + 30, "value": i + k / 10}
+        for i, m in enumerate(metrics) for k in range(20)
+    ]
+    server.post_points(points)
+    server.wait_folded(len(points))
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.set_viewport_size({"width": 1600, "height": 700})
+    ui.open(server, "/server/many-01?refresh=1", "server")
+    expect(page.locator(".chart-card")).to_have_count(60)
+    expect(page.locator(".view-head .subtitle")).to_have_text(
+        "60 metrics · 1 min buckets · last hour")
+    summaries = [u for u in requested if urlparse(u).path.endswith("/summary")]
+    assert summaries and "metric=" not in summaries[0]  # the table: one request for all
+
+    first, *_ = queries = series_queries(requested)
+    assert first["start"] == ["-1h"] and first["end"] == ["now"]
+    asked: set[str] = set()
+    for query in queries:  # batches only, never every metric at once
+        assert 0 < len(query["metric"]) <= BATCH
+        asked.update(query["metric"])
+    assert len(asked) < len(metrics)
+    drawn = page.locator(".chart-card.drawn")
+    assert 0 < drawn.count() < len(metrics)
+    assert set(drawn.evaluate_all("(cards) => cards.map((c) => c.dataset.metric)")) <= asked
+
+    # what the page holds equals the API's answer for the same metrics and buckets
+    held = page.evaluate("() => window.__minutely.view.data")
+    held_metrics = sorted(s["metric"] for s in held["series"])
+    full = httpx.get(f"{server.url}/api/v1/servers/many-01/series", timeout=10, params={
+        "start": held["start"], "end": held["end"], "step": held["step"], "metric": held_metrics})
+    assert held["timestamps"] == full.json()["timestamps"]
+    assert sorted(held["series"], key=lambda s: s["metric"]) == full.json()["series"]
+
+    # a new point in the current minute: the live tick refreshes the charts on screen, batched
+    requested.clear()
+    point = {"server": "many-01", "metric": metrics[0], "ts": time.time(), "value": 97.5}
+    server.post_points([point])
+    page.wait_for_function(
+        "(m) => document.querySelector(`[data-metric='${m}'] .last`).textContent === '97.5'",
+        arg=metrics[0])
+    for query in series_queries(requested):
+        assert 0 < len(query["metric"]) <= BATCH
+        assert query["end"] == ["now"] and time.time() - int(query["start"][0]) < 5 * 60
+
+    # the last card, far below: fetched in a batch when it scrolls into view
+    page.get_by_role("button", name="❚❚ Pause").click()
+    requested.clear()
+    last = page.locator(".chart-card").last
+    last.scroll_into_view_if_needed()
+    expect(last).to_have_class("card chart-card drawn")
+    queries = series_queries(requested)
+    assert any(metrics[-1] in q["metric"] for q in queries)
+    for query in queries:
+        assert 0 < len(query["metric"]) <= BATCH
+    held = page.evaluate("() => window.__minutely.view.data")
+    by_metric = {s["metric"]: s for s in held["series"]}
+    full = httpx.get(f"{server.url}/api/v1/servers/many-01/series", timeout=10, params={
+        "start": held["start"], "end": held["end"], "step": held["step"],
+        "metric": metrics[-1]}).json()
+    assert by_metric[metrics[-1]] == full["series"][0]

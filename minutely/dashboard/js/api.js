@@ -46,9 +46,9 @@ export function apiUrl(path, params = {}) {
   return url;
 }
 
-/** GET JSON; throws ApiError with the API's own message on 4xx/5xx or a network failure. */
+/** GET JSON (`path` may be a built URL); throws ApiError with the API's own message on 4xx/5xx or a network failure. */
 export async function getJSON(path, params = {}, { signal } = {}) {
-  const url = apiUrl(path, params);
+  const url = path instanceof URL ? path : apiUrl(path, params);
   let resp;
   try {
     resp = await fetch(url, { signal, cache: "no-store", headers: { accept: "application/json" } });
@@ -77,10 +77,29 @@ export async function getJSON(path, params = {}, { signal } = {}) {
 /** Path segment for a server or metric name. */
 export const seg = (name) => encodeURIComponent(name);
 
-/** Q1/Q2: `by` is "server" or "metric". */
-export function series(by, name, { start, end, step, only }, opts) {
+/** The API's list form of `fields` (null: every default field). */
+const list = (fields) => (fields && fields.length ? fields.join(",") : null);
+
+/**
+ * Q1/Q2: `by` is "server" or "metric"; `only` (repeated `metric=`/`server=`) keeps those
+ * series, `fields` (e.g. ["avg", "count"]) the arrays each series carries.
+ */
+export function seriesUrl(by, name, { start, end, step, only, fields }) {
   const other = by === "server" ? "metric" : "server";
-  return getJSON(`${by}s/${seg(name)}/series`, { start, end, step, [other]: only }, opts);
+  return apiUrl(`${by}s/${seg(name)}/series`, { start, end, step, [other]: only, fields: list(fields) });
+}
+
+export function series(by, name, query, opts) {
+  return getJSON(seriesUrl(by, name, query), {}, opts);
+}
+
+/** One metric merged over every server (or the `only` ones): {servers, timestamps, min, max, avg, count}. */
+export function fleetUrl(metric, { start, end, step, only, fields }) {
+  return apiUrl(`metrics/${seg(metric)}/fleet`, { start, end, step, server: only, fields: list(fields) });
+}
+
+export function fleet(metric, query, opts) {
+  return getJSON(fleetUrl(metric, query), {}, opts);
 }
 
 /** Q3/Q4. */

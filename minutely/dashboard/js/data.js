@@ -1,10 +1,13 @@
-// Pure functions over the API's answers: merging a live refresh into what the page holds,
-// and the fleet-wide aggregate of a metric.
+// Pure functions over the API's answers: merging a live refresh into what the page holds and
+// laying arrays over another answer's buckets.
 //
 // A series answer is {start, end, step, timestamps, series: [{<label>, min, max, avg, count}]}
-// with null min/max/avg and count 0 for an empty bucket; `label` is "metric" or "server".
+// with null min/max/avg and count 0 for an empty bucket; `label` is "metric" or "server". A
+// request may ask for fewer arrays (`fields=avg,count`): the functions here carry whichever
+// arrays an answer has. A fleet answer holds those arrays at the top level, with `servers`.
 
-const FIELDS = ["min", "max", "avg", "count"];
+/** The per-bucket arrays an answer may carry. */
+export const FIELDS = ["min", "max", "avg", "sum", "count"];
 
 function firstAtOrAfter(sorted, value) {
   let lo = 0;
@@ -17,39 +20,53 @@ function firstAtOrAfter(sorted, value) {
   return lo;
 }
 
-function blank(field, n) {
-  return new Array(n).fill(field === "count" ? 0 : null);
+/** An empty bucket's value of `field`, `n` times. */
+export function blank(field, n) {
+  return new Array(n).fill(field === "count" || field === "sum" ? 0 : null);
+}
+
+/** The fields of FIELDS that `obj` carries as arrays. */
+export function fieldsOf(obj) {
+  return obj ? FIELDS.filter((f) => Array.isArray(obj[f])) : [];
+}
+
+/**
+ * How `fresh` timestamps (a later, overlapping answer at the same step) lie over `held`:
+ * buckets in both take the fresh values, new buckets are appended, and the window slides so
+ * it holds as many buckets as `held` did. `join(heldArray, freshArray)` does it to one array.
+ */
+export function slide(held, fresh) {
+  const keep = held.length;
+  const splice = firstAtOrAfter(held, fresh[0]);
+  const cut = Math.max(0, splice + fresh.length - keep);
+  const join = (a, b) => a.slice(0, splice).concat(b).slice(cut);
+  return { timestamps: join(held, fresh), join };
 }
 
 /**
  * `old` with the buckets of `fresh` (a later, overlapping answer at the same step) laid over
- * it: buckets in both take the fresh values, new buckets are appended, and the window slides
- * so it holds as many buckets as `old` did. Series that appear are added; series left with no
- * data are dropped, as the API does.
+ * it (see `slide`). Series that appear are added; series left with no data are dropped, as
+ * the API does.
  */
 export function mergeSeries(old, fresh, label) {
   if (!old || old.step !== fresh.step || !old.timestamps.length) return fresh;
   if (!fresh.timestamps.length) return old;
-  const keep = old.timestamps.length;
-  const splice = firstAtOrAfter(old.timestamps, fresh.timestamps[0]);
-  const total = splice + fresh.timestamps.length;
-  const cut = Math.max(0, total - keep);
-  const join = (a, b) => a.slice(0, splice).concat(b).slice(cut);
-  const timestamps = join(old.timestamps, fresh.timestamps);
+  const { timestamps, join } = slide(old.timestamps, fresh.timestamps);
   const byLabel = new Map(fresh.series.map((s) => [s[label], s]));
   const names = old.series.map((s) => s[label]);
   const seen = new Set(names);
   for (const s of fresh.series) if (!seen.has(s[label])) names.push(s[label]);
   const olds = new Map(old.series.map((s) => [s[label], s]));
+  const fields = fieldsOf(fresh.series[0] || old.series[0]);
   const series = [];
   for (const name of names) {
     const o = olds.get(name);
     const f = byLabel.get(name);
     const merged = { [label]: name };
-    for (const field of FIELDS) {
+    for (const field of fields) {
       merged[field] = join(o ? o[field] : blank(field, old.timestamps.length), f ? f[field] : blank(field, fresh.timestamps.length));
     }
-    if (merged.count.some((c) => c > 0)) series.push(merged);
+    if (hasData(merged)) series.push(merged);
   }
   return {
     ...fresh,
@@ -61,30 +78,41 @@ export function mergeSeries(old, fresh, label) {
 }
 
 /**
- * The fleet's view of one metric per bucket, from a Q2 answer: min of the servers' minimums,
- * max of their maximums, the average of every point (sum of avg × count over total count) and
- * how many servers reported.
+ * A fleet answer (`/metrics/{m}/fleet`) with a later one's buckets laid over it. `servers`
+ * counts distinct servers, which do not add up across answers: the merge keeps the larger.
  */
-export function fleetAggregate(answer) {
-  const n = answer.timestamps.length;
-  const min = new Array(n).fill(null);
-  const max = new Array(n).fill(null);
-  const sum = new Float64Array(n);
-  const count = new Float64Array(n);
-  const servers = new Array(n).fill(0);
-  for (const s of answer.series) {
-    for (let i = 0; i < n; i++) {
-      const c = s.count[i];
-      if (!c) continue;
-      if (min[i] === null || s.min[i] < min[i]) min[i] = s.min[i];
-      if (max[i] === null || s.max[i] > max[i]) max[i] = s.max[i];
-      sum[i] += s.avg[i] * c;
-      count[i] += c;
-      servers[i] += 1;
-    }
-  }
-  const avg = Array.from(sum, (v, i) => (count[i] ? v / count[i] : null));
-  return { min, max, avg, count: Array.from(count), servers };
+export function mergeFleet(old, fresh) {
+  if (!old || old.step !== fresh.step || !old.timestamps.length) return fresh;
+  if (!fresh.timestamps.length) return old;
+  const { timestamps, join } = slide(old.timestamps, fresh.timestamps);
+  const merged = {
+    ...fresh,
+    start: timestamps[0],
+    end: timestamps[timestamps.length - 1] + fresh.step,
+    timestamps,
+    servers: Math.max(old.servers || 0, fresh.servers || 0),
+  };
+  for (const field of fieldsOf(fresh)) merged[field] = join(old[field] || blank(field, old.timestamps.length), fresh[field]);
+  return merged;
+}
+
+/**
+ * `values`, one per bucket of `from` (timestamps), laid over the buckets `to` at the same
+ * `step`: what `from` lacks is `fill`. The same array when the buckets already match.
+ */
+export function realign(values, from, to, step, fill = null) {
+  if (from.length === to.length && from[0] === to[0]) return values;
+  const out = new Array(to.length).fill(fill);
+  if (!from.length || !to.length) return out;
+  const offset = Math.round((from[0] - to[0]) / step);
+  for (let i = Math.max(0, offset); i < to.length && i - offset < values.length; i++) out[i] = values[i - offset];
+  return out;
+}
+
+/** Does a series (or fleet answer) have a point in any bucket? */
+export function hasData(s) {
+  if (Array.isArray(s.count)) return s.count.some((c) => c > 0);
+  return ["min", "max", "avg"].some((f) => Array.isArray(s[f]) && s[f].some((v) => v != null));
 }
 
 /** Index of the last bucket with data, or -1. */

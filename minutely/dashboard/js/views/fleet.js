@@ -1,5 +1,7 @@
 // Fleet view: every server and metric, searchable; for one metric, a heatmap of all servers ×
 // time (avg or max) so a hot server stands out, and the top-N servers over the range (Q4).
+// The heatmap asks only for the array it paints (`fields=avg,count` or `max,count`); hovering
+// a row fetches that one server's min/max/avg for the tooltip.
 
 import * as api from "../api.js";
 import { matcher, mergeSeries } from "../data.js";
@@ -12,12 +14,20 @@ import { View } from "./base.js";
 
 const LABEL_W = 150;
 const PREFERRED = ["cpu.user", "cpu.busy", "load.1m"];
+/** How long the pointer rests on a row before its tooltip details are fetched. */
+const DETAIL_DELAY_MS = 80;
+
+const heatFields = (agg) => [agg, "count"];
 
 export class FleetView extends View {
   mount(state) {
     this.names = { servers: [], metrics: [] };
     this.data = null;
+    this.agg = state.agg; // the aggregate this.data carries
+    this.asked = state.agg; // the aggregate the last load asked for
     this.summary = null;
+    this.details = new Map(); // server → its full series over this.data's buckets (tooltips)
+    this.detailTimer = 0;
     this.ticks = 0;
     this.search = h("input.filter", {
       type: "search", placeholder: "Search names…", value: state.q,
@@ -64,6 +74,7 @@ export class FleetView extends View {
   destroy() {
     super.destroy();
     this.resize?.disconnect();
+    clearTimeout(this.detailTimer);
     hideTip();
   }
 
@@ -110,13 +121,17 @@ export class FleetView extends View {
     const metric = this.metric;
     const range = this.range();
     const step = chooseStep(range.seconds, this.plotWidth());
+    const agg = this.ctx.state.agg;
+    this.asked = agg;
     try {
       const [series, summary] = await this.ctx.busy(Promise.all([
-        api.series("metric", metric, { start: range.start, end: range.end, step }, { signal }),
+        api.series("metric", metric, { start: range.start, end: range.end, step, fields: heatFields(agg) }, { signal }),
         api.summary("metric", metric, { start: range.start, end: range.end }, { signal }),
       ]));
       if (this.destroyed) return;
       this.data = series;
+      this.agg = agg;
+      this.details.clear();
       this.summary = summary;
       this.main.classList.remove("is-empty");
       this.ctx.updated();
@@ -147,11 +162,12 @@ export class FleetView extends View {
     const { timestamps, step } = this.data;
     const from = timestamps[timestamps.length - 1] - step;
     const [fresh, summary] = await Promise.all([
-      api.series("metric", this.data.metric, { start: from, end: range.end, step }, { signal }),
+      api.series("metric", this.data.metric, { start: from, end: range.end, step, fields: heatFields(this.agg) }, { signal }),
       api.summary("metric", this.data.metric, { start: range.start, end: range.end }, { signal }),
     ]);
     if (this.destroyed || signal.aborted) return;
     this.data = mergeSeries(this.data, fresh, "server");
+    this.details.clear(); // their newest buckets are stale now; a hover fetches again
     this.summary = summary;
     this.ctx.updated();
     this.render();
@@ -163,9 +179,9 @@ export class FleetView extends View {
       this.load();
       return;
     }
-    if (state.metric !== prev.metric) {
+    if (state.metric !== prev.metric || (state.agg !== this.asked && this.data)) {
       this.renderLists();
-      this.loadMetric();
+      this.loadMetric(); // the heatmap holds only the aggregate it paints
       return;
     }
     this.renderLists();
@@ -197,15 +213,15 @@ export class FleetView extends View {
     const range = this.range();
     const { metric, series, step, timestamps } = this.data;
     const unit = unitOf(metric);
-    const agg = state.agg;
+    const agg = this.agg;
     replace(this.stateEl);
     this.ok();
     this.title.replaceChildren(metric, unit ? h("span.unit", null, unit) : "");
     this.subtitle.textContent =
       `${series.length} of ${this.names.servers.length} servers reporting · ${agg} per ${fmtDuration(step)} · ${range.label}`;
     for (const b of this.aggButtons) {
-      b.classList.toggle("active", b.dataset.agg === agg);
-      b.setAttribute("aria-pressed", String(b.dataset.agg === agg));
+      b.classList.toggle("active", b.dataset.agg === state.agg);
+      b.setAttribute("aria-pressed", String(b.dataset.agg === state.agg));
     }
     this.metricLink.href = this.ctx.link("metric", metric);
 
@@ -221,6 +237,8 @@ export class FleetView extends View {
       .map((s) => ({ name: s.server, values: s[agg], s }));
     const [lo, hi] = domain(this.rows);
     this.heatmap.setData({ timestamps, step, rows: this.rows, domain: [lo, hi] });
+    this.heatBox.dataset.src = api.seriesUrl("metric", metric,
+      { start: this.data.start, end: this.data.end, step, fields: heatFields(agg) }).toString();
     this.heatBox.firstChild.setAttribute("aria-label",
       `Heatmap of ${metric} (${agg}) for ${this.rows.length} servers over the ${range.label}`);
     this.renderLegend(lo, hi, unit);
@@ -231,7 +249,7 @@ export class FleetView extends View {
   renderLegend(lo, hi, unit) {
     const stops = Array.from({ length: 11 }, (_, i) => `${lutColor(i / 10)} ${i * 10}%`).join(", ");
     replace(this.legend,
-      h("span.muted", null, this.ctx.state.agg === "max" ? "max" : "avg"),
+      h("span.muted", null, this.agg),
       h("span.lo", { title: fmtExact(lo, unit) }, fmtValue(lo, unit)),
       h("span.ramp", { style: `background: linear-gradient(90deg, ${stops})` }),
       h("span.hi", { title: fmtExact(hi, unit) }, `${fmtValue(hi, unit)}+`),
@@ -241,7 +259,7 @@ export class FleetView extends View {
 
   renderTop(unit) {
     const state = this.ctx.state;
-    const agg = state.agg;
+    const agg = this.agg;
     const rows = [...this.summary.rows].sort((a, b) => (b[agg] ?? -Infinity) - (a[agg] ?? -Infinity)).slice(0, state.top);
     this.topTitle.replaceChildren(`Top ${rows.length} servers by ${agg} `,
       h("span.muted", null, `over the ${this.range().label}`));
@@ -261,23 +279,68 @@ export class FleetView extends View {
   }
 
   hover(cell) {
+    clearTimeout(this.detailTimer);
     if (!cell) {
       hideTip();
       return;
     }
     const row = this.rows[cell.row];
+    const { step, timestamps } = this.data;
+    if (cell.col >= timestamps.length) return;
+    this.tip = { ...cell, server: row.name };
+    this.showCellTip();
+    if (!this.detailAt(row.name, timestamps[cell.col])) {
+      this.detailTimer = setTimeout(() => this.fetchDetail(row.name, step), DETAIL_DELAY_MS);
+    }
+  }
+
+  /** The tooltip of the cell under the pointer: the painted value at once, the rest once fetched. */
+  showCellTip() {
+    const { row: r, col: i, x, y, server } = this.tip;
+    const row = this.rows[r];
+    if (!row || row.name !== server) return;
     const { step, timestamps, metric } = this.data;
     const unit = unitOf(metric);
+    const agg = this.agg;
     const s = row.s;
-    const i = cell.col;
-    if (i >= timestamps.length) return;
-    const agg = this.ctx.state.agg;
+    const detail = this.detailAt(server, timestamps[i]);
+    const value = (field) => {
+      if (field === agg) return fmtExact(s[agg][i], unit);
+      return detail ? fmtExact(detail.s[field][detail.i], unit) : "…";
+    };
     showTip(tipTable(`${row.name} · ${fmtBucket(timestamps[i], step)}`, [
-      ["max", fmtExact(s.max[i], unit), agg === "max" ? "#fb9b06" : null],
-      ["avg", fmtExact(s.avg[i], unit), agg === "avg" ? "#fb9b06" : null],
-      ["min", fmtExact(s.min[i], unit)],
+      ["max", value("max"), agg === "max" ? "#fb9b06" : null],
+      ["avg", value("avg"), agg === "avg" ? "#fb9b06" : null],
+      ["min", value("min")],
       ["points", fmtCount(s.count[i])],
-    ]), cell.x, cell.y);
+    ]), x, y);
+  }
+
+  /** The fetched series of `server` and the index of bucket `ts` in it, if held. */
+  detailAt(server, ts) {
+    const s = this.details.get(server);
+    if (!s) return null;
+    const i = (ts - s.start) / s.step;
+    return i >= 0 && i < s.timestamps.length && s.timestamps[i] === ts ? { s, i } : null;
+  }
+
+  /** One server's min/max/avg/count over the heatmap's buckets (a Q2 request for that server). */
+  async fetchDetail(server, step) {
+    const data = this.data;
+    if (!data || this.details.has(server)) return;
+    const signal = this.ctrl.signal;
+    try {
+      const answer = await api.series("metric", data.metric,
+        { start: data.start, end: data.end, step, only: [server] }, { signal });
+      if (this.destroyed || signal.aborted || this.data !== data) return;
+      const s = answer.series[0];
+      this.details.set(server, s
+        ? { ...s, start: answer.start, step: answer.step, timestamps: answer.timestamps }
+        : { min: [], max: [], avg: [], count: [], start: answer.start, step, timestamps: [] });
+      if (this.tip?.server === server && !document.getElementById("tooltip")?.hidden) this.showCellTip();
+    } catch (err) {
+      if (err.name !== "AbortError" && !(err instanceof api.ApiError)) throw err;
+    }
   }
 
   onResize() {

@@ -1,9 +1,10 @@
-// Metric view (Q2 + Q4): one metric across the fleet — the fleet's min–max band and average
-// over time, any server's avg line on demand, and the per-server summary table.
+// Metric view: one metric across the fleet — the fleet's min–max band and average over time
+// (one /fleet request, merged by the API however many servers report), any server's avg line
+// on demand (Q2 for just the servers shown, avg only), and the per-server summary table (Q4).
 
 import * as api from "../api.js";
 import { ACCENT, PALETTE, bandChart, chartHeight, toColumns } from "../chart.js";
-import { fleetAggregate, matcher, mergeSeries } from "../data.js";
+import { matcher, mergeFleet, mergeSeries, realign } from "../data.js";
 import { debounce, h, notice, remPx, replace } from "../dom.js";
 import { fmtCount, fmtDuration, fmtExact, fmtValue, unitOf } from "../format.js";
 import { SortTable } from "../table.js";
@@ -12,6 +13,11 @@ import { hideTip } from "../tooltip.js";
 import { View } from "./base.js";
 import { picker } from "./picker.js";
 
+/** What the fleet band needs, and what one server's line needs. */
+const BAND_FIELDS = ["min", "max", "avg", "count"];
+const LINE_FIELDS = ["avg"];
+
+const sameList = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 export class MetricView extends View {
   mount(state) {
@@ -22,6 +28,9 @@ export class MetricView extends View {
     this.unit = unitOf(state.name);
     this.data = null;
     this.summary = null;
+    this.lines = null; // the shown servers' avg over this.data's buckets: a Q2 answer
+    this.linesFor = new Set(); // servers this.lines was asked for (those without data are left out)
+    this.asking = new Set(); // servers whose line is being fetched
     this.chart = null;
     this.chartKey = "";
     this.chartH = chartHeight(24);
@@ -93,20 +102,33 @@ export class MetricView extends View {
     return Math.max(200, (this.plot.clientWidth || 900) - 5 * remPx());
   }
 
+  /** The request for the fleet band, and for some servers' lines, over `range` (API form). */
+  bandQuery(range, step) {
+    return { start: range.start, end: range.end, step, fields: BAND_FIELDS };
+  }
+
+  lineQuery(range, step, servers) {
+    return { start: range.start, end: range.end, step, only: servers, fields: LINE_FIELDS };
+  }
+
   async load() {
     const state = this.ctx.state;
     const signal = this.begin();
     const range = this.range();
     const step = chooseStep(range.seconds, this.plotWidth());
+    const show = [...state.show];
     try {
-      const [series, summary] = await this.ctx.busy(Promise.all([
-        api.series("metric", state.name, { start: range.start, end: range.end, step }, { signal }),
+      const [fleet, summary, lines] = await this.ctx.busy(Promise.all([
+        api.fleet(state.name, this.bandQuery(range, step), { signal }),
         api.summary("metric", state.name, { start: range.start, end: range.end }, { signal }),
+        show.length ? api.series("metric", state.name, this.lineQuery(range, step, show), { signal }) : null,
       ]));
       if (this.destroyed) return;
       this.loaded = true;
-      this.data = series;
+      this.data = fleet;
       this.summary = summary;
+      this.lines = lines;
+      this.linesFor = new Set(lines ? show : []);
       this.ctx.updated();
       this.render({ rebuild: true });
     } catch (err) {
@@ -116,22 +138,58 @@ export class MetricView extends View {
     }
   }
 
+  /** Live: the buckets from the last complete one to now, for the band and the lines shown. */
   async liveUpdate() {
     if (!this.data) return;
     const state = this.ctx.state;
     const range = this.range();
     const { timestamps, step } = this.data;
-    const from = timestamps[timestamps.length - 1] - step;
+    const recent = { start: timestamps[timestamps.length - 1] - step, end: range.end };
     const signal = this.ctrl.signal;
-    const [fresh, summary] = await Promise.all([
-      api.series("metric", state.name, { start: from, end: range.end, step }, { signal }),
+    const servers = this.lines ? [...this.linesFor] : [];
+    const [fresh, summary, lines] = await Promise.all([
+      api.fleet(state.name, this.bandQuery(recent, step), { signal }),
       api.summary("metric", state.name, { start: range.start, end: range.end }, { signal }),
+      servers.length ? api.series("metric", state.name, this.lineQuery(recent, step, servers), { signal }) : null,
     ]);
     if (this.destroyed || signal.aborted) return;
-    this.data = mergeSeries(this.data, fresh, "server");
+    this.data = mergeFleet(this.data, fresh);
+    if (lines && this.lines) this.lines = mergeSeries(this.lines, lines, "server");
     this.summary = summary;
     this.ctx.updated();
     this.render({ rebuild: false });
+  }
+
+  /** Fetch the lines of shown servers not held yet, over exactly the held band's buckets. */
+  async fetchLines() {
+    const show = this.ctx.state.show;
+    const missing = show.filter((s) => !this.linesFor.has(s) && !this.asking.has(s));
+    if (!missing.length || !this.data) return;
+    const { start, end, step } = this.data;
+    const signal = this.ctrl.signal;
+    for (const s of missing) this.asking.add(s);
+    try {
+      const answer = await this.ctx.busy(api.series("metric", this.ctx.state.name,
+        { start, end, step, only: missing, fields: LINE_FIELDS }, { signal }));
+      if (this.destroyed || signal.aborted || !this.data || this.data.step !== step) return;
+      if (!this.lines || !this.lines.series.length) {
+        this.lines = answer;
+      } else {
+        // onto the buckets the held lines have (a live refresh may have slid them meanwhile;
+        // the next one fills the newest bucket in)
+        const to = this.lines.timestamps;
+        const held = new Set(this.lines.series.map((s) => s.server));
+        const series = answer.series.filter((s) => !held.has(s.server)).map((s) => ({ server: s.server, avg: realign(s.avg, answer.timestamps, to, step) }));
+        this.lines = { ...this.lines, series: this.lines.series.concat(series) };
+      }
+      for (const s of missing) this.linesFor.add(s);
+      this.render({ rebuild: false });
+    } catch (err) {
+      if (err.name === "AbortError" || err instanceof api.ApiError) return; // the banner or the next load says it
+      throw err;
+    } finally {
+      for (const s of missing) this.asking.delete(s);
+    }
   }
 
   update(state, prev) {
@@ -140,6 +198,14 @@ export class MetricView extends View {
       return;
     }
     if (state.q !== prev.q && this.filter.value !== state.q) this.filter.value = state.q;
+    if (!sameList(state.show, prev.show)) {
+      // forget lines no longer shown, so a live refresh asks only for what is drawn
+      const show = new Set(state.show);
+      this.linesFor = new Set([...this.linesFor].filter((s) => show.has(s)));
+      if (!show.size) this.lines = null;
+      else if (this.lines) this.lines = { ...this.lines, series: this.lines.series.filter((s) => show.has(s.server)) };
+      if (state.show.some((s) => !this.linesFor.has(s))) this.fetchLines();
+    }
     if (this.data) this.render({ rebuild: false });
   }
 
@@ -158,22 +224,26 @@ export class MetricView extends View {
     const started = performance.now();
     const state = this.ctx.state;
     const range = this.range();
-    const { series, step } = this.data;
+    const fleet = this.data;
+    const { step, timestamps } = fleet;
+    const reporting = this.summary.rows.length;
     this.body.hidden = false;
     replace(this.stateEl);
     this.ok();
-    this.subtitle.textContent = `${series.length} server${series.length === 1 ? "" : "s"} reporting · ${fmtDuration(step)} buckets · ${range.label}`;
-    if (!series.length) {
+    this.subtitle.textContent = `${reporting} server${reporting === 1 ? "" : "s"} reporting · ${fmtDuration(step)} buckets · ${range.label}`;
+    if (!fleet.servers && !reporting) {
       this.body.hidden = true;
       replace(this.stateEl, notice("empty", `No server sent ${state.name} in the ${range.label}`,
         "The metric is known but has no points in this range. Pick a longer range above."));
       return;
     }
-    const fleet = fleetAggregate(this.data);
-    const byServer = new Map(series.map((s) => [s.server, s]));
-    const lines = state.show.filter((s) => byServer.has(s))
-      .map((server, i) => ({ label: server, color: PALETTE[i % PALETTE.length], values: byServer.get(server).avg }));
-    const data = { timestamps: this.data.timestamps, ...fleet, lines: lines.map((l) => l.values) };
+    const held = new Map((this.lines?.series || []).map((s) => [s.server, s]));
+    const lines = state.show.filter((s) => held.has(s)).map((server, i) => ({
+      label: server,
+      color: PALETTE[i % PALETTE.length],
+      values: realign(held.get(server).avg, this.lines.timestamps, timestamps, step),
+    }));
+    const data = { timestamps, min: fleet.min, max: fleet.max, avg: fleet.avg, lines: lines.map((l) => l.values) };
     const key = `${step}|${lines.map((l) => l.label).join(",")}`;
     if (rebuild || !this.chart || key !== this.chartKey) {
       if (rebuild) hideTip();
@@ -185,8 +255,8 @@ export class MetricView extends View {
         unit: this.unit,
         step,
         lines,
-        countOf: (i) => this.fleet.servers[i],
-        countLabel: "servers",
+        countOf: (i) => this.data.count[i],
+        countLabel: "points",
         onSelect: (from, to) => this.ctx.go({ range: "custom", from, to }),
       }, data);
       this.chartKey = key;
@@ -194,8 +264,9 @@ export class MetricView extends View {
     } else {
       this.chart.setData(toColumns(data));
     }
-    this.fleet = fleet;
-    this.plot.dataset.points = String(this.data.timestamps.length);
+    // The exact requests behind the band and the lines (read by the browser tests).
+    this.plot.dataset.src = api.fleetUrl(state.name, { start: fleet.start, end: fleet.end, step, fields: BAND_FIELDS }).toString();
+    this.plot.dataset.points = String(timestamps.length);
     this.plot.dataset.lines = lines.map((l) => l.label).join(",");
     replace(this.legend,
       h("span.chip", null, h("i.sw", { style: `background:${ACCENT}` }), "fleet avg"),
