@@ -37,11 +37,16 @@ Empty entries are those with ``count == 0``; the ring's other fields are then un
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key
+
+#: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
+#: each point in exactly one call. The storage tier's writer is one.
+MinuteSink = Callable[[I32, I64, Partials], None]
 
 _NO_MINUTE = np.iinfo(np.int64).min
 
@@ -61,7 +66,12 @@ class HotRing:
     """Minute partials for every series over the last ``minutes`` minutes."""
 
     def __init__(
-        self, minutes: int = 2880, live_minutes: int = 4, capacity: int = 1024, block: int = BLOCK
+        self,
+        minutes: int = 2880,
+        live_minutes: int = 4,
+        capacity: int = 1024,
+        block: int = BLOCK,
+        sink: MinuteSink | None = None,
     ) -> None:
         if minutes < live_minutes + 1:
             msg = f"hot window of {minutes} minutes must exceed live_minutes={live_minutes}"
@@ -70,6 +80,7 @@ class HotRing:
         self.live_minutes = live_minutes
         self.lock = threading.RLock()
         self.block = block
+        self.sink = sink
         self._blocks: list[Partials] = []
         #: series ids below this have been written (rows beyond it are untouched memory)
         self._used = 0
@@ -182,6 +193,8 @@ class HotRing:
             )
             for dst, src in zip(block.fields(), new.fields(), strict=True):
                 dst[r, sl] = src
+        if self.sink is not None:  # the late points' own partials: a correction, not a total
+            self.sink(rows.astype(np.int32), self.slot_minute[slots], parts)
 
     def _claim_slot(self, minute: int) -> None:
         """Make ``minute``'s ring slot hold that minute, emptying an older lap's data."""
@@ -210,18 +223,86 @@ class HotRing:
         self.head = newest
 
     def _flush_row(self, row: int, minute: int) -> None:
-        """Copy a live row into its ring column: the one write each minute gets."""
+        """Move a live row into its ring column: the one write each minute gets.
+
+        The column may already hold the minute (partials loaded at start-up); then the live
+        row, which holds only what came since, merges into it. The sink gets the live row.
+        """
         slot = minute % self.minutes
         live = self._live
+        baseline = self.slot_minute[slot] == minute
         for b, block in enumerate(self._blocks):
             n = self._block_rows(b)
             if n == 0:
                 break
             lo = b * self.block
-            for dst, src in zip(block.fields(), live.fields(), strict=True):
-                dst[:n, slot] = src[row, lo : lo + n]
+            fresh = Partials(*(a[row, lo : lo + n] for a in live.fields()))
+            if baseline:
+                old = Partials(*(a[:n, slot] for a in block.fields()))
+                fresh = merge(old, fresh)
+            for dst, src in zip(block.fields(), fresh.fields(), strict=True):
+                dst[:n, slot] = src
         self.slot_minute[slot] = minute
         self.live_minute[row] = _NO_MINUTE
+        self._emit_live(row, minute)
+
+    def _emit_live(self, row: int, minute: int) -> None:
+        if self.sink is None:
+            return
+        live = self._live
+        series = np.flatnonzero(live.count[row, : self._used] > 0).astype(np.int32)
+        if series.shape[0]:
+            parts = Partials(*(a[row, series] for a in live.fields()))
+            self.sink(series, np.full(series.shape[0], minute, dtype=np.int64), parts)
+
+    def hand_on_live(self) -> None:
+        """Give the sink the live (still filling) minutes too, and start them afresh.
+
+        For a clean stop: afterwards every point folded so far has reached the sink once,
+        and a restart that ``load``s the sink's minutes reads the same answers.
+        """
+        with self.lock:
+            for row in range(self.live_minutes):
+                minute = int(self.live_minute[row])
+                if minute != _NO_MINUTE:
+                    self._flush_row(row, minute)
+                    self.live_minute[row] = minute
+                    live = self._live
+                    live.min[row], live.max[row] = np.inf, -np.inf
+                    live.sum[row], live.count[row] = 0.0, 0
+
+    def load(self, series: I32, minutes: I64, parts: Partials) -> int:
+        """Merge stored partials into the ring at start-up (the sink is not told).
+
+        Returns how many entries fell inside the window and were loaded.
+        """
+        if series.shape[0] == 0:
+            return 0
+        with self.lock:
+            top = int(series.max()) + 1
+            if top > self.capacity:
+                self._grow(top)
+            self._used = max(self._used, top)
+            newest = int(minutes.max())
+            if self.head is None or newest > self.head:
+                self._advance(newest)
+            assert self.head is not None
+            keep = minutes > self.head - self.minutes
+            series, minutes = series[keep], minutes[keep]
+            parts = Partials(*(a[keep] for a in parts.fields()))
+            w = self.minutes
+            for minute in np.unique(minutes).tolist():
+                self._claim_slot(minute)
+            rows, slots = series.astype(np.int64), minutes % w
+            for b in np.unique(rows // self.block).tolist():
+                sel = np.flatnonzero(rows // self.block == b)
+                r, sl = rows[sel] - b * self.block, slots[sel]
+                block = self._blocks[b]
+                old = Partials(*(a[r, sl] for a in block.fields()))
+                new = merge(old, Partials(*(a[sel] for a in parts.fields())))
+                for dst, src in zip(block.fields(), new.fields(), strict=True):
+                    dst[r, sl] = src
+            return int(keep.sum())
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -292,5 +373,8 @@ class HotRing:
             if minute == _NO_MINUTE or not lo <= minute < hi:
                 continue
             col = minute - first
-            for dst, src in zip(out.fields(), live.fields(), strict=True):
-                dst[:, col] = src[row, series]
+            fresh = Partials(*(a[row, series] for a in live.fields()))
+            # the ring column may hold a baseline for this minute (loaded at start-up)
+            merged = merge(Partials(*(a[:, col] for a in out.fields())), fresh)
+            for dst, src in zip(out.fields(), merged.fields(), strict=True):
+                dst[:, col] = src

@@ -1,0 +1,215 @@
+"""The storage tier's figures: write throughput, year-long summaries, bytes on disk.
+
+    python bench/bench_store.py [--dir DIR] [--series 50000] [--minutes 60] [--runs 15]
+
+Runs on the embedded engine (chDB) in a temporary directory unless ``--dir`` names one; pass
+``--dsn http://host:8123`` to measure a ClickHouse server with the same code.
+
+1. Write: ``--series`` series (25 servers × 2,000 metrics by default) × ``--minutes`` minutes
+   of minute partials, one insert per closed minute (as the service flushes), values from
+   ``minutely.sim.Fleet`` sampled 6 times a minute (count set to 60). Minute-rows/s, and the
+   headroom against the seed's fleet (2,000,000 rows a minute).
+2. Bytes on disk per minute-row for each tier after merging (both sort orders included).
+3. A year of rollups written straight into the 1d/1h/1m tiers for one server with 2,000
+   metrics and one metric over 1,000 servers; Q3 (one server's summary) and Q4 (one metric's)
+   over 365 days with ragged ends, and Q1/Q2 (30 days at step 1 h): median of ``--runs``,
+   with the rows each read touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from minutely.model import Partials
+from minutely.sim import Fleet
+from minutely.store import TIER_1D, TIER_1H, TIER_1M, Store, StoreConfig
+
+SEED_ROWS_PER_MINUTE = 2_000_000
+DAY = 1440
+#: 2025-06-01 00:00 UTC, in minutes
+T0 = 20_240 * DAY
+
+
+def fleet_minutes(fleet: Fleet, minute: int) -> Partials:
+    """One minute of every series, from 6 samples (min, max, mean scaled to 60 points)."""
+    ts = minute * 60 + np.arange(0, 60, 10, dtype=np.float64)
+    v = fleet.at(ts).value.reshape(len(ts), -1)
+    count = np.full(v.shape[1], 60, dtype=np.uint32)
+    return Partials(v.min(axis=0), v.max(axis=0), v.mean(axis=0) * 60, count)
+
+
+def bench_write(store: Store, n_series: int, minutes: int) -> None:
+    metrics = 2000 if n_series >= 2000 else n_series
+    fleet = Fleet(max(1, n_series // metrics), metrics)
+    n = len(fleet)
+    server_ids = np.repeat(np.arange(fleet.servers, dtype=np.uint32), fleet.metrics)
+    metric_ids = np.tile(np.arange(fleet.metrics, dtype=np.uint32), fleet.servers)
+    blocks = [fleet_minutes(fleet, T0 + i) for i in range(2 * minutes)]
+    need = SEED_ROWS_PER_MINUTE / 60
+    print(f"write: {n:,} series (values: minutely.sim.Fleet); the seed needs {need:,.0f} rows/s")
+    # as the service flushes: one insert per closed minute
+    elapsed = 0.0
+    for i in range(minutes):
+        start = time.perf_counter()
+        store.write_minutes(server_ids, metric_ids, T0 + i, blocks[i])
+        elapsed += time.perf_counter() - start
+    rate = n * minutes / elapsed
+    print(
+        f"  one insert per minute ({n:,} rows each), {minutes} minutes: {rate:,.0f} rows/s,"
+        f" {elapsed / minutes * 1000:.0f} ms per insert; headroom {rate / need:.1f}x"
+    )
+    # larger inserts, as at the seed's scale (2M rows a minute): ten minutes per insert
+    elapsed = 0.0
+    for a in range(minutes, 2 * minutes, 10):
+        b = min(2 * minutes, a + 10)
+        fields = [np.stack([blk.fields()[k] for blk in blocks[a:b]], axis=1) for k in range(4)]
+        stacked = Partials(*fields)  # (series, minutes)
+        start = time.perf_counter()
+        store.write_minutes(server_ids[:, None], metric_ids[:, None], T0 + np.arange(a, b), stacked)
+        elapsed += time.perf_counter() - start
+    rate = n * minutes / elapsed
+    print(
+        f"  ten minutes per insert ({n * 10:,} rows each): {rate:,.0f} rows/s ({rate / need:.1f}x)"
+    )
+    rows = 2 * n * minutes
+    start = time.perf_counter()
+    store.optimize()
+    print(f"  merge (OPTIMIZE FINAL, all tiers): {time.perf_counter() - start:.2f} s")
+    usage = store.disk_usage()
+    total = sum(u.bytes for u in usage.values())
+    print("bytes on disk after merging (by-server table + by-metric table):")
+    for name, u in usage.items():
+        per = max(1, u.rows)
+        print(
+            f"  {name}: {u.rows:>10,} rows {u.bytes:>12,} B"
+            f" = {u.bytes_by_server / per:5.2f} + {u.bytes_by_metric / per:5.2f}"
+            f" B/row; {u.bytes / rows:6.2f} B per minute-row ({u.bytes / total:5.1%} of all)"
+        )
+    print(f"  all tiers: {total / rows:.2f} B per minute-row")
+
+
+def _random_parts(rng: np.random.Generator, n: int, per_cell: int) -> Partials:
+    lo = np.round(rng.normal(50, 15, n), 2)
+    hi = lo + np.round(rng.random(n) * 20, 2)
+    count = np.full(n, per_cell, dtype=np.uint32)
+    return Partials(lo, hi, count * (lo + hi) / 2, count)
+
+
+def _grid(pairs: tuple[np.ndarray, np.ndarray], starts: np.ndarray) -> tuple[np.ndarray, ...]:
+    s = np.repeat(pairs[0], len(starts))
+    m = np.repeat(pairs[1], len(starts))
+    t = np.tile(starts, len(pairs[0]))
+    return s, m, t
+
+
+def timed(runs: int, read: Callable[[], object], store: Store) -> tuple[float, float, int]:
+    """(median, best) seconds of ``runs`` reads, and the rows one read touched."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        read()
+        times.append(time.perf_counter() - start)
+    before = store.read_stats().rows
+    idle = store.read_stats().rows - before
+    start_rows = store.read_stats().rows
+    read()
+    return statistics.median(times), min(times), store.read_stats().rows - start_rows - idle
+
+
+def bench_year(store: Store, runs: int) -> None:
+    rng = np.random.default_rng(0)
+    # server 0 × metrics 0..1999, and metric 0 × servers 0..999
+    s = np.concatenate([np.zeros(2000, np.uint32), np.arange(1, 1000, dtype=np.uint32)])
+    m = np.concatenate([np.arange(2000, dtype=np.uint32), np.zeros(999, np.uint32)])
+    end = T0 + 17 * 60 + 23  # now: 17:23 on the last day
+    first = end - 365 * DAY
+    first_day, last_day = -(-first // DAY) * DAY, end // DAY * DAY
+    written = {}
+    start = time.perf_counter()
+    days = np.arange(first_day - DAY, last_day + DAY, DAY)
+    hours = np.concatenate(
+        [
+            np.arange(first_day - DAY, first_day, 60),
+            np.arange(last_day - 30 * DAY, last_day + DAY, 60),
+        ]
+    )
+    minutes = np.concatenate([np.arange(first - 60, first + 60), np.arange(end - 120, end + 1)])
+    for tier, starts, per_cell in (
+        (TIER_1D, days, 86_400),
+        (TIER_1H, hours, 3600),
+        (TIER_1M, minutes, 60),
+    ):
+        grid = _grid((s, m), starts)
+        written[tier.name] = store.write_cells(
+            tier, *grid, _random_parts(rng, len(grid[0]), per_cell)
+        )
+    store.optimize()
+    rows = ", ".join(f"{k} {v:,}" for k, v in written.items())
+    print(
+        f"year of rollups for {len(s):,} series written straight into the tiers ({rows} rows)"
+        f" in {time.perf_counter() - start:.1f} s"
+    )
+    segments = store.segments(first, end - first, end - first)
+    print(
+        "  a 365-day summary reads: "
+        + ", ".join(f"{g.tier.name} {g.last - g.first:,} min" for g in segments)
+    )
+    queries = {
+        "Q3 one server, 2,000 metrics, 365 d": lambda: store.summary(
+            "server", 0, None, first, end - first
+        ),
+        "Q4 one metric, 1,000 servers, 365 d": lambda: store.summary(
+            "metric", 0, None, first, end - first
+        ),
+        "Q1 one server, 2,000 metrics, 30 d step 1h": lambda: store.read(
+            "server", 0, None, last_day - 30 * DAY, 30 * DAY, 60
+        ),
+        "Q2 one metric, 1,000 servers, 30 d step 1h": lambda: store.read(
+            "metric", 0, None, last_day - 30 * DAY, 30 * DAY, 60
+        ),
+    }
+    for name, read in queries.items():
+        median, best, touched = timed(runs, read, store)
+        print(
+            f"  {name}: median {median * 1000:6.1f} ms (best {best * 1000:6.1f}) over {runs} runs,"
+            f" {touched:,} rows read"
+        )
+
+
+def main() -> None:
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--dir", help="engine directory for chDB (default: a temporary one)")
+    ap.add_argument("--dsn", help="a DSN instead of chDB in --dir (e.g. http://localhost:8123)")
+    ap.add_argument("--series", type=int, default=50_000)
+    ap.add_argument("--minutes", type=int, default=60)
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+        dsn = args.dsn or f"chdb://{args.dir or tmp}"
+        for database, run in (
+            ("bench_write", lambda st: bench_write(st, args.series, args.minutes)),
+            ("bench_year", lambda st: bench_year(st, args.runs)),
+        ):
+            store = Store.open(StoreConfig(dsn, database))
+            try:
+                store.drop()
+                store.close()
+                store = Store.open(StoreConfig(dsn, database))
+                run(store)
+            finally:
+                store.drop()
+                store.close()
+
+
+if __name__ == "__main__":
+    main()

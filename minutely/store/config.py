@@ -1,0 +1,65 @@
+"""The store's settings: where it lives, how long each tier keeps its data, how it is laid out.
+
+One frozen object, built by the composition root (``service``) from ``minutely.config`` and
+passed to ``Store.open``. Nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from minutely.store.tiers import TIER_1H, TIER_1M, Tier
+
+DAY_SECONDS = 86_400
+
+#: a database name goes into DDL as an identifier, so it is checked, never quoted
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each tier keeps its data, in seconds.
+
+    A tier keeps every cell (minute, hour or day) that ends after ``now - retention``; the
+    cell that holds that instant stays whole, as the cell is the tier's unit of time.
+    """
+
+    minute: float = 400 * DAY_SECONDS
+    hour: float = 1827 * DAY_SECONDS  # five years, leap days included
+    day: float = 1827 * DAY_SECONDS
+
+    def __post_init__(self) -> None:
+        for name in ("minute", "hour", "day"):
+            if getattr(self, name) <= 0:
+                msg = f"retention.{name} must be positive, not {getattr(self, name)}"
+                raise ValueError(msg)
+
+    def of(self, tier: Tier) -> float:
+        """The retention of ``tier`` in seconds."""
+        if tier is TIER_1M:
+            return self.minute
+        return self.hour if tier is TIER_1H else self.day
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the store is and how its tables are made.
+
+    ``dsn`` is ``chdb:///<absolute dir>`` for the embedded engine or ``http(s)://host:port``
+    for a ClickHouse server; both go through ``clickhouse_connect.get_client``.
+    """
+
+    dsn: str
+    database: str = "minutely"
+    retention: Retention = Retention()
+    #: rows per primary-index granule; the ClickHouse default suits production, tests use less
+    index_granularity: int = 8192
+
+    def __post_init__(self) -> None:
+        if not _IDENTIFIER.match(self.database):
+            msg = f"database {self.database!r} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)"
+            raise ValueError(msg)
+        if not 16 <= self.index_granularity <= 1 << 20:
+            msg = f"index_granularity {self.index_granularity} is outside [16, 1048576]"
+            raise ValueError(msg)

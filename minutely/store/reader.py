@@ -1,0 +1,257 @@
+"""Read SQL and its answers: series buckets, summaries and raw minutes, as numpy columns.
+
+Every read merges partial aggregates with ``min(min), max(max), sum(sum), sum(count)`` and
+``GROUP BY``: a table may hold several rows for one cell until background merges collapse
+them (a late correction, a re-sent minute, one rollup row per insert block), so a single row
+is never trusted. Values reach the engine as bound parameters (``{name:Type}``); the only
+text spliced into SQL is table and column names chosen from constants here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from minutely.model import I64, U32, Partials
+from minutely.store.plan import Segment
+from minutely.store.tiers import TIER_1M
+
+By = Literal["server", "metric"]
+
+#: a query and its bound parameters
+Query = tuple[str, dict[str, Any]]
+
+
+class SeriesCells(NamedTuple):
+    """Sparse buckets of one read: cell ``i`` is ``(other_ids[i], buckets[i], parts[i])``.
+
+    Only non-empty cells are listed, each once, in no particular order (sorting a long
+    answer costs more than reading it; ``dense`` places the cells).
+    """
+
+    other_ids: U32
+    buckets: I64
+    parts: Partials
+
+    def dense(self, others: npt.NDArray[Any], n_buckets: int) -> Partials:
+        """The cells as a ``(len(others), n_buckets)`` block, row ``r`` for id ``others[r]``.
+
+        Cells of ids not in ``others`` or buckets outside ``[0, n_buckets)`` are left out;
+        empty entries have ``count == 0``.
+        """
+        out = _zeros((len(others), n_buckets))
+        rows, keep = _rows_of(np.asarray(others), self.other_ids)
+        keep &= (self.buckets >= 0) & (self.buckets < n_buckets)
+        rows, cols = rows[keep], self.buckets[keep]
+        for dst, src in zip(out.fields(), self.parts.fields(), strict=True):
+            dst[rows, cols] = src[keep]
+        return out
+
+
+class SummaryCells(NamedTuple):
+    """One partial per other id with data, ordered by id."""
+
+    other_ids: U32
+    parts: Partials
+
+    def dense(self, others: npt.NDArray[Any]) -> Partials:
+        """The partials aligned to ``others``; ids without data have ``count == 0``."""
+        out = _zeros(len(others))
+        rows, keep = _rows_of(np.asarray(others), self.other_ids)
+        for dst, src in zip(out.fields(), self.parts.fields(), strict=True):
+            dst[rows[keep]] = src[keep]
+        return out
+
+
+class MinuteRows(NamedTuple):
+    """Minute partials of many series: row ``i`` is series ``(server_ids[i], metric_ids[i])``
+    at minute ``minutes[i]``; one row per cell, in no particular order."""
+
+    server_ids: U32
+    metric_ids: U32
+    minutes: I64
+    parts: Partials
+
+
+def _zeros(shape: int | tuple[int, ...]) -> Partials:
+    return Partials(
+        np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.uint32)
+    )
+
+
+def _rows_of(
+    others: npt.NDArray[Any], ids: U32
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """Row of each id in ``others`` (any order), and which ids were found."""
+    if len(others) == 0:
+        return np.zeros(len(ids), dtype=np.intp), np.zeros(len(ids), dtype=bool)
+    order = np.argsort(others, kind="stable")
+    pos = np.searchsorted(others[order], ids)
+    pos = np.minimum(pos, len(others) - 1)
+    found: npt.NDArray[np.bool_] = others[order][pos] == ids
+    return order[pos], found
+
+
+def _columns(by: By) -> tuple[str, str]:
+    """(the key column, the other column) of a read by server or by metric."""
+    return ("server_id", "metric_id") if by == "server" else ("metric_id", "server_id")
+
+
+def _union(
+    db: str,
+    by: By,
+    segments: list[Segment],
+    with_others: bool,
+    params: dict[str, Any],
+    final: bool = False,
+) -> str:
+    """``UNION ALL`` of one ``SELECT`` per segment, each from its tier's table for ``by``;
+    ``final`` merges each cell's rows as they are read."""
+    key, other = _columns(by)
+    selects = []
+    for i, seg in enumerate(segments):
+        tier = seg.tier
+        params[f"lo{i}"] = seg.first * 60
+        params[f"hi{i}"] = seg.last * 60
+        where = (
+            f"{key} = {{key:UInt32}}"
+            f" AND ts >= toDateTime({{lo{i}:UInt32}}, 'UTC')"
+            f" AND ts < toDateTime({{hi{i}:UInt32}}, 'UTC')"
+        )
+        if tier.block:
+            # the same bounds on the block, which is in the sort key: the engine does not
+            # derive it from the bounds on ts, and without it reads every block of the key
+            params[f"end{i}"] = (seg.last - 1) * 60
+            where += (
+                f" AND {tier.block}(ts) >= {tier.block}(toDateTime({{lo{i}:UInt32}}, 'UTC'))"
+                f" AND {tier.block}(ts) <= {tier.block}(toDateTime({{end{i}:UInt32}}, 'UTC'))"
+            )
+        if with_others:
+            where += f" AND {other} IN {{others:Array(UInt32)}}"
+        table = tier.table if by == "server" else tier.by_metric
+        selects.append(
+            f"SELECT {other} AS other, ts, min, max, sum, count"
+            f" FROM {db}.{table}{' FINAL' if final else ''} WHERE {where}"
+        )
+    return "\nUNION ALL\n".join(selects)
+
+
+def _params(key_id: int, other_ids: npt.NDArray[Any] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"key": int(key_id)}
+    if other_ids is not None:
+        params["others"] = np.asarray(other_ids, dtype=np.uint32).tolist()
+    return params
+
+
+def series_query(
+    db: str,
+    by: By,
+    key_id: int,
+    other_ids: npt.NDArray[Any] | None,
+    segments: list[Segment],
+    first: int,
+    step: int,
+) -> Query:
+    """Buckets of ``step`` minutes from ``first``, per other id, over ``segments``.
+
+    When every segment's cell is one bucket (step 1 from minutes, step 60 from hours …),
+    nothing is left to group: ``FINAL`` merges each cell's rows in the sorted read, which
+    costs far less than hashing every cell of a long answer. Otherwise ``GROUP BY``.
+    """
+    params = _params(key_id, other_ids)
+    params["first"] = int(first)
+    params["step"] = int(step)
+    bucket = "toUInt32(intDiv(intDiv(toUInt32(ts), 60) - {first:Int64}, {step:Int64}))"
+    if all(seg.tier.minutes == step for seg in segments):
+        union = _union(db, by, segments, other_ids is not None, params, final=True)
+        sql = f"""
+SELECT other, {bucket} AS bucket, min AS mn, max AS mx, sum AS sm, count AS ct
+FROM ({union})
+"""
+        return sql, params
+    union = _union(db, by, segments, other_ids is not None, params)
+    sql = f"""
+SELECT other, {bucket} AS bucket,
+       min(min) AS mn, max(max) AS mx, sum(sum) AS sm, sum(count) AS ct
+FROM ({union})
+GROUP BY other, bucket
+"""
+    return sql, params
+
+
+def summary_query(
+    db: str, by: By, key_id: int, other_ids: npt.NDArray[Any] | None, segments: list[Segment]
+) -> Query:
+    """One partial per other id over ``segments``."""
+    params = _params(key_id, other_ids)
+    union = _union(db, by, segments, other_ids is not None, params)
+    sql = f"""
+SELECT other, min(min) AS mn, max(max) AS mx, sum(sum) AS sm, sum(count) AS ct
+FROM ({union})
+GROUP BY other
+ORDER BY other
+"""
+    return sql, params
+
+
+def minutes_query(db: str, first: int, last: int) -> Query:
+    """Every series' minute partials over minutes ``[first, last)`` from the 1-minute tier."""
+    sql = f"""
+SELECT server_id, metric_id, intDiv(toUInt32(ts), 60) AS minute,
+       min(min) AS mn, max(max) AS mx, sum(sum) AS sm, sum(count) AS ct
+FROM {db}.{TIER_1M.table}
+WHERE ts >= toDateTime({{lo:UInt32}}, 'UTC') AND ts < toDateTime({{hi:UInt32}}, 'UTC')
+GROUP BY server_id, metric_id, ts
+"""
+    return sql, {"lo": int(first) * 60, "hi": int(last) * 60}
+
+
+def _column(table: Any, name: str, dtype: type[np.generic]) -> npt.NDArray[Any]:
+    return np.asarray(table.column(name).to_numpy(), dtype=dtype)
+
+
+def _partials(table: Any) -> Partials:
+    return Partials(
+        _column(table, "mn", np.float64),
+        _column(table, "mx", np.float64),
+        _column(table, "sm", np.float64),
+        _column(table, "ct", np.uint32),
+    )
+
+
+def series_cells(table: Any) -> SeriesCells:
+    """A ``series_query`` answer (an Arrow table) as numpy columns."""
+    return SeriesCells(
+        _column(table, "other", np.uint32), _column(table, "bucket", np.int64), _partials(table)
+    )
+
+
+def summary_cells(table: Any) -> SummaryCells:
+    """A ``summary_query`` answer as numpy columns."""
+    return SummaryCells(_column(table, "other", np.uint32), _partials(table))
+
+
+def minute_rows(table: Any) -> MinuteRows:
+    """A ``minutes_query`` answer as numpy columns."""
+    return MinuteRows(
+        _column(table, "server_id", np.uint32),
+        _column(table, "metric_id", np.uint32),
+        _column(table, "minute", np.int64),
+        _partials(table),
+    )
+
+
+def empty_series() -> SeriesCells:
+    return SeriesCells(np.zeros(0, np.uint32), np.zeros(0, np.int64), _zeros(0))
+
+
+def empty_summary() -> SummaryCells:
+    return SummaryCells(np.zeros(0, np.uint32), _zeros(0))
+
+
+def empty_minutes() -> MinuteRows:
+    return MinuteRows(
+        np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.int64), _zeros(0)
+    )

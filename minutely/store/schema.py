@@ -1,0 +1,113 @@
+"""The store's tables and materialized views, as DDL; and creating them.
+
+Every statement is idempotent (``IF NOT EXISTS``), so opening a store creates what is missing
+and leaves what is there. Identifiers (database, tables) come from checked configuration, never
+from a request; the only value in DDL is the checked integer ``index_granularity``.
+
+Only ``minutes_1m`` is written to. Materialized views carry each inserted block on::
+
+    minutes_1m ──copy──► minutes_1m_by_metric
+        ├──GROUP BY hour──► minutes_1h ──copy──► minutes_1h_by_metric
+        └──GROUP BY day───► minutes_1d ──copy──► minutes_1d_by_metric
+
+The metric-ordered copies are tables, not projections: a projection of an
+``AggregatingMergeTree`` must be rebuilt on every merge, and its parts ignore column codecs
+(measured: 21.5 B/row against 15.3 for the same rows in a table with ``FPC, ZSTD``). A table
+also shards by metric on a cluster while its twin shards by server.
+"""
+
+from __future__ import annotations
+
+from minutely.store.config import StoreConfig
+from minutely.store.tiers import TIER_1M, TIERS, Tier
+
+#: server and metric names ↔ ids; one row per name, re-inserts collapse
+NAMES_TABLE = "names"
+#: every (server, metric) pair the registry holds, in its series-id order
+SERIES_TABLE = "series"
+
+
+def _columns(tier: Tier) -> str:
+    c = tier.codecs
+    return f"""
+    server_id UInt32 CODEC({c["id"]}),
+    metric_id UInt32 CODEC({c["id"]}),
+    ts DateTime('UTC') CODEC({c["ts"]}),
+    min SimpleAggregateFunction(min, Float64) CODEC({c["value"]}),
+    max SimpleAggregateFunction(max, Float64) CODEC({c["value"]}),
+    sum SimpleAggregateFunction(sum, Float64) CODEC({c["value"]}),
+    count SimpleAggregateFunction(sum, UInt64) CODEC({c["id"]})"""
+
+
+def _order(tier: Tier, first: str, second: str) -> str:
+    block = f"{tier.block}(ts), " if tier.block else ""
+    return f"({first}, {block}{second}, ts)"
+
+
+def _tier_tables(db: str, tier: Tier, granularity: int) -> list[str]:
+    out = []
+    for table, key in (
+        (tier.table, _order(tier, "server_id", "metric_id")),
+        (tier.by_metric, _order(tier, "metric_id", "server_id")),
+    ):
+        out.append(f"""
+CREATE TABLE IF NOT EXISTS {db}.{table} ({_columns(tier)}
+) ENGINE = AggregatingMergeTree
+PARTITION BY {tier.partition_by}
+ORDER BY {key}
+SETTINGS index_granularity = {int(granularity)}
+""")
+    return out
+
+
+def _copy_view(db: str, tier: Tier) -> str:
+    return f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{tier.by_metric}_mv TO {db}.{tier.by_metric} AS
+SELECT server_id, metric_id, ts, min, max, sum, count FROM {db}.{tier.table}
+"""
+
+
+def _rollup_view(db: str, tier: Tier) -> str:
+    # Built from the 1-minute partials of each insert block: exact, never from averages.
+    # Columns are qualified through the alias ``src`` so that the output aliases (which
+    # must match the target's column names) are not taken for the inputs.
+    return f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{tier.table}_mv TO {db}.{tier.table} AS
+SELECT
+    src.server_id AS server_id,
+    src.metric_id AS metric_id,
+    {tier.cell_start.format(ts="src.ts")} AS ts,
+    min(src.min) AS min,
+    max(src.max) AS max,
+    sum(src.sum) AS sum,
+    sum(src.count) AS count
+FROM {db}.{TIER_1M.table} AS src
+GROUP BY server_id, metric_id, ts
+"""
+
+
+def statements(config: StoreConfig) -> list[str]:
+    """The DDL that makes an empty store, in order (tables before the views that fill them)."""
+    db = config.database
+    out = [f"CREATE DATABASE IF NOT EXISTS {db}"]
+    for tier in TIERS:
+        out += _tier_tables(db, tier, config.index_granularity)
+    for tier in TIERS:
+        out.append(_copy_view(db, tier))
+        if tier is not TIER_1M:
+            out.append(_rollup_view(db, tier))
+    out.append(f"""
+CREATE TABLE IF NOT EXISTS {db}.{NAMES_TABLE} (
+    kind Enum8('server' = 1, 'metric' = 2),
+    id UInt32,
+    name String
+) ENGINE = ReplacingMergeTree ORDER BY (kind, id)
+""")
+    out.append(f"""
+CREATE TABLE IF NOT EXISTS {db}.{SERIES_TABLE} (
+    seq UInt64,
+    server_id UInt32,
+    metric_id UInt32
+) ENGINE = ReplacingMergeTree ORDER BY seq
+""")
+    return out

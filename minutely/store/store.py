@@ -1,0 +1,426 @@
+"""``Store``: the storage tier's one object: open, write, read, expire, persist the registry.
+
+It owns the connection (``clickhouse_connect.get_client(dsn=…)``: a ``chdb:///dir`` DSN runs
+the ClickHouse engine in this process, an ``http://host:8123`` DSN reaches a server; the SQL
+and the code are the same) and the per-tier *horizons*: the first minute each tier still
+keeps after the last ``expire``. Reads never return a minute before its tier's horizon, so
+what retention has expired is unreadable at once, though partitions go only when whole.
+
+Thread safety: each thread gets its own client (a chDB handle or an HTTP session), so a
+flush on one thread and queries on others run side by side.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from clickhouse_connect import get_client
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from minutely.model import U32, Partials
+from minutely.registry import Registry
+from minutely.store import names, reader
+from minutely.store.config import StoreConfig
+from minutely.store.errors import StoreCorrupt, StoreError
+from minutely.store.plan import Segment, clamp, plan
+from minutely.store.reader import By, MinuteRows, SeriesCells, SummaryCells
+from minutely.store.schema import NAMES_TABLE, SERIES_TABLE, statements
+from minutely.store.tiers import TIER_1M, TIERS, Tier
+from minutely.store.writer import minute_table
+
+
+class ReadStats(NamedTuple):
+    """The engine's running totals of rows and bytes read from tables (``system.events``).
+
+    Totals are engine-wide: diff two snapshots around a read to see what it touched (exact on
+    the embedded engine and on an idle server; concurrent queries add to the difference).
+    """
+
+    rows: int
+    bytes: int
+
+
+class TierUsage(NamedTuple):
+    """Rows (merged or not) of one tier's server-ordered table, and bytes on disk of each
+    of its two tables."""
+
+    rows: int
+    bytes_by_server: int
+    bytes_by_metric: int
+
+    @property
+    def bytes(self) -> int:
+        """Bytes on disk of both sort orders."""
+        return self.bytes_by_server + self.bytes_by_metric
+
+
+#: settings of the session, given once when a client is made (per-call settings would cost
+#: chDB a SET and a restore around every query): the answer's Arrow buffers go uncompressed
+#: (in process, compressing them only burns CPU; over HTTP the transport compresses), and
+#: ``FINAL`` merges within partitions only (a cell never spans two)
+_SESSION = {
+    "output_format_arrow_compression_method": "none",
+    "do_not_merge_across_partitions_select_final": 1,
+}
+
+
+@dataclass(slots=True)
+class _Clients:
+    """One client per thread; all closed together."""
+
+    dsn: str
+    local: threading.local = field(default_factory=threading.local)
+    made: list[Client] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self) -> Client:
+        client: Client | None = getattr(self.local, "client", None)
+        if client is None:
+            try:
+                client = get_client(dsn=self.dsn, settings=_SESSION)
+            except ClickHouseError as exc:
+                msg = f"cannot reach the store at {self.dsn}: {exc}"
+                raise StoreError(msg) from exc
+            self.local.client = client
+            with self.lock:
+                self.made.append(client)
+        return client
+
+    def close(self) -> None:
+        with self.lock:
+            made, self.made = self.made, []
+        for client in made:
+            client.close()
+        self.local = threading.local()
+
+
+class Store:
+    """Minute partials in three tiers, read back exactly; see the package docstring."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self._db = config.database
+        self._clients = _Clients(config.dsn)
+        self._lock = threading.Lock()
+        #: per tier name: the first minute it keeps (none until the first ``expire``)
+        self._horizons: dict[str, int] = {}
+        #: names and series already on disk, per kind ("server", "metric", "series")
+        self._saved: dict[str, int] | None = None
+
+    @classmethod
+    def open(cls, config: StoreConfig) -> Store:
+        """Connect and create whatever part of the schema is missing."""
+        store = cls(config)
+        try:
+            for sql in statements(config):
+                store._command(sql)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close every client this store made (the embedded engine can then be reopened)."""
+        self._clients.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        try:
+            self._clients.get().command(sql, parameters=params)
+        except ClickHouseError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _arrow(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._clients.get().query_arrow(sql, parameters=params)
+        except ClickHouseError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _insert(self, table: str, rows: Any) -> None:
+        try:
+            self._clients.get().insert_arrow(table, rows, database=self._db)
+        except ClickHouseError as exc:
+            raise StoreError(str(exc)) from exc
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def write_minutes(
+        self,
+        server_ids: npt.ArrayLike,
+        metric_ids: npt.ArrayLike,
+        minutes: npt.ArrayLike,
+        parts: Partials,
+    ) -> int:
+        """Add minute partials to the store in one insert; returns the rows written.
+
+        The id and minute arrays are broadcast to ``parts``' shape; entries with
+        ``count == 0`` are skipped. Rows add to what a cell holds (see ``writer``): a late
+        point is written as a row of the late points only, and merges exactly. The 1-hour
+        and 1-day tiers follow inside the engine.
+        """
+        return self.write_cells(TIER_1M, server_ids, metric_ids, minutes, parts)
+
+    def write_cells(
+        self,
+        tier: Tier,
+        server_ids: npt.ArrayLike,
+        metric_ids: npt.ArrayLike,
+        cell_minutes: npt.ArrayLike,
+        parts: Partials,
+    ) -> int:
+        """Low level: add partials straight to one tier (``cell_minutes`` are cell starts).
+
+        Into the 1-minute tier this is ``write_minutes``. Into a coarser tier it skips the
+        finer ones, so they no longer agree: for benchmarks that need years of rollups
+        without the minutes, and for repairs. Everything else calls ``write_minutes``.
+        """
+        starts = np.asarray(cell_minutes, dtype=np.int64)
+        if tier.minutes > 1 and (starts % tier.minutes).any():
+            msg = f"cell starts of the {tier.name} tier must be multiples of {tier.minutes}"
+            raise ValueError(msg)
+        rows = minute_table(server_ids, metric_ids, starts, parts)
+        if rows.num_rows:
+            self._insert(tier.table, rows)
+        return int(rows.num_rows)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def segments(self, first_minute: int, n_minutes: int, step_minutes: int) -> list[Segment]:
+        """Which tier answers which minutes of a read (after retention), in time order."""
+        return clamp(plan(first_minute, n_minutes, step_minutes), self.horizons())
+
+    def read(
+        self,
+        by: By,
+        key_id: int,
+        other_ids: npt.ArrayLike | None,
+        first_minute: int,
+        n_minutes: int,
+        step_minutes: int,
+    ) -> SeriesCells:
+        """Buckets of one server's metrics (``by="server"``) or one metric's servers.
+
+        Bucket ``b`` merges minutes ``[first + b·step, first + (b+1)·step)`` that fall in
+        ``[first, first + n)``. ``other_ids`` restricts the other dimension (None: all).
+        Each minute is read from the coarsest tier that answers it exactly.
+        """
+        others = _ids(other_ids)
+        segments = self.segments(first_minute, n_minutes, step_minutes)
+        if not segments or (others is not None and len(others) == 0):
+            return reader.empty_series()
+        sql, params = reader.series_query(
+            self._db, _by(by), key_id, others, segments, first_minute, step_minutes
+        )
+        return reader.series_cells(self._arrow(sql, params))
+
+    def summary(
+        self,
+        by: By,
+        key_id: int,
+        other_ids: npt.ArrayLike | None,
+        first_minute: int,
+        n_minutes: int,
+    ) -> SummaryCells:
+        """One partial per other id over minutes ``[first, first + n)``."""
+        others = _ids(other_ids)
+        segments = self.segments(first_minute, n_minutes, max(1, n_minutes))
+        if not segments or (others is not None and len(others) == 0):
+            return reader.empty_summary()
+        sql, params = reader.summary_query(self._db, _by(by), key_id, others, segments)
+        return reader.summary_cells(self._arrow(sql, params))
+
+    def read_minutes(self, first_minute: int, n_minutes: int) -> MinuteRows:
+        """Every series' minutes in ``[first, first + n)``, one columnar query (ring rebuild).
+
+        For a long window, call it hour by hour to bound memory.
+        """
+        first = max(first_minute, self.horizons().get(TIER_1M.name, first_minute))
+        last = first_minute + n_minutes
+        if first >= last:
+            return reader.empty_minutes()
+        sql, params = reader.minutes_query(self._db, first, last)
+        return reader.minute_rows(self._arrow(sql, params))
+
+    # -- retention -------------------------------------------------------------------------
+
+    def horizons(self) -> dict[str, int]:
+        """Per tier name, the first minute it still keeps (after the last ``expire``)."""
+        with self._lock:
+            return dict(self._horizons)
+
+    def expire(self, now: float) -> dict[str, list[str]]:
+        """Apply retention at ``now`` (unix seconds): drop every partition that ends at or
+        before its tier's cutoff, and stop reads short of each tier's horizon.
+
+        Returns the partition ids dropped, per tier name.
+        """
+        dropped: dict[str, list[str]] = {}
+        for tier in TIERS:
+            cutoff = now - self.config.retention.of(tier)
+            cell = tier.minutes * 60
+            horizon = math.floor(cutoff / cell) * tier.minutes
+            with self._lock:
+                self._horizons[tier.name] = max(horizon, self._horizons.get(tier.name, horizon))
+            dropped[tier.name] = []
+            for pid in self._partitions(tier):
+                if tier.partition_span(pid)[1] <= cutoff:
+                    for table in tier.tables():
+                        # the id is all digits (partition_span checks): safe to inline, as
+                        # ClickHouse takes no bound parameter in ALTER … DROP PARTITION
+                        self._command(f"ALTER TABLE {self._db}.{table} DROP PARTITION ID '{pid}'")
+                    dropped[tier.name].append(pid)
+        return dropped
+
+    def _partitions(self, tier: Tier) -> list[str]:
+        """The partition ids either table of ``tier`` holds."""
+        table = self._arrow(
+            "SELECT DISTINCT partition_id FROM system.parts"
+            " WHERE database = {db:String} AND table IN {t:Array(String)} AND active"
+            " ORDER BY partition_id",
+            {"db": self._db, "t": list(tier.tables())},
+        )
+        ids: list[str] = [str(p) for p in table.column("partition_id").to_pylist()]
+        return ids
+
+    # -- the registry ----------------------------------------------------------------------
+
+    def save_names(self, servers: Sequence[str], metrics: Sequence[str]) -> None:
+        """Persist names in id order (``servers[i]`` has id ``i``); only new ones are sent."""
+        with self._lock:
+            saved = self._saved_counts()
+            kinds: tuple[tuple[names.Kind, Sequence[str]], ...] = (
+                ("server", servers),
+                ("metric", metrics),
+            )
+            for kind, all_names in kinds:
+                done = saved[kind]
+                if len(all_names) < done:
+                    msg = (
+                        f"the store holds {done} {kind} names, the registry only"
+                        f" {len(all_names)}: start from load_registry(), not an empty registry"
+                    )
+                    raise StoreCorrupt(msg)
+                if len(all_names) > done:
+                    rows = names.names_table(kind, done, all_names[done:])
+                    self._insert(NAMES_TABLE, rows)
+                    saved[kind] = len(all_names)
+
+    def save_series(self, server_ids: npt.ArrayLike, metric_ids: npt.ArrayLike) -> None:
+        """Persist the series in the registry's order; only new ones are sent."""
+        s = np.asarray(server_ids, dtype=np.uint32)
+        m = np.asarray(metric_ids, dtype=np.uint32)
+        with self._lock:
+            saved = self._saved_counts()
+            done = saved["series"]
+            if len(s) > done:
+                self._insert(SERIES_TABLE, names.series_table(done, s[done:], m[done:]))
+                saved["series"] = len(s)
+
+    def save_registry(self, registry: Registry) -> None:
+        """Persist a registry's names and series (call after each flush; cheap when idle)."""
+        self.save_names(registry.servers.names(), registry.metrics.names())
+        self.save_series(*registry.series_of(np.arange(registry.n_series, dtype=np.int32)))
+
+    def load_names(self) -> tuple[list[str], list[str]]:
+        """(server names, metric names), each in id order."""
+        servers = names.check_names("server", self._arrow(*names.names_query(self._db, "server")))
+        metrics = names.check_names("metric", self._arrow(*names.names_query(self._db, "metric")))
+        return servers, metrics
+
+    def load_series(self) -> tuple[U32, U32]:
+        """(server ids, metric ids) of every saved series, in the order they were saved."""
+        servers, metrics = self.load_names()
+        table = self._arrow(names.series_query(self._db))
+        return names.check_series(table, len(servers), len(metrics))
+
+    def load_registry(self) -> Registry:
+        """A registry with the saved names at their ids and the saved series."""
+        servers, metrics = self.load_names()
+        table = self._arrow(names.series_query(self._db))
+        s, m = names.check_series(table, len(servers), len(metrics))
+        return names.build_registry(servers, metrics, s, m)
+
+    def _saved_counts(self) -> dict[str, int]:
+        """How many names and series are on disk (asked once, then kept up to date)."""
+        if self._saved is None:
+            table = self._arrow(names.count_query(self._db))
+            self._saved = {
+                k: int(table.column(k)[0].as_py()) for k in ("server", "metric", "series")
+            }
+        return self._saved
+
+    # -- figures ---------------------------------------------------------------------------
+
+    def read_stats(self) -> ReadStats:
+        """The engine's running totals of rows and bytes read (diff around a read)."""
+        table = self._arrow(
+            "SELECT event, value FROM system.events"
+            " WHERE event IN ('SelectedRows', 'SelectedBytes')"
+        )
+        got = dict(
+            zip(table.column("event").to_pylist(), table.column("value").to_pylist(), strict=True)
+        )
+        return ReadStats(int(got.get("SelectedRows", 0)), int(got.get("SelectedBytes", 0)))
+
+    def disk_usage(self) -> dict[str, TierUsage]:
+        """Rows and bytes on disk of each tier's active parts, per tier name."""
+        table = self._arrow(
+            "SELECT table, sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts"
+            " WHERE database = {db:String} AND active GROUP BY table",
+            {"db": self._db},
+        )
+        got = {
+            t: (int(r), int(b))
+            for t, r, b in zip(
+                table.column("table").to_pylist(),
+                table.column("rows").to_pylist(),
+                table.column("bytes").to_pylist(),
+                strict=True,
+            )
+        }
+        none = (0, 0)
+        return {
+            tier.name: TierUsage(
+                got.get(tier.table, none)[0],
+                got.get(tier.table, none)[1],
+                got.get(tier.by_metric, none)[1],
+            )
+            for tier in TIERS
+        }
+
+    def optimize(self) -> None:
+        """Merge every tier's parts now (background merges do this in time; for figures)."""
+        for tier in TIERS:
+            for table in tier.tables():
+                self._command(f"OPTIMIZE TABLE {self._db}.{table} FINAL")
+
+    def drop(self) -> None:
+        """Delete the whole database (tests and benchmarks)."""
+        self._command(f"DROP DATABASE IF EXISTS {self._db} SYNC")
+
+
+def _ids(other_ids: npt.ArrayLike | None) -> U32 | None:
+    return None if other_ids is None else np.asarray(other_ids, dtype=np.uint32).reshape(-1)
+
+
+def _by(by: str) -> By:
+    if by == "server":
+        return "server"
+    if by == "metric":
+        return "metric"
+    msg = f"by must be 'server' or 'metric', not {by!r}"
+    raise ValueError(msg)

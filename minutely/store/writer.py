@@ -1,0 +1,77 @@
+"""Minute partials → one Arrow table for one insert into the 1-minute tier.
+
+The store writes only the 1-minute tier; the engine's materialized views fold each inserted
+block into the 1-hour and 1-day tiers from the same partials (``min/max/sum/sum``), so the
+three tiers can never disagree and the writer makes one round trip per call.
+
+Rows are *deltas*: a row adds its points to whatever the cell already holds. Write each
+accepted point once; a correction is a row holding only the late points (re-writing a whole
+minute's partial would count its earlier points twice).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from minutely.model import Partials
+
+_MAX_MINUTE = (1 << 32) // 60  # DateTime is seconds in a UInt32
+
+#: the Arrow schema of an insert; ``ts`` is unix seconds, which ClickHouse takes as DateTime
+INSERT_SCHEMA = pa.schema(
+    [
+        ("server_id", pa.uint32()),
+        ("metric_id", pa.uint32()),
+        ("ts", pa.uint32()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+        ("sum", pa.float64()),
+        ("count", pa.uint64()),
+    ]
+)
+
+
+def minute_table(
+    server_ids: npt.ArrayLike,
+    metric_ids: npt.ArrayLike,
+    minutes: npt.ArrayLike,
+    parts: Partials,
+) -> Any:
+    """The non-empty entries of ``parts`` as an Arrow table in ``INSERT_SCHEMA``.
+
+    ``server_ids``, ``metric_ids`` and ``minutes`` are broadcast to the shape of ``parts``
+    (a scalar minute for a whole column of series, say); any shape is flattened.
+    """
+    shape = parts.count.shape
+    s = np.broadcast_to(np.asarray(server_ids), shape).reshape(-1)
+    m = np.broadcast_to(np.asarray(metric_ids), shape).reshape(-1)
+    t = np.broadcast_to(np.asarray(minutes, dtype=np.int64), shape).reshape(-1)
+    keep = parts.count.reshape(-1) > 0
+    if keep.all():
+        idx: slice | npt.NDArray[np.bool_] = slice(None)
+    else:
+        idx = keep
+    s, m, t = s[idx], m[idx], t[idx]
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= _MAX_MINUTE):
+        msg = f"minutes must lie in [0, {_MAX_MINUTE}) (1970 to 2106), got {t.min()}..{t.max()}"
+        raise ValueError(msg)
+    for name, ids in (("server_ids", s), ("metric_ids", m)):
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) > 0xFFFFFFFF):
+            msg = f"{name} must fit UInt32"
+            raise ValueError(msg)
+    columns = [
+        s.astype(np.uint32, copy=False),
+        m.astype(np.uint32, copy=False),
+        (t * 60).astype(np.uint32),
+        parts.min.reshape(-1)[idx],
+        parts.max.reshape(-1)[idx],
+        parts.sum.reshape(-1)[idx],
+        parts.count.reshape(-1)[idx].astype(np.uint64),
+    ]
+    return pa.Table.from_arrays(
+        [pa.array(np.ascontiguousarray(c)) for c in columns], schema=INSERT_SCHEMA
+    )
