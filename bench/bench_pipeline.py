@@ -121,7 +121,9 @@ def ingest_run(
 
 def in_process_baseline(bodies: list[bytes], points: int, now: float) -> float:
     """Decode + publish + fold without HTTP: the core's own rate."""
-    service = Service(Settings(hot_window=3600 * 6, bus_max_bytes=8 << 30), clock=lambda: now)
+    service = Service(
+        Settings(hot_window=3600 * 6, bus_max_bytes=8 << 30, store="none"), clock=lambda: now
+    )
 
     async def go() -> None:
         for body in bodies:

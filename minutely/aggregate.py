@@ -28,7 +28,9 @@ class AggregatorStats:
     """Running totals since start."""
 
     batches: int = 0
+    #: points folded into the ring or (older than its window) handed to the store
     points: int = 0
+    #: points older than the window with no store to take them: dropped
     expired: int = 0
 
 
@@ -52,12 +54,17 @@ class Aggregator:
         self._thread: threading.Thread | None = None
 
     def fold(self, batch: PointBatch) -> FoldResult:
-        """Fold one batch of already validated points."""
+        """Fold one batch of already validated points.
+
+        Points older than the hot window go to the storage tier only (the ring's sink) and
+        count as folded; without a store they are dropped, counted in ``expired`` and logged.
+        """
         series = self.registry.series_ids(batch)
         result = self.ring.fold(series, minute_of(batch.ts), batch.value)
         self.stats.batches += 1
-        self.stats.points += result.folded
-        if result.expired:
+        stored = result.expired if self.ring.sink is not None else 0
+        self.stats.points += result.folded + stored
+        if result.expired and not stored:
             self.stats.expired += result.expired
             log.warning(
                 "%d points were older than the hot window when folded and were dropped",

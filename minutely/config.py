@@ -72,6 +72,15 @@ class Settings:
     max_errors: int = 100
     #: minutes kept in the time-major live buffer before they move into the ring
     live_minutes: int = 4
+    #: the storage tier: "chdb" (embedded, in <data_dir>/store), a ClickHouse URL
+    #: ("http://host:8123"), or "none" (memory only: nothing survives a restart)
+    store: str = "chdb"
+    #: how long each tier keeps its rows (whole partitions are dropped past it)
+    retention_1m: float = 400 * 86400.0
+    retention_1h: float = 1827 * 86400.0
+    retention_1d: float = 1827 * 86400.0
+    #: how often expiry runs
+    expire_every: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.hot_window < 120:
@@ -86,9 +95,23 @@ class Settings:
         if self.live_minutes < 2:
             msg = f"live_minutes: {self.live_minutes} is below the minimum of 2"
             raise ConfigError(msg)
+        if self.store not in ("chdb", "none") and not self.store.startswith(
+            ("chdb://", "http://", "https://", "clickhouse://")
+        ):
+            msg = f"store: {self.store!r} is not 'chdb', 'none' or a ClickHouse URL"
+            raise ConfigError(msg)
         if self.bus != "memory" and not self.bus.startswith(("nats://", "tls://")):
             msg = f"bus: {self.bus!r} is neither 'memory' nor a nats:// URL"
             raise ConfigError(msg)
+
+    @property
+    def store_dsn(self) -> str | None:
+        """The clickhouse-connect DSN of the store, or None without one."""
+        if self.store == "none":
+            return None
+        if self.store == "chdb":
+            return f"chdb:///{Path(self.data_dir).resolve() / 'store'}"
+        return self.store
 
     @property
     def hot_minutes(self) -> int:
@@ -99,7 +122,14 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-_DURATIONS = {"hot_window", "max_future"}
+_DURATIONS = {
+    "hot_window",
+    "max_future",
+    "retention_1m",
+    "retention_1h",
+    "retention_1d",
+    "expire_every",
+}
 _SIZES = {"bus_max_bytes", "max_body_bytes"}
 
 

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key
 
@@ -56,7 +57,8 @@ BLOCK = 16384
 
 @dataclass(frozen=True, slots=True)
 class FoldResult:
-    """What one fold did: points merged, and points too old for the window."""
+    """What one fold did: points merged into the window, and points older than it (handed
+    to the sink when there is one, dropped and counted in ``expired_points`` when not)."""
 
     folded: int
     expired: int
@@ -161,8 +163,19 @@ class HotRing:
                 self._fold_live(series[live], minutes[live], values[live])
             if ring.any():
                 self._fold_ring(series[ring], minutes[ring], values[ring])
-            self.expired_points += expired
+            if expired:
+                self._pass_on(series, minutes, values, ~live & ~ring)
             return FoldResult(n - expired, expired)
+
+    def _pass_on(self, series: I32, minutes: I64, values: F64, old: npt.NDArray[np.bool_]) -> None:
+        """Points older than the window: the sink gets their partials, or they are dropped."""
+        if self.sink is None:
+            self.expired_points += int(old.sum())
+            return
+        s, m = series[old].astype(np.int64), minutes[old]
+        m0 = int(m.min())
+        keys, parts = reduce_by_key((s << 32) | (m - m0), values[old])
+        self.sink((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF) + m0, parts)
 
     def _fold_live(self, series: I32, minutes: I64, values: F64) -> None:
         rows = minutes % self.live_minutes

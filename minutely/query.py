@@ -9,7 +9,7 @@
 A range is half-open ``[start, end)`` in unix seconds. Series answers align it to the step:
 ``start`` is floored and ``end`` ceiled to a multiple of ``step``, and bucket ``b`` covers
 ``[b, b + step)``. Summaries floor both ends to the minute. Minutes outside the hot window read
-as empty (the storage tier will answer them). Re-stepping merges partials, so every answer is
+from the storage tier when there is one. Re-stepping merges partials, so every answer is
 exact: min/max are values that were sent, avg is ``sum / count`` of the raw points.
 """
 
@@ -22,8 +22,18 @@ import numpy as np
 
 from minutely.errors import BadParameter, NotFound
 from minutely.hot import HotRing
-from minutely.model import I32, I64, MINUTE, Partials, restep, summarize, summarize_axis0
+from minutely.model import (
+    I32,
+    I64,
+    MINUTE,
+    Partials,
+    merge,
+    restep,
+    summarize,
+    summarize_axis0,
+)
 from minutely.registry import Registry
+from minutely.store import Store
 
 By = Literal["server", "metric"]
 
@@ -59,15 +69,32 @@ class SummaryAnswer:
     parts: Partials
 
 
-class Query:
-    """Answers questions over a registry and a hot ring."""
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """The series one question reads: ring rows, the other dimension's ids and names."""
 
-    def __init__(self, registry: Registry, ring: HotRing) -> None:
+    own_id: int
+    series: I32
+    other_ids: I32
+    labels: list[str]
+    filtered: bool
+
+
+class Query:
+    """Answers questions over a registry, a hot ring and (optionally) the storage tier.
+
+    Each minute is read from exactly one place: minutes the ring's window holds from the
+    ring, older minutes from the store (which picks its coarsest exact tier). A bucket that
+    straddles the seam merges the two partials.
+    """
+
+    def __init__(self, registry: Registry, ring: HotRing, store: Store | None = None) -> None:
         self.registry = registry
         self.ring = ring
+        self.store = store
 
-    def _select(self, by: By, name: str, only: list[str] | None) -> tuple[I32, list[str]]:
-        """Series ids and their labels (the other dimension's names), filtered by ``only``."""
+    def _select(self, by: By, name: str, only: list[str] | None) -> _Selection:
+        """The series of ``name`` and their labels, filtered by ``only``."""
         reg = self.registry
         own, other = (reg.servers, reg.metrics) if by == "server" else (reg.metrics, reg.servers)
         ident = own.get(name)
@@ -79,9 +106,16 @@ class Query:
         if only:
             wanted = set(only)
             keep = np.array([label in wanted for label in labels], dtype=bool)
-            series = series[keep] if len(labels) else series
+            if len(labels):
+                series, other_ids = series[keep], other_ids[keep]
             labels = [label for label, k in zip(labels, keep.tolist(), strict=True) if k]
-        return series, labels
+        return _Selection(ident, series, other_ids, labels, bool(only))
+
+    def _seam(self, first: int, last: int) -> int:
+        """Minutes before the returned one come from the store, the rest from the ring."""
+        oldest = self.ring.oldest_minute()
+        seam = last if oldest is None else oldest
+        return max(first, min(last, seam))
 
     def series(
         self,
@@ -107,10 +141,22 @@ class Query:
                 problem=f"{n_buckets} buckets per series is over the limit of {MAX_BUCKETS}; "
                 "use a larger step or a shorter range",
             )
-        series, labels = self._select(by, name, only)
+        sel = self._select(by, name, only)
+        series, labels = sel.series, sel.labels
         step_m = step // MINUTE
         first, last = start // MINUTE, end // MINUTE
         out = _empty((len(labels), n_buckets))
+        seam = self._seam(first, last)
+        if self.store is not None and first < seam and len(labels):
+            cells = self.store.read(
+                by,
+                sel.own_id,
+                sel.other_ids if sel.filtered else None,
+                first,
+                seam - first,
+                step_m,
+            )
+            out = cells.dense(sel.other_ids, n_buckets)
         window = self._window()
         if window is not None and len(labels):
             lo = max(first, window[0])
@@ -121,7 +167,9 @@ class Query:
                 parts = restep(self.ring.read(series, lo, hi - lo), step_m)
                 b0 = (lo - first) // step_m
                 b1 = b0 + parts.count.shape[1]
-                for dst, src in zip(out.fields(), parts.fields(), strict=True):
+                # the ring reads minutes before its window as empty: nothing counts twice
+                merged = merge(Partials(*(a[:, b0:b1] for a in out.fields())), parts)
+                for dst, src in zip(out.fields(), merged.fields(), strict=True):
                     dst[:, b0:b1] = src
         has_data = out.count.any(axis=1)
         keep = np.flatnonzero(has_data)
@@ -166,14 +214,22 @@ class Query:
         end = (end // MINUTE) * MINUTE
         if end <= start:
             raise BadParameter(param="end", problem="must be at least one minute after start")
-        series, labels = self._select(by, name, only)
-        window = self._window()
+        sel = self._select(by, name, only)
+        series, labels = sel.series, sel.labels
+        first, last = start // MINUTE, end // MINUTE
         parts = _empty((len(labels),))
+        seam = self._seam(first, last)
+        if self.store is not None and first < seam and len(labels):
+            cells = self.store.summary(
+                by, sel.own_id, sel.other_ids if sel.filtered else None, first, seam - first
+            )
+            parts = cells.dense(sel.other_ids)
+        window = self._window()
         if window is not None and len(labels):
-            lo = max(start // MINUTE, window[0])
-            hi = min(end // MINUTE, window[1])
+            lo = max(first, window[0])
+            hi = min(last, window[1])
             if lo < hi:
-                parts = summarize(self.ring.read(series, lo, hi - lo))
+                parts = merge(parts, summarize(self.ring.read(series, lo, hi - lo)))
         keep = np.flatnonzero(parts.count > 0)
         return SummaryAnswer(
             by,

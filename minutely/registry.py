@@ -116,6 +116,17 @@ class Registry:
         self._series_metric = np.concatenate((self._series_metric, new_m))
         self._n_series = first + len(pairs)
 
+    def lookup(self, server_ids: npt.ArrayLike, metric_ids: npt.ArrayLike) -> I32:
+        """Series ids of existing (server id, metric id) pairs; ``-1`` where there is none."""
+        s = np.asarray(server_ids, dtype=np.int64)
+        m = np.asarray(metric_ids, dtype=np.int64)
+        with self._lock:
+            rows, cols = self._table.shape
+            inside = (s >= 0) & (s < rows) & (m >= 0) & (m < cols)
+            out = np.full(s.shape[0], -1, dtype=np.int32)
+            out[inside] = self._table.reshape(-1).take(s[inside] * cols + m[inside])
+            return out
+
     def add_series(self, server: str, metric: str) -> int:
         """Intern one (server, metric) pair; returns its series id."""
         batch = PointBatch.from_names([server], [metric], [0.0], [0.0])

@@ -1,6 +1,9 @@
 """The composition root: builds every part from ``Settings`` and owns start and stop.
 
     ingest (decode + validate) ─► bus ─► aggregator ─► hot ring ◄─ query ◄─ api
+                                                          │ sink         │
+                                                          ▼              │
+                                                     StoreWriter ─► store (ClickHouse)
 
 Only this module knows the whole chain; every other module gets what it needs passed in.
 """
@@ -11,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,8 +24,10 @@ from minutely.bus import Bus, MemoryBus
 from minutely.config import Settings
 from minutely.hot import HotRing
 from minutely.ingest import Decoded, decode
+from minutely.persist import StoreWriter, rebuild_ring
 from minutely.query import Query
 from minutely.registry import Registry
+from minutely.store import Retention, Store, StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +43,50 @@ class Service:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.store: Store | None = None
+        self.writer: StoreWriter | None = None
         self.registry = Registry()
-        self.ring = HotRing(settings.hot_minutes, settings.live_minutes)
+        dsn = settings.store_dsn
+        if dsn is not None:
+            if dsn.startswith("chdb://"):
+                Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+            retention = Retention(
+                minute=settings.retention_1m, hour=settings.retention_1h, day=settings.retention_1d
+            )
+            self.store = Store.open(StoreConfig(dsn=dsn, retention=retention))
+            self.store.expire(clock())  # reads stop at each tier's horizon from now on
+            self.registry = self.store.load_registry()
+            self.writer = StoreWriter(
+                self.store, self.registry, expire_every=settings.expire_every, clock=clock
+            )
+        self.ring = HotRing(
+            settings.hot_minutes,
+            settings.live_minutes,
+            sink=None if self.writer is None else self.writer.accept,
+        )
+        if self.store is not None:
+            began = time.perf_counter()
+            cells = rebuild_ring(self.store, self.registry, self.ring, clock())
+            log.info(
+                "rebuilt the hot ring from the store: %d series-minutes of %d series in %.1fs",
+                cells,
+                self.registry.n_series,
+                time.perf_counter() - began,
+            )
         self.bus: Bus = bus or _make_bus(settings)
         self.aggregator = Aggregator(self.registry, self.ring, self.bus)
-        self.query = Query(self.registry, self.ring)
+        self.query = Query(self.registry, self.ring, self.store)
         self.started_at = clock()
 
     def oldest_accepted(self, now: float) -> float:
-        """The oldest timestamp ingest accepts: the start of the hot window.
+        """The oldest timestamp ingest accepts.
 
-        The window trails the newest minute folded as well as the clock, so a point that
-        passes this check is still inside the window when the aggregator folds it.
+        With a store: the minute tier's retention (older points go to the store only).
+        Without one: the start of the hot window, which trails the newest minute folded as
+        well as the clock, so a point that passes is still inside it when it is folded.
         """
+        if self.store is not None:
+            return now - self.settings.retention_1m + 3600
         oldest = now - self.settings.hot_window + 60
         ring_oldest = self.ring.oldest_minute()
         if ring_oldest is not None:
@@ -80,13 +117,25 @@ class Service:
         return decoded
 
     def start(self) -> None:
+        if self.writer is not None:
+            self.writer.start()
         self.aggregator.start()
         log.info("minutely started: %s", self.settings)
 
     async def stop(self) -> None:
-        """Refuse new points (503), fold what the bus holds, stop."""
+        """Refuse new points (503), fold what the bus holds, write everything, stop."""
         await self.bus.close()
         self.aggregator.stop()
+        if self.writer is not None:
+            self.ring.hand_on_live()  # the minutes still filling reach the store too
+            self.writer.stop()
+        self.close()
+
+    def close(self) -> None:
+        """Release the store (the embedded engine can then be opened again)."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     def status(self) -> dict[str, Any]:
         ring = self.ring
@@ -103,6 +152,7 @@ class Service:
                 "bytes_per_series_minute": round(ring.bytes_per_series_minute, 2),
             },
             "aggregator": asdict(self.aggregator.stats),
+            "store": None if self.writer is None else asdict(self.writer.stats),
             "bus": [asdict(s) for s in self.bus.stats()],
         }
 

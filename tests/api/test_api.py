@@ -34,7 +34,8 @@ class Clock:
 
 @pytest.fixture
 def service() -> Service:
-    return Service(Settings(hot_window=6 * 3600, bus_max_bytes=4 << 20), clock=Clock(NOW))
+    settings = Settings(hot_window=6 * 3600, bus_max_bytes=4 << 20, store="none")
+    return Service(settings, clock=Clock(NOW))
 
 
 @pytest.fixture
