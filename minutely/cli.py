@@ -1,7 +1,8 @@
-"""The command line: ``minutely serve | simulate | query | demo``.
+"""The command line: ``minutely serve | simulate | import | query | demo``.
 
 - ``serve``: run the service (HTTP API + dashboard) until Ctrl-C.
 - ``simulate``: a simulated fleet that sends points to a running server.
+- ``import``: history from CSV, Parquet or Arrow files, through the same ingest path.
 - ``query``: the four dashboard questions from a terminal, over HTTP.
 - ``demo``: ``serve`` plus a simulated fleet with history, printing the URLs to try.
 """
@@ -34,6 +35,9 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hot-window", help="how much history the ring keeps, e.g. 2d, 6h")
     p.add_argument("--partitions", type=int, help="bus partitions (default 16)")
     p.add_argument("--bus", help="'memory' (default) or a NATS JetStream URL, nats://host:4222")
+    p.add_argument(
+        "--store", help="'chdb' (default, embedded), a ClickHouse URL http://host:8123, or 'none'"
+    )
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -45,6 +49,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         hot_window=args.hot_window,
         partitions=args.partitions,
         bus=args.bus,
+        store=args.store,
     )
 
 
@@ -175,6 +180,22 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from minutely import sim
+    from minutely.errors import DecodeError
+    from minutely.importer import import_files
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        stats = import_files(args.url, [Path(f) for f in args.files])
+    except (DecodeError, sim.SendError) as e:
+        print(f"minutely import: {e}", file=sys.stderr)
+        return 1
+    return 0 if stats.rejected == 0 else 3
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -258,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--compression", choices=["lz4", "zstd"], default=None, help="compress Arrow bodies"
     )
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("import", help="load raw points from CSV, Parquet or Arrow files")
+    p.add_argument("files", nargs="+", help="files with columns server, metric, ts, value")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("query", help="ask one of the four questions")
     p.add_argument("by", choices=["server", "metric"])

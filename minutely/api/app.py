@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Literal
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -126,31 +128,28 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
     def handler(by: Literal["server", "metric"], kind: str):  # type: ignore[no-untyped-def]
         other = "metric" if by == "server" else "server"
 
-        async def endpoint(request: Request) -> Response:
-            name = request.path_params["name"]
-            query = request.query_params
+        def answer(query: QueryParams, name: str, csv: bool) -> bytes:
+            """Parse, ask, render: runs on a worker thread (a store read may take a while)."""
             only = query.getlist(other) or None
+            start, end = params.parse_range(query, service.clock())
+            if kind == "summary":
+                summary = service.query.summary(by, name, start, end, only)
+                return render.summary_csv(summary) if csv else render.summary_json(summary)
+            step = params.parse_step(query.get("step"))
+            fields = params.parse_fields(query.get("fields"), render.FIELDS, render.DEFAULT_FIELDS)
+            if kind == "fleet":
+                fleet = service.query.fleet(name, start, end, step, only)
+                return render.series_csv(fleet) if csv else render.fleet_json(fleet, fields)
+            series = service.query.series(by, name, start, end, step, only)
+            return render.series_csv(series) if csv else render.series_json(series, fields)
+
+        async def endpoint(request: Request) -> Response:
             began = time.perf_counter()
+            csv = _wants_csv(request)
             try:
-                start, end = params.parse_range(query, service.clock())
-                csv = _wants_csv(request)
-                if kind == "series":
-                    step = params.parse_step(query.get("step"))
-                    fields = params.parse_fields(
-                        query.get("fields"), render.FIELDS, render.DEFAULT_FIELDS
-                    )
-                    answer = service.query.series(by, name, start, end, step, only)
-                    body = render.series_csv(answer) if csv else render.series_json(answer, fields)
-                elif kind == "fleet":
-                    step = params.parse_step(query.get("step"))
-                    fields = params.parse_fields(
-                        query.get("fields"), render.FIELDS, render.DEFAULT_FIELDS
-                    )
-                    answer = service.query.fleet(name, start, end, step, only)
-                    body = render.series_csv(answer) if csv else render.fleet_json(answer, fields)
-                else:
-                    summary = service.query.summary(by, name, start, end, only)
-                    body = render.summary_csv(summary) if csv else render.summary_json(summary)
+                body = await run_in_threadpool(
+                    answer, request.query_params, request.path_params["name"], csv
+                )
             except BadParameter as e:
                 return _error(400, str(e))
             except NotFound as e:

@@ -29,8 +29,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1600, "height": 1000}
 FLEET_SERVERS = 8
@@ -106,9 +112,20 @@ def launch_server(data_dir: Path, port: int | None = None) -> Server:
     log = data_dir / "serve.log"
     log_file = log.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "minutely", "serve", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        stdout=log_file, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "minutely",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+        cwd=ROOT,
     )
     server = Server(f"http://127.0.0.1:{port}", proc, log, log_file)
     deadline = time.monotonic() + 30
@@ -129,7 +146,12 @@ def simulate(server: Server, *args: str) -> int:
     """Run ``minutely simulate`` against ``server``; the number of points it had accepted."""
     done = subprocess.run(
         [sys.executable, "-m", "minutely", "simulate", "--url", server.url, *args],
-        capture_output=True, text=True, timeout=180, env=_env(), cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_env(),
+        cwd=ROOT,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     found = re.search(r"(\d+) points accepted", done.stdout + done.stderr)
@@ -143,8 +165,17 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = launch_server(tmp_path_factory.mktemp("fleet"))
     try:
         accepted = simulate(
-            server, "--servers", str(FLEET_SERVERS), "--metrics", str(FLEET_METRICS),
-            "--backfill", "2h", "--duration", "3", "--seed", "7",
+            server,
+            "--servers",
+            str(FLEET_SERVERS),
+            "--metrics",
+            str(FLEET_METRICS),
+            "--backfill",
+            "2h",
+            "--duration",
+            "3",
+            "--seed",
+            "7",
         )
         server.wait_folded(accepted)
         yield server
@@ -251,8 +282,11 @@ class Dashboard:
             self.wait_drawn(view)
 
     def draws(self, view: str) -> int:
-        return int(self.page.evaluate(
-            "(v) => (window.__minutely?.draws || []).filter((d) => d.view === v).length", view))
+        return int(
+            self.page.evaluate(
+                "(v) => (window.__minutely?.draws || []).filter((d) => d.view === v).length", view
+            )
+        )
 
     def wait_drawn(self, view: str, after: int = 0) -> dict[str, Any]:
         """Wait for the view's draw number ``after + 1``; its timings."""
@@ -261,7 +295,8 @@ class Dashboard:
             arg=[view, after],
         )
         entry: dict[str, Any] = self.page.evaluate(
-            "(v) => window.__minutely.draws.filter((d) => d.view === v).at(-1)", view)
+            "(v) => window.__minutely.draws.filter((d) => d.view === v).at(-1)", view
+        )
         return entry
 
     def painted(self, selector: str, color: tuple[int, int, int] | None = None) -> float:

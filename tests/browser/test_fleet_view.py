@@ -22,7 +22,8 @@ def top_n(src: str, agg: str, n: int) -> list[tuple[str, float]]:
 def shown_top(page: Any) -> tuple[str, list[tuple[str, float]]]:
     top = page.locator("ol.top-list")
     items = top.locator("li").evaluate_all(
-        "(lis) => lis.map((li) => [li.dataset.server, Number(li.dataset.value)])")
+        "(lis) => lis.map((li) => [li.dataset.server, Number(li.dataset.value)])"
+    )
     return top.get_attribute("data-src"), [(s, v) for s, v in items]
 
 
@@ -33,8 +34,11 @@ def test_heatmap_draws_every_server(fleet, page, ui, shoot) -> None:
 
     assert "cpu.user" in metrics
     expect(page.locator(".fleet-main h1")).to_have_text("cpu.user%")  # the default metric
-    assert page.locator(".fleet-main .subtitle").inner_text().startswith(
-        f"{len(servers)} of {len(servers)} servers reporting · avg per 1 min")
+    assert (
+        page.locator(".fleet-main .subtitle")
+        .inner_text()
+        .startswith(f"{len(servers)} of {len(servers)} servers reporting · avg per 1 min")
+    )
     assert ui.painted(".heatmap-canvas") > 0.3
     assert page.locator(".metric-list li").count() == len(metrics)
     assert page.locator(".server-list li").count() == len(servers)

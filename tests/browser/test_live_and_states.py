@@ -42,7 +42,8 @@ def test_live_refresh_fetches_only_the_recent_range(start_server, page, ui) -> N
     point = {"server": "live-01", "metric": "cpu.user", "ts": time.time(), "value": 97.5}
     server.post_points([point])
     page.wait_for_function(
-        "() => document.querySelector('[data-metric=\"cpu.user\"] .last').textContent === '97.5%'")
+        "() => document.querySelector('[data-metric=\"cpu.user\"] .last').textContent === '97.5%'"
+    )
     assert ui.draws("server") > draws
     row = next(r for r in ui.table()["rows"] if r["key"] == "cpu.user")
     assert row["max"] == 97.5
@@ -51,7 +52,8 @@ def test_live_refresh_fetches_only_the_recent_range(start_server, page, ui) -> N
     # what the page holds after merging equals a full fetch of the same buckets
     held = page.evaluate("() => window.__minutely.view.data")
     full = server.get(
-        "/api/v1/servers/live-01/series", start=held["start"], end=held["end"], step=held["step"])
+        "/api/v1/servers/live-01/series", start=held["start"], end=held["end"], step=held["step"]
+    )
     assert held["timestamps"] == full["timestamps"]
     assert sorted(held["series"], key=lambda s: s["metric"]) == full["series"]
 

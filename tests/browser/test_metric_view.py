@@ -35,7 +35,8 @@ def test_fleet_band_and_server_table(fleet, page, ui, shoot) -> None:
     ui.open(fleet, "/metric/cpu.user", "metric")
     expect(page.locator("h1")).to_have_text("cpu.user%")
     expect(page.locator(".view-head .subtitle")).to_have_text(
-        f"{len(servers)} servers reporting · 1 min buckets · last hour")
+        f"{len(servers)} servers reporting · 1 min buckets · last hour"
+    )
     assert ui.painted(".big-chart canvas") > 0.03
     plot = page.locator(".big-chart .plot")
     assert int(plot.get_attribute("data-points")) <= int(plot.get_attribute("data-width"))
@@ -144,7 +145,8 @@ def test_live_refresh_merges_the_band_and_the_lines(start_server, page, ui) -> N
     params: dict[str, Any] = {k: held[k] for k in ("start", "end", "step")}
     full = server.get("/api/v1/metrics/cpu.user/fleet", **params, fields="min,max,avg,count")
     assert {k: held[k] for k in ("timestamps", "min", "max", "avg", "count")} == {
-        k: full[k] for k in ("timestamps", "min", "max", "avg", "count")}
+        k: full[k] for k in ("timestamps", "min", "max", "avg", "count")
+    }
     lines = page.evaluate("() => window.__minutely.view.lines")
     q2 = server.get("/api/v1/metrics/cpu.user/series", **params, server="web-02", fields="avg")
     assert lines["timestamps"] == q2["timestamps"] and lines["series"] == q2["series"]

@@ -49,7 +49,8 @@ def test_charts_and_summary(fleet, page, ui, shoot) -> None:
     rows = assert_table_matches_api(ui, "metric")
     assert [r["key"] for r in rows] == sorted(r["key"] for r in rows)  # default: by name
     assert page.locator(".server-layout .subtitle, .view-head .subtitle").first.inner_text() == (
-        "12 metrics · 1 min buckets · last hour")
+        "12 metrics · 1 min buckets · last hour"
+    )
     shoot("server-view")
 
 
@@ -183,7 +184,8 @@ def test_many_metrics_are_fetched_in_batches(start_server, page, ui) -> None:
     metrics = [f"svc.part{i:02d}.queue" for i in range(60)]
     points = [
         {"server": "many-01", "metric": m, "ts": minute - (20 - k) * 60 + 30, "value": i + k / 10}
-        for i, m in enumerate(metrics) for k in range(20)
+        for i, m in enumerate(metrics)
+        for k in range(20)
     ]
     server.post_points(points)
     server.wait_folded(len(points))
@@ -193,7 +195,8 @@ def test_many_metrics_are_fetched_in_batches(start_server, page, ui) -> None:
     ui.open(server, "/server/many-01?refresh=1", "server")
     expect(page.locator(".chart-card")).to_have_count(60)
     expect(page.locator(".view-head .subtitle")).to_have_text(
-        "60 metrics · 1 min buckets · last hour")
+        "60 metrics · 1 min buckets · last hour"
+    )
     summaries = [u for u in requested if urlparse(u).path.endswith("/summary")]
     assert summaries and "metric=" not in summaries[0]  # the table: one request for all
 
@@ -211,8 +214,16 @@ def test_many_metrics_are_fetched_in_batches(start_server, page, ui) -> None:
     # what the page holds equals the API's answer for the same metrics and buckets
     held = page.evaluate("() => window.__minutely.view.data")
     held_metrics = sorted(s["metric"] for s in held["series"])
-    full = httpx.get(f"{server.url}/api/v1/servers/many-01/series", timeout=10, params={
-        "start": held["start"], "end": held["end"], "step": held["step"], "metric": held_metrics})
+    full = httpx.get(
+        f"{server.url}/api/v1/servers/many-01/series",
+        timeout=10,
+        params={
+            "start": held["start"],
+            "end": held["end"],
+            "step": held["step"],
+            "metric": held_metrics,
+        },
+    )
     assert held["timestamps"] == full.json()["timestamps"]
     assert sorted(held["series"], key=lambda s: s["metric"]) == full.json()["series"]
 
@@ -222,7 +233,8 @@ def test_many_metrics_are_fetched_in_batches(start_server, page, ui) -> None:
     server.post_points([point])
     page.wait_for_function(
         "(m) => document.querySelector(`[data-metric='${m}'] .last`).textContent === '97.5'",
-        arg=metrics[0])
+        arg=metrics[0],
+    )
     for query in series_queries(requested):
         assert 0 < len(query["metric"]) <= BATCH
         assert query["end"] == ["now"] and time.time() - int(query["start"][0]) < 5 * 60
@@ -239,7 +251,14 @@ def test_many_metrics_are_fetched_in_batches(start_server, page, ui) -> None:
         assert 0 < len(query["metric"]) <= BATCH
     held = page.evaluate("() => window.__minutely.view.data")
     by_metric = {s["metric"]: s for s in held["series"]}
-    full = httpx.get(f"{server.url}/api/v1/servers/many-01/series", timeout=10, params={
-        "start": held["start"], "end": held["end"], "step": held["step"],
-        "metric": metrics[-1]}).json()
+    full = httpx.get(
+        f"{server.url}/api/v1/servers/many-01/series",
+        timeout=10,
+        params={
+            "start": held["start"],
+            "end": held["end"],
+            "step": held["step"],
+            "metric": metrics[-1],
+        },
+    ).json()
     assert by_metric[metrics[-1]] == full["series"][0]
