@@ -162,6 +162,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json-points", type=int, default=2_000_000)
     ap.add_argument("--port", type=int, default=18080)
+    ap.add_argument("--store", default="chdb", help="the server's store: chdb or none")
     args = ap.parse_args()
 
     fleet = sim.Fleet(args.servers, args.metrics, seed=1)
@@ -180,7 +181,7 @@ def main() -> None:
         bodies = arrow_bodies(fleet, t0, args.minutes, 1_000_000)
         base_rates.append(in_process_baseline(bodies, points, now))
         with tempfile.TemporaryDirectory() as tmp:
-            proc = start_server(args.port, tmp, "6h")
+            proc = start_server(args.port, tmp, "6h", args.store)
             try:
                 arrow_rates.append(
                     ingest_run(f"http://127.0.0.1:{args.port}", bodies, points, args.senders)
@@ -198,7 +199,7 @@ def main() -> None:
     # one server kept for JSON and the queries
     with tempfile.TemporaryDirectory() as tmp:
         url = f"http://127.0.0.1:{args.port}"
-        proc = start_server(args.port, tmp, "2d")
+        proc = start_server(args.port, tmp, "2d", args.store)
         try:
             t0 = int(now // 60 * 60) - (args.minutes + 1) * 60
             bodies = arrow_bodies(fleet, t0, args.minutes, 1_000_000)

@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--live", type=float, default=300, help="seconds of real-time load")
     ap.add_argument("--window", default="3h")
     ap.add_argument("--port", type=int, default=18090)
+    ap.add_argument("--store", default="none", help="the server's store: none (default) or chdb")
     args = ap.parse_args()
 
     fleet = sim.Fleet(args.servers, args.metrics, seed=2)
@@ -56,11 +57,11 @@ def main() -> None:
     url = f"http://127.0.0.1:{args.port}"
     print(
         f"# {os.cpu_count()} cores; {args.servers} x {args.metrics} = {series:,} series; "
-        f"hot window {args.window}",
+        f"hot window {args.window}; store {args.store}",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(args.port, tmp, args.window)
+        proc = start_server(args.port, tmp, args.window, args.store)
         server = psutil.Process(proc.pid)
         try:
             now_minute = int(time.time() // 60)
