@@ -37,7 +37,9 @@ from minutely.service import Service
 ARROW = "application/vnd.apache.arrow.stream"
 
 
-def start_server(port: int, data_dir: str, hot_window: str) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, data_dir: str, hot_window: str, store: str = "chdb"
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
     proc = subprocess.Popen(
         [
@@ -51,6 +53,8 @@ def start_server(port: int, data_dir: str, hot_window: str) -> subprocess.Popen[
             data_dir,
             "--hot-window",
             hot_window,
+            "--store",
+            store,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -264,6 +268,14 @@ def main() -> None:
     )
     for k, (c, s) in timings.items():
         print(f"| {k}, median of 20 | client {c:.2f} ms, server {s:.2f} ms |")
+    store = status.get("store")
+    if store and store["seconds"] > 0:
+        rate = store["rows"] / store["seconds"]
+        print(
+            f"| store writes during that ingest | {store['rows']:,} minute-rows in "
+            f"{store['inserts']} inserts, {rate:,.0f} rows/s of insert time = "
+            f"{rate * 60 / 2e6:.1f}x the seed's 2M rows/min |"
+        )
     hot = status["hot"]
     print(
         f"| hot ring | {status['series']:,} series, {hot['window_minutes']} minutes, "

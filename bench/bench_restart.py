@@ -1,0 +1,89 @@
+"""Start-up: how long rebuilding the hot ring from the store takes.
+
+Writes ``--series`` series × ``--hours`` hours of minute partials into an embedded store
+(through ``Store.write_minutes``, so every tier and twin is filled as in production), then
+times what ``minutely serve`` does at start: open the store, expire, load the registry and
+rebuild the ring (``Service.__init__``). Median of ``--runs`` starts.
+
+    python bench/bench_restart.py                      # 50,000 series x 6 hours
+    python bench/bench_restart.py --hours 48           # the full 2-day window (slow to write)
+
+The rebuild reads the window hour by hour, so its time grows linearly with the hours held;
+the printed figure extrapolates to 2 days from the measured rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from minutely.config import Settings
+from minutely.model import Partials
+from minutely.service import Service
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--servers", type=int, default=100)
+    ap.add_argument("--metrics", type=int, default=500)
+    ap.add_argument("--hours", type=int, default=6)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    n_series = args.servers * args.metrics
+    now = time.time()
+    last = int(now // 60)
+    minutes = args.hours * 60
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=tmp, hot_window=2 * 86400, store="chdb")
+        # names first, through a service, so ids are what serve would assign
+        service = Service(settings, clock=lambda: now)
+        store = service.store
+        assert store is not None
+        servers = np.array([f"srv-{i:04d}" for i in range(args.servers)], dtype=object)
+        metrics = np.array([f"metric.{j:04d}" for j in range(args.metrics)], dtype=object)
+        store.save_names(list(servers), list(metrics))
+        s_ids = np.repeat(np.arange(args.servers), args.metrics).astype(np.uint32)
+        m_ids = np.tile(np.arange(args.metrics), args.servers).astype(np.uint32)
+        store.save_series(s_ids, m_ids)
+        began = time.perf_counter()
+        for m in range(last - minutes, last, 10):
+            k = min(10, last - m)
+            vals = rng.normal(50, 10, (n_series, k))
+            parts = Partials(vals, vals + 1, vals * 60, np.full((n_series, k), 60, np.uint32))
+            mins = np.arange(m, m + k)[np.newaxis, :]
+            store.write_minutes(s_ids[:, None], m_ids[:, None], mins, parts)
+        wrote = time.perf_counter() - began
+        rows = n_series * minutes
+        service.close()
+        print(
+            f"# {os.cpu_count()} cores; wrote {rows:,} minute-rows ({n_series:,} series x "
+            f"{args.hours} h) in {wrote:.1f}s = {rows / wrote:,.0f} rows/s",
+            flush=True,
+        )
+
+        took = []
+        for _ in range(args.runs):
+            began = time.perf_counter()
+            service = Service(settings, clock=lambda: now)
+            took.append(time.perf_counter() - began)
+            assert service.registry.n_series == n_series
+            service.close()
+        med = statistics.median(took)
+        print()
+        print("| measure | result |")
+        print("|---|---|")
+        print(
+            f"| start-up with {n_series:,} series x {args.hours} h in the store (median of "
+            f"{args.runs}) | {med:.2f} s ({rows / med / 1e6:.1f} M series-minutes/s) |"
+        )
+        print(f"| extrapolated to a 2-day ring (2,880 minutes) | {med * 2880 / minutes:.0f} s |")
+
+
+if __name__ == "__main__":
+    main()
