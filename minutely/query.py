@@ -111,6 +111,11 @@ class Query:
             labels = [label for label, k in zip(labels, keep.tolist(), strict=True) if k]
         return _Selection(ident, series, other_ids, labels, bool(only))
 
+    def touches_store(self, start: int) -> bool:
+        """Would a question starting at ``start`` (unix seconds) read the store?"""
+        oldest = self.ring.oldest_minute()
+        return self.store is not None and (oldest is None or start // MINUTE < oldest)
+
     def _seam(self, first: int, last: int) -> int:
         """Minutes before the returned one come from the store, the rest from the ring."""
         oldest = self.ring.oldest_minute()

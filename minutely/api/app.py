@@ -129,7 +129,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
         other = "metric" if by == "server" else "server"
 
         def answer(query: QueryParams, name: str, csv: bool) -> bytes:
-            """Parse, ask, render: runs on a worker thread (a store read may take a while)."""
+            """Parse, ask, render (on a worker thread when the store is read)."""
             only = query.getlist(other) or None
             start, end = params.parse_range(query, service.clock())
             if kind == "summary":
@@ -147,9 +147,12 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
             began = time.perf_counter()
             csv = _wants_csv(request)
             try:
-                body = await run_in_threadpool(
-                    answer, request.query_params, request.path_params["name"], csv
-                )
+                args = (request.query_params, request.path_params["name"], csv)
+                start = request.query_params.get("start", params.DEFAULT_START)
+                if service.query.touches_store(params.parse_time("start", start, service.clock())):
+                    body = await run_in_threadpool(answer, *args)  # disk: keep the loop free
+                else:
+                    body = answer(*args)  # memory only: a thread hop would cost more
             except BadParameter as e:
                 return _error(400, str(e))
             except NotFound as e:
