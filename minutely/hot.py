@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key
+from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
 #: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
 #: each point in exactly one call. The storage tier's writer is one.
@@ -304,17 +304,31 @@ class HotRing:
             series, minutes = series[keep], minutes[keep]
             parts = Partials(*(a[keep] for a in parts.fields()))
             w = self.minutes
-            for minute in np.unique(minutes).tolist():
+            distinct = np.unique(minutes)
+            fresh = self.slot_minute[distinct % w] != distinct
+            for minute in distinct.tolist():
                 self._claim_slot(minute)
-            rows, slots = series.astype(np.int64), minutes % w
-            for b in np.unique(rows // self.block).tolist():
-                sel = np.flatnonzero(rows // self.block == b)
-                r, sl = rows[sel] - b * self.block, slots[sel]
-                block = self._blocks[b]
-                old = Partials(*(a[r, sl] for a in block.fields()))
-                new = merge(old, Partials(*(a[sel] for a in parts.fields())))
+            # in row order (sequential writes per row), one partial per (series, minute)
+            keys = series.astype(np.int64) * w + minutes % w
+            if not bool(np.all(keys[1:] >= keys[:-1])):
+                order = np.argsort(keys)
+                keys, parts = keys[order], Partials(*(a[order] for a in parts.fields()))
+            if bool(np.any(keys[1:] == keys[:-1])):  # the store merges cells: rare
+                keys, parts = reduce_partials_by_key(keys, parts)
+            rows, slots = keys // w, keys % w
+            # slots claimed just now were empty: their cells are written, not merged
+            empty_slot = np.zeros(w, dtype=np.bool_)
+            empty_slot[distinct[fresh] % w] = True
+            bounds = np.searchsorted(rows, np.arange(len(self._blocks) + 1) * self.block)
+            for b in np.flatnonzero(np.diff(bounds)).tolist():
+                lo, hi = int(bounds[b]), int(bounds[b + 1])
+                flat = keys[lo:hi] - b * self.block * w  # cell index inside the block
+                block = Partials(*(a.reshape(-1) for a in self._blocks[b].fields()))
+                new = Partials(*(a[lo:hi] for a in parts.fields()))
+                if not empty_slot[slots[lo:hi]].all():
+                    new = merge(Partials(*(a[flat] for a in block.fields())), new)
                 for dst, src in zip(block.fields(), new.fields(), strict=True):
-                    dst[r, sl] = src
+                    dst[flat] = src
             return int(keep.sum())
 
     # -- reads -----------------------------------------------------------------------------
