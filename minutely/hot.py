@@ -142,15 +142,7 @@ class HotRing:
         if n == 0:
             return FoldResult(0, 0)
         with self.lock:
-            top = int(series.max()) + 1
-            if top > self.capacity:
-                self._grow(top)
-            self._used = max(self._used, top)
-            newest = int(minutes.max())
-            if self.head is None or newest > self.head:
-                self._advance(newest)
-            head = self.head
-            assert head is not None
+            head = self._make_room(series, minutes)
             live_from = head - self.live_minutes + 1
             ring_from = head - self.minutes + 1
             if int(minutes.min()) >= live_from:
@@ -176,6 +168,18 @@ class HotRing:
         m0 = int(m.min())
         keys, parts = reduce_by_key((s << 32) | (m - m0), values[old])
         self.sink((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF) + m0, parts)
+
+    def _make_room(self, series: I32, minutes: I64) -> int:
+        """Grow for the series, move the head to the newest minute; returns the head."""
+        top = int(series.max()) + 1
+        if top > self.capacity:
+            self._grow(top)
+        self._used = max(self._used, top)
+        newest = int(minutes.max())
+        if self.head is None or newest > self.head:
+            self._advance(newest)
+        assert self.head is not None
+        return self.head
 
     def _fold_live(self, series: I32, minutes: I64, values: F64) -> None:
         rows = minutes % self.live_minutes
@@ -292,15 +296,8 @@ class HotRing:
         if series.shape[0] == 0:
             return 0
         with self.lock:
-            top = int(series.max()) + 1
-            if top > self.capacity:
-                self._grow(top)
-            self._used = max(self._used, top)
-            newest = int(minutes.max())
-            if self.head is None or newest > self.head:
-                self._advance(newest)
-            assert self.head is not None
-            keep = minutes > self.head - self.minutes
+            head = self._make_room(series, minutes)
+            keep = minutes > head - self.minutes
             series, minutes = series[keep], minutes[keep]
             parts = Partials(*(a[keep] for a in parts.fields()))
             w = self.minutes

@@ -48,6 +48,23 @@ def partition_of(server_names: npt.NDArray[np.object_], partitions: int) -> npt.
     )
 
 
+def owned_partitions(partitions: Sequence[int] | None, total: int) -> tuple[int, ...]:
+    """The partitions a new consumer asks for (all if None), checked: a ``ValueError`` names
+    an empty, repeated or out-of-range request."""
+    owned = tuple(range(total)) if partitions is None else tuple(partitions)
+    if not owned:
+        msg = "a consumer needs at least one partition"
+        raise ValueError(msg)
+    if len(set(owned)) != len(owned):
+        msg = f"partitions repeated: {list(owned)}"
+        raise ValueError(msg)
+    for p in owned:
+        if not 0 <= p < total:
+            msg = f"partition {p} is not in [0, {total})"
+            raise ValueError(msg)
+    return owned
+
+
 def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, PointBatch]]:
     """Split a batch into one piece per partition it touches, in ascending partition order.
 

@@ -43,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from minutely.bus.base import Message, PartitionStats, split_by_partition
+from minutely.bus.base import Message, PartitionStats, owned_partitions, split_by_partition
 from minutely.errors import Backpressure, Unavailable
 from minutely.model import PointBatch
 
@@ -176,17 +176,7 @@ class MemoryBus:
 
         Raises ``ValueError`` if one is out of range, repeated, or owned by an open consumer.
         """
-        owned = tuple(range(self._partitions)) if partitions is None else tuple(partitions)
-        if not owned:
-            msg = "a consumer needs at least one partition"
-            raise ValueError(msg)
-        if len(set(owned)) != len(owned):
-            msg = f"partitions repeated: {list(owned)}"
-            raise ValueError(msg)
-        for p in owned:
-            if not 0 <= p < self._partitions:
-                msg = f"partition {p} is not in [0, {self._partitions})"
-                raise ValueError(msg)
+        owned = owned_partitions(partitions, self._partitions)
         with self._cond:
             taken = [p for p in owned if self._logs[p].owner is not None]
             if taken:

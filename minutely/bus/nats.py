@@ -83,7 +83,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 
-from minutely.bus.base import Message, PartitionStats, split_by_partition
+from minutely.bus.base import Message, PartitionStats, owned_partitions, split_by_partition
 from minutely.errors import Backpressure, ConfigError, Unavailable
 from minutely.model import ARROW_SCHEMA, PointBatch
 
@@ -435,17 +435,7 @@ class NatsBus:
         Raises ``ValueError`` if one is out of range, repeated, or owned by an open consumer
         of this bus. A consumer of the same group elsewhere (another process) loses them.
         """
-        owned = tuple(range(self._partitions)) if partitions is None else tuple(partitions)
-        if not owned:
-            msg = "a consumer needs at least one partition"
-            raise ValueError(msg)
-        if len(set(owned)) != len(owned):
-            msg = f"partitions repeated: {list(owned)}"
-            raise ValueError(msg)
-        for p in owned:
-            if not 0 <= p < self._partitions:
-                msg = f"partition {p} is not in [0, {self._partitions})"
-                raise ValueError(msg)
+        owned = owned_partitions(partitions, self._partitions)
         with self._lock:
             self._check_open()
             taken = [p for p in owned if p in self._owners]
