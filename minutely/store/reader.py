@@ -44,9 +44,9 @@ class SeriesCells(NamedTuple):
         out = _zeros((len(others), n_buckets))
         rows, keep = _rows_of(np.asarray(others), self.other_ids)
         keep &= (self.buckets >= 0) & (self.buckets < n_buckets)
-        rows, cols = rows[keep], self.buckets[keep]
+        flat = rows[keep] * n_buckets + self.buckets[keep]  # one flat scatter per field
         for dst, src in zip(out.fields(), self.parts.fields(), strict=True):
-            dst[rows, cols] = src[keep]
+            dst.reshape(-1)[flat] = src[keep]
         return out
 
 
@@ -87,11 +87,18 @@ def _rows_of(
     """Row of each id in ``others`` (any order), and which ids were found."""
     if len(others) == 0:
         return np.zeros(len(ids), dtype=np.intp), np.zeros(len(ids), dtype=bool)
+    top = int(max(int(others.max()), int(ids.max()) if len(ids) else 0)) + 1
+    if top <= 1 << 24:  # ids are dense: a lookup table beats a binary search per cell
+        lut = np.full(top, -1, dtype=np.intp)
+        lut[others] = np.arange(len(others))
+        rows = lut[ids]
+        found: npt.NDArray[np.bool_] = rows >= 0
+        return np.where(found, rows, 0), found
     order = np.argsort(others, kind="stable")
     pos = np.searchsorted(others[order], ids)
     pos = np.minimum(pos, len(others) - 1)
-    found: npt.NDArray[np.bool_] = others[order][pos] == ids
-    return order[pos], found
+    hit: npt.NDArray[np.bool_] = others[order][pos] == ids
+    return order[pos], hit
 
 
 def _columns(by: By) -> tuple[str, str]:
