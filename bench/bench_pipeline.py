@@ -5,8 +5,10 @@ and measures from the first byte sent until the last point is queryable (the agg
 folded it). Workload: ``--servers`` × ``--metrics`` series at 1 Hz for ``--minutes`` minutes,
 sent by ``--senders`` concurrent connections in ~1M-point Arrow bodies, time-ordered.
 
-Baseline, measured in the same run: the same bodies decoded, published and folded in-process
-(no HTTP, no second process), i.e. the core's ceiling on one core.
+Two senders are measured on the same bodies: minutely's own (``sim.send``, httpx on asyncio)
+and a lean agent (two threads with a keep-alive ``http.client`` connection each), since the
+client shares the 2 cores with the server. Baseline, measured in the same run: the same bodies
+decoded, published and folded in-process (no HTTP, no second process).
 
     python bench/bench_pipeline.py                     # 100 x 500 x 10 min = 30M points
     python bench/bench_pipeline.py --runs 3 --json-points 2000000
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import os
+import queue
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import httpx
@@ -109,16 +114,60 @@ def json_bodies(fleet: sim.Fleet, t0: int, points: int, per_body: int) -> tuple[
     return out, made
 
 
+def lean_send(url: str, bodies: list[bytes], senders: int, content_type: str) -> int:
+    """A lean agent: ``senders`` threads, one keep-alive ``http.client`` connection each,
+    bodies sent as they are (the kernel copies them), resent after 429/503. Returns the
+    points accepted."""
+    host, port = url.removeprefix("http://").split(":")
+    todo: queue.Queue[bytes] = queue.Queue()
+    for body in bodies:
+        todo.put(body)
+    accepted = [0] * senders
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=600)
+        while True:
+            try:
+                body = todo.get_nowait()
+            except queue.Empty:
+                return
+            while True:
+                conn.request("POST", "/api/v1/points", body, {"content-type": content_type})
+                resp = conn.getresponse()
+                answer = resp.read()
+                if resp.status == 200:
+                    accepted[k] += orjson.loads(answer)["accepted"]
+                    break
+                assert resp.status in (429, 503), answer
+                time.sleep(float(resp.getheader("retry-after", "1")))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(accepted)
+
+
 def ingest_run(
-    url: str, bodies: list[bytes], points: int, senders: int, content_type: str = ARROW
+    url: str,
+    bodies: list[bytes],
+    points: int,
+    senders: int,
+    content_type: str = ARROW,
+    lean: bool = False,
 ) -> float:
+    """Points/s from the first byte sent until the last point is folded."""
     before = folded(url)
     began = time.perf_counter()
-    stats = asyncio.run(
-        sim.send(url, bodies, concurrency=senders, timeout=600, content_type=content_type)
-    )
-    assert stats.rejected == 0, stats.errors
-    assert stats.accepted == points, (stats.accepted, points)
+    if lean:
+        assert lean_send(url, bodies, senders, content_type) == points
+    else:
+        stats = asyncio.run(
+            sim.send(url, bodies, concurrency=senders, timeout=600, content_type=content_type)
+        )
+        assert stats.rejected == 0, stats.errors
+        assert stats.accepted == points, (stats.accepted, points)
     done = wait_folded(url, before + points)
     return points / (done - began)
 
@@ -178,23 +227,24 @@ def main() -> None:
         flush=True,
     )
 
-    arrow_rates, base_rates = [], []
+    arrow_rates, lean_rates, base_rates = [], [], []
     for run in range(args.runs):
         # each run sends a fresh range (older first) so every point is new to the server
         t0 = int(now // 60 * 60) - (args.runs - run) * (args.minutes + 1) * 60
         bodies = arrow_bodies(fleet, t0, args.minutes, 1_000_000)
         base_rates.append(in_process_baseline(bodies, points, now))
-        with tempfile.TemporaryDirectory() as tmp:
-            proc = start_server(args.port, tmp, "6h", args.store)
-            try:
-                arrow_rates.append(
-                    ingest_run(f"http://127.0.0.1:{args.port}", bodies, points, args.senders)
-                )
-            finally:
-                proc.terminate()
-                proc.wait()
+        for lean, rates in ((False, arrow_rates), (True, lean_rates)):
+            with tempfile.TemporaryDirectory() as tmp:
+                proc = start_server(args.port, tmp, "6h", args.store)
+                try:
+                    url = f"http://127.0.0.1:{args.port}"
+                    rates.append(ingest_run(url, bodies, points, args.senders, lean=lean))
+                finally:
+                    proc.terminate()
+                    proc.wait()
         print(
-            f"run {run}: arrow {arrow_rates[-1] / 1e6:.2f} M/s end to end, in-process "
+            f"run {run}: arrow {arrow_rates[-1] / 1e6:.2f} M/s end to end (simulator's sender), "
+            f"{lean_rates[-1] / 1e6:.2f} M/s (lean sender), in-process "
             f"{base_rates[-1] / 1e6:.2f} M/s",
             flush=True,
         )
@@ -255,8 +305,14 @@ def main() -> None:
     print("| measure | result |")
     print("|---|---|")
     print(
-        f"| Arrow ingest, end to end (median of {args.runs}) | {a / 1e6:.2f} M points/s "
-        f"(runs: {', '.join(f'{r / 1e6:.2f}' for r in arrow_rates)}) |"
+        f"| Arrow ingest, end to end, minutely's sender (httpx), median of {args.runs} | "
+        f"{a / 1e6:.2f} M points/s (runs: {', '.join(f'{r / 1e6:.2f}' for r in arrow_rates)}) |"
+    )
+    lean_median = statistics.median(lean_rates)
+    print(
+        f"| Arrow ingest, end to end, lean sender (http.client), median of {args.runs} | "
+        f"{lean_median / 1e6:.2f} M points/s "
+        f"(runs: {', '.join(f'{r / 1e6:.2f}' for r in lean_rates)}) |"
     )
     print(
         f"| baseline: decode + publish + fold in-process, no HTTP (median) | {b / 1e6:.2f} M "
