@@ -1,6 +1,7 @@
-"""The command line: ``minutely serve | simulate | import | query | demo``.
+"""The command line: ``minutely serve | ingest | simulate | import | query | demo``.
 
 - ``serve``: run the service (HTTP API + dashboard) until Ctrl-C.
+- ``ingest``: an ingest-only node in front of a shared NATS bus (several can run).
 - ``simulate``: a simulated fleet that sends points to a running server.
 - ``import``: history from CSV, Parquet or Arrow files, through the same ingest path.
 - ``query``: the four dashboard questions from a terminal, over HTTP.
@@ -53,15 +54,14 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     )
 
 
-def serve(settings: config.Settings, on_ready: Any = None) -> None:
-    """Run the service in this process until SIGINT/SIGTERM."""
+def serve(settings: config.Settings, on_ready: Any = None, ingest_only: bool = False) -> None:
+    """Run the service (or an ingest-only node) in this process until SIGINT/SIGTERM."""
     import uvicorn
 
-    from minutely.api import create_app
-    from minutely.service import Service
+    from minutely.api import create_app, create_ingest_app
+    from minutely.service import IngestNode, Service
 
-    service = Service(settings)
-    app = create_app(service)
+    app = create_ingest_app(IngestNode(settings)) if ingest_only else create_app(Service(settings))
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -100,6 +100,11 @@ def serve(settings: config.Settings, on_ready: Any = None) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     serve(_settings(args))
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    serve(_settings(args), ingest_only=True)
     return 0
 
 
@@ -258,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP API and dashboard")
     _add_settings_flags(p)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "ingest", help="an ingest-only node: validate and publish to a shared NATS bus"
+    )
+    _add_settings_flags(p)
+    p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("demo", help="serve plus a simulated fleet with history")
     _add_settings_flags(p)

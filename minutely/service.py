@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from minutely.aggregate import Aggregator
 from minutely.bus import Bus, MemoryBus
 from minutely.config import Settings
+from minutely.errors import ConfigError
 from minutely.hot import HotRing
 from minutely.ingest import Decoded, decode
 from minutely.persist import StoreWriter, rebuild_ring
@@ -32,7 +33,78 @@ from minutely.store import Retention, Store, StoreConfig
 log = logging.getLogger(__name__)
 
 
-class Service:
+class _IngestPath:
+    """Decode, validate and publish: what every process that takes points does."""
+
+    settings: Settings
+    clock: Callable[[], float]
+    bus: Bus
+
+    def oldest_accepted(self, now: float) -> float:
+        raise NotImplementedError
+
+    def decode(self, body: bytes, content_type: str) -> Decoded:
+        now = self.clock()
+        return decode(
+            body,
+            content_type,
+            now=now,
+            oldest=self.oldest_accepted(now),
+            max_future=self.settings.max_future,
+            max_errors=self.settings.max_errors,
+        )
+
+    async def ingest(
+        self, body: bytes, content_type: str, idempotency_key: str | None = None
+    ) -> Decoded:
+        """Decode, validate and publish one request body; raises Backpressure when full.
+
+        A retry carrying the same ``idempotency_key`` within the bus's duplicate window is
+        answered the same way and its points count once.
+        """
+        decoded = await run_in_threadpool(self.decode, body, content_type)
+        await self.bus.publish(decoded.batch, idempotency_key=idempotency_key)
+        return decoded
+
+
+class IngestNode(_IngestPath):
+    """An ingest-only process (``minutely ingest``): HTTP receivers that validate and publish
+    to a shared bus, with no ring, store or queries. Several run side by side in front of one
+    ``minutely serve`` that aggregates from the same NATS JetStream stream."""
+
+    def __init__(
+        self, settings: Settings, clock: Callable[[], float] = time.time, bus: Bus | None = None
+    ) -> None:
+        if bus is None and settings.bus == "memory":
+            msg = "bus: an ingest-only node needs a shared bus (--bus nats://host:4222)"
+            raise ConfigError(msg)
+        self.settings = settings
+        self.clock = clock
+        self.bus = bus or _make_bus(settings)
+        self.started_at = clock()
+
+    def oldest_accepted(self, now: float) -> float:
+        """The aggregator's rule, from the same settings: retention with a store, else the
+        hot window (the aggregator drops and counts what its window no longer holds)."""
+        if self.settings.store != "none":
+            return now - self.settings.retention_1m + 3600
+        return now - self.settings.hot_window + 60
+
+    def start(self) -> None:
+        log.info("minutely ingest node started: %s", self.settings)
+
+    async def stop(self) -> None:
+        await self.bus.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "role": "ingest",
+            "uptime": self.clock() - self.started_at,
+            "bus": [asdict(s) for s in self.bus.stats()],
+        }
+
+
+class Service(_IngestPath):
     """One running minutely: registry, hot ring, bus, aggregator and query, wired."""
 
     def __init__(
@@ -93,29 +165,6 @@ class Service:
             oldest = max(oldest, float(ring_oldest * 60 + 60))
         return oldest
 
-    def decode(self, body: bytes, content_type: str) -> Decoded:
-        now = self.clock()
-        return decode(
-            body,
-            content_type,
-            now=now,
-            oldest=self.oldest_accepted(now),
-            max_future=self.settings.max_future,
-            max_errors=self.settings.max_errors,
-        )
-
-    async def ingest(
-        self, body: bytes, content_type: str, idempotency_key: str | None = None
-    ) -> Decoded:
-        """Decode, validate and publish one request body; raises Backpressure when full.
-
-        A retry carrying the same ``idempotency_key`` within the bus's duplicate window is
-        answered the same way and its points count once.
-        """
-        decoded = await run_in_threadpool(self.decode, body, content_type)
-        await self.bus.publish(decoded.batch, idempotency_key=idempotency_key)
-        return decoded
-
     def start(self) -> None:
         if self.writer is not None:
             self.writer.start()
@@ -140,6 +189,7 @@ class Service:
     def status(self) -> dict[str, Any]:
         ring = self.ring
         return {
+            "role": "serve",
             "uptime": self.clock() - self.started_at,
             "servers": len(self.registry.servers),
             "metrics": len(self.registry.metrics),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Literal
 
@@ -46,7 +46,7 @@ from minutely.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from minutely.service import Service
+from minutely.service import IngestNode, Service
 
 JSON = "application/json"
 CSV = "text/csv; charset=utf-8"
@@ -70,18 +70,17 @@ def _wants_csv(request: Request) -> bool:
     return "text/csv" in accept and JSON not in accept
 
 
-def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
-    """The ASGI app over ``service``; with ``manage_lifecycle`` it starts and stops it."""
-    settings = service.settings
+def _ingest_routes(node: Service | IngestNode) -> list[Route | Mount]:
+    """The routes every node that takes points has: health, status and ingest."""
+    limit = node.settings.max_body_bytes
 
     async def healthz(request: Request) -> Response:
         return _json(b'{"status":"ok"}')
 
     async def status(request: Request) -> Response:
-        return _json(render.dumps(service.status()))
+        return _json(render.dumps(node.status()))
 
     async def read_body(request: Request) -> bytes:
-        limit = settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             msg = f"body of {declared} bytes is over the limit of {limit} bytes"
@@ -99,7 +98,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
     async def points(request: Request) -> Response:
         try:
             body = await read_body(request)
-            decoded = await service.ingest(
+            decoded = await node.ingest(
                 body,
                 request.headers.get("content-type", ""),
                 request.headers.get("idempotency-key"),
@@ -118,6 +117,37 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
                 {"accepted": decoded.accepted, "rejected": decoded.rejected, "errors": errors}
             )
         )
+
+    return [
+        Route("/healthz", healthz),
+        Route("/api/v1/status", status),
+        Route("/api/v1/points", points, methods=["POST"]),
+    ]
+
+
+def _lifespan(
+    node: Service | IngestNode, manage: bool
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage:
+            node.start()
+        try:
+            yield
+        finally:
+            if manage:
+                await node.stop()
+
+    return lifespan
+
+
+def create_ingest_app(node: IngestNode, *, manage_lifecycle: bool = True) -> Starlette:
+    """An ingest-only node's app: health, status and ``POST /api/v1/points``."""
+    return Starlette(routes=_ingest_routes(node), lifespan=_lifespan(node, manage_lifecycle))
+
+
+def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
+    """The ASGI app over ``service``; with ``manage_lifecycle`` it starts and stops it."""
 
     async def servers(request: Request) -> Response:
         return _json(render.dumps({"servers": sorted(service.registry.servers.names())}))
@@ -167,9 +197,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
         return endpoint
 
     routes: list[Route | Mount] = [
-        Route("/healthz", healthz),
-        Route("/api/v1/status", status),
-        Route("/api/v1/points", points, methods=["POST"]),
+        *_ingest_routes(service),
         Route("/api/v1/servers", servers),
         Route("/api/v1/metrics", metrics),
         Route("/api/v1/servers/{name:path}/series", handler("server", "series")),
@@ -185,14 +213,4 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
     if DASHBOARD_DIR.is_dir():
         routes.append(Mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True)))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if manage_lifecycle:
-            service.start()
-        try:
-            yield
-        finally:
-            if manage_lifecycle:
-                await service.stop()
-
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=_lifespan(service, manage_lifecycle))

@@ -36,7 +36,7 @@ class Server:
             time.sleep(0.05)
 
 
-def start_server(tmp: Path, *extra: str) -> Server:
+def start_server(tmp: Path, *extra: str, command: str = "serve") -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
     proc = subprocess.Popen(
@@ -44,7 +44,7 @@ def start_server(tmp: Path, *extra: str) -> Server:
             sys.executable,
             "-m",
             "minutely",
-            "serve",
+            command,
             "--port",
             str(port),
             "--data-dir",
@@ -57,7 +57,7 @@ def start_server(tmp: Path, *extra: str) -> Server:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"minutely serve exited with {proc.returncode}")
+            raise RuntimeError(f"minutely {command} exited with {proc.returncode}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return Server(url, proc)

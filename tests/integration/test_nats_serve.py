@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from minutely import sim
@@ -51,4 +52,45 @@ def test_serve_on_jetstream(tmp_path: Path) -> None:
                 assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size)
                 assert row["avg"] == pytest.approx(v.mean(), rel=1e-12)
         finally:
+            stop_server(server)
+
+
+def test_ingest_nodes_in_front_of_one_aggregator(tmp_path: Path) -> None:
+    """Two ``minutely ingest`` processes publish to JetStream; one ``minutely serve``
+    aggregates: points sent to either node are answered by the aggregator, each once."""
+    with NatsServer(tmp_path / "js") as nats:
+        server = start_server(tmp_path / "data", "--hot-window", "6h", "--bus", nats.url)
+        nodes = [
+            start_server(tmp_path / f"in{k}", "--bus", nats.url, command="ingest") for k in range(2)
+        ]
+        try:
+            assert httpx.get(f"{nodes[0].url}/api/v1/status").json()["role"] == "ingest"
+            fleet = sim.Fleet(6, 8, seed=9)
+            t0 = int(time.time()) - 900
+            batch = fleet.batch_by_series(t0, 600)
+            halves = [batch.take(np.arange(k, len(batch), 2)) for k in range(2)]
+            for node, half in zip(nodes, halves, strict=True):
+                r = httpx.post(
+                    f"{node.url}/api/v1/points",
+                    content=sim.encode_arrow(half),
+                    headers={"content-type": ARROW},
+                )
+                assert r.status_code == 200 and r.json()["accepted"] == len(half)
+            status = server.wait_folded(len(batch))
+            assert status["aggregator"]["points"] == len(batch)  # type: ignore[index]
+            name = str(fleet.metric_names[4])
+            rows = httpx.get(
+                f"{server.url}/api/v1/metrics/{name}/summary", params={"start": t0 - 60}
+            ).json()["rows"]
+            servers = batch.server_names[batch.server_codes]
+            metrics = batch.metric_names[batch.metric_codes]
+            assert len(rows) == 6
+            for row in rows:
+                v = batch.value[(metrics == name) & (servers == row["server"])]
+                assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size)
+            # an ingest node answers only what it owns
+            assert httpx.get(f"{nodes[1].url}/api/v1/servers").status_code == 404
+        finally:
+            for node in nodes:
+                stop_server(node)
             stop_server(server)
