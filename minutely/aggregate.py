@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from minutely.bus import Bus, Consumer
@@ -21,6 +22,10 @@ from minutely.model import PointBatch, minute_of
 from minutely.registry import Registry
 
 log = logging.getLogger(__name__)
+
+#: how often the consumer loop checks the bus's backlog, and the age that is worth a warning
+LAG_REPORT_EVERY = 10.0
+LAG_WARN_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -103,14 +108,36 @@ class Aggregator:
                 pass
 
     def _run(self) -> None:
+        next_report = time.monotonic() + LAG_REPORT_EVERY
         while not self._stop.is_set():
             try:
                 self.drain(timeout=0.2)
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + LAG_REPORT_EVERY
+                    self.report_lag()
             except Exception:
                 # What was polled but not committed is redelivered to a new consumer.
                 log.exception("aggregator failed to fold a batch; retrying from the bus")
                 self._stop.wait(0.5)
                 self._reopen()
+
+    def report_lag(self) -> None:
+        """Log the bus's backlog when the aggregator is behind (also on ``/api/v1/status``)."""
+        if self.bus is None:
+            return
+        behind = [p for p in self.bus.stats() if p.backlog_seconds >= LAG_WARN_SECONDS]
+        if behind:
+            worst = max(behind, key=lambda p: p.backlog_seconds)
+            log.warning(
+                "consumer lag: %d partitions behind by >= %.0fs; worst partition %d: "
+                "%d messages, %d bytes, %.1fs",
+                len(behind),
+                LAG_WARN_SECONDS,
+                worst.partition,
+                worst.backlog_messages,
+                worst.backlog_bytes,
+                worst.backlog_seconds,
+            )
 
     def _reopen(self) -> None:
         if self.bus is None or self.consumer is None:

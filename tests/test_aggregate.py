@@ -79,3 +79,19 @@ def test_stop_folds_what_the_bus_still_holds() -> None:
     asyncio.run(bus.close())
     agg.stop()
     assert agg.stats.points == 1
+
+
+def test_lag_is_reported_when_the_backlog_is_old(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    bus = MemoryBus(partitions=2, clock=lambda: now[0])
+    agg = Aggregator(Registry(), HotRing(10, 2), bus)
+    asyncio.run(bus.publish(batch([1, 2])))
+    agg.report_lag()
+    assert "consumer lag" not in caplog.text  # fresh backlog: nothing to say
+    now[0] += 30
+    agg.report_lag()
+    assert "consumer lag: 1 partitions behind" in caplog.text and "30.0s" in caplog.text
+    agg.drain(timeout=0)
+    caplog.clear()
+    agg.report_lag()
+    assert "consumer lag" not in caplog.text
