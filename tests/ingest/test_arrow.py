@@ -13,6 +13,7 @@ import pytest
 from minutely.errors import DecodeError
 from minutely.ingest import Decoded, decode
 from minutely.model import PointBatch, minute_of
+from tests.ingest.helpers import reasons, rows
 
 NOW = 1_764_000_000.0
 LIMITS: dict[str, Any] = {"now": NOW, "oldest": NOW - 2 * 86400, "max_future": 300.0}
@@ -33,23 +34,6 @@ def batch(**columns: Any) -> pa.RecordBatch:
 
 def decode_arrow(body: bytes, max_errors: int = 100) -> Decoded:
     return decode(body, ARROW, max_errors=max_errors, **LIMITS)
-
-
-def rows(d: Decoded) -> list[tuple[str, str, float, float]]:
-    b = d.batch
-    return list(
-        zip(
-            b.server_names[b.server_codes].tolist(),
-            b.metric_names[b.metric_codes].tolist(),
-            b.ts.tolist(),
-            b.value.tolist(),
-            strict=True,
-        )
-    )
-
-
-def reasons(d: Decoded) -> list[tuple[int, str]]:
-    return [(e.index, e.reason) for e in d.errors]
 
 
 def good(n: int = 3, **override: Any) -> pa.RecordBatch:

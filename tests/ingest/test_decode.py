@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import minutely.ingest
 from minutely.errors import DecodeError
-from minutely.ingest import CONTENT_TYPES, Decoded, PointError, decode
+from minutely.ingest import CONTENT_TYPES, PointError, decode
+from tests.ingest.helpers import rows as as_rows
 
 NOW = 1_764_000_000.0
 LIMITS: dict[str, Any] = {"now": NOW, "oldest": NOW - 2 * 86400, "max_future": 300.0}
@@ -33,19 +34,6 @@ def arrow_body(server: list[str], metric: list[str], ts: list[float], value: lis
     with pa.ipc.new_stream(sink, b.schema) as w:
         w.write_batch(b)
     return bytes(sink.getvalue().to_pybytes())
-
-
-def as_rows(d: Decoded) -> list[tuple[str, str, float, float]]:
-    b = d.batch
-    return list(
-        zip(
-            b.server_names[b.server_codes].tolist(),
-            b.metric_names[b.metric_codes].tolist(),
-            b.ts.tolist(),
-            b.value.tolist(),
-            strict=True,
-        )
-    )
 
 
 def test_public_surface() -> None:

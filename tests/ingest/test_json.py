@@ -15,6 +15,7 @@ from minutely.errors import DecodeError
 from minutely.ingest import Decoded, decode
 from minutely.ingest.json import read_fast, read_slow
 from minutely.ingest.validate import validate
+from tests.ingest.helpers import reasons, rows
 
 NOW = 1_764_000_000.0
 LIMITS: dict[str, Any] = {"now": NOW, "oldest": NOW - 2 * 86400, "max_future": 300.0}
@@ -23,23 +24,6 @@ JSON = "application/json"
 
 def decode_json(body: bytes, max_errors: int = 100) -> Decoded:
     return decode(body, JSON, max_errors=max_errors, **LIMITS)
-
-
-def rows(d: Decoded) -> list[tuple[str, str, float, float]]:
-    b = d.batch
-    return list(
-        zip(
-            b.server_names[b.server_codes].tolist(),
-            b.metric_names[b.metric_codes].tolist(),
-            b.ts.tolist(),
-            b.value.tolist(),
-            strict=True,
-        )
-    )
-
-
-def reasons(d: Decoded) -> list[tuple[int, str]]:
-    return [(e.index, e.reason) for e in d.errors]
 
 
 def pt(server: Any = "web-001", metric: Any = "cpu.user", ts: Any = NOW, value: Any = 1.0) -> Any:

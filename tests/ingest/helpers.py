@@ -1,0 +1,23 @@
+"""What the ingest tests read back from a ``Decoded``: the points as rows, the errors as pairs."""
+
+from __future__ import annotations
+
+from minutely.ingest import Decoded
+
+
+def rows(d: Decoded) -> list[tuple[str, str, float, float]]:
+    """The accepted points as ``(server, metric, ts, value)`` tuples, in order."""
+    b = d.batch
+    return list(
+        zip(
+            b.server_names[b.server_codes].tolist(),
+            b.metric_names[b.metric_codes].tolist(),
+            b.ts.tolist(),
+            b.value.tolist(),
+            strict=True,
+        )
+    )
+
+
+def reasons(d: Decoded) -> list[tuple[int, str]]:
+    return [(e.index, e.reason) for e in d.errors]
