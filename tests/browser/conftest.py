@@ -1,7 +1,9 @@
 """Fixtures for the dashboard tests: real ``minutely serve`` processes and headless Chromium.
 
 - ``fleet``: one server for the whole session, filled by ``minutely simulate`` (8 servers ×
-  12 metrics, 2 hours of history) and waited on until every accepted point is folded.
+  12 metrics, 50 minutes of history, so every preset range of an hour or more holds all
+  of it and answers stay the same while the tests run) and waited on until every accepted
+  point is folded.
 - ``start_server``: more servers for a single test (an empty one, one to stop, one with a
   wide server); each is stopped when the test ends.
 - ``browser`` / ``page``: Debian's Chromium driven by Playwright's sync API, never a
@@ -156,7 +158,7 @@ def simulate(server: Server, *args: str) -> int:
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with 8 servers × 12 metrics and 2 hours of history, all of it folded."""
+    """A server with 8 servers × 12 metrics and 50 minutes of history, all of it folded."""
     server = launch_server(tmp_path_factory.mktemp("fleet"))
     try:
         accepted = simulate(
@@ -166,7 +168,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "--metrics",
             str(FLEET_METRICS),
             "--backfill",
-            "2h",
+            "50m",
             "--duration",
             "3",
             "--seed",

@@ -66,7 +66,10 @@ def test_lazy_charts_draw_when_scrolled_into_view(fleet, page, ui) -> None:
 
 def test_filter_sort_and_reload(fleet, page, ui) -> None:
     server = first_server(fleet)
-    ui.open(fleet, f"/server/{server}", "server")
+    # A fixed range: with "last hour" a minute boundary between load and reload would
+    # slide the oldest minute out of the window and change the table.
+    to = int(time.time()) // 60 * 60
+    ui.open(fleet, f"/server/{server}?range=custom&from={to - 3600}&to={to}", "server")
     page.get_by_placeholder("Filter metrics…").fill("cpu")
     page.wait_for_function("() => location.hash.includes('q=cpu')")
     visible = page.locator(".chart-card:visible h3").all_inner_texts()
