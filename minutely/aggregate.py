@@ -7,6 +7,12 @@ The fold itself is vectorised in ``HotRing.fold``; this module adds no per-point
 
 It runs in a thread of its own (``start``/``stop``); ``fold`` and ``drain`` are the same work
 without the thread, for tests and tools.
+
+Commits: on the embedded bus a message is committed once folded (a crash loses the process's
+memory and the bus with it). Given a ``Checkpointer`` (a durable bus with a store), it is
+committed only after a checkpoint covers it, at most ``checkpoint_every`` seconds later, and a
+message delivered again at or below the checkpoint's offsets is committed without folding:
+see ``checkpoint.py``.
 """
 
 from __future__ import annotations
@@ -15,11 +21,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from minutely.bus import Bus, Consumer
+from minutely import failpoints
+from minutely.bus import Bus, Consumer, Message
 from minutely.hot import FoldResult, HotRing
 from minutely.model import PointBatch, minute_of
 from minutely.registry import Registry
+
+if TYPE_CHECKING:
+    from minutely.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +48,11 @@ class AggregatorStats:
     points: int = 0
     #: points older than the window with no store to take them: dropped
     expired: int = 0
+    #: messages delivered again after a restart that a checkpoint already held: not folded
+    replayed: int = 0
+    #: checkpoints taken, and the last one's failure if it failed
+    checkpoints: int = 0
+    checkpoint_error: str | None = None
 
 
 class Aggregator:
@@ -48,6 +64,8 @@ class Aggregator:
         ring: HotRing,
         bus: Bus | None = None,
         partitions: list[int] | None = None,
+        checkpointer: Checkpointer | None = None,
+        checkpoint_every: float = 5.0,
     ) -> None:
         self.registry = registry
         self.ring = ring
@@ -55,6 +73,13 @@ class Aggregator:
         self.partitions = partitions
         self.consumer: Consumer | None = None if bus is None else bus.consumer(partitions)
         self.stats = AggregatorStats()
+        self.checkpointer = checkpointer
+        self.checkpoint_every = checkpoint_every
+        #: per partition, the last offset folded (resumes from the last checkpoint's)
+        self._through: dict[int, int] = {} if checkpointer is None else dict(checkpointer.offsets)
+        #: delivered messages no checkpoint covers yet (with a checkpointer)
+        self._uncommitted: list[Message] = []
+        self._next_checkpoint = time.monotonic() + checkpoint_every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -83,11 +108,51 @@ class Aggregator:
             msg = "this aggregator has no consumer to drain"
             raise RuntimeError(msg)
         messages = self.consumer.poll(timeout)
+        if self.checkpointer is None:
+            for message in messages:
+                self.fold(message.batch)
+            if messages:
+                self.consumer.commit(messages)
+            return len(messages)
+        through = self._through
         for message in messages:
+            if message.offset <= through.get(message.partition, -1):
+                self.stats.replayed += 1  # folded before a restart: the checkpoint has it
+                continue
             self.fold(message.batch)
-        if messages:
-            self.consumer.commit(messages)
+            through[message.partition] = message.offset
+            failpoints.hit("aggregate.folded")
+        self._uncommitted.extend(messages)
+        if time.monotonic() >= self._next_checkpoint:
+            self.checkpoint()
         return len(messages)
+
+    def checkpoint(self, force: bool = False) -> bool:
+        """Checkpoint what is folded, then commit the messages it covers (when there are
+        any, or ``force``). A failure (store down) is logged and retried at the next interval;
+        nothing is committed meanwhile, so the bus keeps every message and, past its limits,
+        ingest answers 429/503."""
+        if self.checkpointer is None:
+            return False
+        self._next_checkpoint = time.monotonic() + self.checkpoint_every
+        if not (force or self._uncommitted or self.checkpointer.unfinished):
+            return False
+        try:
+            self.checkpointer.take(self._through)
+        except Exception as exc:
+            if self.stats.checkpoint_error is None:
+                log.exception("checkpoint failed; nothing is acked until one succeeds")
+            self.stats.checkpoint_error = f"{type(exc).__name__}: {exc}"
+            return False
+        self.stats.checkpoints += 1
+        self.stats.checkpoint_error = None
+        done, self._uncommitted = self._uncommitted, []
+        if done and self.consumer is not None:
+            try:
+                self.consumer.commit(done)
+            except Exception as exc:  # harmless: they come again, and are skipped
+                log.warning("acks of %d checkpointed messages failed: %s", len(done), exc)
+        return True
 
     def start(self) -> None:
         """Run the consumer loop in a daemon thread until ``stop``."""
@@ -143,4 +208,5 @@ class Aggregator:
         if self.bus is None or self.consumer is None:
             return
         self.consumer.close()
+        self._uncommitted = []  # the new consumer is given them again
         self.consumer = self.bus.consumer(self.partitions)

@@ -58,9 +58,11 @@ def serve(settings: config.Settings, on_ready: Any = None, ingest_only: bool = F
     """Run the service (or an ingest-only node) in this process until SIGINT/SIGTERM."""
     import uvicorn
 
+    from minutely import failpoints
     from minutely.api import create_app, create_ingest_app
     from minutely.service import IngestNode, Service
 
+    failpoints.arm(settings.failpoints)
     app = create_ingest_app(IngestNode(settings)) if ingest_only else create_app(Service(settings))
     server = uvicorn.Server(
         uvicorn.Config(

@@ -81,6 +81,12 @@ class Settings:
     retention_1d: float = 1827 * 86400.0
     #: how often expiry runs
     expire_every: float = 3600.0
+    #: on a durable bus (NATS) with a store: how often the aggregator checkpoints, and so
+    #: how long a message waits for its ack and how much a restart folds again
+    checkpoint_every: float = 5.0
+    #: crash points for the fault-injection tests, ``name=n,…`` (see ``failpoints.py``);
+    #: empty, the default, arms none
+    failpoints: str = ""
 
     def __post_init__(self) -> None:
         if self.hot_window < 120:
@@ -99,6 +105,9 @@ class Settings:
             ("chdb://", "http://", "https://", "clickhouse://")
         ):
             msg = f"store: {self.store!r} is not 'chdb', 'none' or a ClickHouse URL"
+            raise ConfigError(msg)
+        if self.checkpoint_every <= 0:
+            msg = f"checkpoint_every: {self.checkpoint_every}s must be above 0"
             raise ConfigError(msg)
         if self.bus != "memory" and not self.bus.startswith(("nats://", "tls://")):
             msg = f"bus: {self.bus!r} is neither 'memory' nor a nats:// URL"
@@ -129,6 +138,7 @@ _DURATIONS = {
     "retention_1h",
     "retention_1d",
     "expire_every",
+    "checkpoint_every",
 }
 _SIZES = {"bus_max_bytes", "max_body_bytes"}
 

@@ -191,13 +191,17 @@ class HotRing:
         np.add.at(live.count.reshape(-1), flat, np.uint32(1))
 
     def _fold_ring(self, series: I32, minutes: I64, values: F64) -> None:
+        keys = series.astype(np.int64) * self.minutes + minutes % self.minutes
+        self._merge_ring(minutes, *reduce_by_key(keys, values))
+
+    def _merge_ring(self, minutes: I64, uniq: I64, parts: Partials) -> None:
+        """Merge partials keyed ``series * W + slot`` (ascending, distinct) into the ring;
+        ``minutes`` are the minutes they belong to (inside the window, none live)."""
         w = self.minutes
         distinct = minutes if minutes.shape[0] < 2 else np.unique(minutes)
         for minute in distinct.tolist():
             self._claim_slot(minute)
-        keys = series.astype(np.int64) * w + minutes % w
-        uniq, parts = reduce_by_key(keys, values)  # sorted by key, so by series, so by block
-        rows, slots = uniq // w, uniq % w
+        rows, slots = uniq // w, uniq % w  # sorted by key, so by series, so by block
         bounds = np.searchsorted(rows, np.arange(len(self._blocks) + 1) * self.block)
         for b in np.flatnonzero(np.diff(bounds)).tolist():
             lo, hi = int(bounds[b]), int(bounds[b + 1])
@@ -287,6 +291,64 @@ class HotRing:
                     live = self._live
                     live.min[row], live.max[row] = np.inf, -np.inf
                     live.sum[row], live.count[row] = 0.0, 0
+
+    def live_partials(self) -> tuple[I32, I64, Partials]:
+        """What the live (still filling) minutes hold and the sink has not had yet:
+        ``(series, minutes, partials)``, non-empty cells only. A copy, for a checkpoint."""
+        with self.lock:
+            out_s, out_m, out_p = [], [], []
+            live = self._live
+            for row in range(self.live_minutes):
+                minute = int(self.live_minute[row])
+                if minute == _NO_MINUTE:
+                    continue
+                series = np.flatnonzero(live.count[row, : self._used] > 0).astype(np.int32)
+                out_s.append(series)
+                out_m.append(np.full(series.shape[0], minute, dtype=np.int64))
+                out_p.append(Partials(*(a[row, series] for a in live.fields())))
+            if not out_s:
+                return np.zeros(0, np.int32), np.zeros(0, np.int64), Partials.empty((0,))
+            fields = zip(*(p.fields() for p in out_p), strict=True)
+            return (
+                np.concatenate(out_s),
+                np.concatenate(out_m),
+                Partials(*(np.concatenate(f) for f in fields)),
+            )
+
+    def merge_partials(self, series: I32, minutes: I64, parts: Partials) -> None:
+        """Merge partials as if their points had been folded now (a checkpoint's open
+        minutes at start-up): live minutes into the live rows, so they reach the sink when
+        their minute closes; older minutes in the window into the ring and, as corrections,
+        to the sink; minutes older than the window to the sink only."""
+        keep = parts.count > 0
+        if not keep.all():
+            series, minutes = series[keep], minutes[keep]
+            parts = Partials(*(a[keep] for a in parts.fields()))
+        if series.shape[0] == 0:
+            return
+        with self.lock:
+            head = self._make_room(series, minutes)
+            live = minutes > head - self.live_minutes
+            ring = ~live & (minutes > head - self.minutes)
+            if live.any():
+                flat = (minutes[live] % self.live_minutes) * self.capacity + series[live]
+                dst = self._live
+                np.minimum.at(dst.min.reshape(-1), flat, parts.min[live])
+                np.maximum.at(dst.max.reshape(-1), flat, parts.max[live])
+                np.add.at(dst.sum.reshape(-1), flat, parts.sum[live])
+                np.add.at(dst.count.reshape(-1), flat, parts.count[live])
+            if ring.any():
+                w = self.minutes
+                keys = series[ring].astype(np.int64) * w + minutes[ring] % w
+                cut = Partials(*(a[ring] for a in parts.fields()))
+                self._merge_ring(minutes[ring], *reduce_partials_by_key(keys, cut))
+            old = ~live & ~ring
+            if old.any():
+                if self.sink is None:
+                    self.expired_points += int(parts.count[old].sum())
+                else:
+                    cut = Partials(*(a[old] for a in parts.fields()))
+                    self.sink(series[old], minutes[old], cut)
 
     def load(self, series: I32, minutes: I64, parts: Partials) -> int:
         """Merge stored partials into the ring at start-up (the sink is not told).

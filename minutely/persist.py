@@ -5,7 +5,8 @@ merged and not handed on yet: each closed minute once, each late point's correct
 point too old for the ring. ``accept`` only queues them (the aggregator must not wait on
 disk); a writer thread turns the queue into one insert about every second (ClickHouse wants
 few large inserts), saving new names first so a stored row never names an unknown id. The
-same thread drops expired partitions on a schedule.
+same thread drops expired partitions on a schedule. On a durable bus the checkpoints
+(``checkpoint.py``) take the queue instead (``interval=None``): each checkpoint is one insert.
 
 ``rebuild_ring`` loads the hot window back from the store at start, hour by hour, so a
 restart answers every query as before for every minute that reached the store.
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from minutely.hot import HotRing
 from minutely.model import I32, I64, Partials
@@ -49,7 +51,7 @@ class StoreWriter:
         store: Store,
         registry: Registry,
         *,
-        interval: float = 1.0,
+        interval: float | None = 1.0,
         expire_every: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -71,35 +73,62 @@ class StoreWriter:
             self._queue.append((series, minutes, parts))
             self.stats.pending += int(series.shape[0])
 
-    def flush(self) -> int:
-        """Insert everything queued so far in one insert; returns the rows written.
-
-        On failure the rows stay queued (in order) for the next flush.
-        """
+    def take(self) -> tuple[I32, I64, Partials]:
+        """Everything queued so far, as one block, leaving the queue empty."""
         with self._lock:
             queued, self._queue = self._queue, []
+            self.stats.pending = 0
         if not queued:
-            return 0
+            return np.zeros(0, np.int32), np.zeros(0, np.int64), Partials.empty((0,))
         series = np.concatenate([q[0] for q in queued])
         minutes = np.concatenate([q[1] for q in queued])
         fields = zip(*(q[2].fields() for q in queued), strict=True)
-        parts = Partials(*(np.concatenate(f) for f in fields))
+        return series, minutes, Partials(*(np.concatenate(f) for f in fields))
+
+    def put_back(self, series: I32, minutes: I64, parts: Partials) -> None:
+        """Queue a block ``take`` gave out again, ahead of what came since."""
+        if series.shape[0] == 0:
+            return
+        with self._lock:
+            self._queue.insert(0, (series, minutes, parts))
+            self.stats.pending += int(series.shape[0])
+
+    def write(
+        self,
+        server_ids: npt.ArrayLike,
+        metric_ids: npt.ArrayLike,
+        minutes: I64,
+        parts: Partials,
+        token: str | None = None,
+    ) -> int:
+        """One insert into the store, counted in the stats (``token``: see
+        ``Store.write_minutes``)."""
         began = time.perf_counter()
         try:
-            self.store.save_registry(self.registry)
-            server_ids, metric_ids = self.registry.series_of(series)
-            written = self.store.write_minutes(server_ids, metric_ids, minutes, parts)
+            written = self.store.write_minutes(server_ids, metric_ids, minutes, parts, token)
         except Exception:
-            with self._lock:
-                self._queue[:0] = queued
             self.stats.errors += 1
             raise
         self.stats.seconds += time.perf_counter() - began
         self.stats.rows += written
         self.stats.inserts += 1
-        with self._lock:
-            self.stats.pending -= int(series.shape[0])
         return written
+
+    def flush(self) -> int:
+        """Insert everything queued so far in one insert; returns the rows written.
+
+        On failure the rows stay queued (in order) for the next flush.
+        """
+        series, minutes, parts = self.take()
+        if series.shape[0] == 0:
+            return 0
+        try:
+            self.store.save_registry(self.registry)
+            server_ids, metric_ids = self.registry.series_of(series)
+            return self.write(server_ids, metric_ids, minutes, parts)
+        except Exception:
+            self.put_back(series, minutes, parts)
+            raise
 
     def expire(self) -> None:
         dropped = self.store.expire(self.clock())
@@ -115,17 +144,19 @@ class StoreWriter:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and write what is left."""
+        """Stop the thread and write what is left (unless checkpoints do the writing)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None
-        self.flush()
+        if self.interval is not None:
+            self.flush()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.interval or 1.0):
             try:
-                self.flush()
+                if self.interval is not None:
+                    self.flush()
                 if self.clock() >= self._next_expiry:
                     self.expire()
                     self._next_expiry = self.clock() + self.expire_every

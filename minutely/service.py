@@ -1,9 +1,12 @@
 """The composition root: builds every part from ``Settings`` and owns start and stop.
 
     ingest (decode + validate) ─► bus ─► aggregator ─► hot ring ◄─ query ◄─ api
-                                                          │ sink         │
-                                                          ▼              │
-                                                     StoreWriter ─► store (ClickHouse)
+                                          │ acks          │ sink         │
+                                          ▼               ▼              │
+                                     Checkpointer ─► StoreWriter ─► store (ClickHouse)
+
+The checkpointer exists on a durable bus (NATS) with a store; it writes the store and acks
+the bus (``checkpoint.py``). On the embedded bus the writer inserts about once a second.
 
 Only this module knows the whole chain; every other module gets what it needs passed in.
 """
@@ -19,8 +22,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from minutely import failpoints
 from minutely.aggregate import Aggregator
 from minutely.bus import Bus, MemoryBus
+from minutely.checkpoint import Checkpointer
 from minutely.config import Settings
 from minutely.errors import ConfigError
 from minutely.hot import HotRing
@@ -64,6 +69,7 @@ class _IngestPath:
         """
         decoded = await run_in_threadpool(self.decode, body, content_type)
         await self.bus.publish(decoded.batch, idempotency_key=idempotency_key)
+        failpoints.hit("ingest.published")
         return decoded
 
 
@@ -117,7 +123,10 @@ class Service(_IngestPath):
         self.clock = clock
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
+        self.checkpointer: Checkpointer | None = None
         self.registry = Registry()
+        # A durable bus keeps what is not acked: checkpoints make the fold exactly once.
+        durable = settings.bus != "memory" if bus is None else bus.durable
         dsn = settings.store_dsn
         if dsn is not None:
             if dsn.startswith("chdb://"):
@@ -129,14 +138,27 @@ class Service(_IngestPath):
             self.store.expire(clock())  # reads stop at each tier's horizon from now on
             self.registry = self.store.load_registry()
             self.writer = StoreWriter(
-                self.store, self.registry, expire_every=settings.expire_every, clock=clock
+                self.store,
+                self.registry,
+                interval=None if durable else 1.0,  # checkpoints write, on a durable bus
+                expire_every=settings.expire_every,
+                clock=clock,
             )
         self.ring = HotRing(
             settings.hot_minutes,
             settings.live_minutes,
             sink=None if self.writer is None else self.writer.accept,
         )
-        if self.store is not None:
+        if self.store is not None and self.writer is not None:
+            if durable:
+                self.checkpointer = Checkpointer(
+                    Path(settings.data_dir) / "checkpoint",
+                    self.store,
+                    self.registry,
+                    self.ring,
+                    self.writer,
+                )
+                self.checkpointer.recover()  # the store then has every checkpointed row
             began = time.perf_counter()
             cells = rebuild_ring(self.store, self.registry, self.ring, clock())
             log.info(
@@ -145,8 +167,17 @@ class Service(_IngestPath):
                 self.registry.n_series,
                 time.perf_counter() - began,
             )
+            if self.checkpointer is not None:
+                restored = self.checkpointer.restore_open()
+                log.info("restored %d open minute cells from the checkpoint", restored)
         self.bus: Bus = bus or _make_bus(settings)
-        self.aggregator = Aggregator(self.registry, self.ring, self.bus)
+        self.aggregator = Aggregator(
+            self.registry,
+            self.ring,
+            self.bus,
+            checkpointer=self.checkpointer,
+            checkpoint_every=settings.checkpoint_every,
+        )
         self.query = Query(self.registry, self.ring, self.store)
         self.started_at = clock()
 
@@ -177,6 +208,7 @@ class Service(_IngestPath):
         self.aggregator.stop()
         if self.writer is not None:
             self.ring.hand_on_live()  # the minutes still filling reach the store too
+            self.aggregator.checkpoint(force=True)  # durable bus: the last checkpoint does
             self.writer.stop()
         self.close()
 

@@ -172,6 +172,10 @@ class Consumer(Protocol):
 class Bus(Protocol):
     """Partitioned, bounded pub/sub of point batches. See the module docstring."""
 
+    #: True when what is published survives a crash of the process that consumes it (then
+    #: the aggregator checkpoints and acks only what a checkpoint holds)
+    durable: bool
+
     @property
     def partitions(self) -> int:
         """How many partitions the bus has; a point goes to ``partition_of(server)``."""

@@ -91,6 +91,9 @@ class MemoryBus:
     answer (at least one message is always returned, whatever its size).
     """
 
+    #: in this process's memory: a crash loses what is not yet folded and stored
+    durable = False
+
     def __init__(
         self,
         partitions: int = 16,

@@ -292,6 +292,9 @@ class NatsBus:
     ``ConfigError`` if the streams exist with another partition count or retention.
     """
 
+    #: what is published stays until committed, through a crash of this process
+    durable = True
+
     def __init__(
         self,
         url: str,

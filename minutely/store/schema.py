@@ -25,6 +25,10 @@ from minutely.store.tiers import TIER_1M, TIERS, Tier
 NAMES_TABLE = "names"
 #: every (server, metric) pair the registry holds, in its series-id order
 SERIES_TABLE = "series"
+#: parts per tier table whose insert tokens the engine remembers, so that an insert repeated
+#: with its token after a crash adds nothing twice (``Store.write_minutes(token=…)``); one
+#: checkpoint's insert makes far fewer parts than this (about one per day and block it spans)
+DEDUP_WINDOW = 10_000
 
 
 def _columns(tier: Tier) -> str:
@@ -55,8 +59,14 @@ CREATE TABLE IF NOT EXISTS {db}.{table} ({_columns(tier)}
 ) ENGINE = AggregatingMergeTree
 PARTITION BY {tier.partition_by}
 ORDER BY {key}
-SETTINGS index_granularity = {int(granularity)}
+SETTINGS index_granularity = {int(granularity)},
+    non_replicated_deduplication_window = {DEDUP_WINDOW}
 """)
+        # stores made before the window existed get it too (a no-op when it is set)
+        out.append(
+            f"ALTER TABLE {db}.{table} MODIFY SETTING"
+            f" non_replicated_deduplication_window = {DEDUP_WINDOW}"
+        )
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -150,9 +151,9 @@ class Store:
         except ClickHouseError as exc:
             raise StoreError(str(exc)) from exc
 
-    def _insert(self, table: str, rows: Any) -> None:
+    def _insert(self, table: str, rows: Any, settings: dict[str, Any] | None = None) -> None:
         try:
-            self._clients.get().insert_arrow(table, rows, database=self._db)
+            self._clients.get().insert_arrow(table, rows, database=self._db, settings=settings)
         except ClickHouseError as exc:
             raise StoreError(str(exc)) from exc
 
@@ -164,6 +165,7 @@ class Store:
         metric_ids: npt.ArrayLike,
         minutes: npt.ArrayLike,
         parts: Partials,
+        token: str | None = None,
     ) -> int:
         """Add minute partials to the store in one insert; returns the rows written.
 
@@ -171,8 +173,14 @@ class Store:
         ``count == 0`` are skipped. Rows add to what a cell holds (see ``writer``): a late
         point is written as a row of the late points only, and merges exactly. The 1-hour
         and 1-day tiers follow inside the engine.
+
+        ``token`` makes the insert idempotent: an insert repeated with the same token (after
+        a crash in the middle of the first, say) adds only the parts the first did not, in
+        every tier (``insert_deduplication_token``, within the last ``DEDUP_WINDOW`` parts
+        per table). Repeat a token only with the very same rows. Without a token the insert
+        always adds.
         """
-        return self.write_cells(TIER_1M, server_ids, metric_ids, minutes, parts)
+        return self.write_cells(TIER_1M, server_ids, metric_ids, minutes, parts, token)
 
     def write_cells(
         self,
@@ -181,6 +189,7 @@ class Store:
         metric_ids: npt.ArrayLike,
         cell_minutes: npt.ArrayLike,
         parts: Partials,
+        token: str | None = None,
     ) -> int:
         """Low level: add partials straight to one tier (``cell_minutes`` are cell starts).
 
@@ -194,7 +203,7 @@ class Store:
             raise ValueError(msg)
         rows = minute_table(server_ids, metric_ids, starts, parts)
         if rows.num_rows:
-            self._insert(tier.table, rows)
+            self._insert(tier.table, rows, _dedup_settings(token))
         return int(rows.num_rows)
 
     # -- reads -----------------------------------------------------------------------------
@@ -411,6 +420,17 @@ class Store:
     def drop(self) -> None:
         """Delete the whole database (tests and benchmarks)."""
         self._command(f"DROP DATABASE IF EXISTS {self._db} SYNC")
+
+
+def _dedup_settings(token: str | None) -> dict[str, Any]:
+    """Insert settings for the tier tables, which deduplicate the last ``DEDUP_WINDOW``
+    parts: a given token, or a fresh one so that two inserts of equal rows both count (the
+    engine would otherwise take the second for a retry of the first and drop it; chDB
+    ignores ``insert_deduplicate = 0``)."""
+    return {
+        "insert_deduplication_token": token if token is not None else f"once-{uuid.uuid4().hex}",
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
 
 
 def _ids(other_ids: npt.ArrayLike | None) -> U32 | None:

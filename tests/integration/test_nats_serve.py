@@ -35,10 +35,16 @@ def test_serve_on_jetstream(tmp_path: Path) -> None:
                 assert r.json()["accepted"] == len(batch)
             status = server.wait_folded(len(batch))
             assert status["aggregator"]["points"] == len(batch)  # type: ignore[index]
-            time.sleep(0.5)
-            again = httpx.get(f"{server.url}/api/v1/status").json()
+            deadline = time.monotonic() + 30  # acked once a checkpoint holds them
+            while True:
+                again = httpx.get(f"{server.url}/api/v1/status").json()
+                backlog = sum(p["backlog_messages"] for p in again["bus"])
+                if backlog == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert backlog == 0
+            assert again["aggregator"]["checkpoints"] >= 1
             assert again["aggregator"]["points"] == len(batch)  # counted once, not three times
-            assert sum(p["backlog_messages"] for p in again["bus"]) == 0
 
             name = str(fleet.server_names[2])
             rows = httpx.get(

@@ -172,6 +172,25 @@ def test_writing_the_same_minute_twice_merges(store: Store) -> None:
     assert store.disk_usage()["1m"].rows == 2
 
 
+def test_equal_inserts_both_count_and_a_repeated_token_counts_once(make_store: MakeStore) -> None:
+    """Two inserts of the same rows are two corrections; an insert repeated with its token
+    (a checkpoint's insert replayed after a crash) adds nothing, in every tier and order."""
+    store = make_store()
+    one = Partials(np.array([1.5]), np.array([1.5]), np.array([1.5]), np.array([1], np.uint32))
+    two = Partials(*(np.repeat(f, 2) for f in one.fields()))
+    store.write_minutes([3], [4], [DAY0 + 125], one)
+    store.write_minutes([3], [4], [DAY0 + 125], one)  # equal rows, no token: both add
+    for k in range(4):
+        store.write_minutes([3], [4], [DAY0 + 125], one, token="ckpt-7")  # adds once
+        # two days, so two parts; each is recognised; two tokens, so it adds twice
+        store.write_minutes([3, 3], [4, 5], [DAY0 + 125, DAY0 + 2 * DAY], two, token=f"c{k % 2}")
+    for by, key in (("server", 3), ("metric", 4)):
+        for step in (1, 60, DAY):
+            cells = store.read(by, key, None, DAY0, DAY, step)
+            assert int(cells.parts.count.sum()) == 2 + 1 + 2, (by, step)
+    assert int(store.summary("metric", 5, None, DAY0, 3 * DAY).parts.count.sum()) == 2
+
+
 # -- tiers -------------------------------------------------------------------------------
 
 

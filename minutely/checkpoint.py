@@ -1,0 +1,267 @@
+"""Exactly once on a durable bus: the checkpoint that ties the store to the bus's offsets.
+
+With NATS JetStream as the bus a point answered ``200`` is in the stream until the
+aggregator acks it, and a message is acked only once everything it carried is in the store
+or in a checkpoint. This module owns that checkpoint; ``docs/exactly-once.md`` argues why no
+point is lost or counted twice whatever moment the process dies at.
+
+A checkpoint is one file, ``<data_dir>/checkpoint/aggregator.npz``, replaced atomically
+(written beside, fsynced, renamed over, directory fsynced). Checkpoint ``k`` holds:
+
+- ``offsets``: per partition, the last offset folded into the ring;
+- ``rows``: every partial the ring handed to the store since checkpoint ``k - 1`` (closed
+  minutes, late corrections, points older than the ring): the insert that ``k`` makes;
+- ``open``: the live minutes, still filling, which the store has not had;
+- ``run`` and ``epoch``: the insert's token, ``<run>-<epoch>``; ``run`` is drawn at random
+  when the file is first made, so a lost file never reuses a token the store remembers.
+
+Invariant: the store's rows plus ``open`` are exactly the fold of every message up to
+``offsets``. Taking checkpoint ``k`` (in the aggregator's thread, between two polls, so
+nothing folds meanwhile): save new names to the store (every id in the file then resolves
+at start-up), write the file, insert ``rows`` with the token (chunk ``i`` as
+``<token>-<i>``), and only then ack the messages up to ``offsets``. Starting up: insert the
+file's ``rows`` again with the same tokens (the store drops the parts it has, adds those a
+crash cut off), rebuild the ring from the store, merge ``open`` into the live minutes, and
+skip (ack, not fold) messages at or below ``offsets`` that the bus delivers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minutely import failpoints
+from minutely.hot import HotRing
+from minutely.model import I32, I64, U32, Partials
+from minutely.persist import StoreWriter
+from minutely.registry import Registry
+from minutely.store import Store
+from minutely.store.errors import StoreCorrupt
+from minutely.store.reader import MinuteRows
+
+log = logging.getLogger(__name__)
+
+#: rows per insert of a checkpoint's rows (each chunk carries a token of its own)
+INSERT_CHUNK = 1 << 20
+
+_FIELDS = ("server_ids", "metric_ids", "minutes", "min", "max", "sum", "count")
+
+
+def _no_rows() -> MinuteRows:
+    none = np.zeros(0, dtype=np.uint32)
+    return MinuteRows(none, none, np.zeros(0, dtype=np.int64), Partials.empty((0,)))
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What one checkpoint file holds; see the module docstring."""
+
+    run: str
+    epoch: int
+    #: partition -> the last offset folded
+    offsets: dict[int, int]
+    rows: MinuteRows
+    open: MinuteRows
+
+    @property
+    def token(self) -> str:
+        return f"{self.run}-{self.epoch}"
+
+
+class CheckpointFile:
+    """The checkpoint on disk: read it, replace it atomically."""
+
+    NAME = "aggregator.npz"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / self.NAME
+
+    def read(self) -> Checkpoint | None:
+        """The checkpoint in place, or None if there is none yet."""
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as exc:
+            msg = f"checkpoint {self.path} cannot be read ({exc}); refusing to start without it"
+            raise StoreCorrupt(msg) from exc
+        try:
+            return Checkpoint(
+                run=str(arrays["run"]),
+                epoch=int(arrays["epoch"]),
+                offsets=dict(
+                    zip(arrays["partitions"].tolist(), arrays["offsets"].tolist(), strict=True)
+                ),
+                rows=_rows(arrays, "rows"),
+                open=_rows(arrays, "open"),
+            )
+        except KeyError as exc:
+            msg = f"checkpoint {self.path} lacks {exc}; refusing to start without it"
+            raise StoreCorrupt(msg) from exc
+
+    def write(self, c: Checkpoint) -> None:
+        """Replace the checkpoint: whatever moment the process dies at, the file in place is
+        either the old checkpoint or the new one, whole."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        parts = sorted(c.offsets)
+        arrays = {
+            "run": np.array(c.run),
+            "epoch": np.array(c.epoch, dtype=np.int64),
+            "partitions": np.array(parts, dtype=np.int64),
+            "offsets": np.array([c.offsets[p] for p in parts], dtype=np.int64),
+            **_arrays(c.rows, "rows"),
+            **_arrays(c.open, "open"),
+        }
+        tmp = self.path.with_name(self.NAME + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.flush()
+            os.fsync(f.fileno())
+        failpoints.hit("checkpoint.written")
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        failpoints.hit("checkpoint.renamed")
+
+
+def _arrays(rows: MinuteRows, prefix: str) -> dict[str, np.ndarray]:
+    cols = (rows.server_ids, rows.metric_ids, rows.minutes, *rows.parts.fields())
+    return {f"{prefix}.{name}": col for name, col in zip(_FIELDS, cols, strict=True)}
+
+
+def _rows(arrays: dict[str, np.ndarray], prefix: str) -> MinuteRows:
+    c = [arrays[f"{prefix}.{name}"] for name in _FIELDS]
+    return MinuteRows(c[0], c[1], c[2], Partials(c[3], c[4], c[5], c[6]))
+
+
+class Checkpointer:
+    """Takes checkpoints for one aggregator and recovers from the last one at start-up.
+
+    ``offsets`` is where folding resumes: the last offset folded per partition, as the last
+    checkpoint recorded it (empty for a first start).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        store: Store,
+        registry: Registry,
+        ring: HotRing,
+        writer: StoreWriter,
+    ) -> None:
+        self.file = CheckpointFile(directory)
+        self.store = store
+        self.registry = registry
+        self.ring = ring
+        self.writer = writer
+        self.offsets: dict[int, int] = {}
+        self.taken = 0
+        self._run = secrets.token_hex(8)
+        self._epoch = 0
+        #: the last checkpoint, while its rows may not all be in the store
+        self._unsent: Checkpoint | None = None
+        self._open = _no_rows()
+
+    @property
+    def unfinished(self) -> bool:
+        """True while the last checkpoint's insert has failed and waits for a retry."""
+        return self._unsent is not None
+
+    def recover(self) -> Checkpoint | None:
+        """Start-up, before the ring is rebuilt: read the last checkpoint and make sure the
+        store has all of its rows (inserting them again adds only what a crash cut off)."""
+        last = self.file.read()
+        if last is None:
+            return None
+        self._run, self._epoch = last.run, last.epoch
+        self.offsets = dict(last.offsets)
+        self._open = last.open
+        self._insert(last)
+        log.info(
+            "recovered checkpoint %s: %d rows made sure of in the store, %d open cells, "
+            "resuming after offsets %s",
+            last.token,
+            last.rows.minutes.shape[0],
+            last.open.minutes.shape[0],
+            last.offsets,
+        )
+        return last
+
+    def restore_open(self) -> int:
+        """Start-up, after the ring is rebuilt: put the checkpoint's open minutes back into
+        the ring's live rows. Returns the cells restored."""
+        rows, self._open = self._open, _no_rows()
+        if rows.minutes.shape[0] == 0:
+            return 0
+        series = self.registry.lookup(rows.server_ids, rows.metric_ids)
+        if (series < 0).any():
+            lacking = int((series < 0).sum())
+            msg = f"the checkpoint names {lacking} series the store's registry lacks"
+            raise StoreCorrupt(msg)
+        self.ring.merge_partials(series, rows.minutes, rows.parts)
+        return int(rows.minutes.shape[0])
+
+    def take(self, offsets: dict[int, int]) -> Checkpoint:
+        """Checkpoint the fold of every message up to ``offsets``: afterwards they may be
+        acked. Raises (store down, disk full) with nothing lost: the next call retries."""
+        if self._unsent is not None:  # the last one's insert failed: finish it first
+            self._insert(self._unsent)
+            self._unsent = None
+        with self.ring.lock:  # the ring and the writer's queue, at one moment
+            series, minutes, parts = self.writer.take()
+            open_series, open_minutes, open_parts = self.ring.live_partials()
+        try:
+            self.store.save_registry(self.registry)
+        except BaseException:
+            self.writer.put_back(series, minutes, parts)
+            raise
+        c = Checkpoint(
+            run=self._run,
+            epoch=self._epoch + 1,
+            offsets=dict(offsets),
+            rows=self._named(series, minutes, parts),
+            open=self._named(open_series, open_minutes, open_parts),
+        )
+        try:
+            self.file.write(c)
+        except BaseException:
+            self.writer.put_back(series, minutes, parts)
+            raise
+        self._epoch = c.epoch
+        self.offsets = dict(offsets)
+        self._unsent = c
+        self._insert(c)
+        self._unsent = None
+        self.taken += 1
+        failpoints.hit("checkpoint.inserted")
+        return c
+
+    def _named(self, series: I32, minutes: I64, parts: Partials) -> MinuteRows:
+        server_ids, metric_ids = self.registry.series_of(series)
+        return MinuteRows(
+            server_ids.astype(np.uint32), metric_ids.astype(np.uint32), minutes, parts
+        )
+
+    def _insert(self, c: Checkpoint) -> None:
+        rows = c.rows
+        n = rows.minutes.shape[0]
+        for i, lo in enumerate(range(0, n, INSERT_CHUNK)):
+            hi = min(n, lo + INSERT_CHUNK)
+            cut = Partials(*(a[lo:hi] for a in rows.parts.fields()))
+            ids: tuple[U32, U32, I64] = (
+                rows.server_ids[lo:hi],
+                rows.metric_ids[lo:hi],
+                rows.minutes[lo:hi],
+            )
+            self.writer.write(*ids, cut, token=f"{c.token}-{i}")
+            failpoints.hit("checkpoint.chunk")
