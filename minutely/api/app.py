@@ -14,10 +14,12 @@
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
 an oversized body,
-429 a full bus and 503 a closed one (both with ``Retry-After``). Series and summary answers are CSV
-when the request says ``Accept: text/csv`` (or ``?format=csv``); series and fleet answers
-take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer arrays. Query answers carry a
-``Server-Timing: app;dur=<ms>`` header: the time spent answering, without the network.
+429 a full bus and 503 a closed one (both with ``Retry-After``). Query answers are JSON unless
+``?format=csv|arrow`` (or ``Accept: text/csv`` or ``application/vnd.apache.arrow.stream``)
+asks for CSV or an Arrow IPC stream (layout in ``arrow.py``); an unknown ``format`` is a 400.
+Series and fleet answers take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer
+arrays. Query answers carry a ``Server-Timing: app;dur=<ms>`` header: the time spent answering,
+without the network.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from minutely.api import params, render
+from minutely.api import arrow, params, render
 from minutely.errors import (
     Backpressure,
     BadParameter,
@@ -50,6 +52,8 @@ from minutely.service import IngestNode, Service
 
 JSON = "application/json"
 CSV = "text/csv; charset=utf-8"
+#: what ``format=`` may say, and the media type each answer is sent as
+MEDIA_TYPES = {"json": JSON, "csv": CSV, "arrow": arrow.MEDIA_TYPE}
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
@@ -63,11 +67,21 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return _json(render.dumps({"error": message}), status, headers)
 
 
-def _wants_csv(request: Request) -> bool:
-    if request.query_params.get("format") == "csv":
-        return True
+def _answer_format(request: Request) -> str:
+    """``format=`` if given (one of ``MEDIA_TYPES``), else the Accept header; JSON by default
+    and whenever the header names JSON too."""
+    asked = request.query_params.get("format")
+    if asked is not None:
+        if asked not in MEDIA_TYPES:
+            problem = f"{asked!r} is not one of {', '.join(MEDIA_TYPES)}"
+            raise BadParameter(param="format", problem=problem)
+        return asked
     accept = request.headers.get("accept", "")
-    return "text/csv" in accept and JSON not in accept
+    if JSON in accept:
+        return "json"
+    if arrow.MEDIA_TYPE in accept:
+        return "arrow"
+    return "csv" if "text/csv" in accept else "json"
 
 
 def _ingest_routes(node: Service | IngestNode) -> list[Route | Mount]:
@@ -158,26 +172,33 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
     def handler(by: Literal["server", "metric"], kind: str):  # type: ignore[no-untyped-def]
         other = "metric" if by == "server" else "server"
 
-        def answer(query: QueryParams, name: str, csv: bool) -> bytes:
+        def answer(query: QueryParams, name: str, fmt: str) -> bytes | memoryview:
             """Parse, ask, render (on a worker thread when the store is read)."""
             only = query.getlist(other) or None
             start, end = params.parse_range(query, service.clock())
             if kind == "summary":
                 summary = service.query.summary(by, name, start, end, only)
-                return render.summary_csv(summary) if csv else render.summary_json(summary)
+                if fmt == "arrow":
+                    return arrow.summary_arrow(summary)
+                return render.summary_csv(summary) if fmt == "csv" else render.summary_json(summary)
             step = params.parse_step(query.get("step"))
             fields = params.parse_fields(query.get("fields"), render.FIELDS, render.DEFAULT_FIELDS)
             if kind == "fleet":
-                fleet = service.query.fleet(name, start, end, step, only)
-                return render.series_csv(fleet) if csv else render.fleet_json(fleet, fields)
-            series = service.query.series(by, name, start, end, step, only)
-            return render.series_csv(series) if csv else render.series_json(series, fields)
+                series = service.query.fleet(name, start, end, step, only)
+            else:
+                series = service.query.series(by, name, start, end, step, only)
+            if fmt == "arrow":
+                write = arrow.fleet_arrow if kind == "fleet" else arrow.series_arrow
+                return write(series, fields)
+            if fmt == "csv":
+                return render.series_csv(series)
+            return (render.fleet_json if kind == "fleet" else render.series_json)(series, fields)
 
         async def endpoint(request: Request) -> Response:
             began = time.perf_counter()
-            csv = _wants_csv(request)
             try:
-                args = (request.query_params, request.path_params["name"], csv)
+                fmt = _answer_format(request)
+                args = (request.query_params, request.path_params["name"], fmt)
                 start = request.query_params.get("start", params.DEFAULT_START)
                 if service.query.touches_store(params.parse_time("start", start, service.clock())):
                     body = await run_in_threadpool(answer, *args)  # disk: keep the loop free
@@ -190,7 +211,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
             took = (time.perf_counter() - began) * 1000
             return Response(
                 body,
-                media_type=CSV if csv else JSON,
+                media_type=MEDIA_TYPES[fmt],
                 headers={"Server-Timing": f"app;dur={took:.3f}"},
             )
 
