@@ -176,17 +176,12 @@ class Query:
                 merged = merge(Partials(*(a[:, b0:b1] for a in out.fields())), parts)
                 for dst, src in zip(out.fields(), merged.fields(), strict=True):
                     dst[:, b0:b1] = src
-        has_data = out.count.any(axis=1)
-        keep = np.flatnonzero(has_data)
+        keep = np.flatnonzero(out.count.any(axis=1))
+        if len(keep) < len(labels):  # leave out the series without data (a copy of the rest)
+            labels = [labels[i] for i in keep.tolist()]
+            out = Partials(out.min[keep], out.max[keep], out.sum[keep], out.count[keep])
         return SeriesAnswer(
-            by,
-            name,
-            start,
-            end,
-            step,
-            np.arange(start, end, step, dtype=np.int64),
-            [labels[i] for i in keep.tolist()],
-            Partials(out.min[keep], out.max[keep], out.sum[keep], out.count[keep]),
+            by, name, start, end, step, np.arange(start, end, step, dtype=np.int64), labels, out
         )
 
     def fleet(

@@ -216,3 +216,17 @@ def test_stopping_server_answers_503(client: TestClient, service: Service) -> No
     r = client.post("/api/v1/points", content=arrow_body(b), headers={"content-type": ARROW})
     assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
     assert "closed" in r.json()["error"]
+
+
+def test_series_without_data_in_the_range_are_left_out(
+    client: TestClient, service: Service
+) -> None:
+    pts = make_points(seed=21, n=2000)
+    old = pts["metric"] == "disk.io"
+    pts["ts"][old] = NOW - 5 * 3600 + pts["ts"][old] % 60  # disk.io only in the 5th hour back
+    ingest(client, service, pts)
+    recent = client.get("/api/v1/servers/web-001/series?start=-2h&step=300").json()["series"]
+    assert sorted(s["metric"] for s in recent) == ["cpu.sys", "cpu.user", "mem.used"]
+    assert all(sum(s["count"]) > 0 for s in recent)
+    back = client.get("/api/v1/servers/web-001/series?start=-6h&step=300").json()["series"]
+    assert sorted(s["metric"] for s in back) == ["cpu.sys", "cpu.user", "disk.io", "mem.used"]
