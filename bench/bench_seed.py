@@ -4,12 +4,17 @@ Phase 1, queries at full size: fill ``--history`` minutes of every series at one
 series per minute (the ring holds minute partials, so the read cost is the same as at 1 Hz),
 then time Q1-Q4 (median of 20, client and server side) and read the ring's memory.
 
+Q1 is also timed as a program reads it, JSON against Arrow in the same run (runs alternate):
+the GET plus turning the body into data (``orjson.loads`` / ``pyarrow.ipc`` into a table), the
+median of 20 each and their ratio.
+
 Phase 2, real time: ``minutely simulate`` sends the whole fleet at 1 Hz (2M points/s) for
 ``--live`` seconds; we sample the server's CPU share and how far behind real time the newest
-folded minute is.
+folded minute is. ``--live 0`` skips it.
 
     python bench/bench_seed.py                       # 2 h of history, 5 min live
     python bench/bench_seed.py --history 30 --live 60
+    python bench/bench_seed.py --servers 100 --live 0   # Q1 at the seed's size, ~1 GiB ring
 
 The hot window is ``--window`` (default 3h): 2 days for 2M series would need ~161 GB.
 """
@@ -24,9 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import httpx
+import orjson
 import psutil
+import pyarrow as pa
 
 from minutely import sim
 
@@ -35,10 +43,86 @@ sys.path.insert(0, BENCH_DIR)
 
 from bench_pipeline import start_server, time_query, wait_folded  # noqa: E402
 
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def time_formats(
+    url: str, path: str, params: dict[str, int], runs: int
+) -> dict[str, tuple[float, float, int]]:
+    """Client-side ms until the answer is data (GET + parse), server-side ms and bytes, per
+    format: median of ``runs``, JSON and Arrow alternating so both see the same load."""
+    client_ms: dict[str, list[float]] = {"json": [], "arrow": []}
+    server_ms: dict[str, list[float]] = {"json": [], "arrow": []}
+    size = {}
+    with httpx.Client(timeout=60) as client:
+        for i in range(runs + 1):
+            for fmt in ("json", "arrow"):
+                began = time.perf_counter()
+                r = client.get(
+                    f"{url}{path}",
+                    params=params,
+                    headers={"accept": ARROW} if fmt == "arrow" else {},
+                )
+                if fmt == "json":
+                    data = orjson.loads(r.content)
+                    rows = len(data["series"]) * len(data["timestamps"])
+                else:
+                    table = pa.ipc.open_stream(r.content).read_all()
+                    rows = table.num_rows
+                took = (time.perf_counter() - began) * 1000
+                assert r.status_code == 200 and rows > 0, r.text
+                if i:  # the first round warms up
+                    client_ms[fmt].append(took)
+                    server_ms[fmt].append(float(r.headers["server-timing"].split("dur=")[1]))
+                size[fmt] = len(r.content)
+    return {
+        f: (statistics.median(client_ms[f]), statistics.median(server_ms[f]), size[f])
+        for f in client_ms
+    }
+
 
 def history_bodies(fleet: sim.Fleet, first_minute: int, minutes: int):  # type: ignore[no-untyped-def]
     for m in range(first_minute, first_minute + minutes):
         yield sim.encode_arrow(fleet.batch(m * 60 + 30, 1))
+
+
+def live_load(
+    args: argparse.Namespace, url: str, server: psutil.Process
+) -> tuple[float, float, float, list[float], dict[str, Any]]:
+    """Phase 2: the whole fleet at 1 Hz for ``--live`` seconds. Returns the seconds measured,
+    the server's and the simulator's CPU share over them, the lag samples and the final status."""
+    sim_proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "minutely",
+            "simulate",
+            "--url",
+            url,
+            "--servers",
+            str(args.servers),
+            "--metrics",
+            str(args.metrics),
+            "--seed",
+            "2",
+            "--duration",
+            str(args.live),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = psutil.Process(sim_proc.pid)
+    time.sleep(10)  # fleet set-up and the first seconds
+    c0, k0, t0 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2]), time.time()
+    lags = []
+    while sim_proc.poll() is None and time.time() - t0 < args.live - 15:
+        time.sleep(5)
+        head = httpx.get(f"{url}/api/v1/status").json()["hot"]["newest_minute"]
+        lags.append(time.time() - head)
+    c1, k1, t1 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2]), time.time()
+    sim_proc.wait()
+    live_status = httpx.get(f"{url}/api/v1/status").json()
+    return t1 - t0, (c1 - c0) / (t1 - t0), (k1 - k0) / (t1 - t0), lags, live_status
 
 
 def main() -> None:
@@ -102,46 +186,18 @@ def main() -> None:
                 ),
             }
             timings = {k: time_query(url, p, q, 20) for k, (p, q) in queries.items()}
+            load = os.getloadavg()[0]
+            formats = time_formats(url, f"/api/v1/servers/{name_s}/series", rng, 20)
             status = httpx.get(f"{url}/api/v1/status").json()
             rss = server.memory_info().rss
-
-            # phase 2: real time
-            sim_proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "minutely",
-                    "simulate",
-                    "--url",
-                    url,
-                    "--servers",
-                    str(args.servers),
-                    "--metrics",
-                    str(args.metrics),
-                    "--seed",
-                    "2",
-                    "--duration",
-                    str(args.live),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            client = psutil.Process(sim_proc.pid)
-            time.sleep(10)  # fleet set-up and the first seconds
-            c0, k0, t0 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2]), time.time()
-            lags = []
-            while sim_proc.poll() is None and time.time() - t0 < args.live - 15:
-                time.sleep(5)
-                head = httpx.get(f"{url}/api/v1/status").json()["hot"]["newest_minute"]
-                lags.append(time.time() - head)
-            c1, k1, t1 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2]), time.time()
-            sim_proc.wait()
-            live_status = httpx.get(f"{url}/api/v1/status").json()
+            live = live_load(args, url, server) if args.live > 0 else None
         finally:
             proc.terminate()
             proc.wait()
 
     hot = status["hot"]
+    print()
+    print(f"load average (1 min) before the format runs: {load:.1f} on {os.cpu_count()} cores")
     print()
     print("| measure | result |")
     print("|---|---|")
@@ -151,16 +207,29 @@ def main() -> None:
     )
     for k, (c, s) in timings.items():
         print(f"| {k}, median of 20 | client {c:.1f} ms, server {s:.1f} ms |")
+    (jc, js, jb), (ac, as_, ab) = formats["json"], formats["arrow"]
+    q1 = f"Q1 ({args.metrics} metrics x {args.history} min) as data"
+    print(
+        f"| {q1}: JSON, GET + orjson.loads, median of 20 | client {jc:.1f} ms, "
+        f"server {js:.1f} ms, {jb / 1e6:.1f} MB |"
+    )
+    print(
+        f"| {q1}: Arrow, GET + pyarrow table, median of 20 | client {ac:.1f} ms, "
+        f"server {as_:.1f} ms, {ab / 1e6:.1f} MB |"
+    )
+    print(f"| {q1}: Arrow / JSON, same run | client {ac / jc:.2f}x, server {as_ / js:.2f}x |")
     print(
         f"| hot ring ({hot['window_minutes']} min window) | {hot['bytes'] / 2**30:.1f} GiB, "
         f"{hot['bytes_per_series_minute']} B per series-minute; server RSS "
         f"{rss / 2**30:.1f} GiB |"
     )
-    share = (c1 - c0) / (t1 - t0)
+    if live is None:
+        return
+    seconds, share, sim_share, lags, live_status = live
     print(
-        f"| live {series / 1e6:.2f}M points/s for {t1 - t0:.0f} s: server CPU | "
+        f"| live {series / 1e6:.2f}M points/s for {seconds:.0f} s: server CPU | "
         f"{share * 100:.0f}% of one core "
-        f"({share * 50:.0f}% of the machine); simulator {(k1 - k0) / (t1 - t0) * 100:.0f}% "
+        f"({share * 50:.0f}% of the machine); simulator {sim_share * 100:.0f}% "
         f"of one core |"
     )
     if lags:

@@ -14,6 +14,9 @@ Runs on the embedded engine (chDB) in a temporary directory unless ``--dir`` nam
    metrics and one metric over 1,000 servers; Q3 (one server's summary) and Q4 (one metric's)
    over 365 days with ragged ends, and Q1/Q2 (30 days at step 1 h): median of ``--runs``,
    with the rows each read touched.
+4. Q1 over 30 days at step 1 h as the API answers it, in this process (no HTTP): the query
+   (store read, dense block), rendering JSON or Arrow, and a client turning the body into data
+   (``orjson.loads`` / a ``pyarrow`` table); JSON and Arrow alternate, median of ``--runs``.
 """
 
 from __future__ import annotations
@@ -26,8 +29,14 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import orjson
+import pyarrow as pa
 
-from minutely.model import Partials
+from minutely.api import arrow, render
+from minutely.hot import HotRing
+from minutely.model import Partials, PointBatch
+from minutely.query import Query
+from minutely.registry import Registry
 from minutely.sim import Fleet
 from minutely.store import TIER_1D, TIER_1H, TIER_1M, Store, StoreConfig
 
@@ -181,6 +190,60 @@ def bench_year(store: Store, runs: int) -> None:
             f"  {name}: median {median * 1000:6.1f} ms (best {best * 1000:6.1f}) over {runs} runs,"
             f" {touched:,} rows read"
         )
+    bench_answer(store, s, m, (last_day - 30 * DAY) * 60, last_day * 60, runs)
+
+
+def bench_answer(
+    store: Store, s: np.ndarray, m: np.ndarray, start: int, end: int, runs: int
+) -> None:
+    """Q1 (server 0, 2,000 metrics, step 1 h) through ``Query`` and the API's writers."""
+    registry = Registry()
+    names = PointBatch.from_names(
+        np.array([f"srv-{i:04d}" for i in s], dtype=object),
+        np.array([f"metric-{i:04d}" for i in m], dtype=object),
+        np.zeros(len(s)),
+        np.zeros(len(s)),
+    )
+    registry.series_ids(names)  # names get the ids the rows were written with (sorted = id order)
+    assert registry.servers.get("srv-0001") == 1 and registry.metrics.get("metric-1999") == 1999
+    query = Query(registry, HotRing(minutes=60), store)  # an empty ring: every minute is stored
+
+    a = query.series("server", "srv-0000", start, end, 3600)
+    cells = a.parts.count.size
+    steps: dict[str, list[float]] = {}
+    sizes = {}
+    for i in range(runs + 1):
+        for fmt in ("json", "arrow"):
+            t0 = time.perf_counter()
+            a = query.series("server", "srv-0000", start, end, 3600)
+            t1 = time.perf_counter()
+            if fmt == "json":
+                body: bytes | memoryview = render.series_json(a, render.DEFAULT_FIELDS)
+                t2 = time.perf_counter()
+                got = len(orjson.loads(body)["series"])
+            else:
+                body = arrow.series_arrow(a, render.DEFAULT_FIELDS)
+                t2 = time.perf_counter()
+                table = pa.ipc.open_stream(body).read_all()
+                got = len(table.column("metric").chunk(0).dictionary)
+            t3 = time.perf_counter()
+            assert got == len(a.labels) == 2000
+            sizes[fmt] = len(body)
+            if i:  # the first round warms up
+                for key, took in (("query", t1 - t0), (fmt, t2 - t1), (f"{fmt} read", t3 - t2)):
+                    steps.setdefault(key, []).append(took * 1000)
+                steps.setdefault(f"{fmt} all", []).append((t3 - t0) * 1000)
+    med = {k: statistics.median(v) for k, v in steps.items()}
+    print(
+        f"Q1 one server, 2,000 metrics, 30 d step 1h as the API answers it ({cells:,} cells, "
+        f"no HTTP), median of {runs}: query (store read + dense block) {med['query']:.1f} ms"
+    )
+    for fmt in ("json", "arrow"):
+        print(
+            f"  {fmt:5}: render {med[fmt]:6.1f} ms, {sizes[fmt] / 1e6:5.1f} MB; client read "
+            f"{med[f'{fmt} read']:6.1f} ms; query + render + read {med[f'{fmt} all']:6.1f} ms"
+        )
+    print(f"  arrow / json, query + render + read: {med['arrow all'] / med['json all']:.2f}x")
 
 
 def main() -> None:
