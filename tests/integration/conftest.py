@@ -31,9 +31,17 @@ class Server:
             time.sleep(0.05)
 
 
-def start_server(tmp: Path, *extra: str, command: str = "serve") -> Server:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
+def start_server(
+    tmp: Path,
+    *extra: str,
+    command: str = "serve",
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Server:
+    """Start ``minutely <command>`` on ``port`` (a free one by default) with the caller's
+    environment minus its ``MINUTELY_*`` settings, plus ``env``."""
+    port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")} | (env or {})
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -14,18 +14,9 @@ import orjson
 import pytest
 
 from minutely import sim
-from minutely.model import PointBatch
+from tests.integration.truth import check_series, check_summary, columns
 
 pytestmark = pytest.mark.slow
-
-
-def columns(b: PointBatch) -> dict[str, np.ndarray]:
-    return {
-        "server": b.server_names[b.server_codes],
-        "metric": b.metric_names[b.metric_codes],
-        "ts": b.ts,
-        "value": b.value,
-    }
 
 
 def test_four_queries_equal_numpy(server) -> None:  # type: ignore[no-untyped-def]
@@ -70,60 +61,14 @@ def test_four_queries_equal_numpy(server) -> None:  # type: ignore[no-untyped-de
     assert httpx.get(f"{server.url}/api/v1/servers").json()["servers"] == sorted(server_names)
     assert httpx.get(f"{server.url}/api/v1/metrics").json()["metrics"] == sorted(metric_names)
 
-    def check_series(by: str, name: str, step: int, start: int, end: int) -> None:
-        other = "metric" if by == "server" else "server"
-        r = httpx.get(
-            f"{server.url}/api/v1/{by}s/{name}/series",
-            params={"start": start, "end": end, "step": step},
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
-        data = r.json()
-        stamps = np.array(data["timestamps"], dtype=np.int64)
-        mine = pts[by] == name
-        assert {s[other] for s in data["series"]} == set(
-            np.unique(pts[other][mine & (pts["ts"] >= data["start"]) & (pts["ts"] < data["end"])])
-        )
-        for s in data["series"]:
-            sel = mine & (pts[other] == s[other])
-            bucket = np.floor_divide(pts["ts"][sel], step).astype(np.int64) * step
-            vals = pts["value"][sel]
-            for i, b in enumerate(stamps.tolist()):
-                v = vals[bucket == b]
-                assert s["count"][i] == v.size, (name, s[other], b)
-                if v.size:
-                    assert s["min"][i] == v.min() and s["max"][i] == v.max()
-                    assert s["avg"][i] == pytest.approx(v.mean(), rel=1e-12)
-                else:
-                    assert s["min"][i] is None and s["avg"][i] is None
-
-    def check_summary(by: str, name: str, start: int, end: int) -> None:
-        other = "metric" if by == "server" else "server"
-        r = httpx.get(
-            f"{server.url}/api/v1/{by}s/{name}/summary",
-            params={"start": start, "end": end},
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
-        data = r.json()
-        rows = data["rows"]
-        start, end = start // 60 * 60, end // 60 * 60  # a summary floors both ends
-        assert (data["start"], data["end"]) == (start, end)
-        sel = (pts[by] == name) & (pts["ts"] >= start) & (pts["ts"] < end)
-        assert len(rows) == len(np.unique(pts[other][sel]))
-        for row in rows:
-            v = pts["value"][sel & (pts[other] == row[other])]
-            assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size)
-            assert row["avg"] == pytest.approx(v.mean(), rel=1e-12)
-
     lo = (t0 // 60) * 60 - 600
     hi = lo + 3 * 3600
     for step in (60, 300, 3600):
-        check_series("server", server_names[1], step, lo, hi)
-        check_series("metric", metric_names[3], step, lo, hi)
-    check_summary("server", server_names[4], t0 + 1234, t0 + 6000)
-    check_summary("metric", metric_names[0], lo, hi)
-    check_summary("metric", metric_names[7], t0 + 7000, hi)
+        check_series(server.url, pts, "server", server_names[1], step, lo, hi)
+        check_series(server.url, pts, "metric", metric_names[3], step, lo, hi)
+    check_summary(server.url, pts, "server", server_names[4], t0 + 1234, t0 + 6000)
+    check_summary(server.url, pts, "metric", metric_names[0], lo, hi)
+    check_summary(server.url, pts, "metric", metric_names[7], t0 + 7000, hi)
 
     # and from a terminal
     out = subprocess.run(
