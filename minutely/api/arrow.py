@@ -21,9 +21,9 @@ The schema metadata carries what JSON has at the top level, as strings: ``server
 ``metric`` (the name asked about), ``start``, ``end`` and ``step`` (unix seconds; no step for
 summaries) and, for a fleet answer, ``servers``.
 
-Why long and not one ``FixedSizeList`` per label: a pandas or polars user gets a ready, tidy
-frame from ``to_pandas()``/``pl.from_arrow`` (categorical label, UTC datetimes, NaN or null for
-empty buckets) and pivots with one call, while list cells become per-row objects in pandas.
+Why long and not one ``FixedSizeList`` per label: ``to_pandas()`` gives a ready, tidy frame
+(categorical label, UTC datetimes, NaN for empty buckets; ``pl.from_arrow`` likewise in polars)
+that pivots with one call, while list cells become per-row objects in pandas.
 The price is the ``ts`` and label columns, 12 of ~40 bytes a cell, built by ``np.tile`` and
 ``np.repeat``; the value columns are zero-copy in both layouts.
 """
