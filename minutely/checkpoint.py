@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,11 +86,11 @@ class CheckpointFile:
     def read(self) -> Checkpoint | None:
         """The checkpoint in place, or None if there is none yet."""
         try:
-            with np.load(self.path, allow_pickle=False) as f:
+            with open(self.path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             msg = f"checkpoint {self.path} cannot be read ({exc}); refusing to start without it"
             raise StoreCorrupt(msg) from exc
         try:

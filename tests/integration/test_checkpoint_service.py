@@ -1,0 +1,113 @@
+"""Checkpoints in-process (a durable bus, embedded chDB, a fake clock): a checkpoint whose
+store insert fails acks nothing and is finished by the next one, counted once; a restart
+from the checkpoint alone (no clean stop: open minutes never handed to the store) answers
+every query as before, also when its insert had already reached the store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from minutely.bus import MemoryBus
+from minutely.checkpoint import CheckpointFile
+from minutely.config import Settings
+from minutely.model import PointBatch
+from minutely.service import Service
+from minutely.store.errors import StoreError
+from tests.integration.test_store_service import DAY, NOW, Clock, check_all, make_points
+
+pytestmark = pytest.mark.slow
+
+
+def durable_bus() -> MemoryBus:
+    bus = MemoryBus(4, 1 << 28)
+    bus.durable = True  # type: ignore[misc]  # stands in for JetStream: checkpoints on
+    return bus
+
+
+def publish(service: Service, pts: dict[str, np.ndarray], chunks: int) -> None:
+    for idx in np.array_split(np.arange(len(pts["ts"])), chunks):
+        batch = PointBatch.from_names(
+            pts["server"][idx], pts["metric"][idx], pts["ts"][idx], pts["value"][idx]
+        )
+        asyncio.run(service.bus.publish(batch))
+        while service.aggregator.drain(timeout=0):
+            pass
+
+
+def backlog(service: Service) -> int:
+    return sum(p.backlog_messages for p in service.bus.stats())
+
+
+def concat(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def test_failed_checkpoint_is_retried_and_a_restart_resumes_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=str(tmp_path), hot_window=2 * 3600, checkpoint_every=1e6)
+    service = Service(settings, clock=Clock(NOW), bus=durable_bus())
+    assert service.checkpointer is not None and service.writer is not None
+    assert service.writer.interval is None  # checkpoints write the store, not a timer
+
+    history = make_points(1, 20_000, NOW - 3 * DAY, NOW - 600)  # mostly older than the ring
+    recent = make_points(2, 5_000, NOW - 600, NOW)  # closed and open minutes
+    publish(service, history, 5)
+    assert backlog(service) > 0  # folded, but nothing is acked before a checkpoint
+
+    real_write = service.store.write_minutes  # type: ignore[union-attr]
+    calls: list[str | None] = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> int:
+        calls.append(kwargs.get("token", args[4] if len(args) > 4 else None))
+        if len(calls) == 1:
+            raise StoreError("the store is down (injected)")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(service.store, "write_minutes", failing_once)
+    assert not service.aggregator.checkpoint()
+    assert service.checkpointer.unfinished
+    assert "injected" in str(service.aggregator.stats.checkpoint_error)
+    assert backlog(service) > 0  # still nothing acked
+    written = CheckpointFile(tmp_path / "checkpoint").read()
+    assert written is not None and written.rows.minutes.shape[0] > 0
+
+    publish(service, recent, 3)
+    assert service.aggregator.checkpoint()
+    assert not service.checkpointer.unfinished and backlog(service) == 0
+    # the failed checkpoint's insert was finished with its own token, then one more made
+    assert calls[0] == calls[1] == f"{written.token}-0"
+    assert calls[2] is not None and calls[2] != calls[0]
+    pts = concat(history, recent)
+    check_all(service, pts)
+
+    # a crash: nothing handed on, nothing flushed; only the store, the checkpoint and the
+    # bus remain (its consumer gone, so the next process's consumer takes the partitions)
+    last = CheckpointFile(tmp_path / "checkpoint").read()
+    assert last is not None and last.open.minutes.shape[0] > 0  # open minutes in the file
+    bus = crash(service)
+    again = Service(settings, clock=Clock(NOW), bus=bus)
+    check_all(again, pts)  # recovered rows deduplicated; open minutes back in the live rows
+    assert again.checkpointer is not None and again.checkpointer.offsets == last.offsets
+
+    # points five minutes on close the restored open minutes: they reach the store, once
+    later = make_points(3, 2_000, NOW + 300, NOW + 400)
+    publish(again, later, 1)
+    assert again.aggregator.checkpoint()
+    third = Service(settings, clock=Clock(NOW), bus=crash(again))
+    check_all(third, concat(pts, later))
+    third.close()
+
+
+def crash(service: Service) -> MemoryBus:
+    """Drop ``service`` as a SIGKILL would (its open store handle aside); its bus lives on."""
+    assert service.aggregator.consumer is not None
+    service.aggregator.consumer.close()
+    service.close()
+    assert isinstance(service.bus, MemoryBus)
+    return service.bus
