@@ -37,6 +37,7 @@ from minutely import sim
 from tests.natsserver import NatsServer, free_port
 
 ARROW = "application/vnd.apache.arrow.stream"
+SENDERS = 2
 
 
 def launch(command: str, port: int, data: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -98,7 +99,7 @@ def ingest_rate(url: str, bodies: list[bytes], points: int, send_to: str | None 
     folded the last point."""
     before = folded(url)
     began = time.perf_counter()
-    assert lean_send(send_to or url, bodies, 2, ARROW) == points
+    assert lean_send(send_to or url, bodies, SENDERS, ARROW) == points
     return points / (wait_folded(url, before + points) - began)
 
 

@@ -86,11 +86,10 @@ def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, Po
         per_point = of_name.astype(np.uint16)[batch.server_codes]
     else:
         per_point = of_name[batch.server_codes]
-    counts = np.bincount(per_point, minlength=partitions)
+    counts, order = _partition_order(per_point, partitions)
     present = np.flatnonzero(counts)
-    if present.shape[0] == 1:
+    if present.shape[0] == 1 or order is None:
         return [(int(present[0]), batch)]
-    order = np.argsort(per_point, kind="stable")
     ends = np.cumsum(counts)
     starts = ends - counts
     pieces: list[tuple[int, PointBatch]] = []
@@ -110,6 +109,35 @@ def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, Po
             )
         )
     return pieces
+
+
+def _partition_order(
+    per_point: npt.NDArray[np.integer[Any]], partitions: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp] | None]:
+    """Points per partition, and the stable order that groups points by partition (None
+    when one partition has them all).
+
+    A server's points usually come in runs (an agent's batch; a simulated fleet's second,
+    server after server): when runs are long, the runs are ordered rather than the points,
+    and the point order is rebuilt from them with one ``repeat``.
+    """
+    n = per_point.shape[0]
+    change = np.flatnonzero(per_point[1:] != per_point[:-1]) + 1
+    if change.shape[0] == 0:
+        counts = np.zeros(partitions, dtype=np.int64)
+        counts[int(per_point[0])] = n
+        return counts, None
+    if change.shape[0] * 16 > n:  # short runs: order the points themselves
+        counts = np.bincount(per_point, minlength=partitions).astype(np.int64)
+        return counts, np.argsort(per_point, kind="stable")
+    run_start = np.concatenate(([0], change))
+    run_len = np.diff(np.append(run_start, n))
+    run_part = per_point[run_start]
+    counts = np.bincount(run_part, weights=run_len, minlength=partitions).astype(np.int64)
+    run_order = np.argsort(run_part, kind="stable")
+    lens = run_len[run_order]
+    shift = run_start[run_order] - (np.cumsum(lens) - lens)  # from new position to old
+    return counts, np.arange(n, dtype=np.intp) + np.repeat(shift, lens)
 
 
 @dataclass(frozen=True, slots=True)

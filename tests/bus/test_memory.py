@@ -65,6 +65,33 @@ def test_split_keeps_point_order_and_gives_each_piece_its_own_arrays() -> None:
     assert sum(len(piece) for _, piece in pieces) == len(batch)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 63), st.integers(1, 400)), min_size=1, max_size=40),
+    st.sampled_from([1, 2, 5, 16, 300]),
+)
+def test_split_of_runs_equals_masks(runs: list[tuple[int, int]], partitions: int) -> None:
+    """Servers in runs (an agent's batch, a fleet's second) take the run-ordering path; the
+    pieces are exactly the points of each partition, in their order."""
+    codes = np.repeat([s for s, _ in runs], [n for _, n in runs]).astype(np.int32)
+    i = np.arange(codes.shape[0])
+    batch = PointBatch(
+        SERVERS.copy(),
+        codes,
+        np.array(["cpu"], dtype=object),
+        np.zeros_like(codes),
+        i * 1.0,
+        -i * 1.0,
+    )
+    home = partition_of(batch.server_names, partitions)[codes]
+    pieces = split_by_partition(batch, partitions)
+    assert [p for p, _ in pieces] == sorted(set(home.tolist()))
+    for p, piece in pieces:
+        np.testing.assert_array_equal(piece.ts, batch.ts[home == p])
+        np.testing.assert_array_equal(piece.server_codes, codes[home == p])
+        np.testing.assert_array_equal(piece.value, batch.value[home == p])
+
+
 def test_a_batch_in_one_partition_is_not_copied() -> None:
     batch = points(1000, servers=1)
     [(p, piece)] = split_by_partition(batch, 16)
