@@ -147,10 +147,10 @@ def encode(piece: PointBatch, budget: int) -> list[tuple[bytes, int]]:
         return _cut(piece, parts, budget)
     s_names, s_codes = _used_names(piece.server_names, piece.server_codes)
     m_names, m_codes = _used_names(piece.metric_names, piece.metric_codes)
-    compact = PointBatch(s_names, s_codes, m_names, m_codes, piece.ts, piece.value)
+    wire = _to_wire(PointBatch(s_names, s_codes, m_names, m_codes, piece.ts, piece.value))
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, ARROW_SCHEMA) as writer:
-        writer.write_batch(compact.to_arrow())
+    with pa.ipc.new_stream(sink, wire.schema) as writer:
+        writer.write_batch(wire)
     data: bytes = sink.getvalue().to_pybytes()
     if len(data) <= budget:
         return [(data, piece.nbytes)]
@@ -169,10 +169,60 @@ def _cut(piece: PointBatch, parts: int, budget: int) -> list[tuple[bytes, int]]:
     return out
 
 
+#: schema metadata of a message whose ``ts`` column is whole seconds after this base
+TS_BASE = b"minutely.ts_base"
+
+
+def _codes(codes: npt.NDArray[np.int32], names: npt.NDArray[np.object_]) -> pa.DictionaryArray:
+    if names.shape[0] <= np.iinfo(np.int16).max:
+        indices = pa.array(codes.astype(np.int16), pa.int16())
+    else:
+        indices = pa.array(codes, pa.int32())
+    return pa.DictionaryArray.from_arrays(indices, pa.array(names, pa.string()))
+
+
+def _to_wire(piece: PointBatch) -> pa.RecordBatch:
+    """The message form: the broker stores and moves every byte, so points are narrowed
+    where that loses nothing: dictionary indices as int16 when the names fit, and ``ts``
+    as int32 seconds after a base (in the schema's metadata) when every ts is a whole
+    second within 68 years of the first. 16 bytes a point instead of 24, typically."""
+    ts = piece.ts
+    metadata = None
+    ts_column = pa.array(ts)
+    if ts.shape[0]:
+        base = np.floor(ts.min())
+        offsets = ts - base
+        if float(offsets.max()) < 2**31 and bool(np.all(np.floor(offsets) == offsets)):
+            ts_column = pa.array(offsets.astype(np.int32))
+            metadata = {TS_BASE: str(int(base)).encode()}
+    return pa.RecordBatch.from_arrays(
+        [
+            _codes(piece.server_codes, piece.server_names),
+            _codes(piece.metric_codes, piece.metric_names),
+            ts_column,
+            pa.array(piece.value),
+        ],
+        names=ARROW_SCHEMA.names,
+        metadata=metadata,
+    )
+
+
 def decode(data: bytes) -> PointBatch:
-    """Inverse of ``encode`` for one message (zero-copy for the per-point columns)."""
-    reader = pa.ipc.open_stream(pa.py_buffer(data))
-    return PointBatch.from_arrow(reader.read_next_batch())
+    """Inverse of ``encode`` for one message."""
+    batch = pa.ipc.open_stream(pa.py_buffer(data)).read_next_batch()
+    s, m, ts = batch.column(0), batch.column(1), batch.column(2)
+    ts_values = ts.to_numpy(zero_copy_only=False)
+    metadata = batch.schema.metadata or {}
+    if TS_BASE in metadata:
+        ts_values = ts_values + float(int(metadata[TS_BASE]))
+    return PointBatch(
+        np.asarray(s.dictionary.to_pylist(), dtype=object),
+        s.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+        np.asarray(m.dictionary.to_pylist(), dtype=object),
+        m.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+        ts_values.astype(np.float64, copy=False),
+        batch.column(3).to_numpy(zero_copy_only=False),
+    )
 
 
 def _prepare(batch: PointBatch, partitions: int, budget: int) -> list[tuple[int, list[Any]]]:

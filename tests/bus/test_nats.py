@@ -138,7 +138,7 @@ def test_a_full_stream_rejects_with_backpressure_and_a_retry_completes_it(make: 
     A batch that fits partly is stored partly (JetStream cannot take a message back); the
     retry with the same key stores what was missing, once.
     """
-    bus = make(partitions=2, stream_max_bytes=20_000)  # the byte bound itself is far away
+    bus = make(partitions=2, stream_max_bytes=13_500)  # the byte bound itself is far away
     home = partition_of(SERVERS, 2)
     s0, s1 = SERVERS[home == 0][0], SERVERS[home == 1][0]
 
@@ -146,8 +146,8 @@ def test_a_full_stream_rejects_with_backpressure_and_a_retry_completes_it(make: 
         i = np.arange(first, first + n)
         return PointBatch.from_names([servers[k % len(servers)] for k in range(n)], ["m"] * n, i, i)
 
-    publish(bus, on([s0], 700, 0))  # partition 0 holds ~17 kB of its 20 kB
-    both = on([s0, s1], 400, 700)  # ~5 kB for each partition
+    publish(bus, on([s0], 700, 0))  # partition 0 holds ~11.5 kB of its 13.5 kB (16 B a point)
+    both = on([s0, s1], 400, 700)  # ~3.5 kB for each partition
     with pytest.raises(Backpressure, match="1 of 2 messages") as raised:
         publish(bus, both, key="k")
     assert raised.value.retry_after > 0
@@ -287,6 +287,22 @@ def test_the_wire_form_keeps_points_and_only_the_names_they_use() -> None:
     )
     np.testing.assert_array_equal(back.ts, piece.ts)
     np.testing.assert_array_equal(back.value, piece.value)
+    assert len(data) < 17 * len(piece) + 2048  # int16 codes, int32 seconds: 16 B a point
+
+    # timestamps that are not whole seconds (or too far apart) travel as they are
+    for ts in (piece.ts + 0.25, np.where(np.arange(len(piece)) % 2, piece.ts, 2.0**40)):
+        odd = PointBatch(
+            piece.server_names,
+            piece.server_codes,
+            piece.metric_names,
+            piece.metric_codes,
+            ts,
+            piece.value,
+        )
+        [(data, _)] = encode(odd, 1 << 20)
+        np.testing.assert_array_equal(decode(data).ts, ts)
+        assert len(data) > 20 * len(piece)
+
     chunks = encode(batch, 4096)
     assert len(chunks) > 1 and all(len(d) <= 4096 for d, _ in chunks)
     assert sum(n for _, n in chunks) == batch.nbytes
