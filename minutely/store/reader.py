@@ -42,9 +42,17 @@ class SeriesCells(NamedTuple):
         empty entries have ``count == 0``.
         """
         out = _zeros((len(others), n_buckets))
+        if self.buckets.shape[0] == 0:
+            return out
         rows, keep = _rows_of(np.asarray(others), self.other_ids)
-        keep &= (self.buckets >= 0) & (self.buckets < n_buckets)
-        flat = rows[keep] * n_buckets + self.buckets[keep]  # one flat scatter per field
+        if int(self.buckets.min()) < 0 or int(self.buckets.max()) >= n_buckets:
+            keep &= (self.buckets >= 0) & (self.buckets < n_buckets)
+        flat = rows * n_buckets + self.buckets  # one flat scatter per field
+        if bool(keep.all()):  # the usual case: no masked copies of a long answer
+            for dst, src in zip(out.fields(), self.parts.fields(), strict=True):
+                dst.reshape(-1)[flat] = src
+            return out
+        flat = flat[keep]
         for dst, src in zip(out.fields(), self.parts.fields(), strict=True):
             dst.reshape(-1)[flat] = src[keep]
         return out
