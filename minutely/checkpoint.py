@@ -136,7 +136,12 @@ class CheckpointFile:
 
 
 def _arrays(rows: MinuteRows, prefix: str) -> dict[str, np.ndarray]:
-    cols = (rows.server_ids, rows.metric_ids, rows.minutes, *rows.parts.fields())
+    cols: tuple[np.ndarray, ...] = (
+        rows.server_ids,
+        rows.metric_ids,
+        rows.minutes,
+        *rows.parts.fields(),
+    )
     return {f"{prefix}.{name}": col for name, col in zip(_FIELDS, cols, strict=True)}
 
 

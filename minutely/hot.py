@@ -51,6 +51,16 @@ MinuteSink = Callable[[I32, I64, Partials], None]
 
 _NO_MINUTE = np.iinfo(np.int64).min
 
+
+def _distinct(minutes: I64) -> I64:
+    """The distinct minutes, ascending: a count over their span when it is short (a load
+    spans an hour or so), a sort otherwise."""
+    lo, hi = int(minutes.min()), int(minutes.max())
+    if hi - lo < 1 << 16:
+        return np.flatnonzero(np.bincount(minutes - lo, minlength=hi - lo + 1)) + lo
+    return np.unique(minutes)
+
+
 #: series per ring block: growth appends a block, never copies the ring
 BLOCK = 16384
 
@@ -220,9 +230,11 @@ class HotRing:
     def _claim_slot(self, minute: int) -> None:
         """Make ``minute``'s ring slot hold that minute, emptying an older lap's data."""
         slot = minute % self.minutes
-        if self.slot_minute[slot] != minute:
-            for b, block in enumerate(self._blocks):
-                block.count[: self._block_rows(b), slot] = 0
+        held = self.slot_minute[slot]
+        if held != minute:
+            if held != _NO_MINUTE:  # a slot never written is zeros already
+                for b, block in enumerate(self._blocks):
+                    block.count[: self._block_rows(b), slot] = 0
             self.slot_minute[slot] = minute
 
     def _advance(self, newest: int) -> None:
@@ -350,45 +362,53 @@ class HotRing:
                     cut = Partials(*(a[old] for a in parts.fields()))
                     self.sink(series[old], minutes[old], cut)
 
-    def load(self, series: I32, minutes: I64, parts: Partials) -> int:
+    def load(self, series: I32, minutes: I64, parts: Partials, distinct: bool = False) -> int:
         """Merge stored partials into the ring at start-up (the sink is not told).
 
-        Returns how many entries fell inside the window and were loaded.
+        ``distinct``: the caller promises one partial per (series, minute) (the store's
+        ``read_minutes`` does); otherwise partials of one cell are merged first. Returns how
+        many entries fell inside the window and were loaded.
         """
         if series.shape[0] == 0:
             return 0
         with self.lock:
             head = self._make_room(series, minutes)
             keep = minutes > head - self.minutes
-            series, minutes = series[keep], minutes[keep]
-            parts = Partials(*(a[keep] for a in parts.fields()))
+            if not keep.all():
+                series, minutes = series[keep], minutes[keep]
+                parts = Partials(*(a[keep] for a in parts.fields()))
+            loaded = int(series.shape[0])
+            if loaded == 0:
+                return 0
             w = self.minutes
-            distinct = np.unique(minutes)
-            fresh = self.slot_minute[distinct % w] != distinct
-            for minute in distinct.tolist():
+            distinct_minutes = _distinct(minutes)
+            fresh = self.slot_minute[distinct_minutes % w] != distinct_minutes
+            for minute in distinct_minutes.tolist():
                 self._claim_slot(minute)
-            # in row order (sequential writes per row), one partial per (series, minute)
             keys = series.astype(np.int64) * w + minutes % w
-            if not bool(np.all(keys[1:] >= keys[:-1])):
-                order = np.argsort(keys)
-                keys, parts = keys[order], Partials(*(a[order] for a in parts.fields()))
-            if bool(np.any(keys[1:] == keys[:-1])):  # the store merges cells: rare
-                keys, parts = reduce_partials_by_key(keys, parts)
-            rows, slots = keys // w, keys % w
+            if not distinct:
+                keys, parts = reduce_partials_by_key(keys, parts)  # sorted, one per cell
+                series = (keys // w).astype(np.int32)
             # slots claimed just now were empty: their cells are written, not merged
             empty_slot = np.zeros(w, dtype=np.bool_)
-            empty_slot[distinct[fresh] % w] = True
-            bounds = np.searchsorted(rows, np.arange(len(self._blocks) + 1) * self.block)
-            for b in np.flatnonzero(np.diff(bounds)).tolist():
-                lo, hi = int(bounds[b]), int(bounds[b + 1])
-                flat = keys[lo:hi] - b * self.block * w  # cell index inside the block
+            empty_slot[distinct_minutes[fresh] % w] = True
+            merge_needed = not bool(empty_slot[distinct_minutes % w].all())
+            block_of = series // self.block
+            blocks = np.flatnonzero(np.bincount(block_of, minlength=len(self._blocks)))
+            for b in blocks.tolist():
+                if blocks.shape[0] == 1:
+                    cell_keys, new = keys, parts
+                else:  # a mask per block: no sort of a long load
+                    mine = block_of == b
+                    cell_keys = keys[mine]
+                    new = Partials(*(a[mine] for a in parts.fields()))
+                flat = cell_keys - b * self.block * w  # cell index inside the block
                 block = Partials(*(a.reshape(-1) for a in self._blocks[b].fields()))
-                new = Partials(*(a[lo:hi] for a in parts.fields()))
-                if not empty_slot[slots[lo:hi]].all():
+                if merge_needed:
                     new = merge(Partials(*(a[flat] for a in block.fields())), new)
                 for dst, src in zip(block.fields(), new.fields(), strict=True):
                     dst[flat] = src
-            return int(keep.sum())
+            return loaded
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ restart answers every query as before for every minute that reached the store.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from minutely.hot import HotRing
 from minutely.model import I32, I64, Partials
 from minutely.registry import Registry
 from minutely.store import Store
+from minutely.store.reader import MinuteRows
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +171,28 @@ def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) ->
     last = int(now // 60) + 1
     first = last - ring.minutes - 10  # a few minutes of slack for points ahead of the clock
     loaded = 0
-    for start in range(first, last + 10, 60):
-        rows = store.read_minutes(start, 60)
-        if rows.minutes.shape[0] == 0:
-            continue
-        series = registry.lookup(rows.server_ids, rows.metric_ids)
-        known = series >= 0
-        if not known.all():
-            log.warning("%d stored cells name series the registry lacks", int((~known).sum()))
-        parts = Partials(*(a[known] for a in rows.parts.fields()))
-        loaded += ring.load(series[known], rows.minutes[known], parts)
+    # Whole hours, so that a read never spans two day partitions; the next hour is read (by
+    # the engine, without the GIL) while this one is loaded into the ring.
+    hours = range(first // 60 * 60, last + 10, 60)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="minutely-rebuild") as pool:
+        ahead = pool.submit(store.read_minutes, hours[0], 60)
+        for start in hours:
+            rows = ahead.result()
+            if start + 60 in hours:
+                ahead = pool.submit(store.read_minutes, start + 60, 60)
+            loaded += _load_hour(registry, ring, rows)
     return loaded
+
+
+def _load_hour(registry: Registry, ring: HotRing, rows: MinuteRows) -> int:
+    """One read of ``rebuild_ring`` into the ring; returns the cells loaded."""
+    if rows.minutes.shape[0] == 0:
+        return 0
+    series = registry.lookup(rows.server_ids, rows.metric_ids)
+    minutes, parts = rows.minutes, rows.parts
+    known = series >= 0
+    if not known.all():
+        log.warning("%d stored cells name series the registry lacks", int((~known).sum()))
+        series, minutes = series[known], minutes[known]
+        parts = Partials(*(a[known] for a in parts.fields()))
+    return ring.load(series, minutes, parts, distinct=True)

@@ -105,3 +105,67 @@ def test_growth_keeps_data_and_reports_bytes() -> None:
 def test_rejects_window_not_longer_than_live_rows() -> None:
     with pytest.raises(ValueError, match="must exceed"):
         HotRing(3, 3)
+
+
+@pytest.mark.parametrize("distinct", [True, False])
+def test_load_writes_stored_partials_and_merges_into_held_minutes(distinct: bool) -> None:
+    """A start-up load across several blocks equals a dict of merged partials: cells of
+    fresh slots are written, cells of minutes the ring holds already are merged, cells
+    older than the window are left out; duplicates are merged when not promised distinct."""
+    from minutely.model import Partials
+
+    rng = np.random.default_rng(3)
+    ring = HotRing(minutes=40, live_minutes=4, capacity=8, block=16)
+    fold_series = np.array([5, 17, 40], np.int32)
+    ring.fold(fold_series, np.array([1000, 1000, 1000], np.int64), np.array([1.0, 2.0, 3.0]))
+    n = 400
+    series = rng.integers(0, 48, n).astype(np.int32)  # three blocks of 16
+    minutes = rng.integers(950, 1001, n).astype(np.int64)  # some before the window
+    if distinct:
+        key = series.astype(np.int64) * 10_000 + minutes
+        _, first = np.unique(key, return_index=True)
+        series, minutes = series[first], minutes[first]
+    v = rng.normal(size=series.shape[0])
+    parts = Partials(v - 1, v + 1, v, np.ones(series.shape[0], np.uint32))
+    ring.load(series, minutes, parts, distinct=distinct)
+
+    want: dict[tuple[int, int], list[float]] = defaultdict(lambda: [np.inf, -np.inf, 0.0, 0])
+    for s, m, lo, hi, sm in zip(
+        series.tolist(),
+        minutes.tolist(),
+        (v - 1).tolist(),
+        (v + 1).tolist(),
+        v.tolist(),
+        strict=True,
+    ):
+        if m > 1000 - 40:
+            c = want[(s, m)]
+            c[0], c[1], c[2], c[3] = min(c[0], lo), max(c[1], hi), c[2] + sm, c[3] + 1
+    for s, x in zip(fold_series.tolist(), [1.0, 2.0, 3.0], strict=True):
+        c = want[(s, 1000)]
+        c[0], c[1], c[2], c[3] = min(c[0], x), max(c[1], x), c[2] + x, c[3] + 1
+    got = ring.read(np.arange(48, dtype=np.int32), 1000 - 39, 40)
+    for s in range(48):
+        for j in range(40):
+            c = want.get((s, 1000 - 39 + j))
+            assert got.count[s, j] == (0 if c is None else c[3]), (s, j)
+            if c is not None:
+                assert (got.min[s, j], got.max[s, j]) == (c[0], c[1])
+                assert got.sum[s, j] == pytest.approx(c[2])
+
+
+def test_a_second_load_of_the_same_cells_merges_with_the_first() -> None:
+    from minutely.model import Partials
+
+    ring = HotRing(minutes=30, live_minutes=4, capacity=8, block=4)
+    series = np.array([0, 3, 5, 9], np.int32)  # blocks 0, 0, 1, 2
+    minutes = np.array([100, 101, 101, 90], np.int64)
+    v = np.array([1.0, 2.0, 3.0, 4.0])
+    parts = Partials(v, v, v, np.ones(4, np.uint32))
+    ring.load(series, minutes, parts, distinct=True)
+    ring.load(series, minutes, Partials(v * 2, v * 2, v * 2, np.ones(4, np.uint32)), distinct=True)
+    got = ring.read(series, 90, 12)
+    cols = (minutes - 90).tolist()
+    assert [int(got.count[i, c]) for i, c in enumerate(cols)] == [2, 2, 2, 2]
+    assert [got.max[i, c] for i, c in enumerate(cols)] == (v * 2).tolist()
+    assert [got.sum[i, c] for i, c in enumerate(cols)] == (v * 3).tolist()

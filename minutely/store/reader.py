@@ -212,13 +212,14 @@ ORDER BY other
 
 
 def minutes_query(db: str, first: int, last: int) -> Query:
-    """Every series' minute partials over minutes ``[first, last)`` from the 1-minute tier."""
+    """Every series' minute partials over minutes ``[first, last)`` from the 1-minute tier,
+    one row per cell: ``FINAL`` merges a cell's rows as the sorted parts are read (a cell
+    never spans two partitions), at half the cost of hashing every cell in a ``GROUP BY``."""
     sql = f"""
 SELECT server_id, metric_id, intDiv(toUInt32(ts), 60) AS minute,
-       min(min) AS mn, max(max) AS mx, sum(sum) AS sm, sum(count) AS ct
-FROM {db}.{TIER_1M.table}
+       min AS mn, max AS mx, sum AS sm, count AS ct
+FROM {db}.{TIER_1M.table} FINAL
 WHERE ts >= toDateTime({{lo:UInt32}}, 'UTC') AND ts < toDateTime({{hi:UInt32}}, 'UTC')
-GROUP BY server_id, metric_id, ts
 """
     return sql, {"lo": int(first) * 60, "hi": int(last) * 60}
 
