@@ -29,15 +29,19 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import orjson
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from minutely import sim
 from minutely.config import Settings
 from minutely.ingest import decode
 from minutely.service import Service
+from tests.processes import launch, wait_healthy
 
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -45,33 +49,9 @@ ARROW = "application/vnd.apache.arrow.stream"
 def start_server(
     port: int, data_dir: str, hot_window: str, store: str = "chdb"
 ) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "minutely",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            data_dir,
-            "--hot-window",
-            hot_window,
-            "--store",
-            store,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
+    proc = launch("serve", port, data_dir, "--hot-window", hot_window, "--store", store)
+    if wait_healthy(f"http://127.0.0.1:{port}", proc):
+        return proc
     proc.kill()
     raise RuntimeError("server did not start")
 

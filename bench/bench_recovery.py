@@ -19,7 +19,6 @@ Starts its own ``nats-server -js`` and runs, on this machine:
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
 import subprocess
@@ -35,41 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_pipeline import arrow_bodies, lean_send
 from minutely import sim
 from tests.natsserver import NatsServer, free_port
+from tests.processes import launch, wait_healthy
 
 ARROW = "application/vnd.apache.arrow.stream"
 SENDERS = 2
 
 
-def launch(command: str, port: int, data: str, *extra: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
-    env["MINUTELY_BUS_MAX_BYTES"] = "4GB"
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "minutely",
-            command,
-            "--port",
-            str(port),
-            "--data-dir",
-            data,
-            *extra,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def start(command: str, port: int, data: str, *extra: str) -> subprocess.Popen[bytes]:
+    return launch(command, port, data, *extra, env={"MINUTELY_BUS_MAX_BYTES": "4GB"})
 
 
 def wait_up(url: str, timeout: float = 600) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return time.perf_counter()
-        except httpx.TransportError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{url} did not come up")
+    if not wait_healthy(url, timeout=timeout):
+        raise RuntimeError(f"{url} did not come up")
+    return time.perf_counter()
 
 
 def status(url: str) -> dict[str, object]:
@@ -138,7 +116,7 @@ def main() -> None:
         # -- baseline: the embedded bus ---------------------------------------------------
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = launch("serve", port, f"{tmp}/mem", "--hot-window", "2h")
+        proc = start("serve", port, f"{tmp}/mem", "--hot-window", "2h")
         wait_up(url)
         memory = [ingest_rate(url, bodies, per_run) for bodies in runs]
         proc.send_signal(signal.SIGINT)
@@ -146,13 +124,13 @@ def main() -> None:
 
         # -- through JetStream ------------------------------------------------------------
         serve = ["--hot-window", "2h", "--bus", nats.url]
-        proc = launch("serve", port, f"{tmp}/js-data", *serve)
+        proc = start("serve", port, f"{tmp}/js-data", *serve)
         wait_up(url)
         jetstream = [ingest_rate(url, bodies, per_run) for bodies in runs]
         # the scale-out shape: an ingest node publishes, the server only folds
         in_port = free_port()
         in_url = f"http://127.0.0.1:{in_port}"
-        node = launch("ingest", in_port, f"{tmp}/node", "--bus", nats.url)
+        node = start("ingest", in_port, f"{tmp}/node", "--bus", nats.url)
         wait_up(in_url)
         split = [ingest_rate(url, bodies, per_run, send_to=in_url) for bodies in runs]
         node.send_signal(signal.SIGINT)
@@ -165,7 +143,7 @@ def main() -> None:
         wait_acked(url)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        node = launch("ingest", in_port, f"{tmp}/node", "--bus", nats.url)
+        node = start("ingest", in_port, f"{tmp}/node", "--bus", nats.url)
         wait_up(in_url)
         backlog_t0 = t0 + args.runs * args.minutes * 60
         backlog = arrow_bodies(fleet, backlog_t0, args.backlog_minutes, 1_000_000)
@@ -177,7 +155,7 @@ def main() -> None:
         node.wait(60)
 
         began = time.perf_counter()
-        proc = launch("serve", port, f"{tmp}/js-data", *serve)
+        proc = start("serve", port, f"{tmp}/js-data", *serve)
         up = wait_up(url) - began
         caught_up = wait_folded(url, backlog_points) - began
         acked = wait_acked(url) - began

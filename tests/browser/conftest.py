@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ import httpx
 import pytest
 
 from tests.natsserver import free_port
+from tests.processes import clean_env, launch, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
@@ -99,42 +99,15 @@ class Server:
         self._log_file.close()
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
-
-
 def launch_server(data_dir: Path, port: int | None = None) -> Server:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "serve.log"
     log_file = log.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "minutely",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=_env(),
-        cwd=ROOT,
-    )
+    proc = launch("serve", port, data_dir, output=log_file)
     server = Server(f"http://127.0.0.1:{port}", proc, log, log_file)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            server.stop()
-            raise RuntimeError(f"minutely serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
+    if wait_healthy(server.url, proc):
+        return server
     server.stop()
     raise RuntimeError(f"minutely serve did not answer /healthz in 30 s:\n{log.read_text()}")
 
@@ -146,7 +119,7 @@ def simulate(server: Server, *args: str) -> int:
         capture_output=True,
         text=True,
         timeout=180,
-        env=_env(),
+        env=clean_env(),
         cwd=ROOT,
         check=False,
     )

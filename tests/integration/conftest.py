@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ import httpx
 import pytest
 
 from tests.natsserver import free_port
+from tests.processes import launch, wait_healthy
 
 
 @dataclass
@@ -41,33 +40,14 @@ def start_server(
     """Start ``minutely <command>`` on ``port`` (a free one by default) with the caller's
     environment minus its ``MINUTELY_*`` settings, plus ``env``."""
     port = port or free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")} | (env or {})
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "minutely",
-            command,
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp),
-            *extra,
-        ],
-        env=env,
-    )
+    proc = launch(command, port, tmp, *extra, env=env, output=None)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"minutely {command} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return Server(url, proc)
-        except httpx.TransportError:
-            time.sleep(0.1)
+    if wait_healthy(url, proc):
+        return Server(url, proc)
+    if proc.poll() is not None:
+        raise RuntimeError(f"minutely {command} exited with {proc.returncode}")
     proc.kill()
-    raise RuntimeError("minutely serve did not answer /healthz within 30 s")
+    raise RuntimeError(f"minutely {command} did not answer /healthz within 30 s")
 
 
 def stop_server(server: Server) -> None:

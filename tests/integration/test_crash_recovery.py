@@ -12,11 +12,9 @@ minutes and as points older than the ring, and late points come for minutes alre
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import pytest
 from minutely import sim
 from tests.integration.truth import check_series, check_summary, columns
 from tests.natsserver import NatsServer, free_port
+from tests.processes import launch
 
 pytestmark = pytest.mark.slow
 
@@ -91,31 +90,11 @@ class Sender:
                 time.sleep(0.1)  # paced, so that the sending spans a dozen incarnations
 
 
-def launch(data: Path, port: int, nats_url: str, failpoints: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINUTELY_")}
-    env |= {"MINUTELY_CHECKPOINT_EVERY": "0.3", "MINUTELY_FAILPOINTS": failpoints}
+def start(data: Path, port: int, nats_url: str, failpoints: str) -> subprocess.Popen[bytes]:
+    settings = {"MINUTELY_CHECKPOINT_EVERY": "0.3", "MINUTELY_FAILPOINTS": failpoints}
+    serve = ("--hot-window", "10m", "--partitions", "4", "--bus", nats_url)
     with open(data.parent / "serve.log", "ab") as log:  # the child keeps its own handle
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "minutely",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data),
-                "--hot-window",
-                "10m",
-                "--partitions",
-                "4",
-                "--bus",
-                nats_url,
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
+        return launch("serve", port, data, *serve, env=settings, output=log)
 
 
 def wait_acked(url: str, timeout: float = 60) -> dict[str, object]:
@@ -161,7 +140,7 @@ def test_sigkill_at_any_moment_loses_nothing_and_counts_nothing_twice(tmp_path: 
                 assert time.monotonic() < deadline, f"still sending after kills {kills}"
                 # the named points need traffic; once all is sent, kills come from outside
                 plan = PLANS[len(kills) % len(PLANS)] if thread.is_alive() else None
-                proc = launch(data, port, nats.url, plan or "")
+                proc = start(data, port, nats.url, plan or "")
                 if plan is None:
                     time.sleep(rng.uniform(1.0, 4.0))
                     proc.send_signal(signal.SIGKILL)
@@ -177,7 +156,7 @@ def test_sigkill_at_any_moment_loses_nothing_and_counts_nothing_twice(tmp_path: 
                         kills.append(f"{plan} (sent {sender.sent})")
                 proc.wait()
                 proc = None
-            proc = launch(data, port, nats.url, "")
+            proc = start(data, port, nats.url, "")
             thread.join(120)
             assert sender.error is None, sender.error
             assert sender.sent == len(bodies)
@@ -187,7 +166,7 @@ def test_sigkill_at_any_moment_loses_nothing_and_counts_nothing_twice(tmp_path: 
             # and once more after a clean stop: the ring rebuilt from the store alone
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises it when done
-            proc = launch(data, port, nats.url, "")
+            proc = start(data, port, nats.url, "")
             wait_acked(url)
             check_all(url, columns(batch), t0, fleet)
         finally:
