@@ -3,7 +3,7 @@
 Owns the ``Bus`` and ``Consumer`` protocols, the two value types that cross them
 (``Message``, ``PartitionStats``) and the partitioning rule every implementation shares
 (``partition_of``, ``split_by_partition``). Implementations live next to it: ``memory.py``
-(embedded, in-process) and later ``nats.py`` (JetStream); both must pass
+(embedded, in-process) and ``nats/`` (JetStream); both must pass
 ``tests/contracts/test_bus_contract.py``.
 
 The contract, in one place:

@@ -2,7 +2,7 @@
 
 Owns ``MemoryBus`` and its ``Consumer``. Producers (``publish``, on the HTTP event loop) and
 consumers (``poll``/``commit``, on the aggregator's thread) meet under one
-``threading.Condition``; nothing survives the process, which is what ``nats.py`` is for.
+``threading.Condition``; nothing survives the process, which is what ``nats/`` is for.
 
 Structure::
 
