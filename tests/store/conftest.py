@@ -2,11 +2,15 @@
 
 ``STORE_FACTORIES`` lists how to open a ``Store`` for a database name; the contract tests
 run once per entry. Each test gets a database of its own, dropped and closed afterwards, so
-tests never see each other's rows. A ClickHouse-server entry joins the list with a factory
-whose DSN is ``http://host:8123`` (skipped when no server is reachable).
+tests never see each other's rows.
 
-chDB hosts one engine directory per process; every test here shares one, and closing every
-store after each test lets other suites open engines of their own.
+- ``chdb``: the embedded engine (``chdb:///dir``). chDB hosts one engine directory per
+  process; every test here shares one, and closing every store after each test lets other
+  suites open engines of their own.
+- ``http``: the ``http://`` DSN, so clickhouse-connect's HTTP client, against one server for
+  the whole session, started by the first test that needs it. No real ClickHouse server can
+  run here, so it is ``tests.clickhouse_http``: the HTTP interface answered by chDB's engine
+  in a process of its own. If it does not start, the tests fail.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from pathlib import Path
 import pytest
 
 from minutely.store import Retention, Store, StoreConfig
+from tests.clickhouse_http import ClickHouseHttpServer
 
 #: ``factory(database, retention, index_granularity) -> Store``
 StoreFactory = Callable[[str, Retention, int], Store]
 
 _ENGINE_DIR: list[Path] = []
+_HTTP_SERVER: list[ClickHouseHttpServer] = []
 
 
 def _chdb(database: str, retention: Retention, granularity: int) -> Store:
@@ -30,8 +36,15 @@ def _chdb(database: str, retention: Retention, granularity: int) -> Store:
     return Store.open(StoreConfig(dsn, database, retention, granularity))
 
 
+def _http(database: str, retention: Retention, granularity: int) -> Store:
+    server = _HTTP_SERVER[0]
+    server.start()  # the first call of the session starts it; later ones return at once
+    return Store.open(StoreConfig(server.url, database, retention, granularity))
+
+
 STORE_FACTORIES: list[tuple[str, StoreFactory]] = [
     ("chdb", _chdb),
+    ("http", _http),
 ]
 
 _names = itertools.count()
@@ -41,6 +54,16 @@ _names = itertools.count()
 def _engine_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     if not _ENGINE_DIR:
         _ENGINE_DIR.append(tmp_path_factory.mktemp("chdb"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The session's ClickHouse stand-in: made here, started on first use, stopped at the end."""
+    server = ClickHouseHttpServer(tmp_path_factory.mktemp("clickhouse-http"))
+    _HTTP_SERVER.append(server)
+    yield
+    server.stop()
+    _HTTP_SERVER.remove(server)
 
 
 #: what the ``make_store`` fixture returns: ``make(retention=…, index_granularity=…)``
