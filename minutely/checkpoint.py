@@ -13,7 +13,10 @@ A checkpoint is one file, ``<data_dir>/checkpoint/aggregator.npz``, replaced ato
   minutes, late corrections, points older than the ring): the insert that ``k`` makes;
 - ``open``: the live minutes, still filling, which the store has not had;
 - ``run`` and ``epoch``: the insert's token, ``<run>-<epoch>``; ``run`` is drawn at random
-  when the file is first made, so a lost file never reuses a token the store remembers.
+  when the file is first made, so a lost file never reuses a token the store remembers;
+- ``generations``: per partition, which log the offsets count in (``PartitionStats``): a
+  partition whose streams were deleted and made again counts from 0 again, and at start-up
+  its offset is dropped so that what it holds is folded, not skipped as already seen.
 
 Invariant: the store's rows plus ``open`` are exactly the fold of every message up to
 ``offsets``. Taking checkpoint ``k`` (in the aggregator's thread, between two polls, so
@@ -31,7 +34,7 @@ import logging
 import os
 import secrets
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +71,8 @@ class Checkpoint:
     offsets: dict[int, int]
     rows: MinuteRows
     open: MinuteRows
+    #: partition -> the generation of its log that ``offsets`` count in (``PartitionStats``)
+    generations: dict[int, str] = field(default_factory=dict)
 
     @property
     def token(self) -> str:
@@ -102,6 +107,13 @@ class CheckpointFile:
                 ),
                 rows=_rows(arrays, "rows"),
                 open=_rows(arrays, "open"),
+                generations=dict(
+                    zip(
+                        arrays.get("generations.partitions", np.zeros(0, np.int64)).tolist(),
+                        arrays.get("generations.values", np.zeros(0, str)).tolist(),
+                        strict=True,
+                    )
+                ),
             )
         except KeyError as exc:
             msg = f"checkpoint {self.path} lacks {exc}; refusing to start without it"
@@ -119,6 +131,10 @@ class CheckpointFile:
             "offsets": np.array([c.offsets[p] for p in parts], dtype=np.int64),
             **_arrays(c.rows, "rows"),
             **_arrays(c.open, "open"),
+            "generations.partitions": np.array(sorted(c.generations), dtype=np.int64),
+            "generations.values": np.array(
+                [c.generations[p] for p in sorted(c.generations)], dtype=np.str_
+            ),
         }
         tmp = self.path.with_name(self.NAME + ".tmp")
         with open(tmp, "wb") as f:
@@ -171,6 +187,8 @@ class Checkpointer:
         self.ring = ring
         self.writer = writer
         self.offsets: dict[int, int] = {}
+        #: the bus's partition generations the offsets count in
+        self.generations: dict[int, str] = {}
         self.taken = 0
         self._run = secrets.token_hex(8)
         self._epoch = 0
@@ -191,6 +209,7 @@ class Checkpointer:
             return None
         self._run, self._epoch = last.run, last.epoch
         self.offsets = dict(last.offsets)
+        self.generations = dict(last.generations)
         self._open = last.open
         self._insert(last)
         log.info(
@@ -202,6 +221,29 @@ class Checkpointer:
             last.offsets,
         )
         return last
+
+    def adopt(self, generations: dict[int, str]) -> list[int]:
+        """Start-up, once the bus is up: its partitions' current generations. A partition
+        whose log was made anew since the checkpoint (its streams deleted and created again)
+        counts offsets from 0 again: its offset is dropped, so everything it holds is folded
+        rather than skipped. Returns those partitions."""
+        renewed = [
+            p
+            for p in self.offsets
+            if p in self.generations
+            and generations.get(p, self.generations[p]) != self.generations[p]
+        ]
+        for p in renewed:
+            log.warning(
+                "partition %d's log was made anew (%s, was %s): its offsets restart, so "
+                "everything in it is folded",
+                p,
+                generations.get(p),
+                self.generations[p],
+            )
+            del self.offsets[p]
+        self.generations = dict(generations)
+        return renewed
 
     def restore_open(self) -> int:
         """Start-up, after the ring is rebuilt: put the checkpoint's open minutes back into
@@ -237,6 +279,7 @@ class Checkpointer:
             offsets=dict(offsets),
             rows=self._named(series, minutes, parts),
             open=self._named(open_series, open_minutes, open_parts),
+            generations=dict(self.generations),
         )
         try:
             self.file.write(c)

@@ -171,6 +171,8 @@ class Service(_IngestPath):
                 restored = self.checkpointer.restore_open()
                 log.info("restored %d open minute cells from the checkpoint", restored)
         self.bus: Bus = bus or _make_bus(settings)
+        if self.checkpointer is not None:  # offsets count in the logs the checkpoint saw
+            self.checkpointer.adopt({s.partition: s.generation for s in self.bus.stats()})
         self.aggregator = Aggregator(
             self.registry,
             self.ring,

@@ -166,6 +166,9 @@ class PartitionStats:
     backlog_bytes: int
     #: age of the oldest uncommitted message in seconds; 0 if there is none
     backlog_seconds: float
+    #: names the partition's log that offsets count in: the same for every consumer and
+    #: process while the log lives, different once it is made anew (offsets restart at 0)
+    generation: str = ""
 
 
 class Consumer(Protocol):

@@ -38,6 +38,7 @@ Structure::
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
 from collections import deque
@@ -111,6 +112,8 @@ class MemoryBus:
             raise ValueError(msg)
         self._partitions = partitions
         self._max_bytes = max_bytes
+        #: this bus lives as long as the process: its logs are new with every instance
+        self._generation = f"memory@{secrets.token_hex(8)}"
         self._max_poll_bytes = max_poll_bytes
         self._clock = clock
         self._cond = threading.Condition()
@@ -203,6 +206,7 @@ class MemoryBus:
                     backlog_seconds=max(0.0, now - log.entries[0].published_at)
                     if log.entries
                     else 0.0,
+                    generation=self._generation,
                 )
                 for p, log in enumerate(self._logs)
             ]

@@ -302,6 +302,19 @@ def test_stats_count_the_backlog(make_bus: BusFactory) -> None:
         assert (s.backlog_messages, s.backlog_bytes, s.backlog_seconds) == (0, 0, 0.0)
 
 
+def test_each_partition_names_the_log_its_offsets_count_in(make_bus: BusFactory) -> None:
+    """A checkpoint keeps offsets with the generation they count in: it must be there, and
+    stay the same while the log lives (through publishes, consumers and commits)."""
+    bus = make_bus(partitions=3)
+    before = [s.generation for s in bus.stats()]
+    assert all(before) and len(before) == 3
+    publish(bus, points(300))
+    consumer = bus.consumer()
+    consumer.commit(drain(consumer, 300))
+    consumer.close()
+    assert [s.generation for s in bus.stats()] == before
+
+
 # -- concurrency ----------------------------------------------------------------------------
 
 

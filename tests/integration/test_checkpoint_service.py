@@ -6,6 +6,8 @@ every query as before, also when its insert had already reached the store."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from minutely.model import PointBatch
 from minutely.service import Service
 from minutely.store.errors import StoreError
 from tests.integration.test_store_service import DAY, NOW, Clock, check_all, make_points
+from tests.natsserver import NatsServer
 
 pytestmark = pytest.mark.slow
 
@@ -111,3 +114,57 @@ def crash(service: Service) -> MemoryBus:
     service.close()
     assert isinstance(service.bus, MemoryBus)
     return service.bus
+
+
+def test_a_bus_log_made_anew_is_folded_from_its_start(tmp_path: Path) -> None:
+    """The checkpoint's offsets count in the logs it saw. When the streams are deleted and
+    made again (offsets restart at 0), the new messages are folded, not skipped as old."""
+    with NatsServer(tmp_path / "js") as nats:
+        settings = Settings(
+            data_dir=str(tmp_path / "data"),
+            hot_window=2 * 3600,
+            checkpoint_every=1e6,
+            bus=nats.url,
+            partitions=2,
+        )
+        first = make_points(5, 3_000, NOW - 3000, NOW - 60)
+        service = Service(settings, clock=Clock(NOW))
+        publish_and_fold(service, first, 6)
+        assert service.aggregator.checkpoint() and service.checkpointer is not None
+        assert max(service.checkpointer.offsets.values()) >= 2
+        before = dict(service.checkpointer.generations)
+        stop(service)
+
+        nats.stop()  # the broker's streams are gone (and made again on connect)
+        shutil.rmtree(nats.store_dir / "jetstream")
+        nats.start()
+        service = Service(settings, clock=Clock(NOW))
+        assert service.checkpointer is not None and service.checkpointer.offsets == {}
+        assert service.checkpointer.generations.keys() == before.keys()
+        assert all(service.checkpointer.generations[p] != before[p] for p in before)
+        second = make_points(6, 500, NOW - 50, NOW)  # one message a partition: offset 0
+        publish_and_fold(service, second, 1)
+        assert service.aggregator.stats.replayed == 0
+        check_all(service, concat(first, second))
+        stop(service)
+
+
+def publish_and_fold(service: Service, pts: dict[str, np.ndarray], chunks: int) -> None:
+    """Publish on the bus (JetStream here) and fold until every point has arrived."""
+    target = service.aggregator.stats.points + len(pts["ts"])
+    for idx in np.array_split(np.arange(len(pts["ts"])), chunks):
+        batch = PointBatch.from_names(
+            pts["server"][idx], pts["metric"][idx], pts["ts"][idx], pts["value"][idx]
+        )
+        asyncio.run(service.bus.publish(batch))
+    deadline = time.monotonic() + 30
+    while service.aggregator.stats.points < target:
+        assert time.monotonic() < deadline, "the points did not arrive"
+        service.aggregator.drain(timeout=0.2)
+
+
+def stop(service: Service) -> None:
+    assert service.aggregator.consumer is not None
+    service.aggregator.consumer.close()
+    asyncio.run(service.bus.close())
+    service.close()

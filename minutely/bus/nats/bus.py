@@ -48,6 +48,7 @@ class _StreamState:
     first_seq: int
     last_seq: int
     first_ts: float  # unix seconds of the oldest message; 0.0 if there is none
+    created: str = ""  # when the stream was made: its sequence numbers count from then
 
 
 class _Ledger:
@@ -296,6 +297,7 @@ class NatsBus:
                         else 0
                     ),
                     backlog_seconds=max(0.0, now - s.first_ts) if s.messages else 0.0,
+                    generation=f"{self.stream_name(p)}@{s.created}",
                 )
                 for p, s in enumerate(states)
             ]
@@ -469,6 +471,7 @@ class NatsBus:
             int(state.get("first_seq", 0)),
             int(state.get("last_seq", 0)),
             first_ts,
+            str(answer.get("created", "")),
         )
 
     async def _sync_all(self) -> list[_StreamState]:
