@@ -49,7 +49,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -57,13 +56,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.natsserver import free_port
+from tests.processes import ROOT, ServerProcess
 
-ROOT = Path(__file__).resolve().parents[1]
 DISPLAY_NAME = "chdb-http-stand-in"
 
 #: HTTP parameters that are not settings: consumed here, or meaningless for this stand-in
@@ -363,16 +362,17 @@ def serve(port: int, directory: Path) -> None:
 # -- the fixture --------------------------------------------------------------------------------
 
 
-class ClickHouseHttpServer:
+class ClickHouseHttpServer(ServerProcess):
     """The stand-in server in a child process, on a free port; ``start``/``stop`` repeatable.
 
     ``directory`` holds the engine (``engine/``) and the server's stderr (``server.log``).
     """
 
+    label = "the ClickHouse stand-in"
+
     def __init__(self, directory: Path, port: int | None = None) -> None:
+        super().__init__(free_port() if port is None else port)
         self.directory = directory
-        self.port = free_port() if port is None else port
-        self.proc: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
         self.log = directory / "server.log"
 
@@ -380,12 +380,9 @@ class ClickHouseHttpServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the server (if it is not running) and wait until it answers ``/ping``."""
-        if self.proc is not None:
-            return
+    def _launch(self) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
+            return subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -399,30 +396,6 @@ class ClickHouseHttpServer:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        deadline = time.monotonic() + timeout
-        while not self._answers():
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.proc = None
-                msg = f"the ClickHouse stand-in exited with {code}: {self._log_tail()}"
-                raise RuntimeError(msg)
-            if time.monotonic() > deadline:
-                self.stop()
-                msg = f"the ClickHouse stand-in did not answer on port {self.port} in {timeout} s"
-                raise RuntimeError(msg)
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
 
     def _answers(self) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
@@ -435,20 +408,8 @@ class ClickHouseHttpServer:
         finally:
             conn.close()
 
-    def _log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:]
-
-    def __enter__(self) -> ClickHouseHttpServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _exit_detail(self) -> str:
+        return ": " + self.log.read_text(errors="replace")[-2000:]
 
 
 def main() -> None:

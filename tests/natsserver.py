@@ -13,9 +13,9 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
-from types import TracebackType
+
+from tests.processes import ServerProcess
 
 #: what the test servers allow per message (the NATS default is 1 MiB)
 MAX_PAYLOAD = 8 << 20
@@ -27,8 +27,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class NatsServer:
+class NatsServer(ServerProcess):
     """One ``nats-server -js`` process; ``start``/``stop`` may be called again and again."""
+
+    label = "nats-server"
 
     def __init__(
         self,
@@ -41,11 +43,10 @@ class NatsServer:
         if binary is None:
             msg = "nats-server is not installed: apt-get install nats-server"
             raise RuntimeError(msg)
+        super().__init__(free_port() if port is None else port)
         self.binary = binary
         self.store_dir = store_dir
-        self.port = free_port() if port is None else port
         self.max_payload = max_payload
-        self.proc: subprocess.Popen[bytes] | None = None
         store_dir.mkdir(parents=True, exist_ok=True)
         self.config = store_dir / "nats.conf"
         config = f"max_payload: {max_payload}\n"
@@ -59,9 +60,10 @@ class NatsServer:
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers with JetStream enabled."""
-        if self.proc is not None:
-            return
-        self.proc = subprocess.Popen(
+        super().start(timeout)
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 self.binary,
                 "-c",
@@ -77,32 +79,9 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.proc = None
-                msg = f"nats-server exited with {code} (port {self.port} taken?)"
-                raise RuntimeError(msg)
-            if self._answers():
-                return
-            if time.monotonic() > deadline:
-                self.stop()
-                msg = f"nats-server did not answer on port {self.port} within {timeout} s"
-                raise RuntimeError(msg)
-            time.sleep(0.02)
 
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+    def _exit_detail(self) -> str:
+        return f" (port {self.port} taken?)"
 
     def _answers(self) -> bool:
         """True once the server greets a client with an INFO that says JetStream is on."""
@@ -115,15 +94,3 @@ class NatsServer:
             return False
         info = json.loads(line[5:])
         return bool(info.get("jetstream")) and int(info.get("max_payload", 0)) >= self.max_payload
-
-    def __enter__(self) -> NatsServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -2,7 +2,9 @@
 
 ``launch`` runs ``python -m minutely <command> --port P --data-dir D …`` with the caller's
 environment minus its ``MINUTELY_*`` settings (so a developer's shell cannot change a test)
-plus the ones given; ``wait_healthy`` waits for ``/healthz``.
+plus the ones given; ``wait_healthy`` waits for ``/healthz``. ``ServerProcess`` is the
+start/wait/stop life of the other servers the tests run (``nats-server``, the ClickHouse
+stand-in).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import httpx
 
@@ -69,3 +71,62 @@ def wait_healthy(
         except httpx.TransportError:
             time.sleep(0.05)
     return False
+
+
+class ServerProcess:
+    """A server the tests run as a child process on ``port``: ``start`` launches it and waits
+    until ``_answers``; ``stop`` ends it (SIGTERM, then SIGKILL); both may be called again.
+    Subclasses say how to launch it (``_launch``) and how to tell it is up (``_answers``)."""
+
+    #: what error messages call it
+    label = "server"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    def _exit_detail(self) -> str:
+        """Said after "exited with N" (a log tail, a likely cause)."""
+        return ""
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server (if it is not running) and wait until it answers."""
+        if self.proc is not None:
+            return
+        self.proc = self._launch()
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.proc.poll() is not None:
+                code, self.proc = self.proc.returncode, None
+                msg = f"{self.label} exited with {code}{self._exit_detail()}"
+                raise RuntimeError(msg)
+            if time.monotonic() > deadline:
+                self.stop()
+                msg = f"{self.label} did not answer on port {self.port} within {timeout} s"
+                raise RuntimeError(msg)
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
