@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from minutely.bus import MemoryBus, Message, partition_of, split_by_partition
 from minutely.errors import Backpressure
 from minutely.model import PointBatch
+from tests.buses import publish
 
 SERVERS = np.array([f"host-{k}" for k in range(64)], dtype=object)
 
@@ -29,25 +30,6 @@ def points(n: int, first: int = 0, servers: int = len(SERVERS)) -> PointBatch:
         i.astype(np.float64),
         i.astype(np.float64),
     )
-
-
-def publish(bus: MemoryBus, *batches: PointBatch) -> None:
-    async def run() -> None:
-        for batch in batches:
-            await bus.publish(batch)
-
-    asyncio.run(run())
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-# -- the split ------------------------------------------------------------------------------
 
 
 def test_split_keeps_point_order_and_gives_each_piece_its_own_arrays() -> None:

@@ -22,6 +22,8 @@ from minutely.bus import Message, partition_of
 from minutely.bus.nats import NatsBus, NatsConsumer, decode, encode
 from minutely.errors import Backpressure, ConfigError, Unavailable
 from minutely.model import PointBatch
+from tests import buses
+from tests.buses import publish
 from tests.natsserver import NatsServer
 
 SERVERS = np.array([f"host-{k:02d}" for k in range(24)], dtype=object)
@@ -43,30 +45,13 @@ def points(n: int, first: int = 0, servers: int = len(SERVERS)) -> PointBatch:
     )
 
 
-def publish(bus: NatsBus, *batches: PointBatch, key: str | None = None) -> None:
-    async def run() -> None:
-        for batch in batches:
-            await bus.publish(batch, idempotency_key=key)
-
-    asyncio.run(run())
-
-
 def close(bus: NatsBus) -> None:
     asyncio.run(bus.close())
 
 
-def drain(consumer: NatsConsumer, n_points: int, deadline: float = 10.0) -> list[Message]:
-    got: list[Message] = []
-    seen = 0
-    end = time.monotonic() + deadline
-    while seen < n_points:
-        assert time.monotonic() < end, f"only {seen} of {n_points} points arrived"
-        messages = consumer.poll(0.2)
-        got += messages
-        seen += sum(len(m.batch) for m in messages)
-    assert seen == n_points
-    assert consumer.poll(0.05) == []
-    return got
+def drain(consumer: NatsConsumer, n_points: int) -> list[Message]:
+    """``tests.buses.drain`` with a broker's slack: 10 s to arrive, 50 ms of quiet after."""
+    return buses.drain(consumer, n_points, deadline=10.0, quiet=0.05)
 
 
 def values(messages: list[Message]) -> list[float]:

@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from minutely.bus import Bus, Consumer, Message, partition_of
+from minutely.bus import Bus, Message, partition_of
 from minutely.errors import Backpressure
 from minutely.model import PointBatch
+from tests.buses import drain, publish
 
 #: what the ``make_bus`` fixture (conftest.py) returns
 BusFactory = Callable[..., Bus]
@@ -37,29 +38,6 @@ def points(n: int, first: int = 0, servers: int = len(SERVERS)) -> PointBatch:
         i.astype(np.float64),
         i.astype(np.float64),
     )
-
-
-def publish(bus: Bus, *batches: PointBatch) -> None:
-    async def run() -> None:
-        for batch in batches:
-            await bus.publish(batch)
-
-    asyncio.run(run())
-
-
-def drain(consumer: Consumer, n_points: int, deadline: float = 5.0) -> list[Message]:
-    """Poll until ``n_points`` points came (no commit), then check nothing more comes."""
-    got: list[Message] = []
-    seen = 0
-    end = time.monotonic() + deadline
-    while seen < n_points:
-        assert time.monotonic() < end, f"only {seen} of {n_points} points arrived"
-        messages = consumer.poll(0.2)
-        got += messages
-        seen += sum(len(m.batch) for m in messages)
-    assert seen == n_points
-    assert consumer.poll(0.01) == []
-    return got
 
 
 def columns(messages: Sequence[Message]) -> dict[str, np.ndarray]:
