@@ -32,6 +32,17 @@ def points(n: int, first: int = 0, servers: int = len(SERVERS)) -> PointBatch:
     )
 
 
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the split ------------------------------------------------------------------------------
+
+
 def test_split_keeps_point_order_and_gives_each_piece_its_own_arrays() -> None:
     batch = points(10_000)
     pieces = split_by_partition(batch, 16)
