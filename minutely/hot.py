@@ -192,13 +192,17 @@ class HotRing:
         return self.head
 
     def _fold_live(self, series: I32, minutes: I64, values: F64) -> None:
-        rows = minutes % self.live_minutes
-        flat = rows * self.capacity + series
+        ones = np.broadcast_to(np.uint32(1), values.shape)  # a view: no array per fold
+        self._merge_live(series, minutes, Partials(values, values, values, ones))
+
+    def _merge_live(self, series: I32, minutes: I64, parts: Partials) -> None:
+        """Merge into the live rows (raw points are partials of one value and count 1)."""
+        flat = (minutes % self.live_minutes) * self.capacity + series
         live = self._live
-        np.minimum.at(live.min.reshape(-1), flat, values)
-        np.maximum.at(live.max.reshape(-1), flat, values)
-        np.add.at(live.sum.reshape(-1), flat, values)
-        np.add.at(live.count.reshape(-1), flat, np.uint32(1))
+        np.minimum.at(live.min.reshape(-1), flat, parts.min)
+        np.maximum.at(live.max.reshape(-1), flat, parts.max)
+        np.add.at(live.sum.reshape(-1), flat, parts.sum)
+        np.add.at(live.count.reshape(-1), flat, parts.count)
 
     def _fold_ring(self, series: I32, minutes: I64, values: F64) -> None:
         keys = series.astype(np.int64) * self.minutes + minutes % self.minutes
@@ -208,8 +212,7 @@ class HotRing:
         """Merge partials keyed ``series * W + slot`` (ascending, distinct) into the ring;
         ``minutes`` are the minutes they belong to (inside the window, none live)."""
         w = self.minutes
-        distinct = minutes if minutes.shape[0] < 2 else np.unique(minutes)
-        for minute in distinct.tolist():
+        for minute in _distinct(minutes).tolist():
             self._claim_slot(minute)
         rows, slots = uniq // w, uniq % w  # sorted by key, so by series, so by block
         bounds = np.searchsorted(rows, np.arange(len(self._blocks) + 1) * self.block)
@@ -343,12 +346,8 @@ class HotRing:
             live = minutes > head - self.live_minutes
             ring = ~live & (minutes > head - self.minutes)
             if live.any():
-                flat = (minutes[live] % self.live_minutes) * self.capacity + series[live]
-                dst = self._live
-                np.minimum.at(dst.min.reshape(-1), flat, parts.min[live])
-                np.maximum.at(dst.max.reshape(-1), flat, parts.max[live])
-                np.add.at(dst.sum.reshape(-1), flat, parts.sum[live])
-                np.add.at(dst.count.reshape(-1), flat, parts.count[live])
+                cut = Partials(*(a[live] for a in parts.fields()))
+                self._merge_live(series[live], minutes[live], cut)
             if ring.any():
                 w = self.minutes
                 keys = series[ring].astype(np.int64) * w + minutes[ring] % w
