@@ -14,7 +14,6 @@ restart answers every query as before for every minute that reached the store.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -171,16 +170,8 @@ def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) ->
     last = int(now // 60) + 1
     first = last - ring.minutes - 10  # a few minutes of slack for points ahead of the clock
     loaded = 0
-    # Whole hours, so that a read never spans two day partitions; the next hour is read (by
-    # the engine, without the GIL) while this one is loaded into the ring.
-    hours = range(first // 60 * 60, last + 10, 60)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="minutely-rebuild") as pool:
-        ahead = pool.submit(store.read_minutes, hours[0], 60)
-        for start in hours:
-            rows = ahead.result()
-            if start + 60 in hours:
-                ahead = pool.submit(store.read_minutes, start + 60, 60)
-            loaded += _load_hour(registry, ring, rows)
+    for start in range(first // 60 * 60, last + 10, 60):  # hours: one day partition a read
+        loaded += _load_hour(registry, ring, store.read_minutes(start, 60))
     return loaded
 
 
