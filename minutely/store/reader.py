@@ -182,14 +182,14 @@ def series_query(
     if all(seg.tier.minutes == step for seg in segments):
         union = _union(db, by, segments, other_ids is not None, params, final=True)
         sql = f"""
-SELECT other, {bucket} AS bucket, min AS mn, max AS mx, sum AS sm, count AS ct
+SELECT other, {bucket} AS bucket, min AS mn, max AS mx, sum AS sm, toUInt32(count) AS ct
 FROM ({union})
 """
         return sql, params
     union = _union(db, by, segments, other_ids is not None, params)
     sql = f"""
 SELECT other, {bucket} AS bucket,
-       min(min) AS mn, max(max) AS mx, sum(sum) AS sm, sum(count) AS ct
+       min(min) AS mn, max(max) AS mx, sum(sum) AS sm, toUInt32(sum(count)) AS ct
 FROM ({union})
 GROUP BY other, bucket
 """
@@ -203,7 +203,7 @@ def summary_query(
     params = _params(key_id, other_ids)
     union = _union(db, by, segments, other_ids is not None, params)
     sql = f"""
-SELECT other, min(min) AS mn, max(max) AS mx, sum(sum) AS sm, sum(count) AS ct
+SELECT other, min(min) AS mn, max(max) AS mx, sum(sum) AS sm, toUInt32(sum(count)) AS ct
 FROM ({union})
 GROUP BY other
 ORDER BY other
@@ -217,7 +217,7 @@ def minutes_query(db: str, first: int, last: int) -> Query:
     never spans two partitions), at half the cost of hashing every cell in a ``GROUP BY``."""
     sql = f"""
 SELECT server_id, metric_id, intDiv(toUInt32(ts), 60) AS minute,
-       min AS mn, max AS mx, sum AS sm, count AS ct
+       min AS mn, max AS mx, sum AS sm, toUInt32(count) AS ct
 FROM {db}.{TIER_1M.table} FINAL
 WHERE ts >= toDateTime({{lo:UInt32}}, 'UTC') AND ts < toDateTime({{hi:UInt32}}, 'UTC')
 """
