@@ -86,7 +86,7 @@ def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, Po
         per_point = of_name.astype(np.uint16)[batch.server_codes]
     else:
         per_point = of_name[batch.server_codes]
-    counts, order = _partition_order(per_point, partitions)
+    counts, order = partition_order(per_point, partitions)
     present = np.flatnonzero(counts)
     if present.shape[0] == 1 or order is None:
         return [(int(present[0]), batch)]
@@ -111,7 +111,7 @@ def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, Po
     return pieces
 
 
-def _partition_order(
+def partition_order(
     per_point: npt.NDArray[np.integer[Any]], partitions: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp] | None]:
     """Points per partition, and the stable order that groups points by partition (None

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from minutely.bus import Message, partition_of
+from minutely.bus import Message, partition_of, split_by_partition
 from minutely.bus.nats import NatsBus, NatsConsumer, decode, encode
+from minutely.bus.nats.wire import prepare
 from minutely.errors import Backpressure, ConfigError, Unavailable
 from minutely.model import PointBatch
 from tests import buses
@@ -292,3 +293,49 @@ def test_the_wire_form_keeps_points_and_only_the_names_they_use() -> None:
     assert len(chunks) > 1 and all(len(d) <= 4096 for d, _ in chunks)
     assert sum(n for _, n in chunks) == batch.nbytes
     np.testing.assert_array_equal(np.concatenate([decode(d).ts for d, _ in chunks]), batch.ts)
+
+
+@pytest.mark.parametrize(
+    ("n", "servers", "runs", "budget"),
+    [
+        (5000, 24, 50, 1 << 20),  # an agent's batch: each server's points in one run
+        (5000, 24, 1, 1 << 20),  # servers interleaved point by point
+        (40, 24, 1, 1 << 20),  # more names than points: the dictionaries are trimmed
+        (5000, 24, 50, 2048),  # pieces over the broker's limit are cut
+        (300, 1, 1, 1 << 20),  # one server, one partition
+    ],
+)
+def test_prepare_makes_each_partitions_points_once_in_order(
+    n: int, servers: int, runs: int, budget: int
+) -> None:
+    rng = np.random.default_rng(n + servers + runs)
+    batch = points(n, servers=servers)
+    order = np.argsort(np.arange(n) % runs, kind="stable") if runs > 1 else np.arange(n)
+    batch = PointBatch(
+        batch.server_names,
+        batch.server_codes[order],
+        batch.metric_names,
+        batch.metric_codes[order],
+        1.7e9 + batch.ts[order] // 7,  # whole seconds: ts travels narrowed
+        rng.normal(size=n),
+    )
+    prepared = prepare(batch, 4, budget)
+    expected = split_by_partition(batch, 4)
+    assert [p for p, _ in prepared] == [p for p, _ in expected]
+    assert sum(nbytes for _, msgs in prepared for _, nbytes in msgs) == batch.nbytes
+    for (p, messages), (_, piece) in zip(prepared, expected, strict=True):
+        assert all(len(memoryview(data)) <= budget for data, _ in messages)
+        back = [decode(data) for data, _ in messages]
+        for column in (
+            lambda b: b.server_names[b.server_codes],
+            lambda b: b.metric_names[b.metric_codes],
+            lambda b: b.ts,
+            lambda b: b.value,
+        ):
+            np.testing.assert_array_equal(np.concatenate([column(b) for b in back]), column(piece))
+        names = set(np.concatenate([b.server_names for b in back]).tolist())
+        assert set((partition_of(np.array(sorted(names), dtype=object), 4) == p).tolist()) == {True}
+        if n < servers * 16:  # few points: only the names the batch uses travel
+            used = set(batch.metric_names[batch.metric_codes].tolist())
+            assert set(np.concatenate([b.metric_names for b in back]).tolist()) == used
+            assert names == set(piece.server_names[piece.server_codes].tolist())

@@ -1,6 +1,8 @@
 """A bus message's bytes: one partition's piece of a batch as an Arrow IPC stream, its
-name dictionaries cut to the names it uses, its columns narrowed losslessly; cut into
-several messages when over the broker's ``max_payload``."""
+columns narrowed losslessly, its server dictionary cut to the piece's partition and its
+metric dictionary to the names the batch uses (when that is worth finding out); cut into
+several messages when over the broker's ``max_payload``. Payloads are Arrow buffers, sent
+as they are (no copy into ``bytes``)."""
 
 from __future__ import annotations
 
@@ -11,19 +13,23 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from minutely.bus.base import split_by_partition
+from minutely.bus.base import partition_of, partition_order, split_by_partition
 from minutely.model import ARROW_SCHEMA, PointBatch
 
 # -- wire form ------------------------------------------------------------------------------
 
 
 def _used_names(
-    names: npt.NDArray[np.object_], codes: npt.NDArray[np.int32]
+    names: npt.NDArray[np.object_],
+    codes: npt.NDArray[np.int32],
+    used: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int32]]:
-    """The names ``codes`` use, and codes into them (vectorised: no step per point)."""
+    """The names ``codes`` use (``used``, when known), and codes into them (vectorised: no
+    step per point)."""
     if names.shape[0] <= 1 or codes.shape[0] == 0:
         return names, codes
-    used = np.bincount(codes, minlength=names.shape[0]) > 0
+    if used is None:
+        used = np.bincount(codes, minlength=names.shape[0]) > 0
     if bool(used.all()):
         return names, codes
     remap = (np.cumsum(used, dtype=np.int32) - 1).astype(np.int32)
@@ -41,7 +47,7 @@ def _rows(batch: PointBatch, start: int, stop: int) -> PointBatch:
     )
 
 
-def encode(piece: PointBatch, budget: int) -> list[tuple[bytes, int]]:
+def encode(piece: PointBatch, budget: int) -> list[tuple[pa.Buffer, int]]:
     """``piece`` as Arrow IPC messages of at most ``budget`` bytes: ``(payload, nbytes)``.
 
     One message unless the piece is too big; then it is cut into row ranges of about equal
@@ -54,22 +60,19 @@ def encode(piece: PointBatch, budget: int) -> list[tuple[bytes, int]]:
     s_names, s_codes = _used_names(piece.server_names, piece.server_codes)
     m_names, m_codes = _used_names(piece.metric_names, piece.metric_codes)
     wire = _to_wire(PointBatch(s_names, s_codes, m_names, m_codes, piece.ts, piece.value))
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, wire.schema) as writer:
-        writer.write_batch(wire)
-    data: bytes = sink.getvalue().to_pybytes()
-    if len(data) <= budget:
+    data = _ipc(wire)
+    if data.size <= budget:
         return [(data, piece.nbytes)]
     if n <= 1:
-        msg = f"one point encodes to {len(data)} bytes, over the broker's limit of {budget}"
+        msg = f"one point encodes to {data.size} bytes, over the broker's limit of {budget}"
         raise ValueError(msg)
-    return _cut(piece, min(n, max(2, -(-len(data) // max(1, budget * 9 // 10)))), budget)
+    return _cut(piece, min(n, max(2, -(-data.size // max(1, budget * 9 // 10)))), budget)
 
 
-def _cut(piece: PointBatch, parts: int, budget: int) -> list[tuple[bytes, int]]:
+def _cut(piece: PointBatch, parts: int, budget: int) -> list[tuple[pa.Buffer, int]]:
     """``encode`` of ``parts`` row ranges of about equal size, in order."""
     bounds = np.linspace(0, len(piece), parts + 1).astype(np.int64).tolist()
-    out: list[tuple[bytes, int]] = []
+    out: list[tuple[pa.Buffer, int]] = []
     for start, stop in itertools.pairwise(bounds):
         out += encode(_rows(piece, start, stop), budget)
     return out
@@ -80,10 +83,7 @@ TS_BASE = b"minutely.ts_base"
 
 
 def _codes(codes: npt.NDArray[np.int32], names: npt.NDArray[np.object_]) -> pa.DictionaryArray:
-    if names.shape[0] <= np.iinfo(np.int16).max:
-        indices = pa.array(codes.astype(np.int16), pa.int16())
-    else:
-        indices = pa.array(codes, pa.int32())
+    indices = pa.array(_narrow_codes(codes, names.shape[0]))
     return pa.DictionaryArray.from_arrays(indices, pa.array(names, pa.string()))
 
 
@@ -92,15 +92,9 @@ def _to_wire(piece: PointBatch) -> pa.RecordBatch:
     where that loses nothing: dictionary indices as int16 when the names fit, and ``ts``
     as int32 seconds after a base (in the schema's metadata) when every ts is a whole
     second within 68 years of the first. 16 bytes a point instead of 24, typically."""
-    ts = piece.ts
-    metadata = None
+    ts, base = _narrow_ts(piece.ts)
+    metadata = None if base is None else {TS_BASE: str(base).encode()}
     ts_column = pa.array(ts)
-    if ts.shape[0]:
-        base = np.floor(ts.min())
-        offsets = ts - base
-        if float(offsets.max()) < 2**31 and bool(np.all(np.floor(offsets) == offsets)):
-            ts_column = pa.array(offsets.astype(np.int32))
-            metadata = {TS_BASE: str(int(base)).encode()}
     return pa.RecordBatch.from_arrays(
         [
             _codes(piece.server_codes, piece.server_names),
@@ -113,7 +107,7 @@ def _to_wire(piece: PointBatch) -> pa.RecordBatch:
     )
 
 
-def decode(data: bytes) -> PointBatch:
+def decode(data: Any) -> PointBatch:
     """Inverse of ``encode`` for one message."""
     batch = pa.ipc.open_stream(pa.py_buffer(data)).read_next_batch()
     s, m, ts = batch.column(0), batch.column(1), batch.column(2)
@@ -131,5 +125,105 @@ def decode(data: bytes) -> PointBatch:
     )
 
 
-def prepare(batch: PointBatch, partitions: int, budget: int) -> list[tuple[int, list[Any]]]:
-    return [(p, encode(piece, budget)) for p, piece in split_by_partition(batch, partitions)]
+#: what ``prepare`` makes of a batch: per partition touched, its messages (payload, nbytes)
+Prepared = list[tuple[int, list[tuple[Any, int]]]]
+
+
+def prepare(batch: PointBatch, partitions: int, budget: int) -> Prepared:
+    """``batch``'s messages: one piece per partition it touches (``split_by_partition``'s
+    pieces, in its order), each ``encode``d.
+
+    The same messages as encoding each piece, at half the cost: the names a piece uses, the
+    narrowed columns and the name dictionaries are worked out once for the whole batch, and
+    the pieces are cut from the narrowed columns (16 bytes a point to move, not 24).
+    """
+    n = len(batch)
+    if n == 0:
+        return []
+    if partitions > 1 << 16:
+        return [(p, encode(piece, budget)) for p, piece in split_by_partition(batch, partitions)]
+    of_name = partition_of(batch.server_names, partitions)
+    per_point: npt.NDArray[np.integer[Any]] = of_name.astype(
+        np.uint8 if partitions <= 1 << 8 else np.uint16
+    )
+    counts, order = partition_order(per_point[batch.server_codes], partitions)
+    if order is None:  # one partition has every point: one piece, as it is
+        return [(int(np.argmax(counts)), encode(batch, budget))]
+    per_point_bytes = batch.nbytes // n
+    s_used = _used(batch.server_codes, batch.server_names.shape[0], n)
+    m_used = _used(batch.metric_codes, batch.metric_names.shape[0], n)
+    # servers: a piece's dictionary is its partition's names, a code its rank among them
+    rank = np.zeros(batch.server_names.shape[0], dtype=np.int64)
+    by_part = np.argsort(np.where(s_used, of_name, partitions), kind="stable")
+    sizes = np.bincount(of_name[s_used], minlength=partitions)
+    firsts = np.cumsum(sizes) - sizes
+    used_parts = of_name[by_part[: int(sizes.sum())]]
+    rank[by_part[: used_parts.shape[0]]] = np.arange(used_parts.shape[0]) - firsts[used_parts]
+    s_codes = _narrow_codes(rank, int(sizes.max()))[batch.server_codes]
+    # metrics: one dictionary shared by every piece
+    m_names, m_codes = _used_names(batch.metric_names, batch.metric_codes, m_used)
+    m_dict = pa.array(m_names, pa.string())
+    m_codes_wire = _narrow_codes(m_codes, m_names.shape[0])
+    ts, ts_base = _narrow_ts(batch.ts)
+    value = batch.value
+    metadata = None if ts_base is None else {TS_BASE: str(ts_base).encode()}
+    ends = np.cumsum(counts)
+    out: Prepared = []
+    for p in np.flatnonzero(counts).tolist():
+        index = order[ends[p] - counts[p] : ends[p]]
+        names = batch.server_names[by_part[firsts[p] : firsts[p] + sizes[p]]]
+        record = pa.RecordBatch.from_arrays(
+            [
+                pa.DictionaryArray.from_arrays(
+                    pa.array(np.take(s_codes, index)), pa.array(names, pa.string())
+                ),
+                pa.DictionaryArray.from_arrays(pa.array(np.take(m_codes_wire, index)), m_dict),
+                pa.array(np.take(ts, index)),
+                pa.array(np.take(value, index)),
+            ],
+            names=ARROW_SCHEMA.names,
+            metadata=metadata,
+        )
+        data = _ipc(record)
+        nbytes = per_point_bytes * index.shape[0]
+        if data.size <= budget:
+            out.append((p, [(data, nbytes)]))
+        else:  # too big for one message: cut the piece as ``encode`` does
+            out.append((p, encode(batch.take(index), budget)))
+    return out
+
+
+def _used(codes: npt.NDArray[np.int32], n_names: int, points: int) -> npt.NDArray[np.bool_]:
+    """Which of ``n_names`` names the codes use; all of them when the names are few against
+    the points: then the unused ones, if any, cost a message less than finding them."""
+    if n_names * 16 <= points:
+        return np.ones(n_names, dtype=bool)
+    used: npt.NDArray[np.bool_] = np.bincount(codes, minlength=n_names) > 0
+    return used
+
+
+def _narrow_codes(codes: npt.NDArray[Any], n_names: int) -> npt.NDArray[Any]:
+    """Dictionary indices as int16 when ``n_names`` fit, else int32."""
+    return codes.astype(np.int16 if n_names <= np.iinfo(np.int16).max else np.int32)
+
+
+def _narrow_ts(ts: npt.NDArray[np.float64]) -> tuple[npt.NDArray[Any], int | None]:
+    """``ts`` as int32 whole seconds after a base, and the base, when that loses nothing;
+    else ``ts`` as it is and no base."""
+    if ts.shape[0] == 0:
+        return ts, None
+    base = np.floor(ts.min())
+    if float(ts.max()) - base >= 2**31:
+        return ts, None
+    offsets = (ts - base).astype(np.int32)
+    if not np.array_equal(offsets + base, ts):  # not whole seconds
+        return ts, None
+    return offsets, int(base)
+
+
+def _ipc(record: pa.RecordBatch) -> pa.Buffer:
+    """``record`` as an Arrow IPC stream, in a buffer the client sends without a copy."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, record.schema) as writer:
+        writer.write_batch(record)
+    return sink.getvalue()
