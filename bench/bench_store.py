@@ -38,7 +38,7 @@ from minutely.model import Partials, PointBatch
 from minutely.query import Query
 from minutely.registry import Registry
 from minutely.sim import Fleet
-from minutely.store import TIER_1D, TIER_1H, TIER_1M, Store, StoreConfig
+from minutely.store import TIER_1D, TIER_1H, TIER_1M, Store, StoreConfig, reader
 
 SEED_ROWS_PER_MINUTE = 2_000_000
 DAY = 1440
@@ -190,7 +190,34 @@ def bench_year(store: Store, runs: int) -> None:
             f"  {name}: median {median * 1000:6.1f} ms (best {best * 1000:6.1f}) over {runs} runs,"
             f" {touched:,} rows read"
         )
+    bench_copy(store, last_day - 30 * DAY, 30 * DAY, runs)
     bench_answer(store, s, m, (last_day - 30 * DAY) * 60, last_day * 60, runs)
+
+
+def bench_copy(store: Store, first: int, minutes: int, runs: int) -> None:
+    """Q1's store read as it is (the engine's Arrow answer read in place) against the same
+    SQL through ``clickhouse_connect``'s ``query_arrow`` (the answer copied into ``bytes``
+    first), alternating, median of ``runs``; the baseline of the same run."""
+    sql, params = reader.series_query(
+        store.config.database, "server", 0, None, store.segments(first, minutes, 60), first, 60
+    )
+    client = store._clients.get()  # the baseline needs the raw client
+    ways: dict[str, Callable[[], object]] = {
+        "in place": lambda: store.read("server", 0, None, first, minutes, 60),
+        "copied": lambda: reader.series_cells(client.query_arrow(sql, parameters=params)),
+    }
+    took: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(runs):
+        for name, read in ways.items():
+            start = time.perf_counter()
+            read()
+            took[name].append((time.perf_counter() - start) * 1000)
+    med = {k: statistics.median(v) for k, v in took.items()}
+    print(
+        f"  Q1 store read, alternating, median of {runs}: in place {med['in place']:.1f} ms,"
+        f" copied into bytes {med['copied']:.1f} ms"
+        f" ({med['in place'] / med['copied']:.2f}x)"
+    )
 
 
 def bench_answer(
