@@ -7,6 +7,7 @@ dense numpy block of minute partials ``(server, metric, minute)`` merged with
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,25 @@ def test_write_then_read_by_server_and_by_metric(store: Store) -> None:
     for key in range(5):
         got = store.read("metric", key, None, DAY0, 120, 1)
         assert_same(dense(got, 3, 120), truth.block("metric", key, DAY0, 120))
+
+
+def test_an_answer_outlives_later_reads_and_writes(store: Store) -> None:
+    # the embedded engine's answer is read in place: its columns must keep that memory alive
+    rng = np.random.default_rng(2)
+    truth = Truth.empty(4, 6, DAY0, 90)
+    s, m, t, p = random_cells(rng, 4, 6, DAY0, 90, 0.7)
+    store.write_minutes(s, m, t, p)
+    truth.add(s, m, t, p)
+    kept = [store.read("server", key, None, DAY0, 90, 1) for key in range(4)]
+    one = Partials(np.array([1.0]), np.array([2.0]), np.array([3.0]), np.array([2], np.uint32))
+    for _ in range(5):
+        for key in range(4):
+            store.read("server", key, None, DAY0, 90, 1)
+            store.read("metric", key, None, DAY0, 90, 3)
+        store.write_minutes([3], [5], [DAY0 + 200], one)
+        gc.collect()
+    for key, cells in enumerate(kept):
+        assert_same(dense(cells, 6, 90), truth.block("server", key, DAY0, 90))
 
 
 def test_read_lists_only_cells_with_data(store: Store) -> None:
