@@ -151,16 +151,10 @@ def prepare(batch: PointBatch, partitions: int, budget: int) -> Prepared:
         return [(int(np.argmax(counts)), encode(batch, budget))]
     per_point_bytes = batch.nbytes // n
     s_used = _used(batch.server_codes, batch.server_names.shape[0], n)
+    rank, s_dicts = _partition_dictionaries(batch.server_names, of_name, s_used, partitions)
+    s_codes = _narrow_codes(rank, max(len(d) for d in s_dicts))[batch.server_codes]
+    # metrics: one dictionary, shared by every piece
     m_used = _used(batch.metric_codes, batch.metric_names.shape[0], n)
-    # servers: a piece's dictionary is its partition's names, a code its rank among them
-    rank = np.zeros(batch.server_names.shape[0], dtype=np.int64)
-    by_part = np.argsort(np.where(s_used, of_name, partitions), kind="stable")
-    sizes = np.bincount(of_name[s_used], minlength=partitions)
-    firsts = np.cumsum(sizes) - sizes
-    used_parts = of_name[by_part[: int(sizes.sum())]]
-    rank[by_part[: used_parts.shape[0]]] = np.arange(used_parts.shape[0]) - firsts[used_parts]
-    s_codes = _narrow_codes(rank, int(sizes.max()))[batch.server_codes]
-    # metrics: one dictionary shared by every piece
     m_names, m_codes = _used_names(batch.metric_names, batch.metric_codes, m_used)
     m_dict = pa.array(m_names, pa.string())
     m_codes_wire = _narrow_codes(m_codes, m_names.shape[0])
@@ -171,12 +165,9 @@ def prepare(batch: PointBatch, partitions: int, budget: int) -> Prepared:
     out: Prepared = []
     for p in np.flatnonzero(counts).tolist():
         index = order[ends[p] - counts[p] : ends[p]]
-        names = batch.server_names[by_part[firsts[p] : firsts[p] + sizes[p]]]
         record = pa.RecordBatch.from_arrays(
             [
-                pa.DictionaryArray.from_arrays(
-                    pa.array(np.take(s_codes, index)), pa.array(names, pa.string())
-                ),
+                pa.DictionaryArray.from_arrays(pa.array(np.take(s_codes, index)), s_dicts[p]),
                 pa.DictionaryArray.from_arrays(pa.array(np.take(m_codes_wire, index)), m_dict),
                 pa.array(np.take(ts, index)),
                 pa.array(np.take(value, index)),
@@ -191,6 +182,27 @@ def prepare(batch: PointBatch, partitions: int, budget: int) -> Prepared:
         else:  # too big for one message: cut the piece as ``encode`` does
             out.append((p, encode(batch.take(index), budget)))
     return out
+
+
+def _partition_dictionaries(
+    names: npt.NDArray[np.object_],
+    of_name: npt.NDArray[np.int32],
+    used: npt.NDArray[np.bool_],
+    partitions: int,
+) -> tuple[npt.NDArray[np.int64], list[pa.Array]]:
+    """Each partition's dictionary (its ``used`` names, in their order) and each name's index
+    in its partition's dictionary; vectorised over the names."""
+    by_part = np.argsort(np.where(used, of_name, partitions), kind="stable")
+    sizes = np.bincount(of_name[used], minlength=partitions)
+    firsts = np.cumsum(sizes) - sizes
+    kept = by_part[: int(sizes.sum())]  # the used names, partition after partition
+    rank = np.zeros(names.shape[0], dtype=np.int64)
+    rank[kept] = np.arange(kept.shape[0]) - firsts[of_name[kept]]
+    dicts = [
+        pa.array(names[kept[first : first + size]], pa.string())
+        for first, size in zip(firsts.tolist(), sizes.tolist(), strict=True)
+    ]
+    return rank, dicts
 
 
 def _used(codes: npt.NDArray[np.int32], n_names: int, points: int) -> npt.NDArray[np.bool_]:
