@@ -124,7 +124,6 @@ def test_a_full_stream_rejects_with_backpressure_and_a_retry_completes_it(make: 
     A batch that fits partly is stored partly (JetStream cannot take a message back); the
     retry with the same key stores what was missing, once.
     """
-    bus = make(partitions=2, stream_max_bytes=13_500)  # the byte bound itself is far away
     home = partition_of(SERVERS, 2)
     s0, s1 = SERVERS[home == 0][0], SERVERS[home == 1][0]
 
@@ -132,8 +131,13 @@ def test_a_full_stream_rejects_with_backpressure_and_a_retry_completes_it(make: 
         i = np.arange(first, first + n)
         return PointBatch.from_names([servers[k % len(servers)] for k in range(n)], ["m"] * n, i, i)
 
-    publish(bus, on([s0], 700, 0))  # partition 0 holds ~11.5 kB of its 13.5 kB (16 B a point)
-    both = on([s0, s1], 400, 700)  # ~3.5 kB for each partition
+    first, both = on([s0], 700, 0), on([s0, s1], 400, 700)
+    size = {p: sum(len(memoryview(d)) for d, _ in m) for p, m in prepare(both, 2, 1 << 20)}
+    [(_, [(first_data, _)])] = prepare(first, 2, 1 << 20)
+    # each stream holds the first batch and half of the second's piece: partition 0 is full
+    # for that piece, partition 1 takes its own (the byte bound itself is far away)
+    bus = make(partitions=2, stream_max_bytes=len(memoryview(first_data)) + size[0] // 2 + 256)
+    publish(bus, first)
     with pytest.raises(Backpressure, match="1 of 2 messages") as raised:
         publish(bus, both, key="k")
     assert raised.value.retry_after > 0
