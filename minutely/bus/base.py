@@ -73,11 +73,37 @@ def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, Po
     returned as is (no copy); otherwise every piece owns fresh arrays, so a slow partition
     never keeps the other partitions' points alive. Name arrays are shared, not trimmed.
     """
-    if len(batch) == 0:
-        return []
+    _, slices = partition_slices(batch, partitions)
+    return [
+        (
+            p,
+            batch
+            if index is None
+            else PointBatch(
+                batch.server_names,
+                np.take(batch.server_codes, index),
+                batch.metric_names,
+                np.take(batch.metric_codes, index),
+                np.take(batch.ts, index),
+                np.take(batch.value, index),
+            ),
+        )
+        for p, index in slices
+    ]
+
+
+def partition_slices(
+    batch: PointBatch, partitions: int
+) -> tuple[npt.NDArray[np.int32], list[tuple[int, npt.NDArray[np.intp] | None]]]:
+    """The partition of each server name, and for each partition the batch touches (in
+    ascending order) the positions of its points, in their order: ``None`` when that
+    partition has every point (the batch is one piece as it is). ``split_by_partition``'s
+    rule, for callers that cut the pieces from other columns than the batch's own."""
     of_name = partition_of(batch.server_names, partitions)
+    if len(batch) == 0:
+        return of_name, []
     if of_name.shape[0] > 0 and np.all(of_name == of_name[0]):
-        return [(int(of_name[0]), batch)]  # one server, or servers that share a partition
+        return of_name, [(int(of_name[0]), None)]  # one server, or servers sharing a partition
     # Small unsigned keys: a narrower gather, and numpy's stable sort of them is a radix sort.
     per_point: npt.NDArray[np.integer[Any]]
     if partitions <= 1 << 8:
@@ -89,26 +115,9 @@ def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, Po
     counts, order = partition_order(per_point, partitions)
     present = np.flatnonzero(counts)
     if present.shape[0] == 1 or order is None:
-        return [(int(present[0]), batch)]
+        return of_name, [(int(present[0]), None)]
     ends = np.cumsum(counts)
-    starts = ends - counts
-    pieces: list[tuple[int, PointBatch]] = []
-    for p in present.tolist():
-        index = order[starts[p] : ends[p]]
-        pieces.append(
-            (
-                p,
-                PointBatch(
-                    batch.server_names,
-                    np.take(batch.server_codes, index),
-                    batch.metric_names,
-                    np.take(batch.metric_codes, index),
-                    np.take(batch.ts, index),
-                    np.take(batch.value, index),
-                ),
-            )
-        )
-    return pieces
+    return of_name, [(p, order[ends[p] - counts[p] : ends[p]]) for p in present.tolist()]
 
 
 def partition_order(

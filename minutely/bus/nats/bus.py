@@ -521,7 +521,7 @@ class NatsBus:
     async def _publish_partition(
         self,
         partition: int,
-        chunks: list[tuple[bytes, int]],
+        chunks: list[tuple[Any, int]],
         key: str | None,
         reservation: list[int],
     ) -> int | _Partial:

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from minutely.bus.base import partition_of, partition_order, split_by_partition
+from minutely.bus.base import partition_slices
 from minutely.model import ARROW_SCHEMA, PointBatch
 
 # -- wire form ------------------------------------------------------------------------------
@@ -139,21 +139,15 @@ def prepare(batch: PointBatch, partitions: int, budget: int) -> Prepared:
     the pieces are cut from the narrowed columns (13 bytes a point to move, not 24).
     """
     n = len(batch)
-    if n == 0:
+    of_name, slices = partition_slices(batch, partitions)
+    if not slices:
         return []
-    if partitions > 1 << 16:
-        return [(p, encode(piece, budget)) for p, piece in split_by_partition(batch, partitions)]
-    of_name = partition_of(batch.server_names, partitions)
-    per_point: npt.NDArray[np.integer[Any]] = of_name.astype(
-        np.uint8 if partitions <= 1 << 8 else np.uint16
-    )
-    counts, order = partition_order(per_point[batch.server_codes], partitions)
-    if order is None:  # one partition has every point: one piece, as it is
-        return [(int(np.argmax(counts)), encode(batch, budget))]
+    if len(slices) == 1 and slices[0][1] is None:  # one piece, the batch as it is
+        return [(slices[0][0], encode(batch, budget))]
     per_point_bytes = batch.nbytes // n
     s_used = _used(batch.server_codes, batch.server_names.shape[0], n)
     rank, s_dicts = _partition_dictionaries(batch.server_names, of_name, s_used, partitions)
-    s_codes = _narrow_codes(rank, max(len(d) for d in s_dicts))[batch.server_codes]
+    s_codes = _narrow_codes(rank, max(len(d) for d in s_dicts.values()))[batch.server_codes]
     # metrics: one dictionary, shared by every piece
     m_used = _used(batch.metric_codes, batch.metric_names.shape[0], n)
     m_names, m_codes = _used_names(batch.metric_names, batch.metric_codes, m_used)
@@ -162,10 +156,9 @@ def prepare(batch: PointBatch, partitions: int, budget: int) -> Prepared:
     ts, ts_base = _narrow_ts(batch.ts)
     value = batch.value
     metadata = None if ts_base is None else {TS_BASE: str(ts_base).encode()}
-    ends = np.cumsum(counts)
     out: Prepared = []
-    for p in np.flatnonzero(counts).tolist():
-        index = order[ends[p] - counts[p] : ends[p]]
+    for p, index in slices:
+        assert index is not None  # more than one partition has points
         record = pa.RecordBatch.from_arrays(
             [
                 pa.DictionaryArray.from_arrays(pa.array(np.take(s_codes, index)), s_dicts[p]),
@@ -190,8 +183,9 @@ def _partition_dictionaries(
     of_name: npt.NDArray[np.int32],
     used: npt.NDArray[np.bool_],
     partitions: int,
-) -> tuple[npt.NDArray[np.int64], list[pa.Array]]:
-    """Each partition's dictionary (its ``used`` names, in their order) and each name's index
+) -> tuple[npt.NDArray[np.int64], dict[int, pa.Array]]:
+    """Each partition's dictionary (its ``used`` names, in their order; partitions with none
+    have none) and each name's index
     in its partition's dictionary; vectorised over the names."""
     by_part = np.argsort(np.where(used, of_name, partitions), kind="stable")
     sizes = np.bincount(of_name[used], minlength=partitions)
@@ -199,10 +193,10 @@ def _partition_dictionaries(
     kept = by_part[: int(sizes.sum())]  # the used names, partition after partition
     rank = np.zeros(names.shape[0], dtype=np.int64)
     rank[kept] = np.arange(kept.shape[0]) - firsts[of_name[kept]]
-    dicts = [
-        pa.array(names[kept[first : first + size]], pa.string())
-        for first, size in zip(firsts.tolist(), sizes.tolist(), strict=True)
-    ]
+    dicts = {
+        p: pa.array(names[kept[firsts[p] : firsts[p] + sizes[p]]], pa.string())
+        for p in np.flatnonzero(sizes).tolist()
+    }
     return rank, dicts
 
 
