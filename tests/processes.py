@@ -73,6 +73,18 @@ def wait_healthy(
     return False
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``proc`` (SIGTERM, then SIGKILL after 10 s) and wait for it to exit."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class ServerProcess:
     """A server the tests run as a child process on ``port``: ``start`` launches it and waits
     until ``_answers``; ``stop`` ends it (SIGTERM, then SIGKILL); both may be called again.
@@ -116,12 +128,7 @@ class ServerProcess:
         """Stop the server (SIGTERM, then SIGKILL) and wait for it to exit."""
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> Self:

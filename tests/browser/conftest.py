@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.natsserver import free_port
-from tests.processes import clean_env, launch, wait_healthy
+from tests.processes import clean_env, launch, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
@@ -89,13 +89,7 @@ class Server:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log_file.close()
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minutely.ingest.validate import Names, Numbers, format_number, validate
+from tests.ingest import helpers
 
 NOW = 1_764_000_000.0
 OLDEST = NOW - 2 * 86400
@@ -40,18 +41,8 @@ def run(
     d = validate(
         names(server), names(metric), numbers(ts), numbers(value), max_errors=max_errors, **LIMITS
     )
-    b = d.batch
-    assert d.accepted == len(b)
-    rows = list(
-        zip(
-            b.server_names[b.server_codes].tolist(),
-            b.metric_names[b.metric_codes].tolist(),
-            b.ts.tolist(),
-            b.value.tolist(),
-            strict=True,
-        )
-    )
-    return rows, [(e.index, e.reason) for e in d.errors], d.rejected
+    assert d.accepted == len(d.batch)
+    return helpers.rows(d), helpers.reasons(d), d.rejected
 
 
 def test_all_good_points_are_kept_as_they_are() -> None:

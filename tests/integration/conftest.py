@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.natsserver import free_port
-from tests.processes import launch, wait_healthy
+from tests.processes import launch, stop_process, wait_healthy
 
 
 @dataclass
@@ -51,12 +51,7 @@ def start_server(
 
 
 def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait()
+    stop_process(server.proc)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from minutely import sim
 from tests.integration.conftest import start_server, stop_server
+from tests.integration.truth import check_summary, columns
 from tests.natsserver import NatsServer
 
 pytestmark = pytest.mark.slow
@@ -46,17 +47,9 @@ def test_serve_on_jetstream(tmp_path: Path) -> None:
             assert again["aggregator"]["checkpoints"] >= 1
             assert again["aggregator"]["points"] == len(batch)  # counted once, not three times
 
+            end = int(time.time()) // 60 * 60 + 60
             name = str(fleet.server_names[2])
-            rows = httpx.get(
-                f"{server.url}/api/v1/servers/{name}/summary", params={"start": t0 - 60}
-            ).json()["rows"]
-            servers = batch.server_names[batch.server_codes]
-            metrics = batch.metric_names[batch.metric_codes]
-            assert len(rows) == 10
-            for row in rows:
-                v = batch.value[(servers == name) & (metrics == row["metric"])]
-                assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size)
-                assert row["avg"] == pytest.approx(v.mean(), rel=1e-12)
+            check_summary(server.url, columns(batch), "server", name, t0 - 60, end)
         finally:
             stop_server(server)
 
@@ -84,16 +77,9 @@ def test_ingest_nodes_in_front_of_one_aggregator(tmp_path: Path) -> None:
                 assert r.status_code == 200 and r.json()["accepted"] == len(half)
             status = server.wait_folded(len(batch))
             assert status["aggregator"]["points"] == len(batch)  # type: ignore[index]
+            end = int(time.time()) // 60 * 60 + 60
             name = str(fleet.metric_names[4])
-            rows = httpx.get(
-                f"{server.url}/api/v1/metrics/{name}/summary", params={"start": t0 - 60}
-            ).json()["rows"]
-            servers = batch.server_names[batch.server_codes]
-            metrics = batch.metric_names[batch.metric_codes]
-            assert len(rows) == 6
-            for row in rows:
-                v = batch.value[(metrics == name) & (servers == row["server"])]
-                assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size)
+            check_summary(server.url, columns(batch), "metric", name, t0 - 60, end)
             # an ingest node answers only what it owns
             assert httpx.get(f"{nodes[1].url}/api/v1/servers").status_code == 404
         finally:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.integration.conftest import Server, start_server, stop_server
+from tests.integration.truth import check_series, check_summary
 
 pytestmark = pytest.mark.slow
 
@@ -39,38 +40,13 @@ def points(seed: int, n: int, since: float, until: float) -> pa.Table:
 
 
 def check(server: Server, truth: pa.Table, start: int, end: int) -> None:
+    """Q1 for two servers at three steps and Q4 for one metric, against ``truth`` (avg to
+    1e-9, this test's tolerance)."""
     cols = {k: truth.column(k).to_numpy(zero_copy_only=False) for k in truth.column_names}
     for name in ("db-0", "db-2"):
         for step in (60, 3600, DAY):
-            r = httpx.get(
-                f"{server.url}/api/v1/servers/{name}/series",
-                params={"start": start, "end": end, "step": step},
-                timeout=60,
-            )
-            assert r.status_code == 200, r.text
-            data = r.json()
-            for s in data["series"]:
-                sel = (cols["server"] == name) & (cols["metric"] == s["metric"])
-                bucket = np.floor_divide(cols["ts"][sel], step).astype(np.int64) * step
-                v_all = cols["value"][sel]
-                for i, b in enumerate(data["timestamps"]):
-                    v = v_all[bucket == b]
-                    assert s["count"][i] == v.size, (name, s["metric"], step, b)
-                    if v.size:
-                        assert (s["min"][i], s["max"][i]) == (v.min(), v.max())
-                        assert s["avg"][i] == pytest.approx(v.mean(), rel=1e-9)
-    r = httpx.get(
-        f"{server.url}/api/v1/metrics/lag/summary",
-        params={"start": start, "end": end},
-        timeout=60,
-    )
-    rows = r.json()["rows"]
-    inside = (cols["metric"] == "lag") & (cols["ts"] >= start // 60 * 60)
-    inside &= cols["ts"] < end // 60 * 60
-    assert len(rows) == len(np.unique(cols["server"][inside]))
-    for row in rows:
-        v = cols["value"][inside & (cols["server"] == row["server"])]
-        assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size)
+            check_series(server.url, cols, "server", name, step, start, end, rel=1e-9)
+    check_summary(server.url, cols, "metric", "lag", start, end, rel=1e-9)
 
 
 def wait_written(server: Server, rows_min: int = 1, timeout: float = 30) -> None:

@@ -23,9 +23,10 @@ def columns(b: PointBatch) -> Points:
 
 
 def check_series(
-    url: str, pts: Points, by: str, name: str, step: int, start: int, end: int
+    url: str, pts: Points, by: str, name: str, step: int, start: int, end: int, rel: float = 1e-12
 ) -> None:
-    """Q1 (by server) or Q2 (by metric) at ``step`` over ``[start, end)``, cell by cell."""
+    """Q1 (by server) or Q2 (by metric) at ``step`` over ``[start, end)``, cell by cell; avg
+    to ``rel``."""
     other = "metric" if by == "server" else "server"
     r = httpx.get(
         f"{url}/api/v1/{by}s/{name}/series",
@@ -48,13 +49,15 @@ def check_series(
             assert s["count"][i] == v.size, (name, s[other], b)
             if v.size:
                 assert s["min"][i] == v.min() and s["max"][i] == v.max()
-                assert s["avg"][i] == pytest.approx(v.mean(), rel=1e-12)
+                assert s["avg"][i] == pytest.approx(v.mean(), rel=rel)
             else:
                 assert s["min"][i] is None and s["avg"][i] is None
 
 
-def check_summary(url: str, pts: Points, by: str, name: str, start: int, end: int) -> None:
-    """Q3 (by server) or Q4 (by metric) over ``[start, end)``, row by row."""
+def check_summary(
+    url: str, pts: Points, by: str, name: str, start: int, end: int, rel: float = 1e-12
+) -> None:
+    """Q3 (by server) or Q4 (by metric) over ``[start, end)``, row by row; avg to ``rel``."""
     other = "metric" if by == "server" else "server"
     r = httpx.get(
         f"{url}/api/v1/{by}s/{name}/summary",
@@ -71,4 +74,4 @@ def check_summary(url: str, pts: Points, by: str, name: str, start: int, end: in
     for row in rows:
         v = pts["value"][sel & (pts[other] == row[other])]
         assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size)
-        assert row["avg"] == pytest.approx(v.mean(), rel=1e-12)
+        assert row["avg"] == pytest.approx(v.mean(), rel=rel)
