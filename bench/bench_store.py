@@ -12,8 +12,10 @@ Runs on the embedded engine (chDB) in a temporary directory unless ``--dir`` nam
 2. Bytes on disk per minute-row for each tier after merging (both sort orders included).
 3. A year of rollups written straight into the 1d/1h/1m tiers for one server with 2,000
    metrics and one metric over 1,000 servers; Q3 (one server's summary) and Q4 (one metric's)
-   over 365 days with ragged ends, and Q1/Q2 (30 days at step 1 h): median of ``--runs``,
-   with the rows each read touched.
+   over 365 days with ragged ends, and Q1/Q2 (30 days at step 1 h, read into the dense
+   ``(others, buckets)`` block the API answers from): median of ``--runs``, with the rows
+   each read touched. Then two same-run baselines for Q1, alternating: the answer copied
+   into ``bytes`` first, and its engine blocks joined into flat columns first.
 4. Q1 over 30 days at step 1 h as the API answers it, in this process (no HTTP): the query
    (store read, dense block), rendering JSON or Arrow, and a client turning the body into data
    (``orjson.loads`` / a ``pyarrow`` table); JSON and Arrow alternate, median of ``--runs``.
@@ -177,12 +179,12 @@ def bench_year(store: Store, runs: int) -> None:
         "Q4 one metric, 1,000 servers, 365 d": lambda: store.summary(
             "metric", 0, None, first, end - first
         ),
-        "Q1 one server, 2,000 metrics, 30 d step 1h": lambda: store.read(
+        "Q1 one server, 2,000 metrics, 30 d step 1h, into its dense block": lambda: store.read(
             "server", 0, None, last_day - 30 * DAY, 30 * DAY, 60
-        ),
-        "Q2 one metric, 1,000 servers, 30 d step 1h": lambda: store.read(
+        ).dense(np.arange(2000), 720),
+        "Q2 one metric, 1,000 servers, 30 d step 1h, into its dense block": lambda: store.read(
             "metric", 0, None, last_day - 30 * DAY, 30 * DAY, 60
-        ),
+        ).dense(np.arange(1000), 720),
     }
     for name, read in queries.items():
         median, best, touched = timed(runs, read, store)
@@ -191,6 +193,7 @@ def bench_year(store: Store, runs: int) -> None:
             f" {touched:,} rows read"
         )
     bench_copy(store, last_day - 30 * DAY, 30 * DAY, runs)
+    bench_blocks(store, last_day - 30 * DAY, 30 * DAY, runs)
     bench_answer(store, s, m, (last_day - 30 * DAY) * 60, last_day * 60, runs)
 
 
@@ -217,6 +220,37 @@ def bench_copy(store: Store, first: int, minutes: int, runs: int) -> None:
         f"  Q1 store read, alternating, median of {runs}: in place {med['in place']:.1f} ms,"
         f" copied into bytes {med['copied']:.1f} ms"
         f" ({med['in place'] / med['copied']:.2f}x)"
+    )
+
+
+def bench_blocks(store: Store, first: int, minutes: int, runs: int) -> None:
+    """Q1 into its dense block as it is (each engine block placed on its own) against the
+    same answer's blocks joined into flat columns first (as before), alternating, median of
+    ``runs``; the baseline of the same run."""
+    others = np.arange(2000)
+
+    def joined() -> Partials:
+        cells = store.read("server", 0, None, first, minutes, 60)
+        flat = reader.CellBlock(cells.other_ids, cells.buckets, cells.parts)
+        return reader.SeriesCells([flat]).dense(others, minutes // 60)
+
+    ways: dict[str, Callable[[], object]] = {
+        "block by block": lambda: store.read("server", 0, None, first, minutes, 60).dense(
+            others, minutes // 60
+        ),
+        "joined": joined,
+    }
+    took: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(runs):
+        for name, read in ways.items():
+            start = time.perf_counter()
+            read()
+            took[name].append((time.perf_counter() - start) * 1000)
+    med = {k: statistics.median(v) for k, v in took.items()}
+    print(
+        f"  Q1 into its dense block, alternating, median of {runs}: block by block"
+        f" {med['block by block']:.1f} ms, blocks joined first {med['joined']:.1f} ms"
+        f" ({med['block by block'] / med['joined']:.2f}x)"
     )
 
 

@@ -119,6 +119,25 @@ def test_an_answer_outlives_later_reads_and_writes(store: Store) -> None:
         assert_same(dense(cells, 6, 90), truth.block("server", key, DAY0, 90))
 
 
+def test_an_answer_of_many_engine_blocks_lands_in_its_cells(store: Store) -> None:
+    # 160,000 cells: more than one engine block (65,536 rows), each placed on its own;
+    # the dense rows given in another order than the ids, and one id left out
+    rng = np.random.default_rng(3)
+    metrics, minutes = 200, 800
+    truth = Truth.empty(1, metrics, DAY0, minutes)
+    s, m, t, p = random_cells(rng, 1, metrics, DAY0, minutes, 1.0)
+    store.write_minutes(s, m, t, p)
+    truth.add(s, m, t, p)
+    got = store.read("server", 0, None, DAY0, minutes, 1)
+    assert len(got.blocks) > 1 and got.other_ids.size == metrics * minutes
+    others = np.arange(metrics)[::-1][1:]  # 199 … 1: metric 0 is left out
+    want = truth.block("server", 0, DAY0, minutes)
+    assert_same(got.dense(others, minutes), Partials(*(f[others] for f in want.fields())))
+    # buckets past the requested width are left out, not wrapped
+    short = got.dense(others, minutes // 2)
+    assert_same(short, Partials(*(f[others, : minutes // 2] for f in want.fields())))
+
+
 def test_read_lists_only_cells_with_data(store: Store) -> None:
     one = Partials(np.array([1.0]), np.array([2.0]), np.array([3.0]), np.array([2], np.uint32))
     store.write_minutes([7], [9], [DAY0 + 3], one)
