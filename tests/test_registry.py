@@ -39,3 +39,39 @@ def test_table_grows_past_initial_size() -> None:
     assert sorted(sids.tolist()) == list(range(2000))
     assert reg.add_series("s39", "m49") == int(sids[-1])
     assert reg.add_series("new", "m0") == 2000
+
+
+def test_known_series_are_found_the_same_way_from_any_batch_names() -> None:
+    # a batch whose every (server, metric) pair is a series already is looked up in a table
+    # of its own names; the ids must be those of the names, whatever the batch's name order
+    reg = Registry()
+    rng = np.random.default_rng(4)
+    servers = np.array([f"s{i}" for i in range(30)], dtype=object)
+    metrics = np.array([f"m{j}" for j in range(70)], dtype=object)
+    s, m = np.divmod(rng.permutation(30 * 70), 70)
+    first = reg.series_ids(
+        PointBatch.from_names(servers[s], metrics[m], [0.0] * s.size, [0.0] * s.size)
+    )
+    want = {(servers[a], metrics[b]): int(i) for a, b, i in zip(s, m, first, strict=True)}
+    for _ in range(5):
+        n = 3000  # more points than the batch's names make pairs: the table path
+        ps, pm = rng.integers(0, 30, n), rng.integers(0, 70, n)
+        s_order, m_order = rng.permutation(30), rng.permutation(70)
+        batch = PointBatch(
+            servers[s_order],
+            np.argsort(s_order)[ps].astype(np.int32),
+            metrics[m_order],
+            np.argsort(m_order)[pm].astype(np.int32),
+            np.zeros(n),
+            np.zeros(n),
+        )
+        got = reg.series_ids(batch)
+        assert got.tolist() == [want[(servers[a], metrics[b])] for a, b in zip(ps, pm, strict=True)]
+    assert reg.n_series == 30 * 70
+    # a pair never seen makes a new series, from either path
+    extra = PointBatch.from_names(
+        ["s0", "s99"] * 2000, ["m99", "m0"] * 2000, [0.0] * 4000, [0.0] * 4000
+    )
+    ids = reg.series_ids(extra)
+    assert reg.n_series == 30 * 70 + 2 and len(set(ids.tolist())) == 2
+    assert np.array_equal(reg.series_ids(extra), ids)

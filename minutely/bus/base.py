@@ -69,36 +69,53 @@ def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, Po
     """Split a batch into one piece per partition it touches, in ascending partition order.
 
     Points keep their relative order inside a piece. Vectorised: one Python step per distinct
-    server name and per partition, none per point. A batch that falls in a single partition is
-    returned as is (no copy); otherwise every piece owns fresh arrays, so a slow partition
-    never keeps the other partitions' points alive. Name arrays are shared, not trimmed.
+    server name, per partition and per long run of one partition's points, none per point. A
+    batch that falls in a single partition is returned as is (no copy); otherwise every piece
+    owns fresh arrays, so a slow partition never keeps the other partitions' points alive.
+    Name arrays are shared, not trimmed.
     """
     _, slices = partition_slices(batch, partitions)
     return [
         (
             p,
             batch
-            if index is None
+            if cut is None
             else PointBatch(
                 batch.server_names,
-                np.take(batch.server_codes, index),
+                take_points(batch.server_codes, cut),
                 batch.metric_names,
-                np.take(batch.metric_codes, index),
-                np.take(batch.ts, index),
-                np.take(batch.value, index),
+                take_points(batch.metric_codes, cut),
+                take_points(batch.ts, cut),
+                take_points(batch.value, cut),
             ),
         )
-        for p, index in slices
+        for p, cut in slices
     ]
+
+
+#: which points of a batch one partition's piece has, in order: their positions, or the runs
+#: of consecutive points they make (when runs are long, copying runs beats a gather per point)
+Cut = npt.NDArray[np.intp] | list[slice]
+
+#: the mean run length from which a piece is cut as runs: per run, a slice and a copy cost
+#: about what a gather of ~50 points does
+RUNS_FROM = 128
+
+
+def take_points(column: npt.NDArray[Any], cut: Cut) -> npt.NDArray[Any]:
+    """``column``'s values at ``cut``, in a fresh array."""
+    if isinstance(cut, list):
+        return np.concatenate([column[run] for run in cut]) if cut else column[:0].copy()
+    return np.take(column, cut)
 
 
 def partition_slices(
     batch: PointBatch, partitions: int
-) -> tuple[npt.NDArray[np.int32], list[tuple[int, npt.NDArray[np.intp] | None]]]:
+) -> tuple[npt.NDArray[np.int32], list[tuple[int, Cut | None]]]:
     """The partition of each server name, and for each partition the batch touches (in
-    ascending order) the positions of its points, in their order: ``None`` when that
-    partition has every point (the batch is one piece as it is). ``split_by_partition``'s
-    rule, for callers that cut the pieces from other columns than the batch's own."""
+    ascending order) the ``Cut`` of its points, in their order: ``None`` when that partition
+    has every point (the batch is one piece as it is). ``split_by_partition``'s rule, for
+    callers that cut the pieces from other columns than the batch's own."""
     of_name = partition_of(batch.server_names, partitions)
     if len(batch) == 0:
         return of_name, []
@@ -112,41 +129,32 @@ def partition_slices(
         per_point = of_name.astype(np.uint16)[batch.server_codes]
     else:
         per_point = of_name[batch.server_codes]
-    counts, order = partition_order(per_point, partitions)
-    present = np.flatnonzero(counts)
-    if present.shape[0] == 1 or order is None:
-        return of_name, [(int(present[0]), None)]
-    ends = np.cumsum(counts)
-    return of_name, [(p, order[ends[p] - counts[p] : ends[p]]) for p in present.tolist()]
-
-
-def partition_order(
-    per_point: npt.NDArray[np.integer[Any]], partitions: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp] | None]:
-    """Points per partition, and the stable order that groups points by partition (None
-    when one partition has them all).
-
-    A server's points usually come in runs (an agent's batch; a simulated fleet's second,
-    server after server): when runs are long, the runs are ordered rather than the points,
-    and the point order is rebuilt from them with one ``repeat``.
-    """
     n = per_point.shape[0]
     change = np.flatnonzero(per_point[1:] != per_point[:-1]) + 1
     if change.shape[0] == 0:
-        counts = np.zeros(partitions, dtype=np.int64)
-        counts[int(per_point[0])] = n
-        return counts, None
-    if change.shape[0] * 16 > n:  # short runs: order the points themselves
-        counts = np.bincount(per_point, minlength=partitions).astype(np.int64)
-        return counts, np.argsort(per_point, kind="stable")
-    run_start = np.concatenate(([0], change))
-    run_len = np.diff(np.append(run_start, n))
-    run_part = per_point[run_start]
-    counts = np.bincount(run_part, weights=run_len, minlength=partitions).astype(np.int64)
-    run_order = np.argsort(run_part, kind="stable")
-    lens = run_len[run_order]
-    shift = run_start[run_order] - (np.cumsum(lens) - lens)  # from new position to old
-    return counts, np.arange(n, dtype=np.intp) + np.repeat(shift, lens)
+        return of_name, [(int(per_point[0]), None)]
+    if change.shape[0] * RUNS_FROM <= n:
+        # long runs (an agent's batch; a simulated fleet's second, server after server):
+        # each partition's piece is its runs, copied as they are
+        starts = np.concatenate(([0], change))
+        stops = np.append(change, n)
+        run_part = per_point[starts]
+        return of_name, [
+            (
+                p,
+                [
+                    slice(a, b)
+                    for a, b in zip(starts[mine].tolist(), stops[mine].tolist(), strict=True)
+                ],
+            )
+            for p in np.unique(run_part).tolist()
+            for mine in [run_part == p]
+        ]
+    counts = np.bincount(per_point, minlength=partitions)
+    order = np.argsort(per_point, kind="stable")  # short runs: order the points themselves
+    ends = np.cumsum(counts)
+    present = np.flatnonzero(counts)
+    return of_name, [(p, order[ends[p] - counts[p] : ends[p]]) for p in present.tolist()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -302,7 +302,9 @@ def test_the_wire_form_keeps_points_and_only_the_names_they_use() -> None:
 @pytest.mark.parametrize(
     ("n", "servers", "runs", "budget"),
     [
-        (5000, 24, 50, 1 << 20),  # an agent's batch: each server's points in one run
+        (5000, 24, 50, 1 << 20),  # servers in short runs
+        (20000, 24, 24, 1 << 20),  # each server's points in one long run: cut as runs
+        (20000, 24, 24, 8192),  # … and over the broker's limit
         (5000, 24, 1, 1 << 20),  # servers interleaved point by point
         (40, 24, 1, 1 << 20),  # more names than points: the dictionaries are trimmed
         (5000, 24, 50, 2048),  # pieces over the broker's limit are cut
