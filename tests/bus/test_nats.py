@@ -20,6 +20,7 @@ import pytest
 
 from minutely.bus import Message, partition_of, split_by_partition
 from minutely.bus.nats import NatsBus, NatsConsumer, decode, encode
+from minutely.bus.nats.client import LARGE
 from minutely.bus.nats.wire import prepare
 from minutely.errors import Backpressure, ConfigError, Unavailable
 from minutely.model import PointBatch
@@ -104,6 +105,38 @@ def test_points_survive_a_restart_of_the_bus(make: Any) -> None:
     again = drain(second.consumer(), 400)
     assert values(again) == list(range(400, 800))
     assert sorted((m.partition, m.offset) for m in again) == [(p, 1) for p in range(4)]
+
+
+@pytest.mark.parametrize("key", [None, "big-1"])
+def test_large_messages_arrive_whole_with_and_without_headers(make: Any, key: str | None) -> None:
+    # messages of megabytes take the client's large path both ways (minutely.bus.nats.client);
+    # batches of random values, so that a byte moved or lost anywhere shows
+    bus = make(partitions=2)
+    rng = np.random.default_rng(7)
+    sent = []
+    for k in range(3):
+        n = 300_000 + 12_345 * k
+        batch = points(n, first=k * 1_000_000)
+        batch = PointBatch(
+            batch.server_names,
+            batch.server_codes,
+            batch.metric_names,
+            batch.metric_codes,
+            batch.ts,
+            rng.normal(size=n),
+        )
+        sent.append(batch)
+        publish(bus, batch, key=None if key is None else f"{key}-{k}")
+    assert (
+        min(len(memoryview(d)) for b in sent for _, m in prepare(b, 2, 8 << 20) for d, _ in m)
+        > LARGE
+    )
+    got = drain(bus.consumer(), sum(len(b) for b in sent))
+    want = np.sort(np.concatenate([b.value for b in sent]))
+    np.testing.assert_array_equal(np.sort(np.concatenate([m.batch.value for m in got])), want)
+    for m in got:  # each message's points are one partition's, with their own ts and names
+        names = m.batch.server_names[m.batch.server_codes]
+        assert set(partition_of(np.unique(names), 2).tolist()) == {m.partition}
 
 
 def test_an_idempotency_key_stores_a_batch_once(make: Any) -> None:
@@ -259,6 +292,19 @@ def test_reopening_with_another_partition_count_is_refused(make: Any) -> None:
     make(partitions=4)
     with pytest.raises(ConfigError, match="partition count"):
         make(partitions=8)
+
+
+def test_a_message_read_from_a_misaligned_buffer_decodes_to_aligned_columns() -> None:
+    batch = points(1000)
+    [(data, _)] = encode(batch, 1 << 20)
+    for offset in range(9):
+        holder = bytearray(offset + data.size)
+        holder[offset:] = data.to_pybytes()
+        got = decode(memoryview(holder)[offset:])
+        for column in (got.ts, got.value):
+            assert column.ctypes.data % 8 == 0
+        np.testing.assert_array_equal(got.value, batch.value)
+        np.testing.assert_array_equal(got.ts, batch.ts)
 
 
 def test_the_wire_form_keeps_points_and_only_the_names_they_use() -> None:

@@ -17,11 +17,11 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
 from nats.aio.client import Server as NatsServerInfo
 from nats.js import api
 
 from minutely.bus.base import PartitionStats, owned_partitions
+from minutely.bus.nats.client import Client
 from minutely.bus.nats.consumer import NatsConsumer
 from minutely.bus.nats.loop import RETRY_AFTER_SECONDS, LoopThread
 from minutely.bus.nats.wire import prepare
@@ -379,7 +379,8 @@ class NatsBus:
 
         try:
             # The client retries forever, also on the first connect: give it ``timeout``.
-            connecting = nats.connect(
+            nc = Client()
+            connecting = nc.connect(
                 self._url.split(","),
                 name="minutely",
                 connect_timeout=max(1, int(self._timeout)),
@@ -390,7 +391,8 @@ class NatsBus:
                 reconnected_cb=reconnected,
                 error_cb=error,
             )
-            return await asyncio.wait_for(connecting, self._timeout)
+            await asyncio.wait_for(connecting, self._timeout)
+            return nc
         except (OSError, TimeoutError, nats.errors.Error) as e:
             msg = f"cannot reach NATS at {self._url} within {self._timeout} s: {e!r}"
             raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS) from e
