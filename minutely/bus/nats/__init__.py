@@ -1,8 +1,9 @@
 """The JetStream bus: ``NatsBus``, the ``Bus`` on NATS JetStream (durable, clusterable).
 
 The package: ``bus.py`` (``NatsBus``: streams, publish, the bound, stats), ``consumer.py``
-(``NatsConsumer``: pull consumers, poll, commit), ``wire.py`` (a message's bytes) and
-``loop.py`` (the client's private event loop thread).
+(``NatsConsumer``: pull consumers, poll, commit), ``wire.py`` (a message's bytes),
+``client.py`` (nats-py's client with fewer copies of a large message) and ``loop.py`` (the
+client's private event loop thread).
 
 Owns the layout of the bus on the broker, the wire form of a message, the byte bound and the
 consumer group's pull consumers. Passes ``tests/contracts/test_bus_contract.py`` like
