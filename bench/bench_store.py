@@ -197,6 +197,17 @@ def bench_year(store: Store, runs: int) -> None:
     bench_answer(store, s, m, (last_day - 30 * DAY) * 60, last_day * 60, runs)
 
 
+def alternating(ways: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median milliseconds of each way over ``runs`` rounds, the ways taking turns in each."""
+    took: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(runs):
+        for name, read in ways.items():
+            start = time.perf_counter()
+            read()
+            took[name].append((time.perf_counter() - start) * 1000)
+    return {k: statistics.median(v) for k, v in took.items()}
+
+
 def bench_copy(store: Store, first: int, minutes: int, runs: int) -> None:
     """Q1's store read as it is (the engine's Arrow answer read in place) against the same
     SQL through ``clickhouse_connect``'s ``query_arrow`` (the answer copied into ``bytes``
@@ -209,13 +220,7 @@ def bench_copy(store: Store, first: int, minutes: int, runs: int) -> None:
         "in place": lambda: store.read("server", 0, None, first, minutes, 60),
         "copied": lambda: reader.series_cells(client.query_arrow(sql, parameters=params)),
     }
-    took: dict[str, list[float]] = {k: [] for k in ways}
-    for _ in range(runs):
-        for name, read in ways.items():
-            start = time.perf_counter()
-            read()
-            took[name].append((time.perf_counter() - start) * 1000)
-    med = {k: statistics.median(v) for k, v in took.items()}
+    med = alternating(ways, runs)
     print(
         f"  Q1 store read, alternating, median of {runs}: in place {med['in place']:.1f} ms,"
         f" copied into bytes {med['copied']:.1f} ms"
@@ -240,13 +245,7 @@ def bench_blocks(store: Store, first: int, minutes: int, runs: int) -> None:
         ),
         "joined": joined,
     }
-    took: dict[str, list[float]] = {k: [] for k in ways}
-    for _ in range(runs):
-        for name, read in ways.items():
-            start = time.perf_counter()
-            read()
-            took[name].append((time.perf_counter() - start) * 1000)
-    med = {k: statistics.median(v) for k, v in took.items()}
+    med = alternating(ways, runs)
     print(
         f"  Q1 into its dense block, alternating, median of {runs}: block by block"
         f" {med['block by block']:.1f} ms, blocks joined first {med['joined']:.1f} ms"
