@@ -77,9 +77,23 @@ class SeriesCells:
         out = _zeros((len(others), n_buckets))
         if not self.blocks or len(others) == 0:
             return out
-        rows_of = _row_finder(np.asarray(others))
+        others = np.asarray(others)
+        rows_of = _row_finder(others)
         targets = [dst.reshape(-1) for dst in out.fields()]
+        top = int(others.max()) + 1
+        # the usual case, ids dense enough for a table: each id's first flat position, so that
+        # a block whose cells all land takes one gather and one add before its scatters
+        starts = np.full(top, -1, dtype=np.int64) if top <= 1 << 24 else None
+        if starts is not None:
+            starts[others] = np.arange(len(others), dtype=np.int64) * n_buckets
         for block in self.blocks:
+            if starts is not None and int(block.other_ids.max()) < top:
+                flat = starts[block.other_ids]
+                if int(flat.min()) >= 0 and int(block.buckets.max()) < n_buckets:
+                    flat += block.buckets
+                    for dst, src in zip(targets, block.parts.fields(), strict=True):
+                        dst[flat] = src
+                    continue
             rows, keep = rows_of(block.other_ids)
             if int(block.buckets.max()) >= n_buckets:
                 keep = keep & (block.buckets < n_buckets)
