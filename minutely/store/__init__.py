@@ -16,7 +16,7 @@ Schema (database ``minutely`` by default); every tier is two tables with the sam
     │           │           │ the cell's start │ (min, F64) │ (max, F64) │ (sum, F64) │ (sum, U64) │
     ├───────────┴───────────┴──────────────────┴────────────┴────────────┴────────────┴────────────┤
     │ 1m:    T64+ZSTD   DoubleDelta+ZSTD    FPC+ZSTD (values)    T64+ZSTD (ids, count)            │
-    │ 1h/1d: T64+LZ4    DoubleDelta+LZ4     LZ4 (values: small tiers, read in bulk: fast decode)  │
+    │ 1h/1d: LZ4 for every column (small tiers, read in bulk: decode fast)                        │
     └──────────────────────────────────────────────────────────────────────────────────────────────┘
     ENGINE AggregatingMergeTree
       by server: ORDER BY (server_id, block(ts), metric_id, ts)
