@@ -87,7 +87,7 @@ class Registry:
             m_map = self.metrics.intern(batch.metric_names)
             self._fit(len(self.servers), len(self.metrics))
             n_s, n_m = len(s_map), len(m_map)
-            if n_s * n_m <= len(batch):
+            if n_s * n_m <= len(batch) and int(batch.metric_codes.max(initial=0)) < n_m:
                 # the batch's own names span a small table: look each point up there, in the
                 # batch's codes (one multiply-add and a gather from cache per point, against
                 # two gathers, a widening and a gather from the whole table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from minutely.model import PointBatch
 from minutely.registry import Registry
@@ -75,3 +76,28 @@ def test_known_series_are_found_the_same_way_from_any_batch_names() -> None:
     ids = reg.series_ids(extra)
     assert reg.n_series == 30 * 70 + 2 and len(set(ids.tolist())) == 2
     assert np.array_equal(reg.series_ids(extra), ids)
+
+
+def test_a_code_past_the_batch_names_is_an_error_not_another_series() -> None:
+    reg = Registry()
+    servers = np.array(["s0", "s1"], dtype=object)
+    metrics = np.array(["m0", "m1"], dtype=object)
+    ok = PointBatch(
+        servers,
+        np.array([0, 0, 1, 1], np.int32),
+        metrics,
+        np.array([0, 1, 0, 1], np.int32),
+        np.zeros(4),
+        np.zeros(4),
+    )
+    reg.series_ids(ok)
+    bad = PointBatch(
+        servers,
+        np.array([0, 0, 0, 0, 1], np.int32),
+        metrics,
+        np.array([0, 1, 0, 2, 0], np.int32),
+        np.zeros(5),
+        np.zeros(5),
+    )
+    with pytest.raises(IndexError):
+        reg.series_ids(bad)

@@ -78,7 +78,7 @@ class SeriesCells:
         if not self.blocks or len(others) == 0:
             return out
         others = np.asarray(others)
-        rows_of = _row_finder(others)
+        rows_of = None  # the general lookup, built only if a block needs it
         targets = [dst.reshape(-1) for dst in out.fields()]
         top = int(others.max()) + 1
         # the usual case, ids dense enough for a table: each id's first flat position, so that
@@ -94,6 +94,8 @@ class SeriesCells:
                     for dst, src in zip(targets, block.parts.fields(), strict=True):
                         dst[flat] = src
                     continue
+            if rows_of is None:
+                rows_of = _row_finder(others)
             rows, keep = rows_of(block.other_ids)
             if int(block.buckets.max()) >= n_buckets:
                 keep = keep & (block.buckets < n_buckets)

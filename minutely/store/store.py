@@ -68,19 +68,23 @@ class TierUsage(NamedTuple):
 #: chDB a SET and a restore around every query): the answer's Arrow buffers go uncompressed
 #: (in process, compressing them only burns CPU; over HTTP the transport compresses), and
 #: ``FINAL`` merges within partitions only (a cell never spans two); strings come as Arrow
-#: strings (set here, ``query_arrow`` would otherwise set it per call). The engine's own Arrow
-#: writer, on the query's thread, writes the same file faster than the Arrow library's in
-#: parallel (Q1's 1.44 M cells: 95 → 79 ms with the query, median of 25; the same table);
-#: a server too old to know these settings is left to its defaults by the client. Reads
-#: come in blocks of ``max_block_size`` rows (65,409), not cut at the default ~1 MB: a
-#: 1.44 M-cell answer in 22 blocks, not 88 (Q1 into its dense block 0.9x, median of 31)
+#: strings (set here, ``query_arrow`` would otherwise set it per call). Reads come in blocks
+#: of ``max_block_size`` rows (65,409), not cut at the default ~1 MB: a 1.44 M-cell answer
+#: in 22 blocks, not 88 (Q1 into its dense block 0.9x, median of 31)
 _SESSION = {
     "preferred_block_size_bytes": 100_000_000,
     "output_format_arrow_compression_method": "none",
-    "output_format_arrow_use_native_writer": 1,
-    "output_format_arrow_parallel_encoding": 0,
     "output_format_arrow_string_as_string": 1,
     "do_not_merge_across_partitions_select_final": 1,
+}
+#: settings given only to an engine that knows them (``system.settings``): the client would
+#: send an unknown one with every request, and an older server would refuse every request.
+#: The engine's own Arrow writer, on the query's thread, writes the same file faster than
+#: the Arrow library's in parallel (Q1's 1.44 M cells: 95 → 79 ms with the query, median of
+#: 25); both settings are new in ClickHouse 26
+_IF_KNOWN = {
+    "output_format_arrow_use_native_writer": 1,
+    "output_format_arrow_parallel_encoding": 0,
 }
 
 
@@ -98,6 +102,9 @@ class _Clients:
         if client is None:
             try:
                 client = get_client(dsn=self.dsn, settings=_SESSION)
+                for key, value in _IF_KNOWN.items():
+                    if key in client.server_settings:
+                        client.set_client_setting(key, value)
             except ClickHouseError as exc:
                 msg = f"cannot reach the store at {self.dsn}: {exc}"
                 raise StoreError(msg) from exc

@@ -5,6 +5,7 @@ their headers, and small messages around them still go through nats-py's own par
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import numpy as np
@@ -64,5 +65,24 @@ def test_messages_split_across_reads_arrive_whole_and_aligned(read: int) -> None
         assert (g_sid, subject, reply, hdr) == (sid, b"s.%d" % sid, b"r.%d" % sid, headers)
         assert bytes(data) == payload
         if len(payload) >= LARGE:  # gathered into its own buffer, the payload 8-byte aligned
-            assert isinstance(data, memoryview)
+            assert isinstance(data, bytearray)
             assert np.frombuffer(data, dtype=np.uint8).ctypes.data % 8 == 0
+
+
+def test_a_large_json_reply_reads_like_bytes() -> None:
+    # a JetStream API reply can be large too (stream info with subject details): whoever
+    # reads it with json.loads or .decode() gets what nats-py's own path would give
+    doc = {"subjects": {f"minutely.points.{k}": k for k in range(20_000)}}
+    payload = json.dumps(doc).encode()
+    assert len(payload) >= LARGE
+    sink = Sink()
+    parser = _Parser(sink)  # type: ignore[arg-type]
+    stream = frame(1, payload, b"NATS/1.0\r\n\r\n")
+
+    async def feed() -> None:
+        for start in range(0, len(stream), 32768):
+            await parser.parse(stream[start : start + 32768])
+
+    asyncio.run(feed())
+    [(_, _, _, data, _)] = sink.got
+    assert json.loads(data) == doc and data.decode() == payload.decode()

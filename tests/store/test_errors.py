@@ -55,3 +55,30 @@ def test_saving_a_registry_that_forgot_names_is_refused(store: Store) -> None:
     store.save_names(["a", "b"], ["cpu"])
     with pytest.raises(StoreCorrupt, match="load_registry"):
         store.save_names(["a"], ["cpu"])
+
+
+def test_settings_an_older_engine_lacks_are_not_sent(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an older ClickHouse refuses every request that carries a setting it does not know: the
+    # store gives the newest settings only to an engine that lists them in system.settings
+    from minutely.store import store as store_module
+
+    real = store_module.get_client
+
+    def older(**kwargs: object) -> object:
+        client = real(**kwargs)
+        for key in store_module._IF_KNOWN:
+            client.server_settings.pop(key, None)
+        return client
+
+    monkeypatch.setattr(store_module, "get_client", older)
+    old = make_store()
+    client = old._clients.get()
+    assert all(client.get_client_setting(key) is None for key in store_module._IF_KNOWN)
+    old.save_names(["a"], ["cpu"])  # and the store works without them
+    assert old.load_registry().servers.get("a") == 0
+    monkeypatch.undo()
+    new = make_store()
+    got = new._clients.get()
+    assert all(got.get_client_setting(k) == str(v) for k, v in store_module._IF_KNOWN.items())

@@ -7,11 +7,13 @@ A bus message is megabytes of Arrow. nats-py handles every message as a small on
 - receiving, the parser appends each 32 KiB read to a growing ``bytearray`` (reallocated as
   it grows), then cuts the payload out with a slice and a ``bytes`` of it (two more copies).
 
-Here a large payload is published as its own buffer beside the command line (no copy), and
-received into one buffer of its size as the reads arrive (one copy); the message's ``data``
-is a ``memoryview`` of that buffer. Small messages (API replies, acks, heartbeats) take
-nats-py's own path unchanged. The protocol is the same byte for byte; the bus contract suite
-runs over this client against a real ``nats-server``.
+Here a large payload is queued as its own buffer beside the command line (no copy in the
+client; the transport may still join what it writes at once), and received into one buffer
+of its size as the reads arrive (one copy); the message's ``data`` is that ``bytearray``,
+its payload 8-byte aligned, so that ``json.loads``, ``decode()`` and Arrow all take it as
+they take ``bytes``. Small messages (API replies, acks, heartbeats) take nats-py's own path
+unchanged. The protocol is the same byte for byte; the bus contract suite runs over this
+client against a real ``nats-server``.
 """
 
 from __future__ import annotations
@@ -123,15 +125,17 @@ class _Parser(Parser):
         await super().parse(bytes(memoryview(data)[room:]))
 
     async def _dispatch(self, body: bytearray) -> None:
-        """Hand a gathered message on, as nats-py's parser does."""
-        view = memoryview(body)[self._pad :]
+        """Hand a gathered message on, as nats-py's parser does: the buffer itself becomes
+        the payload, cut down in place (CPython drops a ``bytearray``'s head by moving its
+        start, and its tail by shortening it: no copy, the alignment kept)."""
         hdr = None
+        start = self._pad
         if self.header_needed > 0:
-            hdr = bytes(view[: self.header_needed])
-            payload = view[self.header_needed : self.needed]
+            hdr = bytes(body[start : start + self.header_needed])
+            start += self.header_needed
             self.header_needed = 0
-        else:
-            payload = view[: self.needed]
+        del body[self._pad + self.needed :]  # the CRLF
+        del body[:start]
         self.state = AWAITING_CONTROL_LINE
         arg = self.msg_arg
-        await self.nc._process_msg(arg["sid"], arg["subject"], arg["reply"], payload, hdr)
+        await self.nc._process_msg(arg["sid"], arg["subject"], arg["reply"], body, hdr)

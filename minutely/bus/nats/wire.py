@@ -84,8 +84,7 @@ TS_BASE = b"minutely.ts_base"
 
 def _codes(codes: npt.NDArray[np.int32], names: npt.NDArray[np.object_]) -> pa.DictionaryArray:
     indices = pa.array(_narrow_codes(codes, names.shape[0]))
-    # the codes index the names by construction: no bounds check per point
-    return pa.DictionaryArray.from_arrays(indices, pa.array(names, pa.string()), safe=False)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(names, pa.string()))
 
 
 def _to_wire(piece: PointBatch) -> pa.RecordBatch:
@@ -170,13 +169,10 @@ def prepare(batch: PointBatch, partitions: int, budget: int) -> Prepared:
         piece_ts = take_points(ts, cut)
         record = pa.RecordBatch.from_arrays(
             [
-                # ranks in their own dictionaries by construction: no bounds check per point
-                pa.DictionaryArray.from_arrays(
-                    pa.array(take_points(s_codes, cut)), s_dicts[p], safe=False
-                ),
-                pa.DictionaryArray.from_arrays(
-                    pa.array(take_points(m_codes_wire, cut)), m_dict, safe=False
-                ),
+                # indices are checked against their dictionaries (``safe``): a batch with a
+                # bad code fails here, at publish, not in every consumer of the stream
+                pa.DictionaryArray.from_arrays(pa.array(take_points(s_codes, cut)), s_dicts[p]),
+                pa.DictionaryArray.from_arrays(pa.array(take_points(m_codes_wire, cut)), m_dict),
                 pa.array(piece_ts),
                 pa.array(take_points(value, cut)),
             ],
