@@ -75,22 +75,7 @@ def split_by_partition(batch: PointBatch, partitions: int) -> list[tuple[int, Po
     Name arrays are shared, not trimmed.
     """
     _, slices = partition_slices(batch, partitions)
-    return [
-        (
-            p,
-            batch
-            if cut is None
-            else PointBatch(
-                batch.server_names,
-                take_points(batch.server_codes, cut),
-                batch.metric_names,
-                take_points(batch.metric_codes, cut),
-                take_points(batch.ts, cut),
-                take_points(batch.value, cut),
-            ),
-        )
-        for p, cut in slices
-    ]
+    return [(p, batch if cut is None else take_batch(batch, cut)) for p, cut in slices]
 
 
 #: which points of a batch one partition's piece has, in order: their positions, or the runs
@@ -100,6 +85,18 @@ Cut = npt.NDArray[np.intp] | list[slice]
 #: the mean run length from which a piece is cut as runs: per run, a slice and a copy cost
 #: about what a gather of ~50 points does
 RUNS_FROM = 128
+
+
+def take_batch(batch: PointBatch, cut: Cut) -> PointBatch:
+    """``batch``'s points at ``cut``, in fresh arrays; the name arrays are shared."""
+    return PointBatch(
+        batch.server_names,
+        take_points(batch.server_codes, cut),
+        batch.metric_names,
+        take_points(batch.metric_codes, cut),
+        take_points(batch.ts, cut),
+        take_points(batch.value, cut),
+    )
 
 
 def take_points(column: npt.NDArray[Any], cut: Cut) -> npt.NDArray[Any]:

@@ -77,32 +77,16 @@ class SeriesCells:
         out = _zeros((len(others), n_buckets))
         if not self.blocks or len(others) == 0:
             return out
-        others = np.asarray(others)
-        rows_of = None  # the general lookup, built only if a block needs it
+        first_of = _first_positions(np.asarray(others), n_buckets)
         targets = [dst.reshape(-1) for dst in out.fields()]
-        top = int(others.max()) + 1
-        # the usual case, ids dense enough for a table: each id's first flat position, so that
-        # a block whose cells all land takes one gather and one add before its scatters
-        starts = np.full(top, -1, dtype=np.int64) if top <= 1 << 24 else None
-        if starts is not None:
-            starts[others] = np.arange(len(others), dtype=np.int64) * n_buckets
         for block in self.blocks:
-            if starts is not None and int(block.other_ids.max()) < top:
-                flat = starts[block.other_ids]
-                if int(flat.min()) >= 0 and int(block.buckets.max()) < n_buckets:
-                    flat += block.buckets
-                    for dst, src in zip(targets, block.parts.fields(), strict=True):
-                        dst[flat] = src
-                    continue
-            if rows_of is None:
-                rows_of = _row_finder(others)
-            rows, keep = rows_of(block.other_ids)
-            if int(block.buckets.max()) >= n_buckets:
-                keep = keep & (block.buckets < n_buckets)
-            flat = rows * n_buckets + block.buckets  # one flat scatter per field
+            flat = first_of(block.other_ids)
             sources = list(block.parts.fields())
-            if not bool(keep.all()):
-                flat = flat[keep]
+            if int(flat.min()) >= 0 and int(block.buckets.max()) < n_buckets:
+                flat += block.buckets  # the usual case: every cell lands, nothing to mask
+            else:
+                keep = (flat >= 0) & (block.buckets < n_buckets)
+                flat = flat[keep] + block.buckets[keep]
                 sources = [src[keep] for src in sources]
             for dst, src in zip(targets, sources, strict=True):
                 dst[flat] = src
@@ -127,7 +111,10 @@ class SummaryCells(NamedTuple):
     def dense(self, others: npt.NDArray[Any]) -> Partials:
         """The partials aligned to ``others``; ids without data have ``count == 0``."""
         out = _zeros(len(others))
-        rows, keep = _rows_of(np.asarray(others), self.other_ids)
+        if len(others) == 0:
+            return out
+        rows = _first_positions(np.asarray(others), 1)(self.other_ids)
+        keep = rows >= 0
         for dst, src in zip(out.fields(), self.parts.fields(), strict=True):
             dst[rows[keep]] = src[keep]
         return out
@@ -149,43 +136,31 @@ def _zeros(shape: int | tuple[int, ...]) -> Partials:
     )
 
 
-def _row_finder(
-    others: npt.NDArray[Any],
-) -> Callable[[U32], tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]]:
-    """A function giving the row of each id in ``others`` (any order), and which ids were
-    found; built once, then applied to each block of an answer."""
-    if len(others) == 0:
-        return lambda ids: (np.zeros(len(ids), dtype=np.intp), np.zeros(len(ids), dtype=bool))
+def _first_positions(
+    others: npt.NDArray[Any], width: int
+) -> Callable[[U32], npt.NDArray[np.int64]]:
+    """A function giving, for each id, ``row * width`` where ``others[row]`` is that id (any
+    order), or -1 for an id not in ``others`` (which must not be empty); built once, then
+    applied to each block of an answer."""
     top = int(others.max()) + 1
     if top <= 1 << 24:  # ids are dense: a lookup table beats a binary search per cell
-        lut = np.full(top, -1, dtype=np.intp)
-        lut[others] = np.arange(len(others))
+        table = np.full(top, -1, dtype=np.int64)
+        table[others] = np.arange(len(others), dtype=np.int64) * width
 
-        def by_table(ids: U32) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+        def by_table(ids: U32) -> npt.NDArray[np.int64]:
             if len(ids) and int(ids.max()) >= top:
-                rows = np.where(ids < top, lut[np.minimum(ids, top - 1)], -1)
-            else:
-                rows = lut[ids]
-            found: npt.NDArray[np.bool_] = rows >= 0
-            return np.maximum(rows, 0), found
+                return np.where(ids < top, table[np.minimum(ids, top - 1)], -1)
+            return table[ids]
 
         return by_table
     order = np.argsort(others, kind="stable")
     ordered = others[order]
 
-    def by_search(ids: U32) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    def by_search(ids: U32) -> npt.NDArray[np.int64]:
         pos = np.minimum(np.searchsorted(ordered, ids), len(others) - 1)
-        hit: npt.NDArray[np.bool_] = ordered[pos] == ids
-        return order[pos], hit
+        return np.where(ordered[pos] == ids, order[pos].astype(np.int64) * width, -1)
 
     return by_search
-
-
-def _rows_of(
-    others: npt.NDArray[Any], ids: U32
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
-    """Row of each id in ``others`` (any order), and which ids were found."""
-    return _row_finder(others)(ids)
 
 
 def _columns(by: By) -> tuple[str, str]:

@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from minutely.bus.base import partition_slices, take_points
-from minutely.model import ARROW_SCHEMA, PointBatch
+from minutely.bus.base import partition_slices, take_batch, take_points
+from minutely.model import ARROW_SCHEMA, PointBatch, ipc_stream
 
 # -- wire form ------------------------------------------------------------------------------
 
@@ -60,7 +60,7 @@ def encode(piece: PointBatch, budget: int) -> list[tuple[pa.Buffer, int]]:
     s_names, s_codes = _used_names(piece.server_names, piece.server_codes)
     m_names, m_codes = _used_names(piece.metric_names, piece.metric_codes)
     wire = _to_wire(PointBatch(s_names, s_codes, m_names, m_codes, piece.ts, piece.value))
-    data = _ipc(wire)
+    data = ipc_stream(wire)
     if data.size <= budget:
         return [(data, piece.nbytes)]
     if n <= 1:
@@ -179,17 +179,12 @@ def prepare(batch: PointBatch, partitions: int, budget: int) -> Prepared:
             names=ARROW_SCHEMA.names,
             metadata=metadata,
         )
-        data = _ipc(record)
+        data = ipc_stream(record)
         nbytes = per_point_bytes * piece_ts.shape[0]
         if data.size <= budget:
             out.append((p, [(data, nbytes)]))
         else:  # too big for one message: cut the piece as ``encode`` does
-            index = (
-                cut
-                if not isinstance(cut, list)
-                else np.concatenate([np.arange(run.start, run.stop) for run in cut])
-            )
-            out.append((p, encode(batch.take(index), budget)))
+            out.append((p, encode(take_batch(batch, cut), budget)))
     return out
 
 
@@ -246,17 +241,3 @@ def _narrow_ts(ts: npt.NDArray[np.float64]) -> tuple[npt.NDArray[Any], int | Non
     if not np.array_equal(offsets + base, ts):  # not whole seconds
         return ts, None
     return offsets, int(base)
-
-
-def _ipc(record: pa.RecordBatch) -> pa.Buffer:
-    """``record`` as an Arrow IPC stream, in a buffer the client sends without a copy.
-
-    Measured first, then written once into a buffer of that size: a growing buffer would be
-    reallocated and copied several times over for a message of megabytes."""
-    counter = pa.MockOutputStream()
-    with pa.ipc.new_stream(counter, record.schema) as writer:
-        writer.write_batch(record)
-    buffer = pa.allocate_buffer(counter.size())
-    with pa.ipc.new_stream(pa.FixedSizeBufferWriter(buffer), record.schema) as writer:
-        writer.write_batch(record)
-    return buffer
