@@ -7,6 +7,7 @@ Owns the shapes every other module passes around, and imports nothing internal.
   batch of a million points carries each name once.
 - ``Partials``: minute aggregates as four parallel arrays ``(min, max, sum, count)``. Partials
   merge with ``min, max, +, +``; the average is ``sum / count`` and is computed only when read.
+- ``ipc_stream``: a record batch as one Arrow IPC stream buffer (API answers, bus messages).
 - Minute maths: minute ``m`` covers ``[60m, 60m + 60)`` in UTC seconds; a step of ``s`` seconds
   (a multiple of 60) groups minutes by ``floor(60m / s)``.
 """
