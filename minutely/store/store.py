@@ -442,16 +442,19 @@ class Store:
 
 
 def _query_arrow(client: Client, sql: str, params: dict[str, Any] | None) -> pa.Table:
-    """The answer of ``sql`` as an Arrow table, read from the engine's Arrow file.
+    """The answer of ``sql`` as an Arrow table, read from the engine's Arrow IPC stream.
 
-    Only how the file's bytes arrive differs: a server's come as the HTTP body; the embedded
+    Only how the stream's bytes arrive differs: a server's come as the HTTP body; the embedded
     engine's are read where the engine wrote them, with no copy (``query_arrow`` copies them
     into a ``bytes`` first, which for a 1.4M-cell answer costs as much as the query: 57 MB of
     fresh pages). The buffer keeps the engine's result alive as long as any column uses it.
+    The stream format, not the file format: the engine writes it faster and the columns are
+    the same (Q1 into its dense block 98.7 → 94.0 ms, median of 41, alternating).
     """
     if not isinstance(client, ChdbClient):
-        return pa.ipc.open_file(pa.py_buffer(client.raw_query(sql, params, fmt="Arrow"))).read_all()
-    final, bound, runtime = client._prep_raw_query_runtime(sql, params, None, "Arrow", True)
+        body = client.raw_query(sql, params, fmt="ArrowStream")
+        return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+    final, bound, runtime = client._prep_raw_query_runtime(sql, params, None, "ArrowStream", True)
     backend = client._backend
     result = backend._run_with_settings(
         final,
@@ -463,10 +466,10 @@ def _query_arrow(client: Client, sql: str, params: dict[str, Any] | None) -> pa.
     view = result.get_memview()
     data = view.view()
     if len(data) == 0:
-        return pa.ipc.open_file(pa.py_buffer(result.bytes())).read_all()
+        return pa.ipc.open_stream(pa.py_buffer(result.bytes())).read_all()
     address = np.frombuffer(data, dtype=np.uint8).ctypes.data
     buffer = pa.foreign_buffer(address, len(data), base=(result, view, data))
-    return pa.ipc.open_file(buffer).read_all()
+    return pa.ipc.open_stream(buffer).read_all()
 
 
 def _dedup_settings(token: str | None) -> dict[str, Any]:
