@@ -150,7 +150,6 @@ class Query:
         series, labels = sel.series, sel.labels
         step_m = step // MINUTE
         first, last = start // MINUTE, end // MINUTE
-        out = _empty((len(labels), n_buckets))
         seam = self._seam(first, last)
         if self.store is not None and first < seam and len(labels):
             cells = self.store.read(
@@ -162,6 +161,8 @@ class Query:
                 step_m,
             )
             out = cells.dense(sel.other_ids, n_buckets)
+        else:
+            out = _empty((len(labels), n_buckets))
         window = self._window()
         if window is not None and len(labels):
             lo = max(first, window[0])
