@@ -10,6 +10,9 @@ runs.
   block. numpy needs a gather (id → row), an add (+ bucket) and a scatter per field, each
   over a temporary of the answer's length; one loop reads each cell once (measured, Q1's
   1.44 M cells: ``bench/bench_store.py``).
+- ``merge_slots``: the hot ring's minute cells merged straight into step buckets, so that a
+  read at a step of an hour never makes the ``(series × minutes)`` block first (a 2-day
+  read of 2,000 series makes 161 MB of it, then merges it with a pass per field).
 """
 
 from __future__ import annotations
@@ -59,3 +62,49 @@ def _place_cells(
 
 
 place_cells: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_place_cells)
+
+
+def _merge_slots(
+    mn: npt.NDArray[np.float64],
+    mx: npt.NDArray[np.float64],
+    sm: npt.NDArray[np.float64],
+    ct: npt.NDArray[np.uint32],
+    rows: npt.NDArray[np.int64],
+    out_rows: npt.NDArray[np.int64],
+    slots: npt.NDArray[np.int64],
+    buckets: npt.NDArray[np.int64],
+    out_mn: npt.NDArray[np.float64],
+    out_mx: npt.NDArray[np.float64],
+    out_sm: npt.NDArray[np.float64],
+    out_ct: npt.NDArray[np.uint32],
+) -> None:
+    """Merge ring cells ``[rows[k], slots[j]]`` into ``out[out_rows[k], buckets[j]]`` for
+    every ``k`` and ``j``, skipping empty cells (``count == 0``). ``buckets`` must be
+    ascending (the slots of ascending minutes): a bucket's cells are merged in registers
+    and written once (23 vs 42 ms for 2,000 series × 2,820 minutes at step 60). ``out``
+    must start as the empty partial (``inf, -inf, 0, 0``); values are finite."""
+    n = slots.shape[0]
+    for k in range(rows.shape[0]):
+        row = rows[k]
+        at = out_rows[k]
+        j = 0
+        while j < n:
+            bucket = buckets[j]
+            low, high, total, count = np.inf, -np.inf, 0.0, 0
+            while j < n and buckets[j] == bucket:
+                slot = slots[j]
+                held = ct[row, slot]
+                if held != 0:
+                    low = min(low, mn[row, slot])
+                    high = max(high, mx[row, slot])
+                    total += sm[row, slot]
+                    count += held
+                j += 1
+            if count != 0:
+                out_mn[at, bucket] = min(out_mn[at, bucket], low)
+                out_mx[at, bucket] = max(out_mx[at, bucket], high)
+                out_sm[at, bucket] += total
+                out_ct[at, bucket] += count
+
+
+merge_slots: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_merge_slots)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from minutely.compiled import merge_slots
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
 #: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
@@ -447,15 +448,76 @@ class HotRing:
             self._read_live(series, first, lo, hi, out)
         return out
 
+    def read_buckets(self, series: I32, first: int, count: int, step: int) -> Partials:
+        """``restep(self.read(series, first, count), step)`` without the minute block between:
+        each series' ring row is merged straight into its buckets by one compiled pass
+        (``compiled.merge_slots``), then the live rows' minutes into theirs. A 2-day read of
+        2,000 series at step 1 h makes 96,000 buckets, not 5.76 M minutes first. ``count``
+        must be a multiple of ``step``; empty buckets are ``(inf, -inf, 0, 0)`` as ``restep``
+        makes them.
+        """
+        if step == 1:
+            return self.read(series, first, count)
+        n, n_buckets = int(series.shape[0]), count // step
+        shape = (n, n_buckets)
+        out = Partials(
+            np.full(shape, np.inf),
+            np.full(shape, -np.inf),
+            np.zeros(shape),
+            np.zeros(shape, dtype=np.uint32),
+        )
+        with self.lock:
+            if self.head is None or n == 0 or count <= 0:
+                return out
+            lo = max(first, self.head - self.minutes + 1)
+            hi = min(first + count, self.head + 1)
+            if lo >= hi:
+                return out
+            at = np.flatnonzero(series < self._used)  # ids not yet written have no data
+            if at.shape[0] == 0:
+                return out
+            known = series[at]
+            minutes = np.arange(lo, hi, dtype=np.int64)
+            slots = minutes % self.minutes
+            held = self.slot_minute[slots] == minutes  # a slot of an older lap is empty
+            slots, buckets = slots[held], (minutes[held] - first) // step
+            for b, rows, idx in self._by_block(known):
+                block = self._blocks[b]
+                merge_slots(
+                    *block.fields(),
+                    rows,
+                    at if idx is None else at[idx],
+                    slots,
+                    buckets,
+                    *out.fields(),
+                )
+            for row in range(self.live_minutes):
+                minute = int(self.live_minute[row])
+                if minute == _NO_MINUTE or not lo <= minute < hi:
+                    continue
+                col = (minute - first) // step
+                fresh = Partials(*(a[row, known] for a in self._live.fields()))
+                merged = merge(Partials(*(a[at, col] for a in out.fields())), fresh)
+                for dst, src in zip(out.fields(), merged.fields(), strict=True):
+                    dst[at, col] = src
+        return out
+
+    def _by_block(self, series: I32) -> list[tuple[int, I64, I64 | None]]:
+        """``series`` grouped by ring block: (block, rows in the block, their positions in
+        ``series``, or None when all of them are in one block)."""
+        block_of = series // self.block
+        first = int(block_of[0])
+        if bool((block_of == first).all()):
+            return [(first, (series - first * self.block).astype(np.int64), None)]
+        groups: list[tuple[int, I64, I64 | None]] = []
+        for b in np.unique(block_of).tolist():
+            idx = np.flatnonzero(block_of == b)
+            groups.append((int(b), (series[idx] - b * self.block).astype(np.int64), idx))
+        return groups
+
     def _read_ring(self, series: I32, first: int, lo: int, hi: int, out: Partials) -> None:
         w = self.minutes
-        block_of = series // self.block
-        one_block = bool((block_of == block_of[0]).all())
-        groups = (
-            [(int(block_of[0]), None)]
-            if one_block
-            else [(int(b), np.flatnonzero(block_of == b)) for b in np.unique(block_of).tolist()]
-        )
+        groups = self._by_block(series)
         # [lo, hi) is at most W minutes: one or two contiguous runs of slots.
         start = lo
         while start < hi:
@@ -463,9 +525,8 @@ class HotRing:
             stop = min(hi, start + (w - slot))
             s0, s1 = slot, slot + (stop - start)
             o0, o1 = start - first, stop - first
-            for b, idx in groups:
+            for b, rows, idx in groups:
                 block = self._blocks[b]
-                rows = series - b * self.block if idx is None else series[idx] - b * self.block
                 for dst, src in zip(out.fields(), block.fields(), strict=True):
                     if idx is None:
                         dst[:, o0:o1] = src[rows, s0:s1]

@@ -28,8 +28,6 @@ from minutely.model import (
     MINUTE,
     Partials,
     merge,
-    restep,
-    summarize,
     summarize_axis0,
 )
 from minutely.registry import Registry
@@ -170,7 +168,7 @@ class Query:
             if lo < hi:
                 lo = first + (lo - first) // step_m * step_m
                 hi = first + -(-(hi - first) // step_m) * step_m
-                parts = restep(self.ring.read(series, lo, hi - lo), step_m)
+                parts = self.ring.read_buckets(series, lo, hi - lo, step_m)
                 b0 = (lo - first) // step_m
                 b1 = b0 + parts.count.shape[1]
                 # the ring reads minutes before its window as empty: nothing counts twice
@@ -230,7 +228,8 @@ class Query:
             lo = max(first, window[0])
             hi = min(last, window[1])
             if lo < hi:
-                parts = merge(parts, summarize(self.ring.read(series, lo, hi - lo)))
+                whole = self.ring.read_buckets(series, lo, hi - lo, hi - lo)
+                parts = merge(parts, Partials(*(a[:, 0] for a in whole.fields())))
         keep = np.flatnonzero(parts.count > 0)
         return SummaryAnswer(
             by,

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from minutely.hot import HotRing
+from minutely.model import Partials, restep
 
 W, L = 12, 3
 
@@ -75,6 +76,23 @@ class RingModel(RuleBasedStateMachine):
                     assert got.min[s, i] == min(vals)
                     assert got.max[s, i] == max(vals)
                     assert got.sum[s, i] == pytest.approx(sum(vals))
+        # read straight into buckets: the same as the minutes merged afterwards, whatever
+        # the order of the series asked for (here reversed, unknown ids first)
+        backwards = series[::-1]
+        for step in (3, 9, count):
+            assert_same_buckets(
+                self.ring.read_buckets(backwards, first, count, step),
+                restep(Partials(*(a[::-1] for a in got.fields())), step),
+            )
+
+
+def assert_same_buckets(got: Partials, want: Partials) -> None:
+    """Equal buckets: min and max exactly (inf / -inf where empty, as ``restep`` leaves
+    them), count exactly, sums to float64 rounding (added in another order)."""
+    np.testing.assert_array_equal(got.count, want.count)
+    np.testing.assert_array_equal(got.min, want.min)
+    np.testing.assert_array_equal(got.max, want.max)
+    np.testing.assert_allclose(got.sum, want.sum, rtol=1e-12, atol=1e-9)
 
 
 TestRingModel = RingModel.TestCase
@@ -169,3 +187,27 @@ def test_a_second_load_of_the_same_cells_merges_with_the_first() -> None:
     assert [int(got.count[i, c]) for i, c in enumerate(cols)] == [2, 2, 2, 2]
     assert [got.max[i, c] for i, c in enumerate(cols)] == (v * 2).tolist()
     assert [got.sum[i, c] for i, c in enumerate(cols)] == (v * 3).tolist()
+
+
+def test_read_buckets_merges_loaded_minutes_and_live_rows_into_their_buckets() -> None:
+    """Loaded minutes (some in slots the live rows cover, as after a start-up), then points
+    folded into the live rows and into older minutes, over four blocks: buckets read
+    straight from the ring equal the minute block merged afterwards, for any step and any
+    first minute, and ids past the ring's rows read empty."""
+    rng = np.random.default_rng(7)
+    ring = HotRing(minutes=60, live_minutes=4, capacity=8, block=16)
+    n = 3000
+    series = rng.integers(0, 64, n).astype(np.int32)
+    minutes = rng.integers(940, 1001, n).astype(np.int64)
+    v = rng.normal(50, 10, n)
+    ring.load(series, minutes, Partials(v - 1, v + 1, v * 2, np.full(n, 2, np.uint32)))
+    for _ in range(3):
+        s = rng.integers(0, 64, 200).astype(np.int32)
+        m = rng.integers(985, 1003, 200).astype(np.int64)
+        ring.fold(s, m, rng.normal(50, 10, 200))
+    assert ring.head == 1002
+    asked = rng.permutation(np.arange(70, dtype=np.int32))  # 64..69 were never written
+    for first, count, step in ((943, 60, 5), (943, 60, 60), (950, 56, 7), (1000, 3, 3)):
+        want = restep(ring.read(asked, first, count), step)
+        assert int(want.count.sum()) > 0
+        assert_same_buckets(ring.read_buckets(asked, first, count, step), want)
