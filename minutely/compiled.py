@@ -81,8 +81,9 @@ def _merge_slots(
     """Merge ring cells ``[rows[k], slots[j]]`` into ``out[out_rows[k], buckets[j]]`` for
     every ``k`` and ``j``, skipping empty cells (``count == 0``). ``buckets`` must be
     ascending (the slots of ascending minutes): a bucket's cells are merged in registers
-    and written once (23 vs 42 ms for 2,000 series × 2,820 minutes at step 60). ``out``
-    must start as the empty partial (``inf, -inf, 0, 0``); values are finite."""
+    and written once (23 vs 42 ms for 2,000 series × 2,820 minutes at step 60), merged
+    with what ``out`` holds (an entry with ``count == 0`` is empty, whatever its other
+    fields hold). Values are finite."""
     n = slots.shape[0]
     for k in range(rows.shape[0]):
         row = rows[k]
@@ -100,7 +101,14 @@ def _merge_slots(
                     total += sm[row, slot]
                     count += held
                 j += 1
-            if count != 0:
+            if count == 0:
+                continue
+            if out_ct[at, bucket] == 0:  # an empty entry: its other fields are undefined
+                out_mn[at, bucket] = low
+                out_mx[at, bucket] = high
+                out_sm[at, bucket] = total
+                out_ct[at, bucket] = count
+            else:
                 out_mn[at, bucket] = min(out_mn[at, bucket], low)
                 out_mx[at, bucket] = max(out_mx[at, bucket], high)
                 out_sm[at, bucket] += total

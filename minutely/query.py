@@ -168,13 +168,10 @@ class Query:
             if lo < hi:
                 lo = first + (lo - first) // step_m * step_m
                 hi = first + -(-(hi - first) // step_m) * step_m
-                parts = self.ring.read_buckets(series, lo, hi - lo, step_m)
-                b0 = (lo - first) // step_m
-                b1 = b0 + parts.count.shape[1]
-                # the ring reads minutes before its window as empty: nothing counts twice
-                merged = merge(Partials(*(a[:, b0:b1] for a in out.fields())), parts)
-                for dst, src in zip(out.fields(), merged.fields(), strict=True):
-                    dst[:, b0:b1] = src
+                b0, b1 = (lo - first) // step_m, (hi - first) // step_m
+                # merged into the store's buckets: the bucket at the seam holds both
+                window_out = Partials(*(a[:, b0:b1] for a in out.fields()))
+                self.ring.merge_buckets(series, lo, hi - lo, step_m, window_out)
         keep = np.flatnonzero(out.count.any(axis=1))
         if len(keep) < len(labels):  # leave out the series without data (a copy of the rest)
             labels = [labels[i] for i in keep.tolist()]
