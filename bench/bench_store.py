@@ -17,9 +17,12 @@ Runs on the embedded engine (chDB) in a temporary directory unless ``--dir`` nam
    each read touched. Then same-run baselines for Q1, alternating: the answer copied into
    ``bytes`` first; its cells placed by numpy's passes instead of the compiled loop; and its
    engine blocks joined into flat columns first.
-4. Q1 over 30 days at step 1 h as the API answers it, in this process (no HTTP): the query
-   (store read, dense block), rendering JSON or Arrow, and a client turning the body into data
-   (``orjson.loads`` / a ``pyarrow`` table); JSON and Arrow alternate, median of ``--runs``.
+4. Q1 over the last 30 days at step 1 h as the API answers it, in this process (no HTTP),
+   with a full 2-day ring in front of the store as in ``serve``: the query (store read, dense
+   block, ring buckets merged at the seam), rendering JSON or Arrow, and a client turning the
+   body into data (``orjson.loads`` / a ``pyarrow`` table); JSON and Arrow alternate, median
+   of ``--runs``. Then, through the same ``Query``, Q3 over the last 365 days and Q1 over
+   the last 2 days at 1 minute (the dashboard's default view).
 """
 
 from __future__ import annotations
@@ -195,7 +198,7 @@ def bench_year(store: Store, runs: int) -> None:
         )
     bench_copy(store, last_day - 30 * DAY, 30 * DAY, runs)
     bench_blocks(store, last_day - 30 * DAY, 30 * DAY, runs)
-    bench_answer(store, s, m, (last_day - 30 * DAY) * 60, last_day * 60, runs)
+    bench_answer(store, s, m, end, runs)
 
 
 def alternating(ways: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
@@ -258,10 +261,11 @@ def bench_blocks(store: Store, first: int, minutes: int, runs: int) -> None:
     )
 
 
-def bench_answer(
-    store: Store, s: np.ndarray, m: np.ndarray, start: int, end: int, runs: int
-) -> None:
-    """Q1 (server 0, 2,000 metrics, step 1 h) through ``Query`` and the API's writers."""
+def bench_answer(store: Store, s: np.ndarray, m: np.ndarray, now: int, runs: int) -> None:
+    """Q1 (server 0, 2,000 metrics, last 30 days at step 1 h) and Q3 (its 365-day summary)
+    through ``Query`` and the API's writers, as ``serve`` answers them: the store holds the
+    older minutes and a 2-day ring the last 2,880 (random partials for the 2,000 series), so
+    each answer merges both at the seam."""
     registry = Registry()
     names = PointBatch.from_names(
         np.array([f"srv-{i:04d}" for i in s], dtype=object),
@@ -271,7 +275,21 @@ def bench_answer(
     )
     registry.series_ids(names)  # names get the ids the rows were written with (sorted = id order)
     assert registry.servers.get("srv-0001") == 1 and registry.metrics.get("metric-1999") == 1999
-    query = Query(registry, HotRing(minutes=60), store)  # an empty ring: every minute is stored
+    series, _ = registry.by_server(0)
+    ring = HotRing(minutes=2 * DAY, capacity=int(series.max()) + 1)
+    rng = np.random.default_rng(1)
+    for hour in range(now - 2 * DAY + 1, now + 1, 60):  # an hour of the ring per load
+        minutes = np.arange(hour, min(hour + 60, now + 1))
+        cells = len(minutes) * len(series)
+        ring.load(
+            np.repeat(series, len(minutes)),
+            np.tile(minutes, len(series)),
+            _random_parts(rng, cells, 60),
+            distinct=True,
+        )
+    query = Query(registry, ring, store)
+    end = -(-now // 60) * 3600  # the hour after now, in seconds
+    start = end - 30 * 86_400
 
     a = query.series("server", "srv-0000", start, end, 3600)
     cells = a.parts.count.size
@@ -300,8 +318,8 @@ def bench_answer(
                 steps.setdefault(f"{fmt} all", []).append((t3 - t0) * 1000)
     med = {k: statistics.median(v) for k, v in steps.items()}
     print(
-        f"Q1 one server, 2,000 metrics, 30 d step 1h as the API answers it ({cells:,} cells, "
-        f"no HTTP), median of {runs}: query (store read + dense block) {med['query']:.1f} ms"
+        f"Q1 one server, 2,000 metrics, last 30 d step 1h as the API answers it ({cells:,} cells,"
+        f" 2-day ring + store, no HTTP), median of {runs}: query {med['query']:.1f} ms"
     )
     for fmt in ("json", "arrow"):
         print(
@@ -309,6 +327,19 @@ def bench_answer(
             f"{med[f'{fmt} read']:6.1f} ms; query + render + read {med[f'{fmt} all']:6.1f} ms"
         )
     print(f"  arrow / json, query + render + read: {med['arrow all'] / med['json all']:.2f}x")
+    year = (now + 1) * 60 - 365 * 86_400
+    q3, _, _ = timed(runs, lambda: query.summary("server", "srv-0000", year, (now + 1) * 60), store)
+    print(
+        f"Q3 one server, 2,000 metrics, last 365 d through Query (2-day ring + store):"
+        f" median {q3 * 1000:.1f} ms over {runs} runs"
+    )
+    view, _, _ = timed(
+        runs, lambda: query.series("server", "srv-0000", end - 2 * 86_400, end), store
+    )
+    print(
+        f"Q1 one server, 2,000 metrics, last 2 d at 1 min (the dashboard's default view) through"
+        f" Query (5,760,000 cells from the ring): median {view * 1000:.1f} ms over {runs} runs"
+    )
 
 
 def main() -> None:
