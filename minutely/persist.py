@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,22 +166,12 @@ class StoreWriter:
 
 
 def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) -> int:
-    """Load the hot window's minutes from the store into ``ring``; returns the cells loaded.
-
-    Hour by hour (one day partition a read, memory bounded), the next hour read on a second
-    thread while this one is loaded: the engine's read and the ring's load overlap.
-    """
+    """Load the hot window's minutes from the store into ``ring``; returns the cells loaded."""
     last = int(now // 60) + 1
     first = last - ring.minutes - 10  # a few minutes of slack for points ahead of the clock
-    hours = list(range(first // 60 * 60, last + 10, 60))
     loaded = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="ring-rebuild") as reader:
-        ahead = reader.submit(store.read_minutes, hours[0], 60)
-        for i in range(len(hours)):
-            rows = ahead.result()
-            if i + 1 < len(hours):
-                ahead = reader.submit(store.read_minutes, hours[i + 1], 60)
-            loaded += _load_hour(registry, ring, rows)
+    for start in range(first // 60 * 60, last + 10, 60):  # hours: one day partition a read
+        loaded += _load_hour(registry, ring, store.read_minutes(start, 60))
     return loaded
 
 
