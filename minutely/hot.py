@@ -472,6 +472,12 @@ class HotRing:
         2,000 series at step 1 h makes 96,000 buckets, not 5.76 M minutes first (183 → 23
         ms). Minutes outside the window are not read, so none counts twice at a seam.
         """
+        if count % step or out.count.shape[1] < count // step:
+            msg = (
+                f"{count} minutes in buckets of {step} need {count // step} whole columns,"
+                f" out has {out.count.shape[1]}"
+            )
+            raise ValueError(msg)
         with self.lock:
             if self.head is None or series.shape[0] == 0 or count <= 0:
                 return

@@ -244,3 +244,15 @@ def test_merge_buckets_merges_into_what_a_block_holds() -> None:
     assert block.max[:, 1:3].tolist() == [[7.0, 4.0], [6.0, 8.0], [10.0, 12.0]]
     assert block.sum[0, 1] == 5.0 + 0.0 + 2.0 and block.sum[1, 1] == 8.0 + 10.0
     assert block.count[:, [0, 3]].sum() == 0 and block.min[0, 0] == 7.0
+
+
+def test_buckets_must_be_whole() -> None:
+    ring = HotRing(minutes=10, live_minutes=1)
+    ring.fold(np.zeros(5, np.int32), np.arange(100, 105), np.ones(5))
+    with pytest.raises(ValueError, match="whole columns"):
+        ring.read_buckets(np.array([0], np.int32), 100, 5, 2)
+    narrow = Partials(
+        *(a[:, :1] for a in ring.read_buckets(np.array([0], np.int32), 100, 4, 2).fields())
+    )
+    with pytest.raises(ValueError, match="out has 1"):
+        ring.merge_buckets(np.array([0], np.int32), 100, 4, 2, narrow)

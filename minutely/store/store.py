@@ -247,8 +247,9 @@ class Store:
         Each minute is read from the coarsest tier that answers it exactly.
 
         Segments whose cells are whole buckets (the hour tier read at step 1 h) are one
-        query that merges rows as it reads (``FINAL``); the rest, ragged ends from finer
-        tiers, another that groups cells into buckets. No bucket gets cells from both, as a
+        query that merges rows as it reads (``FINAL``); the rest (ragged ends from finer
+        tiers, or every segment when no tier's cell is the step) another that groups cells
+        into buckets. No bucket gets cells from both, as a
         segment of whole buckets holds every minute of its buckets. One grouping query over
         both would hash every cell of the long part: Q1 over the last 30 days in front of a
         2-day ring, whose seam is not on an hour, 315 → 156 ms through ``Query``

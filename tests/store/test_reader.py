@@ -38,17 +38,20 @@ def test_compiled_placement_equals_numpy(readonly: bool) -> None:
     rng = np.random.default_rng(11)
     ids, buckets = 250, 150
     cells = random_blocks(rng, ids, buckets, [9_000, 20_000, 1, 4_000], readonly)
-    # dense rows in another order than the ids; ids 200-249 and buckets 120-149 left out
-    others = rng.permutation(200)
+    # dense rows in another order than the ids; 50 ids below 200 (inside the id table),
+    # ids 200-249 (past it) and buckets 120-149 left out
+    others = rng.permutation(200)[:150]
     compiled = cells.dense(others, 120)
     numpy = cells.dense(others, 120, compiled=False)
     for got, want in zip(compiled.fields(), numpy.fields(), strict=True):
-        assert got.dtype == want.dtype and got.shape == (200, 120)
+        assert got.dtype == want.dtype and got.shape == (150, 120)
         np.testing.assert_array_equal(got, want)
     # and both equal the cells themselves
     o, b, p = cells.other_ids, cells.buckets, cells.parts
-    keep = (o < 200) & (b < 120)
-    row = np.argsort(others)[o[keep]]
+    row_of = np.full(250, -1)
+    row_of[others] = np.arange(150)
+    keep = (row_of[o] >= 0) & (b < 120)
+    row = row_of[o[keep]]
     assert 0 < keep.sum() < len(o)
     np.testing.assert_array_equal(compiled.count[row, b[keep]], p.count[keep])
     np.testing.assert_array_equal(compiled.min[row, b[keep]], p.min[keep])

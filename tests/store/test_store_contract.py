@@ -249,6 +249,9 @@ def test_tiers_answer_exactly_like_minutes_across_day_boundaries(store: Store) -
         (DAY0 - 240, 3 * DAY, 5),  # five-minute buckets: 1m only
         (DAY0 - 60, 2 * DAY, 2 * 60),  # two-hour buckets over a day boundary
         (DAY0 + 7, DAY + 100, 60),  # misaligned first: not hours
+        # whole buckets from one tier and a ragged end from finer ones, in two queries
+        (DAY0 - 120, 2 * DAY + 150, 60),  # hours, then 30 minutes
+        (DAY0, DAY + 90, DAY),  # a day, then an hour and 30 minutes
     ]
     used: set[str] = set()
     for by, keys, others in (("server", servers, metrics), ("metric", metrics, servers)):
