@@ -19,7 +19,9 @@ so a second of the whole fleet touches one compact row and the fold is a handful
 ``ufunc.at`` calls. When the newest minute moves past a live row, the row is copied into its
 ring column once ("a minute's write happens once") and the row is reset. The two hot reads,
 one server's series and one metric's series over a range, are then row gathers of the
-series-major ring plus at most ``L`` columns from the live rows.
+series-major ring plus at most ``L`` columns from the live rows (``read``); at a step of
+more than a minute, or into a block the store has filled, each series' ring row is merged
+straight into its buckets by one compiled pass (``read_buckets``, ``merge_buckets``).
 
 Points for older minutes still inside the window (late points, backfill) are reduced to one
 partial per (series, minute) and merged exactly into the ring. Points at or beyond ``W``
