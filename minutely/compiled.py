@@ -38,12 +38,11 @@ def _place_cells(
     out_sm: npt.NDArray[np.float64],
     out_ct: npt.NDArray[np.uint32],
     n_buckets: int,
-) -> int:
-    """Write cell ``i`` to ``out[rows[other_ids[i]] * n_buckets + buckets[i]]``; returns how
-    many cells were placed. A cell is left out when its id is past ``rows`` or has row -1,
-    or when its bucket is ``n_buckets`` or more."""
+) -> None:
+    """Write cell ``i`` to ``out[rows[other_ids[i]] * n_buckets + buckets[i]]``. A cell is
+    left out when its id is past ``rows`` or has row -1, or when its bucket is ``n_buckets``
+    or more."""
     top = rows.shape[0]
-    placed = 0
     for i in range(other_ids.shape[0]):
         other = other_ids[i]
         bucket = buckets[i]
@@ -57,8 +56,6 @@ def _place_cells(
         out_mx[at] = mx[i]
         out_sm[at] = sm[i]
         out_ct[at] = ct[i]
-        placed += 1
-    return placed
 
 
 place_cells: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_place_cells)

@@ -18,10 +18,10 @@ Points for the newest ``L`` minutes fold into the *live* rows: one contiguous ro
 so a second of the whole fleet touches one compact row and the fold is a handful of
 ``ufunc.at`` calls. When the newest minute moves past a live row, the row is copied into its
 ring column once ("a minute's write happens once") and the row is reset. The two hot reads,
-one server's series and one metric's series over a range, are then row gathers of the
-series-major ring plus at most ``L`` columns from the live rows (``read``); at a step of
-more than a minute, or into a block the store has filled, each series' ring row is merged
-straight into its buckets by one compiled pass (``read_buckets``, ``merge_buckets``).
+one server's series and one metric's series over a range at any step, then merge each
+series' ring row straight into its buckets by one compiled pass, plus at most ``L`` columns
+from the live rows (``merge_buckets``, into a block the store may have filled already;
+``read_buckets`` and ``read`` into an empty one).
 
 Points for older minutes still inside the window (late points, backfill) are reduced to one
 partial per (series, minute) and merged exactly into the ring. Points at or beyond ``W``
@@ -424,34 +424,13 @@ class HotRing:
         return None if self.head is None else self.head - self.minutes + 1
 
     def read(self, series: I32, first: int, count: int) -> Partials:
-        """Partials of ``series`` × minutes ``[first, first + count)``; empty outside the window."""
-        n = int(series.shape[0])
-        out = Partials(
-            np.zeros((n, count)),
-            np.zeros((n, count)),
-            np.zeros((n, count)),
-            np.zeros((n, count), dtype=np.uint32),
-        )
-        with self.lock:
-            if self.head is None or n == 0 or count <= 0:
-                return out
-            lo = max(first, self.head - self.minutes + 1)
-            hi = min(first + count, self.head + 1)
-            if lo >= hi:
-                return out
-            known = series < self._used  # ids not yet written have no data
-            if not known.all():
-                idx = np.flatnonzero(known)
-                part = self.read(series[idx], first, count)
-                for dst, src in zip(out.fields(), part.fields(), strict=True):
-                    dst[idx] = src
-                return out
-            self._read_ring(series, first, lo, hi, out)
-            self._read_live(series, first, lo, hi, out)
-        return out
+        """Partials of ``series`` × minutes ``[first, first + count)``; empty outside the window
+        (``read_buckets`` at a step of one minute)."""
+        return self.read_buckets(series, first, count, 1)
 
     def read_buckets(self, series: I32, first: int, count: int, step: int) -> Partials:
-        """``restep(self.read(series, first, count), step)`` without the minute block between
+        """Partials of ``series`` over minutes ``[first, first + count)`` in buckets of ``step``
+        minutes, as ``restep`` would merge the minute block, without making it
         (``merge_buckets`` into an empty block). ``count`` must be a multiple of ``step``;
         empty buckets are ``(inf, -inf, 0, 0)`` as ``restep`` makes them."""
         shape = (int(series.shape[0]), count // step)
@@ -511,6 +490,7 @@ class HotRing:
                     continue
                 col = (minute - first) // step
                 fresh = Partials(*(a[row, known] for a in self._live.fields()))
+                # the ring slot may hold a baseline for this minute (loaded at start-up)
                 merged = merge(Partials(*(a[at, col] for a in out.fields())), fresh)
                 for dst, src in zip(out.fields(), merged.fields(), strict=True):
                     dst[at, col] = src
@@ -527,38 +507,3 @@ class HotRing:
             idx = np.flatnonzero(block_of == b)
             groups.append((int(b), (series[idx] - b * self.block).astype(np.int64), idx))
         return groups
-
-    def _read_ring(self, series: I32, first: int, lo: int, hi: int, out: Partials) -> None:
-        w = self.minutes
-        groups = self._by_block(series)
-        # [lo, hi) is at most W minutes: one or two contiguous runs of slots.
-        start = lo
-        while start < hi:
-            slot = start % w
-            stop = min(hi, start + (w - slot))
-            s0, s1 = slot, slot + (stop - start)
-            o0, o1 = start - first, stop - first
-            for b, rows, idx in groups:
-                block = self._blocks[b]
-                for dst, src in zip(out.fields(), block.fields(), strict=True):
-                    if idx is None:
-                        dst[:, o0:o1] = src[rows, s0:s1]
-                    else:
-                        dst[idx, o0:o1] = src[rows, s0:s1]
-            stale = self.slot_minute[s0:s1] != np.arange(start, stop)
-            if stale.any():
-                out.count[:, o0:o1][:, stale] = 0
-            start = stop
-
-    def _read_live(self, series: I32, first: int, lo: int, hi: int, out: Partials) -> None:
-        live = self._live
-        for row in range(self.live_minutes):
-            minute = int(self.live_minute[row])
-            if minute == _NO_MINUTE or not lo <= minute < hi:
-                continue
-            col = minute - first
-            fresh = Partials(*(a[row, series] for a in live.fields()))
-            # the ring column may hold a baseline for this minute (loaded at start-up)
-            merged = merge(Partials(*(a[:, col] for a in out.fields())), fresh)
-            for dst, src in zip(out.fields(), merged.fields(), strict=True):
-                dst[:, col] = src

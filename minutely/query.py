@@ -27,7 +27,6 @@ from minutely.model import (
     I64,
     MINUTE,
     Partials,
-    merge,
     summarize_axis0,
 )
 from minutely.registry import Registry
@@ -225,8 +224,9 @@ class Query:
             lo = max(first, window[0])
             hi = min(last, window[1])
             if lo < hi:
-                whole = self.ring.read_buckets(series, lo, hi - lo, hi - lo)
-                parts = merge(parts, Partials(*(a[:, 0] for a in whole.fields())))
+                # merged into the store's partials: one bucket over the ring's minutes
+                column = Partials(*(a[:, np.newaxis] for a in parts.fields()))
+                self.ring.merge_buckets(series, lo, hi - lo, hi - lo, column)
         keep = np.flatnonzero(parts.count > 0)
         return SummaryAnswer(
             by,
