@@ -36,7 +36,7 @@ from minutely.store.plan import Segment, clamp, plan
 from minutely.store.reader import By, CellBlock, MinuteRows, SeriesCells, SummaryCells
 from minutely.store.schema import NAMES_TABLE, SERIES_TABLE, statements
 from minutely.store.tiers import TIER_1M, TIERS, Tier
-from minutely.store.writer import minute_table
+from minutely.store.writer import insert_pieces, minute_table
 
 
 class ReadStats(NamedTuple):
@@ -221,8 +221,12 @@ class Store:
             msg = f"cell starts of the {tier.name} tier must be multiples of {tier.minutes}"
             raise ValueError(msg)
         rows = minute_table(server_ids, metric_ids, starts, parts)
-        if rows.num_rows:
-            self._insert(tier.table, rows, _dedup_settings(token))
+        pieces = insert_pieces(rows)
+        for i, piece in enumerate(pieces):
+            # an insert that needs no cutting keeps its token, so a retry of one made
+            # before inserts were cut still finds it
+            piece_token = token if token is None or len(pieces) == 1 else f"{token}.{i}"
+            self._insert(tier.table, piece, _dedup_settings(piece_token))
         return int(rows.num_rows)
 
     # -- reads -----------------------------------------------------------------------------

@@ -230,6 +230,37 @@ def test_equal_inserts_both_count_and_a_repeated_token_counts_once(make_store: M
     assert int(store.summary("metric", 5, None, DAY0, 3 * DAY).parts.count.sum()) == 2
 
 
+def test_a_year_of_backfill_in_one_write_lands_whole(make_store: MakeStore) -> None:
+    """One write spanning 365 day partitions (the engine refuses over 100 in one insert
+    block) is cut into inserts it takes; every tier answers it exactly, and the write
+    repeated with its token adds nothing."""
+    store = make_store()
+    minutes = np.arange(DAY0, DAY0 + 365 * DAY, 10, dtype=np.int64)  # one point per 10 min
+    n = minutes.shape[0]
+    values = np.round(np.sin(np.arange(n) / 50.0) * 100, 3)
+    ones = np.ones(n, np.uint32)
+    parts = Partials(values, values, values.copy(), ones)
+    for _ in range(2):
+        assert (
+            store.write_minutes(
+                np.zeros(n, np.uint32),
+                np.ones(n, np.uint32) * 2,
+                minutes,
+                parts,
+                token="backfill-1",
+            )
+            == n
+        )
+    got = store.summary("server", 0, None, DAY0, 365 * DAY).parts
+    assert int(got.count.sum()) == n
+    assert float(got.min[0]) == float(values.min())
+    assert float(got.max[0]) == float(values.max())
+    np.testing.assert_allclose(float(got.sum[0]), float(values.sum()), rtol=1e-12)
+    for step in (1, 60, DAY):
+        cells = store.read("metric", 2, None, DAY0, 365 * DAY, step)
+        assert int(cells.parts.count.sum()) == n, step
+
+
 # -- tiers -------------------------------------------------------------------------------
 
 
