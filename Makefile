@@ -23,7 +23,8 @@ demo: venv
 	$(VENV)/bin/minutely demo
 
 test: venv
-	$(VENV)/bin/ruff check minutely tests bench
+	$(PY) scripts/ensure_chromium.py
+	$(VENV)/bin/ruff check minutely tests bench scripts
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not browser"
 	# Playwright's sync API keeps an event loop running for its session: its own process

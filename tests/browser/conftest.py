@@ -6,15 +6,15 @@
   point is folded.
 - ``start_server``: more servers for a single test (an empty one, one to stop, one with a
   wide server); each is stopped when the test ends.
-- ``browser`` / ``page``: Debian's Chromium driven by Playwright's sync API, never a
-  downloaded browser. A page fails its test if the dashboard throws an uncaught error.
+- ``browser`` / ``page``: the Chromium ``scripts/ensure_chromium.py`` finds (Debian's, else
+  Playwright's own; ``make test`` installs one first when there is none), driven by
+  Playwright's sync API. A page fails its test if the dashboard throws an uncaught error.
 - ``shoot``: saves a screenshot under ``build/screenshots/``.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scripts.ensure_chromium import find_chromium
 from tests.natsserver import free_port
 from tests.processes import clean_env, launch, stop_process, wait_healthy
 
@@ -47,12 +48,9 @@ FLEET_METRICS = 12
 
 
 def chromium_path() -> str:
-    found = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(found).exists():
-        pytest.fail(
-            "Debian's chromium is not installed: `apt-get install chromium` (.ci/run does it); "
-            "the browser tests never download a browser"
-        )
+    found = find_chromium()
+    if found is None:
+        pytest.fail("no Chromium here: `python scripts/ensure_chromium.py` installs one")
     return found
 
 
