@@ -21,9 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 from clickhouse_connect import get_client
-from clickhouse_connect.driver._chdbclient import ChdbClient
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
@@ -31,6 +29,7 @@ from minutely.model import U32, Partials
 from minutely.registry import Registry
 from minutely.store import names, reader
 from minutely.store.config import StoreConfig
+from minutely.store.engine import query_arrow
 from minutely.store.errors import StoreCorrupt, StoreError
 from minutely.store.plan import Segment, clamp, plan
 from minutely.store.reader import By, CellBlock, MinuteRows, SeriesCells, SummaryCells
@@ -166,7 +165,7 @@ class Store:
 
     def _arrow(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         try:
-            return _query_arrow(self._clients.get(), sql, params)
+            return query_arrow(self._clients.get(), sql, params)
         except ClickHouseError as exc:
             raise StoreError(str(exc)) from exc
 
@@ -458,37 +457,6 @@ class Store:
     def drop(self) -> None:
         """Delete the whole database (tests and benchmarks)."""
         self._command(f"DROP DATABASE IF EXISTS {self._db} SYNC")
-
-
-def _query_arrow(client: Client, sql: str, params: dict[str, Any] | None) -> pa.Table:
-    """The answer of ``sql`` as an Arrow table, read from the engine's Arrow IPC stream.
-
-    Only how the stream's bytes arrive differs: a server's come as the HTTP body; the embedded
-    engine's are read where the engine wrote them, with no copy (``query_arrow`` copies them
-    into a ``bytes`` first, which for a 1.4M-cell answer costs as much as the query: 57 MB of
-    fresh pages). The buffer keeps the engine's result alive as long as any column uses it.
-    The stream format, not the file format: the engine writes it faster and the columns are
-    the same (Q1 into its dense block 98.7 → 94.0 ms, median of 41, alternating).
-    """
-    if not isinstance(client, ChdbClient):
-        body = client.raw_query(sql, params, fmt="ArrowStream")
-        return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
-    final, bound, runtime = client._prep_raw_query_runtime(sql, params, None, "ArrowStream", True)
-    backend = client._backend
-    result = backend._run_with_settings(
-        final,
-        "TabSeparated",
-        backend._engine_settings(runtime.settings),
-        params={k.removeprefix("param_"): v for k, v in bound.items()},
-        database=runtime.database,
-    )
-    view = result.get_memview()
-    data = view.view()
-    if len(data) == 0:
-        return pa.ipc.open_stream(pa.py_buffer(result.bytes())).read_all()
-    address = np.frombuffer(data, dtype=np.uint8).ctypes.data
-    buffer = pa.foreign_buffer(address, len(data), base=(result, view, data))
-    return pa.ipc.open_stream(buffer).read_all()
 
 
 def _dedup_settings(token: str | None) -> dict[str, Any]:
