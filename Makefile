@@ -1,16 +1,20 @@
 # The two commands: `make demo` runs the whole system, `make test` passes every test.
+# Both install from the locks: requirements-dev.txt (Python, with hashes) and package-lock.json
+# (the dashboard's JS). `make lock` renews the Python locks from pyproject.toml: an upgrade is
+# a commit of the locks.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test venv lock bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 node_modules/.installed: package.json package-lock.json
@@ -29,6 +33,17 @@ test: venv
 	$(PY) -m pytest -m "not browser"
 	# Playwright's sync API keeps an event loop running for its session: its own process
 	$(PY) -m pytest -m browser tests/browser
+
+# Resolve pyproject.toml's ranges to exact versions with hashes, for every platform, keeping
+# the locked versions that still fit (`make lock UPGRADE=--upgrade`, or
+# UPGRADE="--upgrade-package nats-py", moves them); the runtime lock takes the dev lock's.
+UPGRADE ?=
+LOCK_FLAGS := $(UPGRADE) --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" -q
+lock:
+	$(PYTHON) -m venv build/uv
+	build/uv/bin/python -m pip install -q --upgrade uv
+	build/uv/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements-dev.txt
+	build/uv/bin/uv pip compile pyproject.toml $(LOCK_FLAGS) -c requirements-dev.txt -o requirements.txt
 
 bench: venv
 	$(PY) bench/bench_decode.py
