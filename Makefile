@@ -6,6 +6,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+VENDOR := minutely/dashboard/vendor/uplot/LICENSE
 
 .PHONY: demo test venv lock bench clean
 
@@ -21,7 +22,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	touch node_modules/.installed
 
-venv: $(STAMP) node_modules/.installed
+# the dashboard's JS and its licence, copied into the package (git-ignored; the wheel has it)
+$(VENDOR): node_modules/.installed scripts/vendor-js
+	scripts/vendor-js
+
+venv: $(STAMP) $(VENDOR)
 
 demo: venv
 	$(VENV)/bin/minutely demo
@@ -50,4 +55,4 @@ bench: venv
 	$(PY) bench/bench_pipeline.py
 
 clean:
-	rm -rf $(VENV) node_modules build .pytest_cache .mypy_cache
+	rm -rf $(VENV) node_modules build minutely/dashboard/vendor .pytest_cache .mypy_cache

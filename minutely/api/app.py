@@ -10,7 +10,9 @@
     GET  /api/v1/servers/{server}/summary           Q3: one server, every metric, over a range
     GET  /api/v1/metrics/{metric}/summary           Q4: one metric, every server, over a range
     GET  /api/v1/metrics/{metric}/fleet             one metric merged over all servers, per step
-    GET  /                                          the dashboard (static files)
+    GET  /                                          the dashboard (static files, from the
+                                                    package: its JS libraries are copied into
+                                                    dashboard/vendor/ when the package is built)
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
 an oversized body,
@@ -25,6 +27,7 @@ without the network.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -56,7 +59,10 @@ CSV = "text/csv; charset=utf-8"
 MEDIA_TYPES = {"json": JSON, "csv": CSV, "arrow": arrow.MEDIA_TYPE}
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
-NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+#: the chart library, put into the package by scripts/vendor-js (make does) before it is built
+VENDOR_DIR = DASHBOARD_DIR / "vendor" / "uplot"
+
+log = logging.getLogger(__name__)
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -227,9 +233,11 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
         Route("/api/v1/metrics/{name:path}/summary", handler("metric", "summary")),
         Route("/api/v1/metrics/{name:path}/fleet", handler("metric", "fleet")),
     ]
-    if (NODE_MODULES / "uplot" / "dist").is_dir():
-        routes.append(
-            Mount("/vendor/uplot", StaticFiles(directory=NODE_MODULES / "uplot" / "dist"))
+    if not VENDOR_DIR.is_dir():
+        log.warning(
+            "the dashboard's chart library is not in the package (%s): run scripts/vendor-js "
+            "(make does) and reinstall",
+            VENDOR_DIR,
         )
     if DASHBOARD_DIR.is_dir():
         routes.append(Mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True)))
