@@ -42,7 +42,8 @@ def decode(
     """Decode and validate one request body.
 
     A point is accepted iff server and metric are non-empty strings, ts is a finite number
-    with ``oldest <= ts <= now + max_future`` and value is a finite number.
+    with ``oldest <= ts <= now + max_future`` and value is a finite number no larger in
+    magnitude than ``validate.MAX_MAGNITUDE``.
     """
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == JSON:

@@ -7,7 +7,7 @@ mask); the rules live here, once:
 
     accepted  iff  server and metric are non-empty strings,
                    ts is a finite number with  oldest <= ts <= now + max_future,
-                   value is a finite number.
+                   value is a finite number with  |value| <= MAX_MAGNITUDE.
 
 The masks are computed with numpy over whole columns. Reason strings are built in Python, but
 only for the first ``max_errors`` rejected points: a request of a million bad points costs a
@@ -27,6 +27,10 @@ import numpy.typing as npt
 from minutely.model import F64, I32, PointBatch
 
 Mask = npt.NDArray[np.bool_]
+
+#: The largest accepted magnitude of a value: a sum of up to 2^64 of them (a multi-year
+#: summary's count) stays below float64's largest number, so no sum ever overflows.
+MAX_MAGNITUDE = 1e288
 
 #: ``explain(field, index)``: a decoder's own reason for a point whose ``field`` is unusable
 #: (not a string, not a number, not an object...), or None for the generic reason.
@@ -90,7 +94,7 @@ def validate(
     server_ok, server_usable = _usable(server)
     metric_ok, metric_usable = _usable(metric)
     ts_ok = ts.present & np.isfinite(ts.values) & (ts.values >= oldest) & (ts.values <= latest)
-    value_ok = value.present & np.isfinite(value.values)
+    value_ok = value.present & (np.abs(value.values) <= MAX_MAGNITUDE)  # False for nan, inf
     good = server_ok & metric_ok & ts_ok & value_ok
     n = int(good.shape[0])
 
@@ -182,7 +186,11 @@ def _reason(
         return f"ts: {format_number(t)} is more than {ahead}s ahead of the server clock"
     if not value.present[i]:
         return why("value", "missing")
-    return f"value: not finite ({format_number(float(value.values[i]))})"
+    v = float(value.values[i])
+    if not math.isfinite(v):
+        return f"value: not finite ({format_number(v)})"
+    bound = format_number(MAX_MAGNITUDE)
+    return f"value: magnitude {format_number(v)} exceeds {bound} (sums would overflow)"
 
 
 def format_number(x: float) -> str:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from minutely.errors import DecodeError
 from minutely.ingest import Decoded, decode
 from minutely.ingest.json import read_fast, read_slow
-from minutely.ingest.validate import validate
+from minutely.ingest.validate import MAX_MAGNITUDE, validate
 from tests.ingest.helpers import reasons, rows
 
 NOW = 1_764_000_000.0
@@ -35,7 +35,7 @@ def test_good_batch_round_trip() -> None:
         pt("web-001", "cpu.user", 1764000000, 12.5),
         pt("web-002", "cpu.user", 1764000000.25, 0.1),
         pt("web-001", "mem.used", 1763999999, -3),
-        pt("ünï-çødé ✓", "disk.free", 1764000001, 1.7976931348623157e308),
+        pt("ünï-çødé ✓", "disk.free", 1764000001, MAX_MAGNITUDE),
         pt("web-002", "mem.used", 1764000002, 5e-324),
     ]
     body = orjson.dumps(points)

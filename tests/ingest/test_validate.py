@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minutely.ingest.validate import Names, Numbers, format_number, validate
+from minutely.ingest.validate import MAX_MAGNITUDE, Names, Numbers, format_number, validate
 from tests.ingest import helpers
 
 NOW = 1_764_000_000.0
@@ -186,7 +186,11 @@ point = st.tuples(
         st.floats(OLDEST - 100, NOW + 400),
         st.sampled_from([math.nan, math.inf, OLDEST, NOW + 300]),
     ),
-    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    st.one_of(
+        st.none(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([-MAX_MAGNITUDE, MAX_MAGNITUDE, math.nextafter(MAX_MAGNITUDE, math.inf)]),
+    ),
 )
 
 
@@ -203,7 +207,7 @@ def test_matches_a_point_by_point_reference(
             and t is not None
             and OLDEST <= t <= NOW + 300
             and v is not None
-            and math.isfinite(v)
+            and abs(v) <= MAX_MAGNITUDE
         )
 
     rows, errors, rejected = run(
