@@ -7,8 +7,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 VENDOR := minutely/dashboard/vendor/uplot/LICENSE
+# the wheel, and a venv with only it and the runtime lock: what `pip install minutely` gives
+WHEEL_DIR  := build/dist
+WHEEL_VENV := build/wheel-venv
+SOURCES := $(shell find minutely -type f -not -path '*/__pycache__/*' -not -path '*/vendor/*')
 
-.PHONY: demo test venv lock bench clean
+.PHONY: demo test venv wheel-venv lock bench clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
@@ -36,8 +40,27 @@ test: venv
 	$(VENV)/bin/ruff check minutely tests bench scripts
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not browser"
+	$(MAKE) --no-print-directory wheel-venv
 	# Playwright's sync API keeps an event loop running for its session: its own process
 	$(PY) -m pytest -m browser tests/browser
+
+$(WHEEL_DIR)/.built: $(STAMP) $(VENDOR) $(SOURCES) pyproject.toml
+	rm -rf $(WHEEL_DIR) build/lib build/bdist.*
+	$(PY) -m pip wheel -q --no-deps -w $(WHEEL_DIR) .
+	touch $@
+
+$(WHEEL_VENV)/.locked: requirements.txt
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q --require-hashes -r requirements.txt
+	touch $@
+
+$(WHEEL_VENV)/.installed: $(WHEEL_VENV)/.locked $(WHEEL_DIR)/.built
+	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps --force-reinstall $(WHEEL_DIR)/*.whl
+	touch $@
+
+# tests/browser/test_wheel.py runs `minutely` from here
+wheel-venv: $(WHEEL_VENV)/.installed
 
 # Resolve pyproject.toml's ranges to exact versions with hashes, for every platform, keeping
 # the locked versions that still fit (`make lock UPGRADE=--upgrade`, or
