@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 from clickhouse_connect import get_client
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -35,7 +36,7 @@ from minutely.store.plan import Segment, clamp, plan
 from minutely.store.reader import By, CellBlock, MinuteRows, SeriesCells, SummaryCells
 from minutely.store.schema import NAMES_TABLE, SERIES_TABLE, statements
 from minutely.store.tiers import TIER_1M, TIERS, Tier
-from minutely.store.writer import insert_pieces, minute_table
+from minutely.store.writer import insert_pieces, minute_table, piece_tokens
 
 
 class ReadStats(NamedTuple):
@@ -219,14 +220,55 @@ class Store:
         if tier.minutes > 1 and (starts % tier.minutes).any():
             msg = f"cell starts of the {tier.name} tier must be multiples of {tier.minutes}"
             raise ValueError(msg)
-        rows = minute_table(server_ids, metric_ids, starts, parts)
-        pieces = insert_pieces(rows)
-        for i, piece in enumerate(pieces):
-            # an insert that needs no cutting keeps its token, so a retry of one made
-            # before inserts were cut still finds it
-            piece_token = token if token is None or len(pieces) == 1 else f"{token}.{i}"
+        pieces = insert_pieces(minute_table(server_ids, metric_ids, starts, parts))
+        for piece, piece_token in zip(pieces, piece_tokens(token, len(pieces)), strict=True):
             self._insert(tier.table, piece, _dedup_settings(piece_token))
-        return int(rows.num_rows)
+        return sum(int(p.num_rows) for p in pieces)
+
+    def minute_pieces(
+        self,
+        server_ids: npt.ArrayLike,
+        metric_ids: npt.ArrayLike,
+        minutes: npt.ArrayLike,
+        parts: Partials,
+    ) -> list[pa.Table]:
+        """The inserts ``write_minutes`` would make of these rows, in its order; for a caller
+        that inserts them one by one (``insert_piece``) to set aside one the engine refuses."""
+        return insert_pieces(
+            minute_table(server_ids, metric_ids, np.asarray(minutes, np.int64), parts)
+        )
+
+    def insert_piece(self, piece: pa.Table, token: str | None) -> int:
+        """One insert of a ``minute_pieces`` table into the 1-minute tier (``token`` as for
+        ``write_minutes``); returns its rows."""
+        self._insert(TIER_1M.table, piece, _dedup_settings(token))
+        return int(piece.num_rows)
+
+    def reachable(self) -> bool:
+        """Does the engine answer a trivial query now? Tells an outage from an insert the
+        engine refuses for what it holds."""
+        try:
+            self._clients.get().command("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    def damaged_parts(self) -> list[tuple[str, str, str]]:
+        """``(table, part, reason)`` of every detached part of this store's tables: the engine
+        detaches a part it finds broken at start, and its rows are then no longer read."""
+        table = self._arrow(
+            "SELECT table, name, ifNull(reason, '') AS reason FROM system.detached_parts"
+            " WHERE database = {db:String} ORDER BY table, name",
+            {"db": self._db},
+        )
+        return list(
+            zip(
+                table.column("table").to_pylist(),
+                table.column("name").to_pylist(),
+                table.column("reason").to_pylist(),
+                strict=True,
+            )
+        )
 
     # -- reads -----------------------------------------------------------------------------
 

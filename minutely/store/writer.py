@@ -114,3 +114,12 @@ def insert_pieces(rows: Any) -> list[Any]:
         for start in range(a, b, MAX_ROWS_PER_INSERT):
             pieces.append(rows.slice(start, min(b, start + MAX_ROWS_PER_INSERT) - start))
     return pieces
+
+
+def piece_tokens(token: str | None, n: int) -> list[str | None]:
+    """The insert token of each of ``n`` pieces of an insert made with ``token``: the token
+    itself for one piece (so a retry of an insert made before inserts were cut still finds
+    it), ``<token>.<i>`` for several."""
+    if token is None or n == 1:
+        return [token] * n
+    return [f"{token}.{i}" for i in range(n)]
