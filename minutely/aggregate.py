@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from minutely import failpoints
 from minutely.bus import Bus, Consumer, Message
 from minutely.hot import FoldResult, HotRing
+from minutely.letters import LetterBox, points_table
 from minutely.model import PointBatch, minute_of
 from minutely.registry import Registry
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from minutely.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
+
+#: failed folds of one message before it is set aside as a dead letter
+FOLD_ATTEMPTS = 3
 
 #: how often the consumer loop checks the bus's backlog, and the age that is worth a warning
 LAG_REPORT_EVERY = 10.0
@@ -53,6 +57,10 @@ class AggregatorStats:
     #: checkpoints taken, and the last one's failure if it failed
     checkpoints: int = 0
     checkpoint_error: str | None = None
+    #: while batches fail to fold: the last failure (ingest answers 503 meanwhile)
+    fold_error: str | None = None
+    #: batches that failed to fold again and again, set aside as dead letters
+    dead_batches: int = 0
 
 
 class Aggregator:
@@ -66,6 +74,7 @@ class Aggregator:
         partitions: list[int] | None = None,
         checkpointer: Checkpointer | None = None,
         checkpoint_every: float = 5.0,
+        dead_letters: LetterBox | None = None,
     ) -> None:
         self.registry = registry
         self.ring = ring
@@ -75,6 +84,9 @@ class Aggregator:
         self.stats = AggregatorStats()
         self.checkpointer = checkpointer
         self.checkpoint_every = checkpoint_every
+        self.dead_letters = dead_letters
+        #: (partition, offset) -> failed folds of that message
+        self._fold_failures: dict[tuple[int, int], int] = {}
         #: per partition, the last offset folded (resumes from the last checkpoint's)
         self._through: dict[int, int] = {} if checkpointer is None else dict(checkpointer.offsets)
         #: delivered messages no checkpoint covers yet (with a checkpointer)
@@ -109,23 +121,57 @@ class Aggregator:
             raise RuntimeError(msg)
         messages = self.consumer.poll(timeout)
         if self.checkpointer is None:
-            for message in messages:
-                self.fold(message.batch)
+            for i, message in enumerate(messages):
+                try:
+                    self._fold_message(message)
+                except Exception:
+                    if i:  # what was folded is committed, so a redelivery cannot add it twice
+                        self.consumer.commit(messages[:i])
+                    raise
             if messages:
                 self.consumer.commit(messages)
+            self.stats.fold_error = None
             return len(messages)
         through = self._through
         for message in messages:
             if message.offset <= through.get(message.partition, -1):
                 self.stats.replayed += 1  # folded before a restart: the checkpoint has it
                 continue
-            self.fold(message.batch)
+            self._fold_message(message)
             through[message.partition] = message.offset
             failpoints.hit("aggregate.folded")
         self._uncommitted.extend(messages)
+        self.stats.fold_error = None
         if time.monotonic() >= self._next_checkpoint:
             self.checkpoint()
         return len(messages)
+
+    def _fold_message(self, message: Message) -> None:
+        """Fold one message; one that has failed ``FOLD_ATTEMPTS`` times is set aside as a
+        dead letter instead, so the messages behind it move on."""
+        key = (message.partition, message.offset)
+        try:
+            self.fold(message.batch)
+        except Exception as exc:
+            failed = self._fold_failures[key] = self._fold_failures.get(key, 0) + 1
+            self.stats.fold_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}"
+            if failed < FOLD_ATTEMPTS or self.dead_letters is None:
+                raise
+            self._fold_failures.pop(key, None)
+            name = f"points-p{message.partition}-o{message.offset}-{id(self.consumer):x}"
+            path = self.dead_letters.put(
+                name, "points", points_table(message.batch), self.stats.fold_error
+            )
+            self.stats.dead_batches += 1
+            log.error(
+                "a batch of %d points failed to fold %d times (%s); set aside in %s",
+                len(message.batch),
+                failed,
+                self.stats.fold_error,
+                path,
+            )
+            return
+        self._fold_failures.pop(key, None)
 
     def checkpoint(self, force: bool = False) -> bool:
         """Checkpoint what is folded, then commit the messages it covers (when there are

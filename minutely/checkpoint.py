@@ -42,7 +42,7 @@ import numpy as np
 from minutely import failpoints
 from minutely.hot import HotRing
 from minutely.model import I32, I64, U32, Partials
-from minutely.persist import StoreWriter
+from minutely.persist import ISOLATE_AFTER, StoreWriter
 from minutely.registry import Registry
 from minutely.store import Store
 from minutely.store.errors import StoreCorrupt
@@ -211,7 +211,9 @@ class Checkpointer:
         self.offsets = dict(last.offsets)
         self.generations = dict(last.generations)
         self._open = last.open
-        self._insert(last)
+        # at start-up the insert has failed before if it fails now: set refused rows aside
+        # at once rather than refuse to start
+        self._insert(last, patience=1)
         log.info(
             "recovered checkpoint %s: %d rows made sure of in the store, %d open cells, "
             "resuming after offsets %s",
@@ -301,7 +303,10 @@ class Checkpointer:
             server_ids.astype(np.uint32), metric_ids.astype(np.uint32), minutes, parts
         )
 
-    def _insert(self, c: Checkpoint) -> None:
+    def _insert(self, c: Checkpoint, patience: int = ISOLATE_AFTER) -> None:
+        """Make sure the store has ``c``'s rows: chunk ``i`` goes in with token
+        ``<token>-<i>`` (the writer cuts and, for rows the engine refuses again and again,
+        sets aside; see ``StoreWriter.insert``)."""
         rows = c.rows
         n = rows.minutes.shape[0]
         for i, lo in enumerate(range(0, n, INSERT_CHUNK)):
@@ -312,5 +317,5 @@ class Checkpointer:
                 rows.metric_ids[lo:hi],
                 rows.minutes[lo:hi],
             )
-            self.writer.write(*ids, cut, token=f"{c.token}-{i}")
+            self.writer.insert(*ids, cut, token=f"{c.token}-{i}", patience=patience)
             failpoints.hit("checkpoint.chunk")

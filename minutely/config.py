@@ -84,6 +84,13 @@ class Settings:
     #: on a durable bus (NATS) with a store: how often the aggregator checkpoints, and so
     #: how long a message waits for its ack and how much a restart folds again
     checkpoint_every: float = 5.0
+    #: rows waiting for the store (in bytes) before ingest answers 503: the store is slow or down
+    writer_max_bytes: int = 256 << 20
+    #: on the embedded bus with a store: how often the open minutes' new points are written
+    #: (a SIGKILL loses at most this much of what was folded)
+    open_minutes_every: float = 1.0
+    #: start even though the store has damaged (detached) parts, whose rows are not read
+    allow_damaged_store: bool = False
     #: crash points for the fault-injection tests, ``name=n,…`` (see ``failpoints.py``);
     #: empty, the default, arms none
     failpoints: str = ""
@@ -105,6 +112,9 @@ class Settings:
             ("chdb://", "http://", "https://", "clickhouse://")
         ):
             msg = f"store: {self.store!r} is not 'chdb', 'none' or a ClickHouse URL"
+            raise ConfigError(msg)
+        if self.open_minutes_every <= 0:
+            msg = f"open_minutes_every: {self.open_minutes_every}s must be above 0"
             raise ConfigError(msg)
         if self.checkpoint_every <= 0:
             msg = f"checkpoint_every: {self.checkpoint_every}s must be above 0"
@@ -139,8 +149,9 @@ _DURATIONS = {
     "retention_1d",
     "expire_every",
     "checkpoint_every",
+    "open_minutes_every",
 }
-_SIZES = {"bus_max_bytes", "max_body_bytes"}
+_SIZES = {"bus_max_bytes", "max_body_bytes", "writer_max_bytes"}
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -159,10 +170,24 @@ def _coerce(name: str, raw: Any) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            return _boolean(name, raw)
     except (TypeError, ValueError):
         msg = f"{name}: {raw!r} is not a number"
         raise ConfigError(msg) from None
     return str(raw)
+
+
+def _boolean(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    msg = f"{name}: {raw!r} is not true or false"
+    raise ConfigError(msg)
 
 
 def load(

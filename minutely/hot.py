@@ -102,6 +102,8 @@ class HotRing:
         self._live = Partials.empty((live_minutes, 0))
         self.slot_minute = np.full(minutes, _NO_MINUTE, dtype=np.int64)
         self.live_minute = np.full(live_minutes, _NO_MINUTE, dtype=np.int64)
+        #: live rows merged into since they were last handed on
+        self._dirty = np.zeros(live_minutes, dtype=np.bool_)
         #: the newest minute any point has reached (None before the first point)
         self.head: int | None = None
         self.expired_points = 0
@@ -203,7 +205,9 @@ class HotRing:
         # each minute's row of the live block, from a table over the batch's few minutes:
         # cheaper than a 64-bit remainder per point
         lo = int(minutes.min())
-        rows = np.arange(lo, int(minutes.max()) + 1) % self.live_minutes * self.capacity
+        row_of = np.arange(lo, int(minutes.max()) + 1) % self.live_minutes
+        self._dirty[row_of] = True
+        rows = row_of * self.capacity
         flat = rows.take(minutes - lo)
         flat += series
         live = self._live
@@ -264,6 +268,7 @@ class HotRing:
             live.max[row] = -np.inf
             live.sum[row] = 0.0
             live.count[row] = 0
+            self._dirty[row] = False
         self.head = newest
 
     def _flush_row(self, row: int, minute: int) -> None:
@@ -288,6 +293,7 @@ class HotRing:
                 dst[:n, slot] = src
         self.slot_minute[slot] = minute
         self.live_minute[row] = _NO_MINUTE
+        self._dirty[row] = False
         self._emit_live(row, minute)
 
     def _emit_live(self, row: int, minute: int) -> None:
@@ -300,20 +306,25 @@ class HotRing:
             self.sink(series, np.full(series.shape[0], minute, dtype=np.int64), parts)
 
     def hand_on_live(self) -> None:
-        """Give the sink the live (still filling) minutes too, and start them afresh.
+        """Give the sink what the live (still filling) minutes gained since they were last
+        handed on, and keep filling them from empty (the ring's slot holds what was handed
+        on, and reads merge the two).
 
-        For a clean stop: afterwards every point folded so far has reached the sink once,
-        and a restart that ``load``s the sink's minutes reads the same answers.
+        For a clean stop, and every second on the embedded bus: afterwards every point
+        folded so far has reached the sink once, and a restart that ``load``s the sink's
+        minutes reads the same answers.
         """
         with self.lock:
-            for row in range(self.live_minutes):
+            for row in np.flatnonzero(self._dirty).tolist():
                 minute = int(self.live_minute[row])
-                if minute != _NO_MINUTE:
-                    self._flush_row(row, minute)
-                    self.live_minute[row] = minute
-                    live = self._live
-                    live.min[row], live.max[row] = np.inf, -np.inf
-                    live.sum[row], live.count[row] = 0.0, 0
+                if minute == _NO_MINUTE:
+                    self._dirty[row] = False
+                    continue
+                self._flush_row(row, minute)
+                self.live_minute[row] = minute
+                live = self._live
+                live.min[row], live.max[row] = np.inf, -np.inf
+                live.sum[row], live.count[row] = 0.0, 0
 
     def live_partials(self) -> tuple[I32, I64, Partials]:
         """What the live (still filling) minutes hold and the sink has not had yet:

@@ -2,11 +2,24 @@
 
 ``StoreWriter`` is the ring's sink. The ring hands it, under its lock, every partial it has
 merged and not handed on yet: each closed minute once, each late point's correction, each
-point too old for the ring. ``accept`` only queues them (the aggregator must not wait on
-disk); a writer thread turns the queue into one insert about every second (ClickHouse wants
-few large inserts), saving new names first so a stored row never names an unknown id. The
-same thread drops expired partitions on a schedule. On a durable bus the checkpoints
+point too old for the ring, and (on the embedded bus) the open minutes' deltas every second,
+so a crash costs at most about a second. ``accept`` only queues them (the aggregator must not
+wait on disk); a writer thread turns the queue into one insert about every second (ClickHouse
+wants few large inserts), saving new names first so a stored row never names an unknown id.
+The same thread drops expired partitions on a schedule. On a durable bus the checkpoints
 (``checkpoint.py``) take the queue instead (``interval=None``): each checkpoint is one insert.
+
+Nothing accepted is dropped here:
+
+- A taken block keeps its insert token until it lands, so a retry after a failure that did
+  land adds nothing twice. Failed writes are retried with backoff (doubling to
+  ``MAX_BACKOFF``) while everything newer waits in the queue.
+- An insert that fails ``ISOLATE_AFTER`` times while the store answers a probe is not an
+  outage but rows the engine refuses: it is split in halves until the refused rows are
+  alone, and those are set aside as a dead letter (``letters.py``); the rest lands.
+- ``full`` says the queue holds ``max_bytes`` or more: ingest then answers 503.
+- A stop that cannot write spills the queue to a file that the next start inserts
+  (``recover_spill``) before the ring is rebuilt.
 
 ``rebuild_ring`` loads the hot window back from the store at start, hour by hour, so a
 restart answers every query as before for every minute that reached the store.
@@ -15,6 +28,7 @@ restart answers every query as before for every minute that reached the store.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -22,14 +36,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from minutely.hot import HotRing
-from minutely.model import I32, I64, Partials
+from minutely.letters import LetterBox, rows_of, rows_table
+from minutely.model import I32, I64, Partials, PointBatch
 from minutely.registry import Registry
-from minutely.store import Store
+from minutely.store import Store, StoreError
 from minutely.store.reader import MinuteRows
 
 log = logging.getLogger(__name__)
+
+#: failed attempts of one insert, with the store answering, before its rows are isolated
+ISOLATE_AFTER = 3
+#: a refused piece this small, or split this often, is set aside whole
+LEAF_ROWS = 64
+MAX_SPLITS = 12
+#: the longest wait between two attempts of a failing write
+MAX_BACKOFF = 30.0
+#: bytes one queued row holds (series id, minute, min, max, sum, count)
+ROW_BYTES = 4 + 8 + 8 + 8 + 8 + 4
 
 
 @dataclass(slots=True)
@@ -38,10 +64,36 @@ class WriterStats:
 
     rows: int = 0
     inserts: int = 0
+    #: rows waiting for the store, and their bytes (``full`` compares them to the bound)
     pending: int = 0
+    pending_bytes: int = 0
     seconds: float = 0.0
     errors: int = 0
+    #: the last write's failure while writes fail, and since when (unix seconds)
+    last_error: str | None = None
+    failing_since: float | None = None
     expired_partitions: int = 0
+    #: rows the engine refused, set aside in dead letters (files, rows)
+    dead_letters: int = 0
+    dead_rows: int = 0
+    #: rows of spill files inserted at start, and rows spilled at stop
+    recovered_rows: int = 0
+    spilled_rows: int = 0
+
+
+@dataclass(slots=True)
+class _Block:
+    """Rows taken from the queue for one insert, named, with the token they keep."""
+
+    server_ids: npt.NDArray[np.uint32]
+    metric_ids: npt.NDArray[np.uint32]
+    minutes: I64
+    parts: Partials
+    token: str
+
+    @property
+    def rows(self) -> int:
+        return int(self.minutes.shape[0])
 
 
 class StoreWriter:
@@ -55,30 +107,55 @@ class StoreWriter:
         interval: float | None = 1.0,
         expire_every: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        max_bytes: int = 256 << 20,
+        dead_letters: LetterBox | None = None,
+        spill: LetterBox | None = None,
+        before_flush: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.interval = interval
         self.expire_every = expire_every
         self.clock = clock
+        self.max_bytes = max_bytes
+        self.dead_letters = dead_letters
+        self.spill_box = spill
+        #: called by the writer's thread before each timed flush (the ring's open minutes)
+        self.before_flush = before_flush
         self.stats = WriterStats()
         self._queue: list[tuple[I32, I64, Partials]] = []
+        self._retry: list[_Block] = []
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_expiry = 0.0
+        self._run_id = secrets.token_hex(6)
+        self._seq = 0
+        self._failures: dict[str, int] = {}
+
+    # -- the queue -------------------------------------------------------------------------
+
+    @property
+    def full(self) -> bool:
+        """Is the queue at its bound? (Ingest answers 503 until it drains.)"""
+        return self.stats.pending_bytes >= self.max_bytes
 
     def accept(self, series: I32, minutes: I64, parts: Partials) -> None:
         """The ring's sink: queue and return at once (called under the ring's lock)."""
         with self._lock:
             self._queue.append((series, minutes, parts))
-            self.stats.pending += int(series.shape[0])
+            self._count(int(series.shape[0]))
+
+    def _count(self, rows: int) -> None:
+        self.stats.pending += rows
+        self.stats.pending_bytes += rows * ROW_BYTES
 
     def take(self) -> tuple[I32, I64, Partials]:
         """Everything queued so far, as one block, leaving the queue empty."""
         with self._lock:
             queued, self._queue = self._queue, []
-            self.stats.pending = 0
+            self._count(-sum(int(q[0].shape[0]) for q in queued))
         if not queued:
             return np.zeros(0, np.int32), np.zeros(0, np.int64), Partials.empty((0,))
         series = np.concatenate([q[0] for q in queued])
@@ -92,7 +169,9 @@ class StoreWriter:
             return
         with self._lock:
             self._queue.insert(0, (series, minutes, parts))
-            self.stats.pending += int(series.shape[0])
+            self._count(int(series.shape[0]))
+
+    # -- inserts ---------------------------------------------------------------------------
 
     def write(
         self,
@@ -115,21 +194,185 @@ class StoreWriter:
         self.stats.inserts += 1
         return written
 
-    def flush(self) -> int:
-        """Insert everything queued so far in one insert; returns the rows written.
+    def insert(
+        self,
+        server_ids: npt.ArrayLike,
+        metric_ids: npt.ArrayLike,
+        minutes: I64,
+        parts: Partials,
+        token: str,
+        patience: int = ISOLATE_AFTER,
+    ) -> int:
+        """Insert rows so that none the engine refuses holds back the others; returns the
+        rows written (dead-lettered ones not counted).
 
-        On failure the rows stay queued (in order) for the next flush.
+        Each piece of the insert (``Store.minute_pieces``) goes in with its own token. A
+        piece that has failed ``patience`` times, with the store answering a probe, is split
+        in halves (fresh tokens: a refused insert added nothing) until the refused rows are
+        alone, and those go to a dead letter. Raises ``StoreError`` when the store does not
+        answer (an outage) or a piece has not yet failed ``patience`` times: the caller
+        retries with the same ``token``, and what landed is not added twice.
         """
+        pieces = self.store.minute_pieces(server_ids, metric_ids, minutes, parts)
+        todo = [
+            (piece, token if len(pieces) == 1 else f"{token}.{i}", 0)
+            for i, piece in enumerate(pieces)
+        ]
+        written = 0
+        while todo:
+            piece, piece_token, splits = todo.pop(0)
+            began = time.perf_counter()
+            try:
+                written += self.store.insert_piece(piece, piece_token)
+            except StoreError as exc:
+                self.stats.errors += 1
+                tries = self._failures[piece_token] = self._failures.get(piece_token, 0) + 1
+                if tries < patience or not self.store.reachable():
+                    raise
+                self._failures.pop(piece_token, None)
+                n = int(piece.num_rows)
+                if n <= LEAF_ROWS or splits >= MAX_SPLITS:
+                    self._dead_letter(piece, piece_token, exc)
+                    continue
+                halves = [
+                    (piece.slice(0, n // 2), f"{piece_token}a", splits + 1),
+                    (piece.slice(n // 2), f"{piece_token}b", splits + 1),
+                ]
+                for half in halves:
+                    self._failures[half[1]] = patience - 1  # its next failure splits it
+                todo[:0] = halves
+                continue
+            self._failures.pop(piece_token, None)
+            self.stats.seconds += time.perf_counter() - began
+            self.stats.rows += int(piece.num_rows)
+            self.stats.inserts += 1
+        return written
+
+    def _dead_letter(self, piece: pa.Table, token: str, exc: Exception) -> None:
+        """Set refused rows aside, by name, and log the engine's reason once."""
+        servers = np.asarray(self.registry.servers.names(), dtype=object)
+        metrics = np.asarray(self.registry.metrics.names(), dtype=object)
+        s = piece.column("server_id").to_numpy()
+        m = piece.column("metric_id").to_numpy()
+        minutes = piece.column("ts").to_numpy().astype(np.int64) // 60
+        parts = Partials(
+            piece.column("min").to_numpy(),
+            piece.column("max").to_numpy(),
+            piece.column("sum").to_numpy(),
+            piece.column("count").to_numpy().astype(np.uint32),
+        )
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        table = rows_table(servers[s], metrics[m], minutes, parts)
+        if self.dead_letters is None:
+            msg = f"the store refuses {piece.num_rows} rows ({reason}) and no dead-letter box"
+            raise StoreError(msg) from exc
+        path = self.dead_letters.put(f"rows-{token}", "rows", table, reason)
+        self.stats.dead_letters += 1
+        self.stats.dead_rows += int(piece.num_rows)
+        log.error(
+            "the store refused %d rows again and again (%s); set aside in %s: replay them with"
+            " `minutely dead-letters replay` once the cause is fixed",
+            piece.num_rows,
+            reason,
+            path,
+        )
+
+    def flush(self) -> int:
+        """Insert everything queued so far; returns the rows written.
+
+        On failure the rows stay taken, with their token, and are retried first next time;
+        what was queued since waits behind them.
+        """
+        with self._flushing:
+            self._take_block()
+            if not self._retry:
+                return 0
+            self.store.save_registry(self.registry)
+            written = 0
+            while self._retry:
+                b = self._retry[0]
+                written += self.insert(b.server_ids, b.metric_ids, b.minutes, b.parts, b.token)
+                with self._lock:
+                    self._retry.pop(0)
+                    self._count(-b.rows)
+            return written
+
+    def _take_block(self) -> None:
         series, minutes, parts = self.take()
         if series.shape[0] == 0:
+            return
+        server_ids, metric_ids = self.registry.series_of(series)
+        self._seq += 1
+        block = _Block(
+            server_ids.astype(np.uint32),
+            metric_ids.astype(np.uint32),
+            minutes,
+            parts,
+            f"w-{self._run_id}-{self._seq}",
+        )
+        with self._lock:
+            self._retry.append(block)
+            self._count(block.rows)
+
+    # -- spills and dead letters -------------------------------------------------------------
+
+    def spill(self, reason: str) -> int:
+        """Write every row not yet in the store to a spill file; returns the rows spilled."""
+        if self.spill_box is None:
             return 0
-        try:
+        with self._flushing:
+            self._take_block()
+            with self._lock:
+                blocks, self._retry = self._retry, []
+                self._count(-sum(b.rows for b in blocks))
+        spilled = 0
+        for b in blocks:
+            servers = np.asarray(self.registry.servers.names(), dtype=object)[b.server_ids]
+            metrics = np.asarray(self.registry.metrics.names(), dtype=object)[b.metric_ids]
+            table = rows_table(servers, metrics, b.minutes, b.parts)
+            path = self.spill_box.put(f"spill-{b.token}", "rows", table, reason)
+            spilled += b.rows
+            log.warning("the store could not take %d rows at stop; spilled to %s", b.rows, path)
+        self.stats.spilled_rows += spilled
+        return spilled
+
+    def recover_spill(self) -> int:
+        """Start-up, before the ring is rebuilt: insert what the last stop spilled. Rows the
+        engine refuses become dead letters; an unreachable store raises. Returns rows."""
+        if self.spill_box is None:
+            return 0
+        recovered = 0
+        for path in self.spill_box.paths():
+            letter = self.spill_box.read(path)
+            server_ids, metric_ids, minutes, parts = self._named(letter.table)
             self.store.save_registry(self.registry)
-            server_ids, metric_ids = self.registry.series_of(series)
-            return self.write(server_ids, metric_ids, minutes, parts)
-        except Exception:
-            self.put_back(series, minutes, parts)
-            raise
+            self.insert(server_ids, metric_ids, minutes, parts, token=path.stem, patience=1)
+            self.spill_box.remove(path)
+            recovered += int(minutes.shape[0])
+            log.info("inserted %d rows spilled at the last stop (%s)", minutes.shape[0], path)
+        self.stats.recovered_rows += recovered
+        return recovered
+
+    def requeue(self, table: pa.Table) -> int:
+        """Queue a ``rows`` letter's rows for the store again (a dead letter replayed)."""
+        server_ids, metric_ids, minutes, parts = self._named(table)
+        series = self.registry.lookup(server_ids, metric_ids)
+        self.accept(series, minutes, parts)
+        return int(minutes.shape[0])
+
+    def _named(
+        self, table: pa.Table
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], I64, Partials]:
+        """A ``rows`` letter's rows with ids from the registry (new names and series added)."""
+        servers, metrics, minutes, parts = rows_of(table)
+        batch = PointBatch.from_names(
+            servers, metrics, np.zeros(len(minutes)), np.zeros(len(minutes))
+        )
+        series = self.registry.series_ids(batch)
+        server_ids, metric_ids = self.registry.series_of(series)
+        return server_ids, metric_ids, minutes, parts
+
+    # -- the thread ------------------------------------------------------------------------
 
     def expire(self) -> None:
         dropped = self.store.expire(self.clock())
@@ -145,24 +388,48 @@ class StoreWriter:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and write what is left (unless checkpoints do the writing)."""
+        """Stop the thread and write what is left (unless checkpoints do the writing); what
+        the store cannot take is spilled to a file the next start inserts."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(30)
+            self._thread.join(60)
             self._thread = None
-        if self.interval is not None:
+        if self.interval is None:
+            return
+        try:
             self.flush()
+        except Exception as exc:
+            spilled = self.spill(f"{type(exc).__name__}: {exc}")
+            if self.spill_box is None:
+                raise
+            log.warning("stopped with the store failing (%s); %d rows spilled", exc, spilled)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval or 1.0):
+        delay = self.interval or 1.0
+        while not self._stop.wait(delay):
             try:
+                if self.before_flush is not None:
+                    self.before_flush()
                 if self.interval is not None:
                     self.flush()
                 if self.clock() >= self._next_expiry:
                     self.expire()
                     self._next_expiry = self.clock() + self.expire_every
-            except Exception:
-                log.exception("store write failed; the rows stay queued and are retried")
+            except Exception as exc:
+                if self.stats.failing_since is None:
+                    self.stats.failing_since = self.clock()
+                    log.exception("store write failed; the rows stay queued and are retried")
+                self.stats.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                delay = min(MAX_BACKOFF, delay * 2)
+                continue
+            if self.stats.failing_since is not None:
+                log.info(
+                    "store writes succeed again after %.0fs",
+                    self.clock() - self.stats.failing_since,
+                )
+            self.stats.failing_since = None
+            self.stats.last_error = None
+            delay = self.interval or 1.0
 
 
 def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) -> int:

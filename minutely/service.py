@@ -27,13 +27,14 @@ from minutely.aggregate import Aggregator
 from minutely.bus import Bus, MemoryBus
 from minutely.checkpoint import Checkpointer
 from minutely.config import Settings
-from minutely.errors import ConfigError
+from minutely.errors import ConfigError, Unavailable
 from minutely.hot import HotRing
 from minutely.ingest import Decoded, decode
+from minutely.letters import LetterBox, points_of
 from minutely.persist import StoreWriter, rebuild_ring
 from minutely.query import Query
 from minutely.registry import Registry
-from minutely.store import Retention, Store, StoreConfig
+from minutely.store import Retention, Store, StoreConfig, StoreCorrupt
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,9 @@ class Service(_IngestPath):
         self.clock = clock
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
+        self.dead_letters = LetterBox(Path(settings.data_dir) / "dead-letters", clock)
+        #: the store's detached parts found at start (``allow_damaged_store`` let it start)
+        self.damaged: list[tuple[str, str, str]] = []
         self.checkpointer: Checkpointer | None = None
         self.registry = Registry()
         # A durable bus keeps what is not acked: checkpoints make the fold exactly once.
@@ -135,14 +139,20 @@ class Service(_IngestPath):
                 minute=settings.retention_1m, hour=settings.retention_1h, day=settings.retention_1d
             )
             self.store = Store.open(StoreConfig(dsn=dsn, retention=retention))
+            self.damaged = self._check_damage(self.store)
             self.store.expire(clock())  # reads stop at each tier's horizon from now on
             self.registry = self.store.load_registry()
+            data = Path(settings.data_dir)
             self.writer = StoreWriter(
                 self.store,
                 self.registry,
-                interval=None if durable else 1.0,  # checkpoints write, on a durable bus
+                # checkpoints write on a durable bus; else the open minutes go every interval
+                interval=None if durable else settings.open_minutes_every,
                 expire_every=settings.expire_every,
                 clock=clock,
+                max_bytes=settings.writer_max_bytes,
+                dead_letters=self.dead_letters,
+                spill=LetterBox(data / "spill", clock),
             )
         self.ring = HotRing(
             settings.hot_minutes,
@@ -150,6 +160,11 @@ class Service(_IngestPath):
             sink=None if self.writer is None else self.writer.accept,
         )
         if self.store is not None and self.writer is not None:
+            if not durable:  # a crash then loses at most one interval of what was folded
+                self.writer.before_flush = self.ring.hand_on_live
+            recovered = self.writer.recover_spill()  # the store then has what the stop spilled
+            if recovered:
+                log.info("inserted %d rows the last stop had spilled", recovered)
             if durable:
                 self.checkpointer = Checkpointer(
                     Path(settings.data_dir) / "checkpoint",
@@ -179,6 +194,7 @@ class Service(_IngestPath):
             self.bus,
             checkpointer=self.checkpointer,
             checkpoint_every=settings.checkpoint_every,
+            dead_letters=self.dead_letters,
         )
         self.query = Query(self.registry, self.ring, self.store)
         self.started_at = clock()
@@ -198,6 +214,44 @@ class Service(_IngestPath):
             oldest = max(oldest, float(ring_oldest * 60 + 60))
         return oldest
 
+    def _check_damage(self, store: Store) -> list[tuple[str, str, str]]:
+        """The store's detached parts: refuse to start on them unless told to go on."""
+        damaged = store.damaged_parts()
+        if not damaged:
+            return damaged
+        listed = "; ".join(f"{t}/{p} ({r or 'detached'})" for t, p, r in damaged[:5])
+        more = f" and {len(damaged) - 5} more" if len(damaged) > 5 else ""
+        msg = (
+            f"the store has {len(damaged)} damaged or detached parts whose rows are not read:"
+            f" {listed}{more}"
+        )
+        if not self.settings.allow_damaged_store:
+            store.close()
+            msg += (
+                "; restore the data dir from a backup, or start with --allow-damaged-store"
+                " (MINUTELY_ALLOW_DAMAGED_STORE=1) to serve what is left"
+            )
+            raise StoreCorrupt(msg)
+        log.error("%s; starting anyway (allow_damaged_store)", msg)
+        return damaged
+
+    async def ingest(
+        self, body: bytes, content_type: str, idempotency_key: str | None = None
+    ) -> Decoded:
+        """As ``_IngestPath.ingest``, but 503 while the store cannot keep up or batches
+        cannot be folded: a 200 must mean the points will be answered."""
+        if self.writer is not None and self.writer.full:
+            msg = (
+                f"the store is behind: {self.writer.stats.pending_bytes} bytes wait for it"
+                f" (writer_max_bytes {self.writer.max_bytes}); last error:"
+                f" {self.writer.stats.last_error}"
+            )
+            raise Unavailable(msg, retry_after=5.0)
+        if self.aggregator.stats.fold_error is not None:
+            msg = f"points cannot be folded now: {self.aggregator.stats.fold_error}"
+            raise Unavailable(msg, retry_after=5.0)
+        return await super().ingest(body, content_type, idempotency_key)
+
     def start(self) -> None:
         if self.writer is not None:
             self.writer.start()
@@ -205,14 +259,39 @@ class Service(_IngestPath):
         log.info("minutely started: %s", self.settings)
 
     async def stop(self) -> None:
-        """Refuse new points (503), fold what the bus holds, write everything, stop."""
+        """Refuse new points (503), fold what the bus holds, write everything, stop.
+
+        Never raises for the store: what it cannot take is spilled (embedded bus) or stays
+        unacked on the durable bus, and the next start picks it up."""
         await self.bus.close()
         self.aggregator.stop()
         if self.writer is not None:
-            self.ring.hand_on_live()  # the minutes still filling reach the store too
-            self.aggregator.checkpoint(force=True)  # durable bus: the last checkpoint does
-            self.writer.stop()
+            try:
+                self.ring.hand_on_live()  # the minutes still filling reach the store too
+                self.aggregator.checkpoint(force=True)  # durable bus: the last checkpoint
+                self.writer.stop()
+            except Exception:
+                log.exception("the store could not take everything at stop")
         self.close()
+
+    async def replay_dead_letters(self) -> dict[str, int]:
+        """Send every dead letter where it was going: rows to the store's queue, points
+        through the bus. A letter is removed once handed on (it becomes a new letter if it
+        fails the same way again). Returns the letters and rows or points replayed."""
+        done = {"letters": 0, "rows": 0, "points": 0}
+        for path in self.dead_letters.paths():
+            letter = self.dead_letters.read(path)
+            if letter.kind == "rows":
+                if self.writer is None:
+                    continue  # rows for a store, and this server has none
+                done["rows"] += self.writer.requeue(letter.table)
+            else:
+                batch = points_of(letter.table)
+                await self.bus.publish(batch)
+                done["points"] += len(batch)
+            self.dead_letters.remove(path)
+            done["letters"] += 1
+        return done
 
     def close(self) -> None:
         """Release the store (the embedded engine can then be opened again)."""
@@ -237,6 +316,8 @@ class Service(_IngestPath):
             },
             "aggregator": asdict(self.aggregator.stats),
             "store": None if self.writer is None else asdict(self.writer.stats),
+            "dead_letters": self.dead_letters.summary(),
+            "damaged_parts": [{"table": t, "part": p, "reason": r} for t, p, r in self.damaged],
             "bus": [asdict(s) for s in self.bus.stats()],
         }
 

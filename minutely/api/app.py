@@ -175,6 +175,29 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
     async def metrics(request: Request) -> Response:
         return _json(render.dumps({"metrics": sorted(service.registry.metrics.names())}))
 
+    async def dead_letters(request: Request) -> Response:
+        box = service.dead_letters
+        letters: list[dict[str, object]] = []
+        for path in box.paths():
+            try:
+                letter = box.read(path)
+            except (OSError, ValueError) as exc:
+                letters.append({"file": path.name, "error": str(exc)})
+                continue
+            letters.append(
+                {
+                    "file": path.name,
+                    "kind": letter.kind,
+                    "rows": letter.table.num_rows,
+                    "reason": letter.reason,
+                    "written_at": letter.written_at,
+                }
+            )
+        return _json(render.dumps({"directory": str(box.directory), "letters": letters}))
+
+    async def replay_dead_letters(request: Request) -> Response:
+        return _json(render.dumps(await service.replay_dead_letters()))
+
     def handler(by: Literal["server", "metric"], kind: str):  # type: ignore[no-untyped-def]
         other = "metric" if by == "server" else "server"
 
@@ -227,6 +250,8 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
         *_ingest_routes(service),
         Route("/api/v1/servers", servers),
         Route("/api/v1/metrics", metrics),
+        Route("/api/v1/dead-letters", dead_letters),
+        Route("/api/v1/dead-letters/replay", replay_dead_letters, methods=["POST"]),
         Route("/api/v1/servers/{name:path}/series", handler("server", "series")),
         Route("/api/v1/servers/{name:path}/summary", handler("server", "summary")),
         Route("/api/v1/metrics/{name:path}/series", handler("metric", "series")),

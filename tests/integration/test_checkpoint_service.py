@@ -63,16 +63,17 @@ def test_failed_checkpoint_is_retried_and_a_restart_resumes_from_it(
     publish(service, history, 5)
     assert backlog(service) > 0  # folded, but nothing is acked before a checkpoint
 
-    real_write = service.store.write_minutes  # type: ignore[union-attr]
+    real_insert = service.store.insert_piece  # type: ignore[union-attr]
     calls: list[str | None] = []
 
-    def failing_once(*args: Any, **kwargs: Any) -> int:
-        calls.append(kwargs.get("token", args[4] if len(args) > 4 else None))
+    def failing_once(piece: Any, token: str | None) -> int:
+        calls.append(token)
         if len(calls) == 1:
             raise StoreError("the store is down (injected)")
-        return real_write(*args, **kwargs)
+        return real_insert(piece, token)
 
-    monkeypatch.setattr(service.store, "write_minutes", failing_once)
+    monkeypatch.setattr(service.store, "insert_piece", failing_once)
+    monkeypatch.setattr(service.store, "reachable", lambda: False)
     assert not service.aggregator.checkpoint()
     assert service.checkpointer.unfinished
     assert "injected" in str(service.aggregator.stats.checkpoint_error)
