@@ -1,7 +1,9 @@
-"""The Arrow IPC stream decoder (``application/vnd.apache.arrow.stream``), ingest's fast path.
+"""The Arrow IPC decoder (``application/vnd.apache.arrow.stream``), ingest's fast path.
 
-Owns reading a stream of one or more record batches and turning its columns into the shapes
-``validate`` checks, without a Python object per point:
+Owns reading one or more record batches and turning their columns into the shapes
+``validate`` checks, without a Python object per point. The body is an IPC stream, or an IPC
+file (what ``pyarrow.ipc.new_file`` and many tools write), told apart by the file's leading
+``ARROW1`` magic; the columns are the same:
 
     server, metric   string, large_string or dictionary<int*, string | large_string>
     ts               timestamp (any unit, any tz), or any integer / floating type = unix seconds
@@ -29,6 +31,9 @@ from minutely.model import F64, I32
 
 CONTENT_TYPE = "application/vnd.apache.arrow.stream"
 
+#: how an Arrow IPC file begins (the stream form has no magic)
+FILE_MAGIC = b"ARROW1"
+
 COLUMNS = ("server", "metric", "ts", "value")
 
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -37,14 +42,9 @@ _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 def decode_arrow(
     body: bytes, *, now: float, oldest: float, max_future: float, max_errors: int
 ) -> Decoded:
-    """Decode an Arrow IPC stream body; raise ``DecodeError`` if it is not one we can use."""
-    try:
-        reader = pa.ipc.open_stream(pa.py_buffer(body))
-        schema = reader.schema
-        batches = list(reader)
-    except (pa.ArrowException, ValueError, OSError) as e:
-        msg = f"body is not a valid Arrow IPC stream: {e}"
-        raise DecodeError(msg) from None
+    """Decode an Arrow IPC stream or file body; raise ``DecodeError`` if it is not one we
+    can use."""
+    schema, batches = _read_batches(body)
     where = _locate(schema)
     for batch in batches:
         for name in COLUMNS:
@@ -69,6 +69,27 @@ def decode_arrow(
         max_future=max_future,
         max_errors=max_errors,
     )
+
+
+def _read_batches(body: bytes) -> tuple[Any, list[Any]]:
+    """The schema and record batches of an IPC file (by its magic) or stream."""
+    buffer = pa.py_buffer(body)
+    is_file = bytes(memoryview(body)[: len(FILE_MAGIC)]) == FILE_MAGIC
+    try:
+        if is_file:
+            reader = pa.ipc.open_file(buffer)
+            return reader.schema, [reader.get_batch(i) for i in range(reader.num_record_batches)]
+        stream = pa.ipc.open_stream(buffer)
+        return stream.schema, list(stream)
+    except (pa.ArrowException, ValueError, OSError) as e:
+        if is_file:
+            msg = f"body is not a valid Arrow IPC file: {e}"
+        else:
+            msg = (
+                f"body is not a valid Arrow IPC stream (nor an IPC file, which begins with "
+                f"ARROW1): {e}"
+            )
+        raise DecodeError(msg) from None
 
 
 def _locate(schema: Any) -> dict[str, int]:
