@@ -141,7 +141,11 @@ class LetterBox:
 
     def read(self, path: Path) -> Letter:
         """One letter; ``ValueError`` if it is not one this version can read."""
-        table = ipc.open_file(pa.memory_map(str(path))).read_all()
+        try:
+            table = ipc.open_file(pa.memory_map(str(path))).read_all()
+        except pa.ArrowInvalid as exc:
+            msg = f"{path}: not a minutely letter ({exc})"
+            raise ValueError(msg) from exc
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
         if meta.get("format") != FORMAT:
             msg = f"{path}: not a minutely letter"

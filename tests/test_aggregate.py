@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from minutely.aggregate import Aggregator
+from minutely.aggregate import FOLD_ATTEMPTS, Aggregator
 from minutely.bus import MemoryBus
-from minutely.hot import HotRing
+from minutely.hot import FoldResult, HotRing
+from minutely.letters import LetterBox, points_of
 from minutely.model import PointBatch
 from minutely.registry import Registry
 
@@ -95,3 +97,40 @@ def test_lag_is_reported_when_the_backlog_is_old(caplog: pytest.LogCaptureFixtur
     caplog.clear()
     agg.report_lag()
     assert "consumer lag" not in caplog.text
+
+
+def test_a_batch_that_never_folds_is_set_aside_and_the_rest_moves_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A poison batch: ingest's 503 flag is up while it fails, then it is dead-lettered
+    (names and values kept) and the batches behind it are folded, each once."""
+    bus = MemoryBus(partitions=1)
+    box = LetterBox(tmp_path / "dead")
+    agg = Aggregator(Registry(), HotRing(10, 2), bus, dead_letters=box)
+    real_fold = agg.fold
+
+    def poisoned(b: PointBatch) -> FoldResult:
+        if float(b.value[0]) == 666.0:
+            raise MemoryError("cannot allocate a 32 GiB table (injected)")
+        return real_fold(b)
+
+    monkeypatch.setattr(agg, "fold", poisoned)
+    asyncio.run(bus.publish(batch([1], value=1.0)))
+    asyncio.run(bus.publish(batch([2, 2], value=666.0)))
+    asyncio.run(bus.publish(batch([3], value=2.0)))
+    failures = 0
+    for _ in range(FOLD_ATTEMPTS + 2):
+        try:
+            agg.drain(timeout=0)
+        except MemoryError:
+            failures += 1
+            assert agg.stats.fold_error is not None and "32 GiB" in agg.stats.fold_error
+            agg._reopen()  # what the consumer loop does after a failure
+    assert failures == FOLD_ATTEMPTS - 1
+    assert agg.stats.fold_error is None and agg.stats.dead_batches == 1
+    assert agg.stats.points == 2  # the good batches, each once
+    assert read_counts(agg, 1, 3) == [1, 0, 1]
+    (path,) = box.paths()
+    letter = box.read(path)
+    assert letter.kind == "points" and "32 GiB" in letter.reason
+    assert points_of(letter.table).value.tolist() == [666.0, 666.0]

@@ -256,3 +256,45 @@ def test_buckets_must_be_whole() -> None:
     )
     with pytest.raises(ValueError, match="out has 1"):
         ring.merge_buckets(np.array([0], np.int32), 100, 4, 2, narrow)
+
+
+def test_handing_on_open_minutes_gives_the_sink_deltas_that_merge_to_the_truth() -> None:
+    """Every second on the embedded bus: each hand-on gives the sink only what the open
+    minutes gained since the last, reads are unchanged, and a minute closing later hands
+    on only its remainder."""
+    got: list[tuple[np.ndarray, np.ndarray, Partials]] = []
+    ring = HotRing(30, 3, sink=lambda s, m, p: got.append((s, m, p)))
+    rng = np.random.default_rng(5)
+    truth: dict[tuple[int, int], list[float]] = {}
+    for round_ in range(6):
+        n = 50
+        series = rng.integers(0, 4, n).astype(np.int32)
+        minutes = (100 + round_ // 2 + rng.integers(0, 2, n)).astype(np.int64)
+        values = rng.normal(0, 10, n)
+        ring.fold(series, minutes, values)
+        for s, m, v in zip(series.tolist(), minutes.tolist(), values.tolist(), strict=True):
+            truth.setdefault((s, m), []).append(v)
+        before = ring.read(np.arange(4, dtype=np.int32), 100, 6)
+        ring.hand_on_live()
+        after = ring.read(np.arange(4, dtype=np.int32), 100, 6)
+        for a, b in zip(before.fields(), after.fields(), strict=True):
+            np.testing.assert_array_equal(a[before.count > 0], b[before.count > 0])
+        np.testing.assert_array_equal(before.count, after.count)
+    ring.hand_on_live()  # nothing new: nothing handed on
+    handed = len(got)
+    ring.hand_on_live()
+    assert len(got) == handed
+    ring.fold(np.array([0], np.int32), np.array([120], np.int64), np.array([1.0]))  # close all
+    merged: dict[tuple[int, int], list[float]] = {}
+    for s, m, p in got:
+        for i in range(len(s)):
+            cell = merged.setdefault((int(s[i]), int(m[i])), [np.inf, -np.inf, 0.0, 0])
+            cell[0] = min(cell[0], float(p.min[i]))
+            cell[1] = max(cell[1], float(p.max[i]))
+            cell[2] += float(p.sum[i])
+            cell[3] += int(p.count[i])
+    for key, values in truth.items():
+        mn, mx, total, count = merged[key]
+        assert (mn, mx, count) == (min(values), max(values), len(values)), key
+        assert total == pytest.approx(sum(values), rel=1e-12, abs=1e-9)
+    assert set(merged) == set(truth)  # minute 120 is still open: not handed on

@@ -1,0 +1,174 @@
+"""``StoreWriter`` against a real embedded store: refused rows set aside, outages retried,
+stops spilled, the bound that makes ingest answer 503."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from minutely.letters import LetterBox, points_of, points_table
+from minutely.model import Partials, PointBatch
+from minutely.persist import ISOLATE_AFTER, ROW_BYTES, StoreWriter
+from minutely.registry import Registry
+from minutely.store import Store, StoreConfig, StoreError
+
+DAY0 = 19_000 * 1440  # a UTC midnight, in minutes
+
+
+class RefusingStore:
+    """A real store whose engine refuses any insert holding a row of ``bad_server``
+    (a poison row), or every insert while ``down`` (an outage, and the probe fails)."""
+
+    def __init__(self, store: Store, bad_server: int | None = None) -> None:
+        self.store = store
+        self.bad_server = bad_server
+        self.down = False
+        self.inserts: list[str | None] = []
+
+    def insert_piece(self, piece: Any, token: str | None) -> int:
+        self.inserts.append(token)
+        if self.down:
+            raise StoreError("connection refused (injected outage)")
+        if self.bad_server is not None and self.bad_server in piece.column("server_id").to_pylist():
+            raise StoreError("Code: 999. the engine refuses this row (injected)")
+        return self.store.insert_piece(piece, token)
+
+    def reachable(self) -> bool:
+        return not self.down
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(StoreConfig(f"chdb://{tmp_path}/store"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def fleet(registry: Registry, servers: int, metrics: int, minutes: int) -> tuple[Any, ...]:
+    """One partial per (series, minute) over ``minutes`` day-spread minutes."""
+    s = np.repeat(np.arange(servers), metrics)
+    m = np.tile(np.arange(metrics), servers)
+    batch = PointBatch.from_names(
+        [f"s{i}" for i in s], [f"m{j}" for j in m], np.zeros(len(s)), np.zeros(len(s))
+    )
+    series = registry.series_ids(batch)
+    series = np.repeat(series, minutes)
+    mins = np.tile(DAY0 + np.arange(minutes) * 1440 // 4, servers * metrics).astype(np.int64)
+    v = np.arange(len(series), dtype=np.float64)
+    return series, mins, Partials(v, v + 1, v * 2, np.full(len(v), 2, np.uint32))
+
+
+def stored_count(store: Store, registry: Registry) -> int:
+    total = 0
+    for sid in range(len(registry.servers)):
+        cells = store.summary("server", sid, None, DAY0 - 10, 400 * 1440)
+        total += int(cells.parts.count.sum())
+    return total
+
+
+def test_refused_rows_are_set_aside_and_the_rest_lands(store: Store, tmp_path: Path) -> None:
+    registry = Registry()
+    series, minutes, parts = fleet(registry, 8, 5, 40)
+    bad = registry.servers.get("s3")
+    refusing = RefusingStore(store, bad_server=bad)
+    box = LetterBox(tmp_path / "dead")
+    writer = StoreWriter(refusing, registry, dead_letters=box)  # type: ignore[arg-type]
+    writer.accept(series, minutes, parts)
+    for _ in range(ISOLATE_AFTER - 1):  # not yet isolated: it might be a passing failure
+        with pytest.raises(StoreError):
+            writer.flush()
+        assert writer.stats.pending == len(series)
+    writer.flush()  # the third failure with the store answering: isolate
+    assert writer.stats.pending == 0 and writer.stats.pending_bytes == 0
+    bad_rows = int((registry.series_of(series)[0] == bad).sum())
+    assert writer.stats.dead_rows == bad_rows
+    assert stored_count(store, registry) == 2 * (len(series) - bad_rows)
+    letters = [box.read(p) for p in box.paths()]
+    assert sum(letter.table.num_rows for letter in letters) == bad_rows
+    assert {letter.kind for letter in letters} == {"rows"}
+    assert all("refuses this row" in letter.reason for letter in letters)
+    assert set().union(*(set(letter.table.column("server").to_pylist()) for letter in letters)) == {
+        "s3"
+    }
+    # the cause fixed, the letters replayed: everything is in the store, once
+    refusing.bad_server = None
+    for letter in letters:
+        writer.requeue(letter.table)
+        box.remove(letter.path)
+    writer.flush()
+    assert stored_count(store, registry) == 2 * len(series)
+
+
+def test_an_outage_is_retried_with_the_same_token_and_never_dead_lettered(
+    store: Store, tmp_path: Path
+) -> None:
+    registry = Registry()
+    series, minutes, parts = fleet(registry, 2, 2, 3)
+    refusing = RefusingStore(store)
+    box = LetterBox(tmp_path / "dead")
+    writer = StoreWriter(
+        refusing,  # type: ignore[arg-type]
+        registry,
+        dead_letters=box,
+        max_bytes=ROW_BYTES * len(series) * 2,
+    )
+    writer.accept(series, minutes, parts)
+    refusing.down = True
+    for _ in range(ISOLATE_AFTER + 2):
+        with pytest.raises(StoreError):
+            writer.flush()
+    assert not box.paths() and writer.stats.dead_rows == 0
+    assert not writer.full
+    writer.accept(series, minutes, parts)  # more while the store is down: at the bound
+    assert writer.full
+    refusing.down = False
+    writer.flush()
+    assert not writer.full and writer.stats.pending == 0
+    tokens = [t for t in refusing.inserts if t is not None]
+    assert tokens[0] == tokens[ISOLATE_AFTER + 2]  # the retry kept its token
+    assert stored_count(store, registry) == 2 * 2 * len(series)
+
+
+def test_a_stop_with_the_store_down_spills_and_the_next_start_inserts(
+    store: Store, tmp_path: Path
+) -> None:
+    registry = Registry()
+    series, minutes, parts = fleet(registry, 3, 2, 5)
+    refusing = RefusingStore(store)
+    spill = LetterBox(tmp_path / "spill")
+    writer = StoreWriter(refusing, registry, spill=spill)  # type: ignore[arg-type]
+    writer.accept(series, minutes, parts)
+    refusing.down = True
+    writer.stop()  # does not raise
+    assert writer.stats.spilled_rows == len(series) and len(spill.paths()) == 1
+    # the next start: a fresh registry loaded from the store (which never saw the names)
+    fresh = store.load_registry()
+    again = StoreWriter(store, fresh, spill=spill)
+    assert again.recover_spill() == len(series)
+    assert not spill.paths()
+    assert stored_count(store, fresh) == 2 * len(series)
+    assert again.recover_spill() == 0  # nothing twice
+
+
+def test_letters_round_trip_and_refuse_other_files(tmp_path: Path) -> None:
+    box = LetterBox(tmp_path / "box", clock=lambda: 123.0)
+    batch = PointBatch.from_names(["a", "b"], ["x", "x"], [1.0, 2.0], [0.5, -0.0])
+    path = box.put("p/1", "points", points_table(batch), "why\nsecond line")
+    assert path.name == "p_1.arrow" and box.paths() == [path]
+    letter = box.read(path)
+    assert (letter.kind, letter.reason, letter.written_at) == ("points", "why", 123.0)
+    back = points_of(letter.table)
+    assert back.value.tolist() == [0.5, -0.0] and np.signbit(back.value[1])
+    assert box.summary() == {"files": 1, "rows": 2}
+    (tmp_path / "box" / "junk.arrow").write_bytes(b"not arrow")
+    with pytest.raises(ValueError, match="not a minutely letter"):
+        box.read(tmp_path / "box" / "junk.arrow")
