@@ -2,7 +2,8 @@
 
     GET  /healthz                                   liveness
     GET  /api/v1/status                             ring, aggregator and bus figures
-    POST /api/v1/points                             ingest (JSON or Arrow IPC stream; an
+    POST /api/v1/points                             ingest (JSON or Arrow IPC, optionally
+                                                    Content-Encoding gzip or zstd; an
                                                     Idempotency-Key header makes retries safe)
     GET  /api/v1/servers | /api/v1/metrics          names, sorted
     GET  /api/v1/servers/{server}/series            Q1: one server, every metric, per step
@@ -15,8 +16,8 @@
                                                     dashboard/vendor/ when the package is built)
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
-an oversized body,
-429 a full bus and 503 a closed one (both with ``Retry-After``). Query answers are JSON unless
+an oversized body (decompressed, too), 415 a Content-Encoding other than gzip or zstd, 429 a
+full bus and 503 a closed one (both with ``Retry-After``). Query answers are JSON unless
 ``?format=csv|arrow`` (or ``Accept: text/csv`` or ``application/vnd.apache.arrow.stream``)
 asks for CSV or an Arrow IPC stream (layout in ``arrow.py``); an unknown ``format`` is a 400.
 Series and fleet answers take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer
@@ -42,7 +43,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from minutely.api import arrow, params, render
+from minutely.api import arrow, encoding, params, render
 from minutely.errors import (
     Backpressure,
     BadParameter,
@@ -113,7 +114,11 @@ def _ingest_routes(node: Service | IngestNode) -> list[Route | Mount]:
                 msg = f"body is over the limit of {limit} bytes"
                 raise PayloadTooLarge(msg)
             chunks.append(chunk)
-        return b"".join(chunks)
+        body = b"".join(chunks)
+        coding = request.headers.get("content-encoding")
+        if coding is None:
+            return body
+        return await run_in_threadpool(encoding.decompress, body, coding, limit)
 
     async def points(request: Request) -> Response:
         try:
@@ -125,6 +130,8 @@ def _ingest_routes(node: Service | IngestNode) -> list[Route | Mount]:
             )
         except PayloadTooLarge as e:
             return _error(413, str(e))
+        except encoding.UnsupportedEncoding as e:
+            return _error(415, str(e))
         except DecodeError as e:
             return _error(400, str(e))
         except Backpressure as e:
