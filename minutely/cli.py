@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,18 @@ from minutely import config
 from minutely.errors import ConfigError
 
 log = logging.getLogger("minutely")
+
+#: the forms ``start`` and ``end`` take, for the help of the commands that have them
+TIME_FORMS = """\
+times (--start, --end): unix seconds (1764000000), RFC 3339 (2025-11-24T16:00:00Z), now,
+or a time before the end of the current minute: -30s, -90m, -2h, -2d, -1w. The end is
+exclusive. --step is seconds, a positive multiple of 60.
+"""
+
+#: options whose value may be a relative time, which begins with a dash
+_TIME_OPTIONS = ("--start", "--end")
+_RELATIVE = re.compile(r"-\d")
+
 
 
 def _add_settings_flags(p: argparse.ArgumentParser) -> None:
@@ -158,7 +171,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from minutely import sim
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     fleet = sim.Fleet(args.servers, args.metrics, seed=args.seed)
     stats = sim.SendStats()
     try:
@@ -194,7 +206,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from minutely.errors import DecodeError
     from minutely.importer import import_files
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         stats = import_files(args.url, [Path(f) for f in args.files])
     except (DecodeError, sim.SendError) as e:
@@ -257,22 +268,45 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+IMPORT_FORMATS = """\
+files, by name: .csv or .csv.gz (a header row; ts as unix seconds or RFC 3339), .parquet or
+.pq, and .arrow, .feather, .ipc or .arrows (an Arrow IPC file or stream). Columns: server,
+metric (strings), ts (a timestamp, or unix seconds) and value (a number); others are
+ignored. Points older than the hot window go to the store, as long as the 1-minute tier
+keeps them (400 days by default).
+
+examples:
+  minutely import history.parquet
+  minutely import a.csv b.csv.gz --url http://127.0.0.1:8080
+"""
+
+QUERY_HELP = f"""\
+{TIME_FORMS}
+examples:
+  minutely query server web-001 --start -1h
+  minutely query server web-001 --summary --filter cpu.user --csv
+  minutely query metric cpu.user --summary --start -2d
+  minutely query metric cpu.user --start 2025-11-24T16:00:00Z --end 2025-11-24T18:00:00Z
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minutely", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the HTTP API and dashboard")
+    def command(name: str, summary: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, **kwargs)
+
+    p = command("serve", "run the HTTP API and dashboard")
     _add_settings_flags(p)
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser(
-        "ingest", help="an ingest-only node: validate and publish to a shared NATS bus"
-    )
+    p = command("ingest", "an ingest-only node: validate and publish to a shared NATS bus")
     _add_settings_flags(p)
     p.set_defaults(func=_cmd_ingest)
 
-    p = sub.add_parser("demo", help="serve plus a simulated fleet with history")
+    p = command("demo", "serve plus a simulated fleet with history")
     _add_settings_flags(p)
     p.add_argument("--servers", type=int, default=50)
     p.add_argument("--metrics", type=int, default=100)
@@ -280,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("simulate", help="send a simulated fleet's points to a server")
+    p = command("simulate", "send a simulated fleet's points to a server")
     p.add_argument("--url", default="http://127.0.0.1:8080")
     p.add_argument("--servers", type=int, default=50)
     p.add_argument("--metrics", type=int, default=100)
@@ -293,18 +327,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("import", help="load raw points from CSV, Parquet or Arrow files")
+    p = command(
+        "import",
+        "load raw points from CSV, Parquet or Arrow files",
+        description="Send the points in FILEs to a running minutely, through the ingest path.",
+        epilog=IMPORT_FORMATS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("files", nargs="+", help="files with columns server, metric, ts, value")
     p.add_argument("--url", default="http://127.0.0.1:8080")
     p.set_defaults(func=_cmd_import)
 
-    p = sub.add_parser("query", help="ask one of the four questions")
+    p = command(
+        "query",
+        "ask one of the four questions",
+        description="A server's metrics or a metric's servers, per step or summarised.",
+        epilog=QUERY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("by", choices=["server", "metric"])
     p.add_argument("name")
     p.add_argument("--summary", action="store_true", help="min/max/avg over the range (Q3/Q4)")
-    p.add_argument("--start", default="-1h")
-    p.add_argument("--end", default="now")
-    p.add_argument("--step", type=int, default=60)
+    p.add_argument("--start", default="-1h", help="first time (default -1h)")
+    p.add_argument("--end", default="now", help="time after the last (default now)")
+    p.add_argument("--step", type=int, default=60, help="seconds per point (default 60)")
     p.add_argument("--filter", action="append", help="only these metrics (or servers)")
     p.add_argument("--csv", action="store_true")
     p.add_argument("--url", default="http://127.0.0.1:8080")
@@ -312,12 +358,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def join_relative_times(argv: Sequence[str]) -> list[str]:
+    """``--start -2d`` as ``--start=-2d``. argparse takes a value that begins with a dash for
+    an option of its own (only plain negative numbers pass), so the relative times, which
+    all begin with one, would need the ``=`` form."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        if arg in _TIME_OPTIONS and i + 1 < len(args) and _RELATIVE.match(args[i + 1]):
+            out.append(f"{arg}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(join_relative_times(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # one line per request at INFO: noise before a query's table or a simulation's totals
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except ConfigError as e:
