@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +26,8 @@ from typing import Any
 import httpx
 
 from minutely import config
-from minutely.errors import ConfigError
+from minutely.datadir import DataDir
+from minutely.errors import MinutelyError
 
 log = logging.getLogger("minutely")
 
@@ -39,6 +42,9 @@ exclusive. --step is seconds, a positive multiple of 60.
 _TIME_OPTIONS = ("--start", "--end")
 _RELATIVE = re.compile(r"-\d")
 
+
+class ListenError(MinutelyError, OSError):
+    """The address to serve on cannot be had: the port is taken or the host is not ours."""
 
 
 def _add_settings_flags(p: argparse.ArgumentParser) -> None:
@@ -68,7 +74,39 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def serve(settings: config.Settings, on_ready: Any = None, ingest_only: bool = False) -> None:
-    """Run the service (or an ingest-only node) in this process until SIGINT/SIGTERM."""
+    """Run the service (or an ingest-only node) in this process until SIGINT/SIGTERM.
+
+    The data dir's lock is taken and the port bound before anything else is built, so a
+    second ``serve`` on the same data dir or port stops at once with a one-line reason.
+    """
+    data_dir = None if ingest_only else DataDir(settings.data_dir).lock()
+    try:
+        with _listen(settings.host, settings.port) as sock:
+            _serve_on(sock, settings, on_ready, ingest_only)
+    finally:
+        if data_dir is not None:
+            data_dir.release()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on (as uvicorn binds its own)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            msg = f"port {port} is in use: pass --port"
+        else:
+            msg = f"cannot listen on {host}:{port} ({e.strerror or e}): pass --host or --port"
+        raise ListenError(msg) from None
+    return sock
+
+
+def _serve_on(
+    sock: socket.socket, settings: config.Settings, on_ready: Any, ingest_only: bool
+) -> None:
     import uvicorn
 
     from minutely import failpoints
@@ -90,7 +128,7 @@ def serve(settings: config.Settings, on_ready: Any = None, ingest_only: bool = F
     )
 
     async def main() -> None:
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
@@ -293,10 +331,16 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minutely", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show an error's traceback")
+    # every command takes --debug after its name too; unset there, the top level's stands
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show an error's traceback"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, summary: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=summary, **kwargs)
+        return sub.add_parser(name, help=summary, parents=[common], **kwargs)
 
     p = command("serve", "run the HTTP API and dashboard")
     _add_settings_flags(p)
@@ -389,11 +433,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
-    except ConfigError as e:
-        print(f"minutely: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except MinutelyError as e:  # ours say what to do
+        if args.debug:
+            raise
+        print(f"minutely: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if args.debug:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"minutely: {type(e).__name__}: {first} (--debug shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The command line as a new user meets it: the README's relative times as written, help
-that explains the time forms and file formats, query output without log lines."""
+that explains the time forms and file formats, query output without log lines, and every
+error at start in one line with what to do (the traceback only with ``--debug``)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -72,6 +74,12 @@ def run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
+def assert_one_line(done: subprocess.CompletedProcess[str], says: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], done.stderr
+
+
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A ``minutely serve`` (no store, so it starts fast) with a few points; its URL and
@@ -100,3 +108,30 @@ def test_the_readme_query_prints_a_table_and_no_log_lines(serving: tuple[str, Pa
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout.split()[:5] == ["server", "min", "max", "avg", "count"]
+
+
+@pytest.mark.slow
+def test_a_second_serve_on_the_data_dir_names_the_first(serving: tuple[str, Path]) -> None:
+    _, data = serving
+    holder = (data / "minutely.lock").read_text().strip()
+    done = run("serve", "--port", str(free_port()), "--data-dir", str(data))
+    assert_one_line(done, f"data dir {data} is in use by process {holder}: stop it")
+
+
+@pytest.mark.slow
+def test_a_busy_port_says_pass_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"))
+    assert_one_line(done, f"port {port} is in use: pass --port")
+
+
+@pytest.mark.slow
+def test_a_bad_data_dir_says_so_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    bad = str(tmp_path / "file")
+    assert_one_line(run("serve", "--data-dir", bad), "is not a directory: pass --data-dir")
+    done = run("serve", "--debug", "--data-dir", bad)
+    assert done.returncode != 0 and "Traceback" in done.stderr
