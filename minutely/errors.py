@@ -4,7 +4,8 @@
     ├── ConfigError               a setting is missing or malformed (names the setting)
     ├── DecodeError               a request body cannot be decoded at all (HTTP 400)
     ├── PayloadTooLarge           a request body is over the size limit (HTTP 413)
-    ├── BadParameter              a query parameter is malformed (HTTP 400, names the parameter)
+    ├── BadParameter              a query parameter or header is malformed (HTTP 400, names it)
+    ├── IdempotencyConflict       an Idempotency-Key reused for another body (HTTP 422)
     ├── NotFound                  an unknown server or metric (HTTP 404)
     └── Backpressure              the bus is full: retry later (HTTP 429 with Retry-After)
         └── Unavailable           the bus is closed or unreachable (HTTP 503 with Retry-After)
@@ -33,12 +34,16 @@ class PayloadTooLarge(MinutelyError, ValueError):
 
 
 class BadParameter(MinutelyError, ValueError):
-    """A query parameter is malformed; ``param`` names it."""
+    """A query parameter or a header is malformed; ``param`` names it."""
 
     def __init__(self, param: str, problem: str) -> None:
         super().__init__(f"parameter {param!r}: {problem}")
         self.param = param
         self.problem = problem
+
+
+class IdempotencyConflict(MinutelyError, ValueError):
+    """An ``Idempotency-Key`` already names another request body; nothing was applied."""
 
 
 class NotFound(MinutelyError, LookupError):

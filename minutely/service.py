@@ -13,6 +13,7 @@ Only this module knows the whole chain; every other module gets what it needs pa
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from minutely.config import Settings
 from minutely.errors import ConfigError, Unavailable
 from minutely.hot import HotRing
 from minutely.ingest import Decoded, decode
+from minutely.ingest.idempotency import LEDGER_NAME, IdempotencyKeys
 from minutely.letters import LetterBox, points_of
 from minutely.persist import StoreWriter, rebuild_ring
 from minutely.query import Query
@@ -65,13 +67,29 @@ class _IngestPath:
     ) -> Decoded:
         """Decode, validate and publish one request body; raises Backpressure when full.
 
-        A retry carrying the same ``idempotency_key`` within the bus's duplicate window is
-        answered the same way and its points count once.
+        A retry carrying the same ``idempotency_key`` and body within the bus's duplicate
+        window (an import block's key: ever after) is answered the same way and its points
+        count once; the key with another body raises ``IdempotencyConflict``.
         """
         decoded = await run_in_threadpool(self.decode, body, content_type)
+        claim = None
+        if idempotency_key is not None:
+            claim = await run_in_threadpool(self.idempotency.check, idempotency_key, body)
+            if claim.stored:
+                return decoded  # an import block published before: answered, not applied
         await self.bus.publish(decoded.batch, idempotency_key=idempotency_key)
         failpoints.hit("ingest.published")
+        if claim is not None:
+            await run_in_threadpool(self.idempotency.published, claim)
         return decoded
+
+    @functools.cached_property
+    def idempotency(self) -> IdempotencyKeys:
+        """The keys' bodies; import blocks are kept in the data dir when there is a store,
+        since only then do their points outlive the process."""
+        kept = self.settings.store != "none"
+        ledger = Path(self.settings.data_dir) / LEDGER_NAME if kept else None
+        return IdempotencyKeys(ledger, clock=self.clock)
 
 
 class IngestNode(_IngestPath):

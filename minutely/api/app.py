@@ -16,8 +16,9 @@
                                                     dashboard/vendor/ when the package is built)
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
-an oversized body (decompressed, too), 415 a Content-Encoding other than gzip or zstd, 429 a
-full bus and 503 a closed one (both with ``Retry-After``). Query answers are JSON unless
+an oversized body (decompressed, too), 415 a Content-Encoding other than gzip or zstd, 422 an
+Idempotency-Key reused for another body, 429 a full bus and 503 a closed one (both with
+``Retry-After``). Query answers are JSON unless
 ``?format=csv|arrow`` (or ``Accept: text/csv`` or ``application/vnd.apache.arrow.stream``)
 asks for CSV or an Arrow IPC stream (layout in ``arrow.py``); an unknown ``format`` is a 400.
 Series and fleet answers take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer
@@ -48,6 +49,7 @@ from minutely.errors import (
     Backpressure,
     BadParameter,
     DecodeError,
+    IdempotencyConflict,
     NotFound,
     PayloadTooLarge,
     Unavailable,
@@ -132,8 +134,10 @@ def _ingest_routes(node: Service | IngestNode) -> list[Route | Mount]:
             return _error(413, str(e))
         except encoding.UnsupportedEncoding as e:
             return _error(415, str(e))
-        except DecodeError as e:
+        except (DecodeError, BadParameter) as e:
             return _error(400, str(e))
+        except IdempotencyConflict as e:
+            return _error(422, str(e))
         except Backpressure as e:
             retry = str(max(1, math.ceil(e.retry_after)))
             code = 503 if isinstance(e, Unavailable) else 429

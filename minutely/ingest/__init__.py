@@ -10,6 +10,9 @@ One module per wire format, one set of rules:
     json.py      application/json                      pyarrow.json, or orjson when it can't
     validate.py  the accept rules, PointError, Decoded  shared by every format
 
+Beside them, ``idempotency.py`` remembers which body each ``Idempotency-Key`` named; it is the
+one stateful part (a clock, and a ledger file of import blocks), used before publish.
+
 A body that cannot be decoded at all raises ``errors.DecodeError`` (HTTP 400) saying why; a bad
 point never does: it is counted in ``rejected`` and, among the first ``max_errors``, listed in
 ``errors`` with its index and a reason naming the field.
