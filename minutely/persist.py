@@ -28,6 +28,7 @@ restart answers every query as before for every minute that reached the store.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
@@ -56,6 +57,22 @@ MAX_SPLITS = 12
 MAX_BACKOFF = 30.0
 #: bytes one queued row holds (series id, minute, min, max, sum, count)
 ROW_BYTES = 4 + 8 + 8 + 8 + 8 + 4
+
+
+#: engine error codes that say "not now" rather than "never": memory (241), space (243),
+#: time-outs (159, 209), network (210), too many queries (202), merges behind inserts (252)
+_TRANSIENT_CODES = frozenset({159, 202, 209, 210, 241, 243, 252})
+_CODE = re.compile(r"Code: (\d+)")
+
+
+def transient(exc: BaseException) -> bool:
+    """Does the store's error say the same insert may succeed later (never dead-letter)?"""
+    text = str(exc)
+    if "No space left on device" in text or "Cannot reserve" in text:
+        return True
+    if "partitions for single INSERT" in text:  # 252 too, but the same insert fails again
+        return False
+    return any(int(code) in _TRANSIENT_CODES for code in _CODE.findall(text))
 
 
 @dataclass(slots=True)
@@ -133,6 +150,8 @@ class StoreWriter:
         self._run_id = secrets.token_hex(6)
         self._seq = 0
         self._failures: dict[str, int] = {}
+        #: per insert token: the pieces still to insert after a failure (split ones included)
+        self._unfinished: dict[str, list[tuple[pa.Table, str, int]]] = {}
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -210,39 +229,49 @@ class StoreWriter:
         piece that has failed ``patience`` times, with the store answering a probe, is split
         in halves (fresh tokens: a refused insert added nothing) until the refused rows are
         alone, and those go to a dead letter. Raises ``StoreError`` when the store does not
-        answer (an outage) or a piece has not yet failed ``patience`` times: the caller
-        retries with the same ``token``, and what landed is not added twice.
+        answer (an outage), the failure is one that passes (``transient``: space, memory,
+        time-outs, merges behind) or a piece has not yet failed ``patience`` times: the
+        caller retries with the same ``token``, which resumes where this call stopped.
         """
-        pieces = self.store.minute_pieces(server_ids, metric_ids, minutes, parts)
-        todo = [
-            (piece, token if len(pieces) == 1 else f"{token}.{i}", 0)
-            for i, piece in enumerate(pieces)
-        ]
+        todo = self._unfinished.pop(token, None)
+        if todo is None:
+            pieces = self.store.minute_pieces(server_ids, metric_ids, minutes, parts)
+            tokens = [token] if len(pieces) == 1 else [f"{token}.{i}" for i in range(len(pieces))]
+            todo = [(piece, t, 0) for piece, t in zip(pieces, tokens, strict=True)]
         written = 0
         while todo:
-            piece, piece_token, splits = todo.pop(0)
+            piece, piece_token, splits = todo[0]
             began = time.perf_counter()
             try:
                 written += self.store.insert_piece(piece, piece_token)
             except StoreError as exc:
                 self.stats.errors += 1
                 tries = self._failures[piece_token] = self._failures.get(piece_token, 0) + 1
-                if tries < patience or not self.store.reachable():
+                if tries < patience or transient(exc) or not self.store.reachable():
+                    # a retry resumes here: pieces split off keep their own tokens
+                    self._unfinished[token] = todo
                     raise
-                self._failures.pop(piece_token, None)
                 n = int(piece.num_rows)
                 if n <= LEAF_ROWS or splits >= MAX_SPLITS:
-                    self._dead_letter(piece, piece_token, exc)
+                    try:
+                        self._dead_letter(piece, piece_token, exc)
+                    except BaseException:
+                        self._unfinished[token] = todo
+                        raise
+                    self._failures.pop(piece_token, None)
+                    todo.pop(0)
                     continue
+                self._failures.pop(piece_token, None)
                 halves = [
                     (piece.slice(0, n // 2), f"{piece_token}a", splits + 1),
                     (piece.slice(n // 2), f"{piece_token}b", splits + 1),
                 ]
                 for half in halves:
                     self._failures[half[1]] = patience - 1  # its next failure splits it
-                todo[:0] = halves
+                todo[:1] = halves
                 continue
             self._failures.pop(piece_token, None)
+            todo.pop(0)
             self.stats.seconds += time.perf_counter() - began
             self.stats.rows += int(piece.num_rows)
             self.stats.inserts += 1

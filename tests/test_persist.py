@@ -28,9 +28,13 @@ class RefusingStore:
         self.bad_server = bad_server
         self.down = False
         self.inserts: list[str | None] = []
+        #: errors the next inserts raise, one each, whatever they hold
+        self.fail_next: list[str] = []
 
     def insert_piece(self, piece: Any, token: str | None) -> int:
         self.inserts.append(token)
+        if self.fail_next:
+            raise StoreError(self.fail_next.pop(0))
         if self.down:
             raise StoreError("connection refused (injected outage)")
         if self.bad_server is not None and self.bad_server in piece.column("server_id").to_pylist():
@@ -172,3 +176,56 @@ def test_letters_round_trip_and_refuse_other_files(tmp_path: Path) -> None:
     (tmp_path / "box" / "junk.arrow").write_bytes(b"not arrow")
     with pytest.raises(ValueError, match="not a minutely letter"):
         box.read(tmp_path / "box" / "junk.arrow")
+
+
+def test_a_full_disk_is_retried_not_dead_lettered(store: Store, tmp_path: Path) -> None:
+    registry = Registry()
+    series, minutes, parts = fleet(registry, 2, 2, 3)
+    refusing = RefusingStore(store)
+    box = LetterBox(tmp_path / "dead")
+    writer = StoreWriter(refusing, registry, dead_letters=box)  # type: ignore[arg-type]
+    writer.accept(series, minutes, parts)
+    refusing.fail_next = ["Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space"]
+    refusing.fail_next *= ISOLATE_AFTER + 3
+    for _ in range(ISOLATE_AFTER + 3):
+        with pytest.raises(StoreError, match="not enough space"):
+            writer.flush()
+    assert not box.paths()
+    writer.flush()
+    assert stored_count(store, registry) == 2 * len(series)
+
+
+def test_an_outage_in_the_middle_of_isolating_resumes_without_counting_twice(
+    store: Store, tmp_path: Path
+) -> None:
+    """Halves that landed under their own tokens are not inserted again whole."""
+    registry = Registry()
+    series, minutes, parts = fleet(registry, 8, 4, 10)
+    bad = registry.servers.get("s6")  # in the second half of the rows
+    refusing = RefusingStore(store, bad_server=bad)
+    box = LetterBox(tmp_path / "dead")
+    writer = StoreWriter(refusing, registry, dead_letters=box)  # type: ignore[arg-type]
+    writer.accept(series, minutes, parts)
+    for _ in range(ISOLATE_AFTER - 1):
+        with pytest.raises(StoreError):
+            writer.flush()
+    real_insert = refusing.insert_piece
+    landed: list[str | None] = []
+
+    def down_after_first_half(piece: Any, token: str | None) -> int:
+        if landed:  # the first half landed: now the store goes away
+            refusing.down = True
+        written = real_insert(piece, token)
+        landed.append(token)
+        return written
+
+    refusing.insert_piece = down_after_first_half  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="outage"):
+        writer.flush()
+    assert landed and str(landed[0]).endswith("a")
+    refusing.insert_piece = real_insert  # type: ignore[method-assign]
+    refusing.down = False
+    writer.flush()
+    bad_rows = int((registry.series_of(series)[0] == bad).sum())
+    assert writer.stats.dead_rows == bad_rows
+    assert stored_count(store, registry) == 2 * (len(series) - bad_rows)
