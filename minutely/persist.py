@@ -50,8 +50,9 @@ log = logging.getLogger(__name__)
 
 #: failed attempts of one insert, with the store answering, before its rows are isolated
 ISOLATE_AFTER = 3
-#: a refused piece this small, or split this often, is set aside whole
-LEAF_ROWS = 64
+#: a refused piece this small, or split this often (a bound on the inserts one refused
+#: piece costs: 2**MAX_SPLITS), is set aside whole
+LEAF_ROWS = 1
 MAX_SPLITS = 12
 #: the longest wait between two attempts of a failing write
 MAX_BACKOFF = 30.0

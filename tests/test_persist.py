@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from minutely.checkpoint import Checkpoint, Checkpointer, CheckpointFile
+from minutely.hot import HotRing
 from minutely.letters import LetterBox, points_of, points_table
 from minutely.model import Partials, PointBatch
 from minutely.persist import ISOLATE_AFTER, ROW_BYTES, StoreWriter
 from minutely.registry import Registry
-from minutely.store import Store, StoreConfig, StoreError
+from minutely.store import MinuteRows, Store, StoreConfig, StoreError
 
 DAY0 = 19_000 * 1440  # a UTC midnight, in minutes
 
@@ -229,3 +231,38 @@ def test_an_outage_in_the_middle_of_isolating_resumes_without_counting_twice(
     bad_rows = int((registry.series_of(series)[0] == bad).sum())
     assert writer.stats.dead_rows == bad_rows
     assert stored_count(store, registry) == 2 * (len(series) - bad_rows)
+
+
+def test_a_checkpoint_holding_refused_rows_does_not_stop_a_start(
+    store: Store, tmp_path: Path
+) -> None:
+    """On NATS a checkpoint's insert is repeated at every start: rows the engine refuses
+    are set aside at once there, so the server starts, with everything else stored."""
+    registry = Registry()
+    series, minutes, parts = fleet(registry, 4, 3, 6)
+    store.save_registry(registry)
+    server_ids, metric_ids = registry.series_of(series)
+    ckpt = Checkpoint(
+        "r1",
+        3,
+        {0: 10},
+        MinuteRows(server_ids.astype(np.uint32), metric_ids.astype(np.uint32), minutes, parts),
+        MinuteRows(
+            np.zeros(0, np.uint32),
+            np.zeros(0, np.uint32),
+            np.zeros(0, np.int64),
+            Partials.empty((0,)),
+        ),
+    )
+    CheckpointFile(tmp_path / "ck").write(ckpt)
+    bad = registry.servers.get("s2")
+    refusing = RefusingStore(store, bad_server=bad)
+    box = LetterBox(tmp_path / "dead")
+    fresh = store.load_registry()
+    writer = StoreWriter(refusing, fresh, interval=None, dead_letters=box)  # type: ignore[arg-type]
+    ring = HotRing(60, 4, sink=writer.accept)
+    checkpointer = Checkpointer(tmp_path / "ck", refusing, fresh, ring, writer)  # type: ignore[arg-type]
+    assert checkpointer.recover() is not None
+    bad_rows = int((server_ids == bad).sum())
+    assert writer.stats.dead_rows == bad_rows > 0 and box.paths()
+    assert stored_count(store, fresh) == 2 * (len(series) - bad_rows)
