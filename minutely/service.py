@@ -78,9 +78,9 @@ class _IngestPath:
             if claim.stored:
                 return decoded  # an import block published before: answered, not applied
         await self.bus.publish(decoded.batch, idempotency_key=idempotency_key)
+        if claim is not None:  # no await before it: a cancelled request still lists its block
+            self.idempotency.published(claim)
         failpoints.hit("ingest.published")
-        if claim is not None:
-            await run_in_threadpool(self.idempotency.published, claim)
         return decoded
 
     @functools.cached_property

@@ -20,9 +20,10 @@ Import keys (``import:...``, sent by ``minutely import`` for each block of a fil
 remembered past the window, in a ledger: ``published`` adds a key once its publish
 succeeded, and ``check`` then answers it ``stored``, so the caller answers without publishing
 again, minutes or restarts later. With a ``ledger`` path the ledger is also a file, read at
-the first ``check`` and appended to (and fsynced) by ``published``; one line per block::
+the first import key's ``check`` and appended to (and fsynced) by ``published``; one line per
+block::
 
-    <32 hex digits: blake2b-128 of the body> <key>\\n
+    <64 hex digits: sha256 of the body> <key>\\n
 
 A torn last line (a crash mid-append) is skipped when read. A crash between a publish and
 its line leaves that block unlisted: a re-run after the bus's window publishes it again.
@@ -49,7 +50,7 @@ IMPORT_PREFIX = "import:"
 #: The ledger file's name in the data dir.
 LEDGER_NAME = "imports.log"
 
-_DIGEST_BYTES = 16
+_DIGEST_BYTES = 32  # sha256
 _HEADER = "Idempotency-Key"
 
 
@@ -64,14 +65,14 @@ class Claim(NamedTuple):
 
 def body_digest(body: bytes) -> bytes:
     """The digest a key is compared by (hashlib releases the GIL on large bodies)."""
-    return hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest()
+    return hashlib.sha256(body).digest()
 
 
 class IdempotencyKeys:
     """The keys of the last ``window`` seconds (at most ``max_keys``) and the import ledger.
 
-    Safe from several threads; ``check`` and ``published`` may do file I/O (the ledger), so
-    call them off the event loop when there is a ledger.
+    Safe from several threads. ``check`` hashes the body and reads the ledger file at its
+    first import key: call it off the event loop.
     """
 
     def __init__(
@@ -123,7 +124,11 @@ class IdempotencyKeys:
             return Claim(key, digest, stored=False)
 
     def published(self, claim: Claim) -> None:
-        """``claim``'s body is on the bus: an import key joins the ledger (and its file)."""
+        """``claim``'s body is on the bus: an import key joins the ledger (and its file).
+
+        Call it right after the publish, with no await between: a request cancelled there
+        would leave a published block out of the ledger. Only an import key writes (one
+        line, fsynced), once per import block."""
         if claim.stored or not claim.key.startswith(IMPORT_PREFIX):
             return
         with self._lock:
