@@ -190,11 +190,15 @@ class _CsvReader:
             return
         except pa.ArrowInvalid:
             pass  # a value that does not convert: the rest is read as text
-        for batch in self._open(typed=False):
-            passed = min(given, batch.num_rows)
-            given -= passed
-            if passed < batch.num_rows:
-                yield batch.slice(passed)
+        try:
+            for batch in self._open(typed=False):
+                passed = min(given, batch.num_rows)
+                given -= passed
+                if passed < batch.num_rows:
+                    yield batch.slice(passed)
+        except pa.ArrowInvalid as e:  # not text (bytes that are not UTF-8): no rows to keep
+            msg = f"{self.path}: {e}"
+            raise DecodeError(msg) from e
 
     def _open(self, *, typed: bool) -> Iterator[pa.RecordBatch]:
         # One thread: the reader then knows each skipped row's line.

@@ -18,6 +18,7 @@ from minutely import importer
 from minutely.api import create_app
 from minutely.bus import MemoryBus
 from minutely.config import Settings
+from minutely.errors import DecodeError
 from minutely.importer import MAX_REPORTED, ImportStats, import_files
 from minutely.service import Service
 from minutely.sim import SendError
@@ -218,3 +219,20 @@ def test_at_most_max_reported_problems_are_listed(server: Server, tmp_path: Path
     assert len(stats.errors) == MAX_REPORTED
     assert stats.errors[-1] == f"{path}:{MAX_REPORTED + 1}: value: not a number ('x')"
     assert (stats.accepted, stats.rejected) == (1, bad)
+
+
+def test_a_file_that_is_not_text_is_an_error_naming_it(server: Server, tmp_path: Path) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"server,metric,ts,value\na,m,1,\xff\xfe\n")
+    with pytest.raises(DecodeError, match=r"binary\.csv: .*UTF8"):
+        run(server, path)
+
+
+def test_a_missing_column_is_an_error_before_anything_is_sent(
+    server: Server, tmp_path: Path
+) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text(f"server,metric,ts\na,m,{T0}\n")
+    with pytest.raises(DecodeError, match=r"short\.csv: missing column\(s\) value"):
+        run(server, path)
+    assert server.counts() == {}
