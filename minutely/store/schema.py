@@ -21,6 +21,11 @@ from __future__ import annotations
 from minutely.store.config import StoreConfig
 from minutely.store.tiers import TIER_1M, TIERS, Tier
 
+#: the layout this code writes; a store records each version it was brought to
+SCHEMA_VERSION = 2
+#: one row per version the store was created at or migrated to
+VERSION_TABLE = "schema_version"
+
 #: server and metric names ↔ ids; one row per name, re-inserts collapse
 NAMES_TABLE = "names"
 #: every (server, metric) pair the registry holds, in its series-id order
@@ -93,6 +98,46 @@ SELECT
     sum(src.count) AS count
 FROM {db}.{TIER_1M.table} AS src
 GROUP BY server_id, metric_id, ts
+"""
+
+
+def migrations(config: StoreConfig) -> dict[int, list[str]]:
+    """Per version ``v``, the statements that bring a store at ``v - 1`` to ``v``; each is
+    idempotent, so a migration cut off by a crash is simply run again.
+
+    Version 1 is every store made before versions were recorded. Version 2: the coarse
+    tiers' columns take the codecs of ``tiers.py`` (parts written from now on, and parts
+    merged, use them; a store made before the codec change kept ``T64``/``DoubleDelta``).
+    """
+    db = config.database
+    to_2 = []
+    for tier in TIERS:
+        if tier is TIER_1M:
+            continue
+        c = tier.codecs
+        kinds = {
+            "server_id": ("UInt32", c["id"]),
+            "metric_id": ("UInt32", c["id"]),
+            "ts": ("DateTime('UTC')", c["ts"]),
+            "min": ("SimpleAggregateFunction(min, Float64)", c["value"]),
+            "max": ("SimpleAggregateFunction(max, Float64)", c["value"]),
+            "sum": ("SimpleAggregateFunction(sum, Float64)", c["value"]),
+            "count": ("SimpleAggregateFunction(sum, UInt64)", c["id"]),
+        }
+        for table in tier.tables():
+            for column, (kind, codec) in kinds.items():
+                to_2.append(
+                    f"ALTER TABLE {db}.{table} MODIFY COLUMN {column} {kind} CODEC({codec})"
+                )
+    return {2: to_2}
+
+
+def version_table(db: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {db}.{VERSION_TABLE} (
+    version UInt32,
+    at DateTime('UTC') DEFAULT now()
+) ENGINE = MergeTree ORDER BY version
 """
 
 

@@ -12,6 +12,7 @@ flush on one thread and queries on others run side by side.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import uuid
@@ -34,9 +35,19 @@ from minutely.store.engine import query_arrow
 from minutely.store.errors import StoreCorrupt, StoreError
 from minutely.store.plan import Segment, clamp, plan
 from minutely.store.reader import By, CellBlock, MinuteRows, SeriesCells, SummaryCells
-from minutely.store.schema import NAMES_TABLE, SERIES_TABLE, statements
+from minutely.store.schema import (
+    NAMES_TABLE,
+    SCHEMA_VERSION,
+    SERIES_TABLE,
+    VERSION_TABLE,
+    migrations,
+    statements,
+    version_table,
+)
 from minutely.store.tiers import TIER_1M, TIERS, Tier
 from minutely.store.writer import insert_pieces, minute_table, piece_tokens
+
+log = logging.getLogger(__name__)
 
 
 class ReadStats(NamedTuple):
@@ -139,12 +150,46 @@ class Store:
         """Connect and create whatever part of the schema is missing."""
         store = cls(config)
         try:
+            found = store.schema_version()
+            if found > SCHEMA_VERSION:
+                msg = (
+                    f"the store in {config.dsn} (database {config.database}) was written by a"
+                    f" newer minutely (schema version {found}; this one knows up to"
+                    f" {SCHEMA_VERSION}): upgrade minutely, or point it at another store"
+                )
+                raise StoreCorrupt(msg)
             for sql in statements(config):
                 store._command(sql)
+            store._command(version_table(config.database))
+            steps = migrations(config)
+            for version in range(max(found, 1) + 1, SCHEMA_VERSION + 1):
+                if found:  # a store made now starts at the newest layout
+                    for sql in steps.get(version, []):
+                        store._command(sql)
+                    log.info("store schema migrated to version %d", version)
+            if found < SCHEMA_VERSION:
+                store._command(
+                    f"INSERT INTO {config.database}.{VERSION_TABLE} (version)"
+                    f" VALUES ({int(SCHEMA_VERSION)})"
+                )
         except BaseException:
             store.close()
             raise
         return store
+
+    def schema_version(self) -> int:
+        """The newest version the store records; 1 for a store made before versions were
+        recorded, 0 for none at all."""
+        tables = self._arrow(
+            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": self._db}
+        )
+        names = set(tables.column("name").to_pylist())
+        if VERSION_TABLE in names:
+            got = self._arrow(f"SELECT max(version) AS v FROM {self._db}.{VERSION_TABLE}")
+            version = int(got.column("v")[0].as_py() or 0)
+            if version:
+                return version
+        return 1 if TIER_1M.table in names else 0
 
     def close(self) -> None:
         """Close every client this store made (the embedded engine can then be reopened)."""
