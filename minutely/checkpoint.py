@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 #: rows per insert of a checkpoint's rows (each chunk carries a token of its own)
 INSERT_CHUNK = 1 << 20
 
+#: the file's layout; a file without one is version 1 (the layout before it was recorded)
+FORMAT_VERSION = 1
+
 _FIELDS = ("server_ids", "metric_ids", "minutes", "min", "max", "sum", "count")
 
 
@@ -98,6 +101,13 @@ class CheckpointFile:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             msg = f"checkpoint {self.path} cannot be read ({exc}); refusing to start without it"
             raise StoreCorrupt(msg) from exc
+        version = int(arrays["version"]) if "version" in arrays else 1
+        if version > FORMAT_VERSION:
+            msg = (
+                f"checkpoint {self.path} was written by a newer minutely (format {version}; this"
+                f" one reads up to {FORMAT_VERSION}): upgrade minutely to start on this data dir"
+            )
+            raise StoreCorrupt(msg)
         try:
             return Checkpoint(
                 run=str(arrays["run"]),
@@ -125,6 +135,7 @@ class CheckpointFile:
         self.directory.mkdir(parents=True, exist_ok=True)
         parts = sorted(c.offsets)
         arrays = {
+            "version": np.array(FORMAT_VERSION, dtype=np.int64),
             "run": np.array(c.run),
             "epoch": np.array(c.epoch, dtype=np.int64),
             "partitions": np.array(parts, dtype=np.int64),

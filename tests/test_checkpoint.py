@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from minutely import failpoints
-from minutely.checkpoint import Checkpoint, CheckpointFile
+from minutely.checkpoint import FORMAT_VERSION, Checkpoint, CheckpointFile
 from minutely.errors import ConfigError
 from minutely.hot import HotRing
 from minutely.model import I32, I64, Partials
@@ -129,3 +129,19 @@ def test_failpoints_are_checked_and_kill_on_the_nth_pass() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL
     assert done.stdout == "first pass\n"
+
+
+def test_a_checkpoint_records_its_format_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    f = CheckpointFile(tmp_path)
+    f.write(Checkpoint("ab12", 1, {0: 1}, rows(5, 1), rows(0, 2)))
+    with np.load(f.path) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    assert int(arrays["version"]) == FORMAT_VERSION
+    del arrays["version"]  # a file from before versions were recorded reads as version 1
+    np.savez(f.path, **arrays)  # type: ignore[arg-type]
+    got = f.read()
+    assert got is not None and got.epoch == 1
+    arrays["version"] = np.array(FORMAT_VERSION + 1)
+    np.savez(f.path, **arrays)  # type: ignore[arg-type]
+    with pytest.raises(StoreCorrupt, match="newer minutely"):
+        f.read()
