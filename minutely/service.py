@@ -60,7 +60,15 @@ class _IngestPath:
             oldest=self.oldest_accepted(now),
             max_future=self.settings.max_future,
             max_errors=self.settings.max_errors,
+            horizon=self.horizon(),
         )
+
+    def horizon(self) -> str:
+        """What the oldest accepted time is, in the words of a refused point's reason."""
+        if self.settings.store != "none":
+            days = self.settings.retention_1m / 86400
+            return f"the 1-minute tier's retention ({days:g} days)"
+        return "the hot window"
 
     async def ingest(
         self, body: bytes, content_type: str, idempotency_key: str | None = None

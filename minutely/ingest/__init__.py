@@ -41,12 +41,14 @@ def decode(
     oldest: float,
     max_future: float,
     max_errors: int = 100,
+    horizon: str = "the hot window",
 ) -> Decoded:
     """Decode and validate one request body.
 
     A point is accepted iff server and metric are non-empty strings, ts is a finite number
     with ``oldest <= ts <= now + max_future`` and value is a finite number no larger in
-    magnitude than ``validate.MAX_MAGNITUDE``.
+    magnitude than ``validate.MAX_MAGNITUDE``. ``horizon`` names what ``oldest`` is, for
+    the reason a point older than it is refused.
     """
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == JSON:
@@ -56,4 +58,11 @@ def decode(
     else:
         msg = f"unsupported content type {content_type!r}: use {JSON} or {ARROW_STREAM}"
         raise DecodeError(msg)
-    return decoder(body, now=now, oldest=oldest, max_future=max_future, max_errors=max_errors)
+    return decoder(
+        body,
+        now=now,
+        oldest=oldest,
+        max_future=max_future,
+        max_errors=max_errors,
+        horizon=horizon,
+    )

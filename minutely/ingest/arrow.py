@@ -40,7 +40,13 @@ _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def decode_arrow(
-    body: bytes, *, now: float, oldest: float, max_future: float, max_errors: int
+    body: bytes,
+    *,
+    now: float,
+    oldest: float,
+    max_future: float,
+    max_errors: int,
+    horizon: str = "the hot window",
 ) -> Decoded:
     """Decode an Arrow IPC stream or file body; raise ``DecodeError`` if it is not one we
     can use."""
@@ -66,6 +72,7 @@ def decode_arrow(
         numbers_column("value", value),
         now=now,
         oldest=oldest,
+        horizon=horizon,
         max_future=max_future,
         max_errors=max_errors,
     )

@@ -58,7 +58,13 @@ _NOT_AN_OBJECT: dict[str, Any] = {}
 
 
 def decode_json(
-    body: bytes, *, now: float, oldest: float, max_future: float, max_errors: int
+    body: bytes,
+    *,
+    now: float,
+    oldest: float,
+    max_future: float,
+    max_errors: int,
+    horizon: str = "the hot window",
 ) -> Decoded:
     """Decode a JSON array of points; raise ``DecodeError`` if the body is not one."""
     fast = read_fast(body)
@@ -67,6 +73,7 @@ def decode_json(
         *columns,
         now=now,
         oldest=oldest,
+        horizon=horizon,
         max_future=max_future,
         max_errors=max_errors,
         explain=explain,

@@ -88,6 +88,7 @@ def validate(
     max_future: float,
     max_errors: int,
     explain: Explain | None = None,
+    horizon: str = "the hot window",
 ) -> Decoded:
     """Apply the accept rules to decoded columns: keep the good points, explain the bad."""
     latest = now + max_future
@@ -106,7 +107,18 @@ def validate(
     errors = [
         PointError(
             int(i),
-            _reason(int(i), server_ok, metric_ok, ts, value, oldest, latest, max_future, explain),
+            _reason(
+                int(i),
+                server_ok,
+                metric_ok,
+                ts,
+                value,
+                oldest,
+                latest,
+                max_future,
+                explain,
+                horizon,
+            ),
         )
         for i in bad[: max(0, max_errors)]
     ]
@@ -160,6 +172,7 @@ def _reason(
     latest: float,
     max_future: float,
     explain: Explain | None,
+    horizon: str,
 ) -> str:
     """The reason for the first failing field of point ``i`` (which is known to be bad)."""
 
@@ -178,7 +191,7 @@ def _reason(
         return f"ts: not finite ({format_number(t)})"
     if t < oldest:
         return (
-            f"ts: {format_number(t)} is older than the hot window "
+            f"ts: {format_number(t)} is older than {horizon} "
             f"(oldest accepted {format_number(oldest)})"
         )
     if t > latest:
