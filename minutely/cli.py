@@ -58,6 +58,12 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store", help="'chdb' (default, embedded), a ClickHouse URL http://host:8123, or 'none'"
     )
+    p.add_argument(
+        "--allow-damaged-store",
+        action="store_true",
+        default=None,
+        help="start even if the store has broken (detached) parts, serving what is left",
+    )
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -70,6 +76,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         partitions=args.partitions,
         bus=args.bus,
         store=args.store,
+        allow_damaged_store=args.allow_damaged_store,
     )
 
 
@@ -252,6 +259,37 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0 if stats.rejected == 0 else 3
 
 
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "replay":
+            resp = httpx.post(f"{args.url}/api/v1/dead-letters/replay", timeout=300)
+        else:
+            resp = httpx.get(f"{args.url}/api/v1/dead-letters", timeout=30)
+    except httpx.HTTPError as e:
+        print(f"minutely dead-letters: cannot reach {args.url}: {e}", file=sys.stderr)
+        return 2
+    if resp.status_code != 200:
+        print(f"minutely dead-letters: {resp.status_code}: {resp.text}", file=sys.stderr)
+        return 1
+    data = resp.json()
+    if args.action == "replay":
+        print(
+            f"replayed {data['letters']} letters: {data['rows']} rows to the store,"
+            f" {data['points']} points through the bus"
+        )
+        return 0
+    letters = data["letters"]
+    if not letters:
+        print(f"no dead letters in {data['directory']}")
+        return 0
+    for letter in letters:
+        if "error" in letter:
+            print(f"{letter['file']}: unreadable: {letter['error']}")
+            continue
+        print(f"{letter['file']}: {letter['rows']} {letter['kind']}: {letter['reason']}")
+    return 0
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -381,6 +419,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="files with columns server, metric, ts, value")
     p.add_argument("--url", default="http://127.0.0.1:8080")
     p.set_defaults(func=_cmd_import)
+
+    p = command(
+        "dead-letters",
+        "list or replay what the store refused or the aggregator could not fold",
+        description=(
+            "Rows the store refused again and again, and batches that failed to fold, are set"
+            " aside in <data_dir>/dead-letters/ so that everything behind them moves on. List"
+            " them with their reasons; replay them once the cause is fixed (a letter that fails"
+            " the same way again becomes a new one)."
+        ),
+    )
+    p.add_argument("action", choices=["list", "replay"], nargs="?", default="list")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.set_defaults(func=_cmd_dead_letters)
 
     p = command(
         "query",
