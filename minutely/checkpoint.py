@@ -322,7 +322,7 @@ class Checkpointer:
         n = rows.minutes.shape[0]
         for i, lo in enumerate(range(0, n, INSERT_CHUNK)):
             hi = min(n, lo + INSERT_CHUNK)
-            cut = Partials(*(a[lo:hi] for a in rows.parts.fields()))
+            cut = rows.parts.take(slice(lo, hi))
             ids: tuple[U32, U32, I64] = (
                 rows.server_ids[lo:hi],
                 rows.metric_ids[lo:hi],

@@ -285,9 +285,9 @@ class HotRing:
             if n == 0:
                 break
             lo = b * self.block
-            fresh = Partials(*(a[row, lo : lo + n] for a in live.fields()))
+            fresh = live.take(np.s_[row, lo : lo + n])
             if baseline:
-                old = Partials(*(a[:n, slot] for a in block.fields()))
+                old = block.take(np.s_[:n, slot])
                 fresh = merge(old, fresh)
             for dst, src in zip(block.fields(), fresh.fields(), strict=True):
                 dst[:n, slot] = src
@@ -302,7 +302,7 @@ class HotRing:
         live = self._live
         series = np.flatnonzero(live.count[row, : self._used] > 0).astype(np.int32)
         if series.shape[0]:
-            parts = Partials(*(a[row, series] for a in live.fields()))
+            parts = live.take(np.s_[row, series])
             self.sink(series, np.full(series.shape[0], minute, dtype=np.int64), parts)
 
     def hand_on_live(self) -> None:
@@ -339,7 +339,7 @@ class HotRing:
                 series = np.flatnonzero(live.count[row, : self._used] > 0).astype(np.int32)
                 out_s.append(series)
                 out_m.append(np.full(series.shape[0], minute, dtype=np.int64))
-                out_p.append(Partials(*(a[row, series] for a in live.fields())))
+                out_p.append(live.take(np.s_[row, series]))
             if not out_s:
                 return np.zeros(0, np.int32), np.zeros(0, np.int64), Partials.empty((0,))
             fields = zip(*(p.fields() for p in out_p), strict=True)
@@ -357,7 +357,7 @@ class HotRing:
         keep = parts.count > 0
         if not keep.all():
             series, minutes = series[keep], minutes[keep]
-            parts = Partials(*(a[keep] for a in parts.fields()))
+            parts = parts.take(keep)
         if series.shape[0] == 0:
             return
         with self.lock:
@@ -365,19 +365,19 @@ class HotRing:
             live = minutes > head - self.live_minutes
             ring = ~live & (minutes > head - self.minutes)
             if live.any():
-                cut = Partials(*(a[live] for a in parts.fields()))
+                cut = parts.take(live)
                 self._merge_live(series[live], minutes[live], cut)
             if ring.any():
                 w = self.minutes
                 keys = series[ring].astype(np.int64) * w + minutes[ring] % w
-                cut = Partials(*(a[ring] for a in parts.fields()))
+                cut = parts.take(ring)
                 self._merge_ring(minutes[ring], *reduce_partials_by_key(keys, cut))
             old = ~live & ~ring
             if old.any():
                 if self.sink is None:
                     self.expired_points += int(parts.count[old].sum())
                 else:
-                    cut = Partials(*(a[old] for a in parts.fields()))
+                    cut = parts.take(old)
                     self.sink(series[old], minutes[old], cut)
 
     def load(self, series: I32, minutes: I64, parts: Partials, distinct: bool = False) -> int:
@@ -394,7 +394,7 @@ class HotRing:
             keep = minutes > head - self.minutes
             if not keep.all():
                 series, minutes = series[keep], minutes[keep]
-                parts = Partials(*(a[keep] for a in parts.fields()))
+                parts = parts.take(keep)
             loaded = int(series.shape[0])
             if loaded == 0:
                 return 0
@@ -419,11 +419,11 @@ class HotRing:
                 else:  # a mask per block: no sort of a long load
                     mine = block_of == b
                     cell_keys = keys[mine]
-                    new = Partials(*(a[mine] for a in parts.fields()))
+                    new = parts.take(mine)
                 flat = cell_keys - b * self.block * w  # cell index inside the block
                 block = Partials(*(a.reshape(-1) for a in self._blocks[b].fields()))
                 if merge_needed:
-                    new = merge(Partials(*(a[flat] for a in block.fields())), new)
+                    new = merge(block.take(flat), new)
                 for dst, src in zip(block.fields(), new.fields(), strict=True):
                     dst[flat] = src
             return loaded
@@ -500,9 +500,9 @@ class HotRing:
                 if minute == _NO_MINUTE or not lo <= minute < hi:
                     continue
                 col = (minute - first) // step
-                fresh = Partials(*(a[row, known] for a in self._live.fields()))
+                fresh = self._live.take(np.s_[row, known])
                 # the ring slot may hold a baseline for this minute (loaded at start-up)
-                merged = merge(Partials(*(a[at, col] for a in out.fields())), fresh)
+                merged = merge(out.take(np.s_[at, col]), fresh)
                 for dst, src in zip(out.fields(), merged.fields(), strict=True):
                     dst[at, col] = src
 

@@ -165,6 +165,11 @@ class Partials:
         """The four arrays, for copying all of them alike."""
         return self.min, self.max, self.sum, self.count
 
+    def take(self, index: Any) -> Partials:
+        """The entries at ``index`` (a mask, positions, slices: whatever numpy indexes
+        with), every field alike; a view where numpy gives one."""
+        return Partials(self.min[index], self.max[index], self.sum[index], self.count[index])
+
     @staticmethod
     def empty(shape: int | tuple[int, ...]) -> Partials:
         return Partials(

@@ -482,5 +482,5 @@ def _load_hour(registry: Registry, ring: HotRing, rows: MinuteRows) -> int:
     if not known.all():
         log.warning("%d stored cells name series the registry lacks", int((~known).sum()))
         series, minutes = series[known], minutes[known]
-        parts = Partials(*(a[known] for a in parts.fields()))
+        parts = parts.take(known)
     return ring.load(series, minutes, parts, distinct=True)

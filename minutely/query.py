@@ -169,7 +169,7 @@ class Query:
                 hi = first + -(-(hi - first) // step_m) * step_m
                 b0, b1 = (lo - first) // step_m, (hi - first) // step_m
                 # merged into the store's buckets: the bucket at the seam holds both
-                window_out = Partials(*(a[:, b0:b1] for a in out.fields()))
+                window_out = out.take(np.s_[:, b0:b1])
                 self.ring.merge_buckets(series, lo, hi - lo, step_m, window_out)
         keep = np.flatnonzero(out.count.any(axis=1))
         if len(keep) < len(labels):  # leave out the series without data (a copy of the rest)
@@ -198,7 +198,7 @@ class Query:
             step,
             per_server.timestamps,
             ["fleet"],
-            Partials(*(a[np.newaxis] for a in merged.fields())),
+            merged.take(np.newaxis),
             servers=len(per_server.labels),
         )
 
@@ -225,7 +225,7 @@ class Query:
             hi = min(last, window[1])
             if lo < hi:
                 # merged into the store's partials: one bucket over the ring's minutes
-                column = Partials(*(a[:, np.newaxis] for a in parts.fields()))
+                column = parts.take(np.s_[:, np.newaxis])
                 self.ring.merge_buckets(series, lo, hi - lo, hi - lo, column)
         keep = np.flatnonzero(parts.count > 0)
         return SummaryAnswer(
