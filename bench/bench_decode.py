@@ -29,7 +29,7 @@ import pyarrow as pa
 from minutely.ingest import decode
 from minutely.ingest.json import read_slow
 from minutely.ingest.validate import validate
-from minutely.model import PointBatch
+from minutely.model import ARROW_STREAM, PointBatch
 
 NOW = 1_764_000_000.0
 LIMITS: dict[str, Any] = {"now": NOW, "oldest": NOW - 2 * 86400, "max_future": 300.0}
@@ -123,7 +123,7 @@ def main() -> None:
     arrow_dict = arrow_body([record])
     arrow_plain = arrow_body([plain_strings(record)])
     arrow_many = arrow_body([p.to_arrow() for p in pieces])
-    kind = "application/vnd.apache.arrow.stream"
+    kind = ARROW_STREAM
 
     measure("json fast", n, json_fast)
     measure("json one bad point", n, json_bad)

@@ -40,10 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from minutely import sim
 from minutely.config import Settings
 from minutely.ingest import decode
+from minutely.model import ARROW_STREAM
 from minutely.service import Service
 from tests.processes import launch, wait_healthy
 
-ARROW = "application/vnd.apache.arrow.stream"
+ARROW = ARROW_STREAM
 
 
 def start_server(

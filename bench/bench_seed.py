@@ -37,13 +37,14 @@ import psutil
 import pyarrow as pa
 
 from minutely import sim
+from minutely.model import ARROW_STREAM
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 
 from bench_pipeline import start_server, time_query, wait_folded  # noqa: E402
 
-ARROW = "application/vnd.apache.arrow.stream"
+ARROW = ARROW_STREAM
 
 
 def time_formats(

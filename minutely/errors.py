@@ -50,10 +50,14 @@ class NotFound(MinutelyError, LookupError):
     """An unknown server or metric."""
 
 
+#: what Retry-After says by default: long enough for an aggregator pass to commit
+RETRY_AFTER_SECONDS = 1.0
+
+
 class Backpressure(MinutelyError):
     """The bus cannot take the batch now; nothing of it was enqueued. Retry after a while."""
 
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+    def __init__(self, message: str, retry_after: float = RETRY_AFTER_SECONDS) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

@@ -28,6 +28,9 @@ I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 U32 = npt.NDArray[np.uint32]
 
+#: the media type of an Arrow IPC stream, on ingest and in answers
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
 #: Arrow schema of a batch on the wire (Arrow IPC) and on the bus.
 ARROW_SCHEMA = pa.schema(
     [

@@ -40,6 +40,9 @@ from minutely.store import Retention, Store, StoreConfig, StoreCorrupt
 
 log = logging.getLogger(__name__)
 
+#: what Retry-After says while the store or the fold holds ingest back: a few writer passes
+STORE_RETRY_AFTER = 5.0
+
 
 class _IngestPath:
     """Decode, validate and publish: what every process that takes points does."""
@@ -272,10 +275,10 @@ class Service(_IngestPath):
                 f" (writer_max_bytes {self.writer.max_bytes}); last error:"
                 f" {self.writer.stats.last_error}"
             )
-            raise Unavailable(msg, retry_after=5.0)
+            raise Unavailable(msg, retry_after=STORE_RETRY_AFTER)
         if self.aggregator.stats.fold_error is not None:
             msg = f"points cannot be folded now: {self.aggregator.stats.fold_error}"
-            raise Unavailable(msg, retry_after=5.0)
+            raise Unavailable(msg, retry_after=STORE_RETRY_AFTER)
         return await super().ingest(body, content_type, idempotency_key)
 
     def start(self) -> None:

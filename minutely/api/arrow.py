@@ -36,10 +36,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from minutely.model import ipc_stream
+from minutely.model import ARROW_STREAM, ipc_stream
 from minutely.query import SeriesAnswer, SummaryAnswer
 
-MEDIA_TYPE = "application/vnd.apache.arrow.stream"
+MEDIA_TYPE = ARROW_STREAM
 
 _TS = pa.timestamp("s", tz="UTC")
 

@@ -52,9 +52,6 @@ from minutely.model import PointBatch
 #: (numpy releases the GIL while it sorts and gathers); smaller ones are split in place.
 SPLIT_OFF_LOOP_POINTS = 1 << 17
 
-#: What ``Backpressure.retry_after`` says: long enough for an aggregator pass to commit.
-RETRY_AFTER_SECONDS = 1.0
-
 
 class _Entry:
     __slots__ = ("done", "message", "published_at", "seq")
@@ -146,13 +143,13 @@ class MemoryBus:
         with self._cond:
             if self._closed:
                 msg = "the bus is closed"
-                raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS)
+                raise Unavailable(msg)
             if self._nbytes > 0 and self._nbytes + size > self._max_bytes:
                 msg = (
                     f"the bus is full: {self._nbytes} of {self._max_bytes} bytes uncommitted,"
                     f" the batch needs {size}"
                 )
-                raise Backpressure(msg, retry_after=RETRY_AFTER_SECONDS)
+                raise Backpressure(msg)
             now = self._clock()
             if idempotency_key is not None:
                 if self._seen_recently(idempotency_key):

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 
 from minutely.errors import DecodeError
 from minutely.ingest.validate import Decoded, Names, Numbers, validate
-from minutely.model import F64, I32
+from minutely.model import ARROW_STREAM, F64, I32
 
-CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+CONTENT_TYPE = ARROW_STREAM
 
 #: how an Arrow IPC file begins (the stream form has no magic)
 FILE_MAGIC = b"ARROW1"

@@ -17,13 +17,14 @@ from typing import Final
 import httpx
 import pyarrow as pa
 
+from minutely import model
 from minutely.errors import MinutelyError
 from minutely.model import ARROW_SCHEMA, PointBatch
 
 log = logging.getLogger("minutely.sim")
 
 POINTS_PATH: Final = "/api/v1/points"
-ARROW_STREAM: Final = "application/vnd.apache.arrow.stream"
+ARROW_STREAM: Final = model.ARROW_STREAM
 
 
 # -- the wire --------------------------------------------------------------------------------

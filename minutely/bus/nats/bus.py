@@ -23,7 +23,7 @@ from nats.js import api
 from minutely.bus.base import PartitionStats, owned_partitions
 from minutely.bus.nats.client import Client
 from minutely.bus.nats.consumer import NatsConsumer
-from minutely.bus.nats.loop import RETRY_AFTER_SECONDS, LoopThread
+from minutely.bus.nats.loop import LoopThread
 from minutely.bus.nats.wire import prepare
 from minutely.errors import Backpressure, ConfigError, Unavailable
 from minutely.model import PointBatch
@@ -235,7 +235,7 @@ class NatsBus:
                     f"the bus is full: {held} of {self._max_bytes} bytes uncommitted,"
                     f" the batch needs {size}"
                 )
-                raise Backpressure(msg, retry_after=RETRY_AFTER_SECONDS)
+                raise Backpressure(msg)
             self._reserved += size
         reservation = [size]  # what is still reserved; _publish_partition moves it to the ledger
         try:
@@ -326,10 +326,10 @@ class NatsBus:
     def _check_open(self) -> None:
         if self._closed:
             msg = "the bus is closed"
-            raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS)
+            raise Unavailable(msg)
         if not self._nc.is_connected:
             msg = f"not connected to NATS at {self._url}; reconnecting"
-            raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS)
+            raise Unavailable(msg)
 
     def _max_message(self) -> int:
         """The most one message can take in a pull request: the server's max_payload, padded."""
@@ -395,7 +395,7 @@ class NatsBus:
             return nc
         except (OSError, TimeoutError, nats.errors.Error) as e:
             msg = f"cannot reach NATS at {self._url} within {self._timeout} s: {e!r}"
-            raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS) from e
+            raise Unavailable(msg) from e
 
     async def _setup(self) -> None:
         await asyncio.gather(*(self._ensure_stream(p) for p in range(self._partitions)))
@@ -457,11 +457,11 @@ class NatsBus:
             reply = await self._nc.request(f"$JS.API.STREAM.INFO.{name}", b"", self._timeout)
         except (TimeoutError, nats.errors.Error) as e:
             msg = f"cannot read the state of stream {name}: {e!r}"
-            raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS) from e
+            raise Unavailable(msg) from e
         answer = json.loads(reply.data)
         if "error" in answer:
             msg = f"cannot read the state of stream {name}: {answer['error']}"
-            raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS)
+            raise Unavailable(msg)
         state = answer["state"]
         messages = int(state.get("messages", 0))
         first_ts = 0.0
@@ -514,10 +514,10 @@ class NatsBus:
         )
         if isinstance(error, nats.js.errors.APIError) and error.err_code in STREAM_FULL:
             msg = f"a JetStream stream is full ({error.description}); {note}"
-            raise Backpressure(msg, retry_after=RETRY_AFTER_SECONDS) from error
+            raise Backpressure(msg) from error
         if isinstance(error, TimeoutError | nats.errors.Error | OSError):
             msg = f"publishing to NATS at {self._url} failed ({error!r}); {note}"
-            raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS) from error
+            raise Unavailable(msg) from error
         raise error
 
     async def _publish_partition(

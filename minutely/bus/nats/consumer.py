@@ -21,7 +21,6 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 
 from minutely.bus.base import Message
-from minutely.bus.nats.loop import RETRY_AFTER_SECONDS
 from minutely.bus.nats.wire import decode
 from minutely.errors import Unavailable
 
@@ -159,7 +158,7 @@ class NatsConsumer:
                 f"{len(failed)} of {len(keys)} commits were not confirmed ({failed[0]!r});"
                 " those messages go to the partition's next consumer"
             )
-            raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS)
+            raise Unavailable(msg)
 
     def close(self) -> None:
         """Give the partitions back: delete their durable consumers, so the next consumer

@@ -12,8 +12,6 @@ from minutely.errors import Unavailable
 
 T = TypeVar("T")
 
-RETRY_AFTER_SECONDS = 1.0
-
 
 # -- the private event loop -----------------------------------------------------------------
 
@@ -58,7 +56,7 @@ class LoopThread:
         except concurrent.futures.TimeoutError:
             future.cancel()
             msg = f"NATS did not answer within {timeout} s"
-            raise Unavailable(msg, retry_after=RETRY_AFTER_SECONDS) from None
+            raise Unavailable(msg) from None
 
     def stop(self) -> None:
         if self.thread.is_alive():
