@@ -7,8 +7,14 @@
     ├── BadParameter              a query parameter or header is malformed (HTTP 400, names it)
     ├── IdempotencyConflict       an Idempotency-Key reused for another body (HTTP 422)
     ├── NotFound                  an unknown server or metric (HTTP 404)
-    └── Backpressure              the bus is full: retry later (HTTP 429 with Retry-After)
-        └── Unavailable           the bus is closed or unreachable (HTTP 503 with Retry-After)
+    ├── Backpressure              the bus is full: retry later (HTTP 429 with Retry-After)
+    │   └── Unavailable           the bus is closed or unreachable, the store behind or folds
+    │                             failing (HTTP 503 with Retry-After)
+    ├── StoreError                the store failed: unreachable, or the engine refused a
+    │                             statement (``minutely.store.errors``)
+    └── StoreCorrupt              what is on disk cannot be used as it is: inconsistent names,
+                                  damaged parts, a checkpoint or store of a newer minutely
+                                  (``minutely.store.errors``; ``serve`` stops, naming it)
 
 Per-point problems are not exceptions: decoders return them as ``PointError`` rows
 (index and reason) next to the good points, so one bad point never sinks a batch.
