@@ -26,6 +26,7 @@ from clickhouse_connect.driver._chdbclient import ChdbClient
 from clickhouse_connect.driver.client import Client
 
 #: the engine's output format read: the IPC stream, which it writes faster than the file form
+#: (figures: docs/performance.md, Measured choices)
 FORMAT = "ArrowStream"
 
 

@@ -45,7 +45,7 @@ class SeriesCells:
 
     The blocks are kept apart rather than joined: ``dense`` scatters each block while it is
     in cache, and a 1.44 M-cell answer is not first copied into 52 MB of joined columns
-    (measured: Q1 over 30 days at 1 h into its dense block, 225 → 178 ms median).
+    (figures: docs/performance.md, Measured choices).
     ``other_ids``, ``buckets`` and ``parts`` join them for callers that want flat columns.
     """
 
@@ -75,8 +75,8 @@ class SeriesCells:
         Cells of ids not in ``others`` or buckets outside ``[0, n_buckets)`` are left out;
         empty entries have ``count == 0``. Each block is placed by one compiled loop
         (``compiled.place_cells``) through an id → row table; ``compiled=False``, or ids too
-        large for a table, take numpy's passes instead (a gather, an add, a scatter per field:
-        Q1's 1.44 M cells 25.1 → 17.4 ms, median of 25, alternating).
+        large for a table, take numpy's passes instead (a gather, an add, a scatter per field;
+        figures: docs/performance.md, Measured choices).
         """
         out = _zeros((len(others), n_buckets))
         if not self.blocks or len(others) == 0:
@@ -294,7 +294,8 @@ ORDER BY other
 def minutes_query(db: str, first: int, last: int) -> Query:
     """Every series' minute partials over minutes ``[first, last)`` from the 1-minute tier,
     one row per cell: ``FINAL`` merges a cell's rows as the sorted parts are read (a cell
-    never spans two partitions), at half the cost of hashing every cell in a ``GROUP BY``."""
+    never spans two partitions), cheaper than hashing every cell in a ``GROUP BY`` (figures:
+    docs/performance.md, Measured choices)."""
     sql = f"""
 SELECT server_id, metric_id, intDiv(toUInt32(ts), 60) AS minute,
        min AS mn, max AS mx, sum AS sm, toUInt32(count) AS ct

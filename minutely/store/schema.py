@@ -11,9 +11,10 @@ Only ``minutes_1m`` is written to. Materialized views carry each inserted block 
         └──GROUP BY day───► minutes_1d ──copy──► minutes_1d_by_metric
 
 The metric-ordered copies are tables, not projections: a projection of an
-``AggregatingMergeTree`` must be rebuilt on every merge, and its parts ignore column codecs
-(measured: 21.5 B/row against 15.3 for the same rows in a table with ``FPC, ZSTD``). A table
-also shards by metric on a cluster while its twin shards by server.
+``AggregatingMergeTree`` must be rebuilt on every merge, and its parts ignore column codecs,
+so they take more bytes than a table with ``FPC, ZSTD`` (figures: docs/performance.md,
+Measured choices). A table also shards by metric on a cluster while its twin shards by
+server.
 """
 
 from __future__ import annotations

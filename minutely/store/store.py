@@ -81,7 +81,8 @@ class TierUsage(NamedTuple):
 #: ``FINAL`` merges within partitions only (a cell never spans two); strings come as Arrow
 #: strings (set here, ``query_arrow`` would otherwise set it per call). Reads come in blocks
 #: of ``max_block_size`` rows (65,409), not cut at the default ~1 MB: a 1.44 M-cell answer
-#: in 22 blocks, not 88 (Q1 into its dense block 0.9x, median of 31)
+#: in 22 blocks, not 88, so less is paid per block (figures: docs/performance.md, Measured
+#: choices)
 _SESSION = {
     "preferred_block_size_bytes": 100_000_000,
     "output_format_arrow_compression_method": "none",
@@ -90,9 +91,9 @@ _SESSION = {
 }
 #: settings given only to an engine that knows them (``system.settings``): the client would
 #: send an unknown one with every request, and an older server would refuse every request.
-#: The engine's own Arrow writer, on the query's thread, writes the same file faster than
-#: the Arrow library's in parallel (Q1's 1.44 M cells: 95 → 79 ms with the query, median of
-#: 25); both settings are new in ClickHouse 26
+#: The engine's own Arrow writer, on the query's thread, writes the same answer faster than
+#: the Arrow library's in parallel (figures: docs/performance.md, Measured choices); both
+#: settings are new in ClickHouse 26
 _IF_KNOWN = {
     "output_format_arrow_use_native_writer": 1,
     "output_format_arrow_parallel_encoding": 0,
@@ -341,9 +342,8 @@ class Store:
         tiers, or every segment when no tier's cell is the step) another that groups cells
         into buckets. No bucket gets cells from both, as a
         segment of whole buckets holds every minute of its buckets. One grouping query over
-        both would hash every cell of the long part: Q1 over the last 30 days in front of a
-        2-day ring, whose seam is not on an hour, 315 → 156 ms through ``Query``
-        (``bench/bench_store.py``, one invocation each).
+        both would hash every cell of the long part whenever the read's end, the hot ring's
+        seam, is not on an hour (figures: docs/performance.md, Measured choices).
         """
         others = _ids(other_ids)
         segments = self.segments(first_minute, n_minutes, step_minutes)

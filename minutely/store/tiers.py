@@ -21,13 +21,13 @@ import calendar
 from dataclasses import dataclass
 
 #: codecs of the 1-minute tier: ~95% of the bytes, so compress hard (``FPC`` predicts each
-#: float from its predecessors; it beat ``Gorilla`` by ~11% on simulated fleet data)
+#: float from its predecessors; it compresses the simulated fleet's values better than
+#: ``Gorilla``: figures in docs/performance.md, Measured choices)
 _DENSE = {"id": "T64, ZSTD(1)", "ts": "DoubleDelta, ZSTD(1)", "value": "FPC, ZSTD(1)"}
 #: codecs of the coarse tiers: a few percent of the bytes, read in bulk by year-long and
 #: month-long queries, so decode fast: LZ4 alone (several GB/s). ``T64`` on the ids and
-#: ``DoubleDelta`` on ts cost more to decode than they saved here: Q1's 1.44M hour-rows were
-#: read 10-20% faster with LZ4 alone, stored in the same bytes (sorted ids and hour steps
-#: already compress well under LZ4)
+#: ``DoubleDelta`` on ts cost more to decode than they save here, since sorted ids and hour
+#: steps already compress well under LZ4 (figures: docs/performance.md, Measured choices)
 _FAST = {"id": "LZ4", "ts": "LZ4", "value": "LZ4"}
 
 
