@@ -8,11 +8,12 @@ runs.
 
 - ``place_cells``: a store answer's sparse cells into their dense ``(others × buckets)``
   block. numpy needs a gather (id → row), an add (+ bucket) and a scatter per field, each
-  over a temporary of the answer's length; one loop reads each cell once (measured, Q1's
-  1.44 M cells: ``bench/bench_store.py``).
+  over a temporary of the answer's length; one loop reads each cell once
+  (figures: docs/performance.md, Measured choices).
 - ``merge_slots``: the hot ring's minute cells merged straight into step buckets, so that a
   read at a step of an hour never makes the ``(series × minutes)`` block first (a 2-day
-  read of 2,000 series makes 161 MB of it, then merges it with a pass per field).
+  read of 2,000 series would make 161 MB of it, then merge it with a pass per field;
+  figures: docs/performance.md, Measured choices).
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ def _merge_slots(
     """Merge ring cells ``[rows[k], slots[j]]`` into ``out[out_rows[k], buckets[j]]`` for
     every ``k`` and ``j``, skipping empty cells (``count == 0``). ``buckets`` must be
     ascending (the slots of ascending minutes): a bucket's cells are merged in registers
-    and written once (23 vs 42 ms for 2,000 series × 2,820 minutes at step 60), merged
-    with what ``out`` holds (an entry with ``count == 0`` is empty, whatever its other
-    fields hold). Values are finite."""
+    and written once, not once per minute (figures: docs/performance.md, Measured
+    choices), merged with what ``out`` holds (an entry with ``count == 0`` is empty,
+    whatever its other fields hold). Values are finite."""
     n = slots.shape[0]
     for k in range(rows.shape[0]):
         row = rows[k]

@@ -461,8 +461,9 @@ class HotRing:
 
         Each series' ring row is merged straight into its buckets by one compiled pass
         (``compiled.merge_slots``), then the live rows' minutes into theirs: a 2-day read of
-        2,000 series at step 1 h makes 96,000 buckets, not 5.76 M minutes first (183 → 23
-        ms). Minutes outside the window are not read, so none counts twice at a seam.
+        2,000 series at step 1 h makes 96,000 buckets, not 5.76 M minutes first (figures:
+        docs/performance.md, Measured choices). Minutes outside the window are not read, so
+        none counts twice at a seam.
         """
         if count % step or out.count.shape[1] < count // step:
             msg = (
