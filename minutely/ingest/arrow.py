@@ -55,7 +55,8 @@ def decode_arrow(
     for batch in batches:
         for name in COLUMNS:
             # The IPC reader checks buffer sizes only; offsets, indices and UTF-8 come from the
-            # network, so check them before compute kernels read them (~20 ms per 1M points).
+            # network, so check them before compute kernels read them (what it costs:
+            # docs/performance.md, Measured choices).
             try:
                 batch.column(where[name]).validate(full=True)
             except pa.ArrowInvalid as e:

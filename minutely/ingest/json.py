@@ -113,7 +113,8 @@ def read_fast(body: bytes) -> tuple[Names, Names, Numbers, Numbers] | None:
 
 def _wrap(body: bytes) -> Any:
     """``{"p":<body>}`` in an Arrow buffer. Arrow's memory pool reuses freed pages, where a new
-    ``bytes`` of this size is fresh memory from the OS: 13 ms instead of 110 ms per 80 MB."""
+    ``bytes`` of this size is fresh memory the OS must fault in page by page (figures:
+    docs/performance.md, Measured choices)."""
     n = len(body)
     buffer = pa.allocate_buffer(n + len(_OPEN) + 1)
     out = np.frombuffer(buffer, dtype=np.uint8)
