@@ -68,11 +68,6 @@ ORDER BY {key}
 SETTINGS index_granularity = {int(granularity)},
     non_replicated_deduplication_window = {DEDUP_WINDOW}
 """)
-        # stores made before the window existed get it too (a no-op when it is set)
-        out.append(
-            f"ALTER TABLE {db}.{table} MODIFY SETTING"
-            f" non_replicated_deduplication_window = {DEDUP_WINDOW}"
-        )
     return out
 
 
@@ -106,12 +101,20 @@ def migrations(config: StoreConfig) -> dict[int, list[str]]:
     """Per version ``v``, the statements that bring a store at ``v - 1`` to ``v``; each is
     idempotent, so a migration cut off by a crash is simply run again.
 
-    Version 1 is every store made before versions were recorded. Version 2: the coarse
-    tiers' columns take the codecs of ``tiers.py`` (parts written from now on, and parts
-    merged, use them; a store made before the codec change kept ``T64``/``DoubleDelta``).
+    Version 1 is every store made before versions were recorded. Version 2: every tier
+    table remembers ``DEDUP_WINDOW`` insert tokens, and the coarse tiers' columns take the
+    codecs of ``tiers.py`` (parts written from now on, and parts merged, use them; a store
+    made before the codec change kept ``T64``/``DoubleDelta``). Each runs once, never at
+    every start: an ``ALTER`` rewrites the table's metadata file, which the embedded engine
+    can leave empty on a full disk, and such a store no longer starts.
     """
     db = config.database
-    to_2 = []
+    to_2 = [
+        f"ALTER TABLE {db}.{table} MODIFY SETTING"
+        f" non_replicated_deduplication_window = {DEDUP_WINDOW}"
+        for tier in TIERS
+        for table in tier.tables()
+    ]
     for tier in TIERS:
         if tier is TIER_1M:
             continue
