@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from minutely.bus import Message, partition_of, split_by_partition
-from minutely.bus.nats import NatsBus, NatsConsumer, decode, encode
+from minutely.bus.nats import Broker, Ledger, NatsBus, NatsConsumer, decode, encode
 from minutely.bus.nats.client import LARGE
 from minutely.bus.nats.wire import prepare
 from minutely.errors import Backpressure, ConfigError, Unavailable
@@ -255,6 +255,32 @@ def test_an_unreachable_broker_is_unavailable_after_the_timeout(tmp_path: Path) 
     with pytest.raises(Unavailable, match="cannot reach NATS"):
         NatsBus(broker.url, timeout=0.5)
     assert time.monotonic() - start < 3.0
+
+
+def test_a_consumer_built_from_its_parts_takes_the_partitions_over(
+    make: Any, server: NatsServer
+) -> None:
+    """Any owner (a second copy, a takeover) makes a group member from a broker of its own,
+    a ledger and the bus's layout, without going through ``NatsBus.consumer``."""
+    bus = make()
+    publish(bus, points(300))
+    held = bus.consumer()
+    broker = Broker(server.url)
+    broker.open()
+    try:
+        member = NatsConsumer(broker, Ledger(bus.partitions), bus.layout, range(bus.partitions))
+        member.start()
+        got = drain(member, 300)
+        assert values(got) == list(range(300))
+        member.commit(got)
+        member.close()
+    finally:
+        broker.close()
+    assert all(s.backlog_messages == 0 for s in bus.stats())
+    with pytest.raises(RuntimeError, match="taken over"):
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            held.poll(0.2)
 
 
 def test_another_process_takes_the_partitions_over(make: Any) -> None:

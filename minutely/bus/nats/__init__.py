@@ -1,9 +1,19 @@
 """The JetStream bus: ``NatsBus``, the ``Bus`` on NATS JetStream (durable, clusterable).
 
-The package: ``bus.py`` (``NatsBus``: streams, publish, the bound, stats), ``consumer.py``
-(``NatsConsumer``: pull consumers, poll, commit), ``wire.py`` (a message's bytes),
-``client.py`` (nats-py's client with fewer copies of a large message) and ``loop.py`` (the
-client's private event loop thread).
+The package, each module one part, each part used by the others only through its public
+methods:
+
+- ``broker.py``: ``Broker``, the one connection: the client's event loop thread
+  (``loop.py``), nats-py's client with fewer copies of a large message (``client.py``, the
+  only module touching nats-py's private parts), JetStream, reconnects, stream requests;
+- ``layout.py``: ``Layout``, what the streams and the group's durable consumers are called
+  and how they are configured;
+- ``ledger.py``: ``Ledger``, the books of the byte bound, shared by the bus and its consumers;
+- ``consumer.py``: ``NatsConsumer``, a member of the consumer group (pull consumers, poll,
+  commit), built from a broker, a ledger, a layout and its partitions;
+- ``bus.py``: ``NatsBus``, which builds the others, opens the broker, makes the streams,
+  publishes, keeps the bound and the stats, and hands out consumers;
+- ``wire.py``: a message's bytes.
 
 Owns the layout of the bus on the broker, the wire form of a message, the byte bound and the
 consumer group's pull consumers. Passes ``tests/contracts/test_bus_contract.py`` like
@@ -50,7 +60,7 @@ On the broker::
   the redeliveries JetStream makes to a consumer that holds a message longer, and those are
   dropped, not handed out twice. ``commit`` acks with AckAck (``ack_sync``): it returns once
   JetStream has removed the messages.
-- **Threads.** The nats client runs on a private event loop thread. ``publish`` is awaited on
+- **Threads.** The nats client runs on the broker's event loop thread. ``publish`` is awaited on
   the caller's loop and bridged to it; ``poll`` blocks the aggregator's thread on a
   condition fed by one pump task per owned partition (long-polling pull requests; what is
   buffered plus what they may still bring stays under ``prefetch_bytes``, below the server's
@@ -62,8 +72,11 @@ On the broker::
 
 from __future__ import annotations
 
+from minutely.bus.nats.broker import Broker
 from minutely.bus.nats.bus import NatsBus
 from minutely.bus.nats.consumer import NatsConsumer
+from minutely.bus.nats.layout import Layout
+from minutely.bus.nats.ledger import Ledger
 from minutely.bus.nats.wire import decode, encode
 
-__all__ = ["NatsBus", "NatsConsumer", "decode", "encode"]
+__all__ = ["Broker", "Layout", "Ledger", "NatsBus", "NatsConsumer", "decode", "encode"]

@@ -1,5 +1,11 @@
-"""``NatsConsumer``: the consumer group's member on JetStream: one durable pull consumer
-per owned partition, pump tasks feeding ``poll``, ``commit`` by AckAck."""
+"""``NatsConsumer``: a member of the consumer group on JetStream: one durable pull consumer
+per owned partition, pump tasks feeding ``poll``, ``commit`` by AckAck.
+
+Stands on its own: built from a ``Broker`` (the connection), the ``Ledger`` it reports
+deliveries and commits to, the ``Layout`` (streams and group) and its partitions, so any
+owner (``NatsBus.consumer``, a second copy, a takeover) can make one. ``start`` takes the
+partitions over on the broker.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,23 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import threading
 from collections import deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import api
 
 from minutely.bus.base import Message
+from minutely.bus.nats.broker import Broker
+from minutely.bus.nats.layout import Layout
+from minutely.bus.nats.ledger import Ledger
 from minutely.bus.nats.wire import decode
 from minutely.errors import Unavailable
-
-if TYPE_CHECKING:
-    from minutely.bus.nats.bus import NatsBus
 
 log = logging.getLogger(__name__)
 
@@ -38,47 +42,73 @@ IDLE_CREDIT = 64 << 10
 
 
 class NatsConsumer:
-    """A ``Consumer`` of a ``NatsBus``: one durable pull consumer per owned partition.
+    """A ``Consumer`` on JetStream: one durable pull consumer per partition of ``partitions``.
 
-    Pump tasks on the bus's loop fill a buffer that ``poll`` hands out from; the buffer and
-    the outstanding pull requests together stay under ``prefetch_bytes``.
+    Pump tasks on the broker's loop fill a buffer that ``poll`` hands out from; the buffer
+    and the outstanding pull requests together stay under ``prefetch_bytes`` (keep it under
+    the server's ``max_pending`` and above a message's size); one ``poll`` returns at most
+    ``max_poll_bytes`` (at least one message). ``on_close`` is called once with this
+    consumer when it closes (its owner's bookkeeping).
+
+    Built without I/O; ``start`` takes the partitions over (from whichever member of the
+    group holds them) and starts pulling.
     """
 
-    def __init__(self, bus: NatsBus, partitions: tuple[int, ...]) -> None:
-        self._bus = bus
-        self._partitions = partitions
+    def __init__(
+        self,
+        broker: Broker,
+        ledger: Ledger,
+        layout: Layout,
+        partitions: Sequence[int],
+        *,
+        prefetch_bytes: int = 32 << 20,
+        max_poll_bytes: int = 64 << 20,
+        on_close: Callable[[NatsConsumer], None] | None = None,
+    ) -> None:
+        self._broker = broker
+        self._ledger = ledger
+        self._layout = layout
+        self._partitions = tuple(sorted(partitions))
+        self._prefetch_bytes = prefetch_bytes
+        self._max_poll_bytes = max_poll_bytes
+        self._on_close = on_close
         self._cond = threading.Condition()
-        self._buffer: dict[int, deque[tuple[int, Msg]]] = {p: deque() for p in partitions}
+        self._buffer: dict[int, deque[tuple[int, Msg]]] = {p: deque() for p in self._partitions}
         self._buffered = 0  # messages in _buffer
         self._buffered_bytes = 0
-        self._seen: dict[int, set[int]] = {p: set() for p in partitions}  # buffered or delivered
-        self._delivered: dict[int, dict[int, tuple[Message, Msg]]] = {p: {} for p in partitions}
-        self._cursor = dict.fromkeys(partitions, -1)  # highest offset handed out
+        # buffered or delivered
+        self._seen: dict[int, set[int]] = {p: set() for p in self._partitions}
+        self._delivered: dict[int, dict[int, tuple[Message, Msg]]] = {
+            p: {} for p in self._partitions
+        }
+        self._cursor = dict.fromkeys(self._partitions, -1)  # highest offset handed out
         self._next_start = 0
+        self._started = False
         self._closed = False
+        self._detached = False  # the owner stopped it without giving the partitions back
         self._lost: str | None = None
         self._subs: list[Subscription] = []
         self._pumps: list[asyncio.Task[None]] = []
         self._requested = 0  # prefetch budget held by outstanding pull requests
         self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()  # pumps wanting some
         self._max_message = 0  # the most a message can take: the server's max_payload, padded
-        #: this consumer's durable name on the broker: the group's, made unique, so that a
-        #: consumer that lost its partitions can never pull from its successor
-        self._name = f"{bus._group}-{secrets.token_hex(6)}"
+        #: this consumer's durable name on the broker: unique in the group
+        self._name = layout.member_name()
 
     @property
     def partitions(self) -> tuple[int, ...]:
         return self._partitions
 
     def poll(self, timeout: float) -> list[Message]:
-        bus = self._bus
         with self._cond:
             if self._closed:
                 msg = "poll on a closed consumer"
                 raise RuntimeError(msg)
-            if not bus.closed:
+            if not (self._detached or self._broker.closed):
                 self._cond.wait_for(
-                    lambda: self._closed or bus.closed or self._lost is not None or self._buffered,
+                    lambda: (
+                        self._closed or self._detached or self._lost is not None or self._buffered
+                    ),
                     timeout=max(0.0, timeout),
                 )
             if self._closed:
@@ -89,7 +119,7 @@ class NatsConsumer:
             self._next_start = (start + 1) % len(self._partitions)
             order = self._partitions[start:] + self._partitions[:start]
             taken: list[tuple[int, int, Msg]] = []
-            budget = bus.max_poll_bytes
+            budget = self._max_poll_bytes
             for p in order:
                 queue = self._buffer[p]
                 while queue and not (taken and len(queue[0][1].data) > budget):
@@ -101,11 +131,11 @@ class NatsConsumer:
                 if queue:
                     break
         if taken:
-            bus._io.loop.call_soon_threadsafe(self._grant)
+            self._broker.call_soon(self._grant)
         out: list[Message] = []
         for p, seq, raw in taken:
             message = Message(p, seq - 1, decode(raw.data))
-            bus._learn(p, seq, message.batch.nbytes)
+            self._ledger.learn(p, seq, message.batch.nbytes)
             out.append(message)
         with self._cond:
             for message, (_, _, raw) in zip(out, taken, strict=True):
@@ -145,13 +175,14 @@ class NatsConsumer:
         if not todo:
             return
         keys = list(todo)
-        results = self._bus._io.call(self._ack_all([todo[k] for k in keys]), self._bus._timeout * 2)
+        broker = self._broker
+        results = broker.call(self._ack_all([todo[k] for k in keys]), broker.timeout * 2)
         done = [k for k, ok in zip(keys, results, strict=True) if ok is None]
         with self._cond:
             for p, offset in done:
                 del self._delivered[p][offset]
                 self._seen[p].discard(offset + 1)
-        self._bus._forget([(p, offset + 1) for p, offset in done])
+        self._ledger.forget([(p, offset + 1) for p, offset in done])
         failed = [r for r in results if r is not None]
         if failed:
             msg = (
@@ -162,61 +193,83 @@ class NatsConsumer:
 
     def close(self) -> None:
         """Give the partitions back: delete their durable consumers, so the next consumer
-        gets every uncommitted message at once, in order. Safe from any thread, idempotent."""
+        gets every uncommitted message at once, in order. Safe from any thread, idempotent.
+        A detached consumer (or one whose broker is closed) leaves them on the broker."""
         with self._cond:
             if self._closed:
                 return
             self._closed = True
             self._cond.notify_all()
-        self._bus._release(self)
-        if self._bus.closed:
+        if self._on_close is not None:
+            self._on_close(self)
+        if self._detached or self._broker.closed or not self._started:
             return
         try:
-            self._bus._io.call(self._stop(), self._bus._timeout * 2)
+            self._broker.call(self._stop(), self._broker.timeout * 2)
         except Unavailable as e:  # the next consumer() takes the partitions over anyway
             log.warning("closing a consumer: %s", e)
 
-    # -- internals ------------------------------------------------------------------------
+    # -- the owner's steps ------------------------------------------------------------------
 
-    def _wake(self) -> None:
+    def start(self) -> None:
+        """Take the partitions over on the broker (deleting the group's durable consumer of
+        each, whoever made it, and making this one's) and start pulling. Blocking.
+
+        Raises ``Unavailable`` when the broker does not answer, or JetStream's error; the
+        consumer is closed then, and what it made on the broker is being removed.
+        """
         with self._cond:
+            if self._started or self._closed:
+                msg = "a NatsConsumer starts once, before it is closed"
+                raise RuntimeError(msg)
+            self._started = True
+        try:
+            self._broker.call(self._start(), self._broker.timeout * 4)
+        except BaseException:
+            with self._cond:
+                self._closed = True
+            if self._on_close is not None:
+                self._on_close(self)
+            if not self._broker.closed:
+                self._broker.submit(self._stop())
+            raise
+
+    def detach(self) -> None:
+        """Stop pulling without giving the partitions back (the owner is going away): their
+        durable consumers stay on the broker, and the group's next member takes them over
+        with every uncommitted message, as after a crash. A waiting ``poll`` wakes; ``poll``
+        then hands out what is buffered without waiting. Blocking; idempotent."""
+        with self._cond:
+            if self._detached:
+                return
+            self._detached = True
             self._cond.notify_all()
+        if not self._started or self._broker.closed:
+            return
+        try:
+            self._broker.call(self._stop_pumps(), self._broker.timeout * 2)
+        except Unavailable as e:  # closing the broker cancels them anyway
+            log.warning("detaching a consumer: %s", e)
 
-    def _abandon(self) -> None:
-        with self._cond:
-            self._closed = True
-        self._bus._release(self)
-        if not self._bus.closed:
-            self._bus._io.submit(self._stop())
+    # -- internals, on the broker's loop ----------------------------------------------------
 
     async def _start(self) -> None:
-        self._max_message = self._bus._max_message()
+        self._max_message = self._broker.max_message
         await asyncio.gather(*(self._take(p) for p in self._partitions))
 
     async def _take(self, partition: int) -> None:
         """Delete the group's consumer of ``partition`` (whoever made it), create ours."""
-        bus = self._bus
-        stream = bus.stream_name(partition)
-        for info in await bus._js.consumers_info(stream):
+        js, nc = self._broker.jetstream, self._broker.client
+        stream = self._layout.stream_name(partition)
+        for info in await js.consumers_info(stream):
             name = info.name or ""
-            if name == bus._group or name.startswith(f"{bus._group}-"):
+            if self._layout.is_member(name):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
-                    await bus._js.delete_consumer(stream, name)
-        await bus._js.add_consumer(
-            stream,
-            api.ConsumerConfig(
-                durable_name=self._name,
-                description=f"minutely consumer group, partition {partition}",
-                deliver_policy=api.DeliverPolicy.ALL,
-                ack_policy=api.AckPolicy.EXPLICIT,
-                ack_wait=bus._ack_wait,
-                max_deliver=-1,
-                max_ack_pending=-1,
-            ),
-        )
-        inbox = bus._nc.new_inbox()
-        sub = await bus._nc.subscribe(
-            inbox, pending_msgs_limit=-1, pending_bytes_limit=4 * bus.prefetch_bytes + (64 << 20)
+                    await js.delete_consumer(stream, name)
+        await js.add_consumer(stream, self._layout.consumer_config(partition, self._name))
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(
+            inbox, pending_msgs_limit=-1, pending_bytes_limit=4 * self._prefetch_bytes + (64 << 20)
         )
         self._subs.append(sub)
         task = asyncio.get_running_loop().create_task(self._pump(partition, sub, inbox))
@@ -236,7 +289,7 @@ class NatsConsumer:
 
     def _try_take(self, size: int) -> bool:
         with self._cond:
-            if self._bus.prefetch_bytes - self._buffered_bytes - self._requested < size:
+            if self._prefetch_bytes - self._buffered_bytes - self._requested < size:
                 return False
             self._requested += size
             return True
@@ -260,10 +313,11 @@ class NatsConsumer:
         self._grant()
 
     async def _pump(self, partition: int, sub: Subscription, inbox: str) -> None:
-        bus = self._bus
-        stream = bus.stream_name(partition)
+        broker = self._broker
+        nc = broker.client
+        stream = self._layout.stream_name(partition)
         next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self._name}"
-        busy = bus.prefetch_bytes // (2 * len(self._partitions))
+        busy = self._prefetch_bytes // (2 * len(self._partitions))
         size = IDLE_CREDIT
         while True:
             await self._credit(size)
@@ -275,10 +329,10 @@ class NatsConsumer:
             else:
                 request["no_wait"] = True
             try:
-                await bus._nc.publish(next_subject, json.dumps(request).encode(), reply=inbox)
+                await nc.publish(next_subject, json.dumps(request).encode(), reply=inbox)
             except nats.errors.Error:
                 self._settle(size)
-                await asyncio.sleep(bus._reconnect_max_wait)
+                await asyncio.sleep(broker.reconnect_max_wait)
                 continue
             left = size
             try:
@@ -300,7 +354,7 @@ class NatsConsumer:
     ) -> tuple[int, str]:
         """Take one pull request's messages: the credit it left, and how it went:
         ``got`` messages, ``idle``, ``too small`` or ``lost`` (taken over)."""
-        bus = self._bus
+        broker = self._broker
         left = PULL_BATCH
         arrived = 0
         while left > 0:
@@ -309,7 +363,7 @@ class NatsConsumer:
             except nats.errors.TimeoutError:
                 break  # the request got lost (reconnect): ask again
             except nats.errors.Error:
-                await asyncio.sleep(bus._reconnect_max_wait)
+                await asyncio.sleep(broker.reconnect_max_wait)
                 break
             status = msg.headers.get("Status") if msg.headers else None
             if status is None:
@@ -329,11 +383,11 @@ class NatsConsumer:
                 return credit, "too small"
             if status == "503":  # no responders: our consumer is gone, or JetStream is down
                 try:
-                    await bus._js.consumer_info(stream, self._name)
+                    await broker.jetstream.consumer_info(stream, self._name)
                 except nats.js.errors.NotFoundError:
                     return credit, "lost"
                 except (TimeoutError, nats.errors.Error):
-                    await asyncio.sleep(bus._reconnect_max_wait)
+                    await asyncio.sleep(broker.reconnect_max_wait)
             break  # 404 no messages, 408 expired, 409 limits: this request is over
         return credit, "got" if arrived else "idle"
 
@@ -354,13 +408,13 @@ class NatsConsumer:
         with self._cond:
             self._lost = (
                 f"partition {partition} was taken over by another consumer of group"
-                f" {self._bus._group!r}: close this one"
+                f" {self._layout.group!r}: close this one"
             )
             self._cond.notify_all()
 
     async def _ack_all(self, msgs: list[Msg]) -> list[BaseException | None]:
         async def ack(m: Msg) -> None:
-            await m.ack_sync(timeout=self._bus._timeout)
+            await m.ack_sync(timeout=self._broker.timeout)
 
         results = await asyncio.gather(*(ack(m) for m in msgs), return_exceptions=True)
         return [r if isinstance(r, BaseException) else None for r in results]
@@ -377,11 +431,11 @@ class NatsConsumer:
 
     async def _stop(self) -> None:
         await self._stop_pumps()
-        bus = self._bus
+        js = self._broker.jetstream
 
         async def delete(p: int) -> None:
             try:
-                await bus._js.delete_consumer(bus.stream_name(p), self._name)
+                await js.delete_consumer(self._layout.stream_name(p), self._name)
             except nats.js.errors.NotFoundError:
                 pass
             except (TimeoutError, nats.errors.Error) as e:

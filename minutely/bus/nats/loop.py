@@ -1,19 +1,21 @@
-"""The nats client's private event loop, on a daemon thread; ``call`` blocks on it."""
+"""``LoopThread``: an asyncio loop on a daemon thread, for the nats client.
+
+Built without side effects; ``start`` makes the loop and starts the thread, ``stop`` ends
+both. Other threads hand it work with ``submit``, ``call`` (blocking, with a timeout) and
+``call_soon``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from minutely.errors import Unavailable
 
 T = TypeVar("T")
-
-
-# -- the private event loop -----------------------------------------------------------------
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -27,30 +29,53 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 class LoopThread:
-    """An asyncio loop on a daemon thread, for the nats client; ``call`` blocks on it."""
+    """An asyncio loop on a daemon thread named ``name``, once ``start`` has run."""
 
     def __init__(self, name: str) -> None:
-        self.loop = _new_loop()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            msg = f"loop thread {self.name} was started already"
+            raise RuntimeError(msg)
+        self._loop = _new_loop()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
+        loop = self._started()[0]
+        asyncio.set_event_loop(loop)
         try:
-            self.loop.run_forever()
+            loop.run_forever()
         finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _started(self) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+        if self._loop is None or self._thread is None:
+            msg = f"loop thread {self.name} is not started"
+            raise RuntimeError(msg)
+        return self._loop, self._thread
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Run ``coro`` on the loop; its result in a thread-safe future."""
+        loop, _ = self._started()
+        return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        if threading.current_thread() is self.thread:
+        """Run ``coro`` on the loop and wait for it; ``Unavailable`` after ``timeout`` s."""
+        loop, thread = self._started()
+        if threading.current_thread() is thread:
             coro.close()
             msg = "NatsBus blocking call made from its own event loop thread"
             raise RuntimeError(msg)
-        future = self.submit(coro)
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -58,7 +83,13 @@ class LoopThread:
             msg = f"NATS did not answer within {timeout} s"
             raise Unavailable(msg) from None
 
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the loop, soon; from any thread."""
+        loop, _ = self._started()
+        loop.call_soon_threadsafe(callback)
+
     def stop(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join()
+        """Stop the loop and wait for its thread; nothing if it never started."""
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
