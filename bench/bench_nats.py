@@ -100,6 +100,7 @@ def main(url: str, n_batches: int) -> None:
     batches = [batch(k) for k in range(n_batches)]
     n = n_batches * POINTS
     bus = NatsBus(url, partitions=16, max_bytes=1 << 30, stream="BENCH", subjects="bench")
+    bus.open()
     try:
         pub, con, end2end = [], [], []
         for _ in range(RUNS):

@@ -354,6 +354,8 @@ class Service(_IngestPath):
 def _make_bus(settings: Settings) -> Bus:
     if settings.bus == "memory":
         return MemoryBus(settings.partitions, settings.bus_max_bytes)
-    from minutely.bus.nats import NatsBus  # only when asked for: it connects at once
+    from minutely.bus.nats import NatsBus  # only when asked for: nats-py is imported with it
 
-    return NatsBus(settings.bus, partitions=settings.partitions, max_bytes=settings.bus_max_bytes)
+    bus = NatsBus(settings.bus, partitions=settings.partitions, max_bytes=settings.bus_max_bytes)
+    bus.open()
+    return bus

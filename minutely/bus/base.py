@@ -215,7 +215,11 @@ class Consumer(Protocol):
 
 
 class Bus(Protocol):
-    """Partitioned, bounded pub/sub of point batches. See the module docstring."""
+    """Partitioned, bounded pub/sub of point batches. See the module docstring.
+
+    Built without I/O; ``open`` (once, before anything else) connects to what the bus runs
+    on, ``close`` lets go of it.
+    """
 
     #: True when what is published survives a crash of the process that consumes it (then
     #: the aggregator checkpoints and acks only what a checkpoint holds)
@@ -224,6 +228,12 @@ class Bus(Protocol):
     @property
     def partitions(self) -> int:
         """How many partitions the bus has; a point goes to ``partition_of(server)``."""
+        ...
+
+    def open(self) -> None:
+        """Connect and set up what the bus needs (blocking). Raises ``errors.Unavailable``
+        when that cannot be reached, ``errors.ConfigError`` when what is there does not fit
+        this bus's settings."""
         ...
 
     async def publish(self, batch: PointBatch, idempotency_key: str | None = None) -> None:

@@ -129,6 +129,9 @@ class MemoryBus:
     def max_bytes(self) -> int:
         return self._max_bytes
 
+    def open(self) -> None:
+        """Nothing to connect to: the bus is ready once built (``Bus.open``)."""
+
     async def publish(self, batch: PointBatch, idempotency_key: str | None = None) -> None:
         if len(batch) == 0:
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +81,7 @@ def make(server: NatsServer, names: dict[str, str]) -> Iterator[Any]:
 
     def build(**options: Any) -> NatsBus:
         bus = NatsBus(server.url, **{"partitions": 4, **names, **options})
+        bus.open()
         made.append(bus)
         return bus
 
@@ -186,6 +188,7 @@ def test_a_full_stream_rejects_with_backpressure_and_a_retry_completes_it(make: 
 def test_a_piece_over_max_payload_is_cut_into_messages_in_order(tmp_path: Path) -> None:
     with NatsServer(tmp_path, max_payload=64 << 10) as small:
         bus = NatsBus(small.url, partitions=2, stream="CHUNKS", subjects="chunks")
+        bus.open()
         try:
             batch = points(20_000, servers=1)  # one partition, 480 kB of points
             publish(bus, batch)
@@ -205,6 +208,7 @@ def test_prefetch_stays_under_what_the_server_queues_for_a_client(tmp_path: Path
         bus = NatsBus(
             tight.url, partitions=8, stream="TIGHT", subjects="tight", prefetch_bytes=1 << 20
         )
+        bus.open()
         try:
             publish(bus, *(points(40_000, first=40_000 * k) for k in range(4)))  # 3.8 MB
             consumer = bus.consumer()
@@ -219,6 +223,7 @@ def test_a_broker_outage_is_unavailable_then_heals(tmp_path: Path) -> None:
     broker = NatsServer(tmp_path)
     broker.start()
     bus = NatsBus(broker.url, partitions=2, stream="OUTAGE", subjects="outage", timeout=2.0)
+    bus.open()
     try:
         publish(bus, points(100))
         consumer = bus.consumer()
@@ -251,10 +256,26 @@ def test_a_broker_outage_is_unavailable_then_heals(tmp_path: Path) -> None:
 
 def test_an_unreachable_broker_is_unavailable_after_the_timeout(tmp_path: Path) -> None:
     broker = NatsServer(tmp_path)  # never started: nobody listens on its port
+    bus = NatsBus(broker.url, timeout=0.5)
     start = time.monotonic()
     with pytest.raises(Unavailable, match="cannot reach NATS"):
-        NatsBus(broker.url, timeout=0.5)
+        bus.open()
     assert time.monotonic() - start < 3.0
+
+
+def test_a_bus_is_built_without_io_and_opened_once(tmp_path: Path) -> None:
+    broker = NatsServer(tmp_path)  # never started: building must not need it
+    bus = NatsBus(broker.url, stream="UNOPENED", timeout=0.5)
+    assert not bus.connected
+    assert "minutely-nats-UNOPENED" not in [t.name for t in threading.enumerate()]
+    with pytest.raises(RuntimeError, match="open"):
+        bus.stats()
+    with pytest.raises(Unavailable):
+        bus.open()
+    with pytest.raises(RuntimeError, match="opens once"):
+        bus.open()
+    close(bus)
+    assert "minutely-nats-UNOPENED" not in [t.name for t in threading.enumerate()]
 
 
 def test_a_consumer_built_from_its_parts_takes_the_partitions_over(

@@ -1,6 +1,7 @@
 """Fixtures for the contract suites: every implementation of a seam, behind one parameter.
 
-``BUS_FACTORIES`` lists how to build each ``Bus``; the contract tests run once per entry.
+``BUS_FACTORIES`` lists how to build each ``Bus`` (built only: ``make_bus`` opens it, as a
+caller does); the contract tests run once per entry.
 A factory gets the test's ``pytest.FixtureRequest`` first, so it can ask for what it needs:
 the JetStream bus asks for ``nats_server``, one real ``nats-server -js`` for the session, and
 gives every bus its own streams and subjects on it.
@@ -64,6 +65,7 @@ def make_bus(request: pytest.FixtureRequest) -> Iterator[Callable[..., Bus]]:
     def make(partitions: int = 16, max_bytes: int = 512 << 20) -> Bus:
         bus = factory(request, partitions, max_bytes)
         made.append(bus)
+        bus.open()
         return bus
 
     yield make

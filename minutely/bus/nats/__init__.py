@@ -1,7 +1,7 @@
 """The JetStream bus: ``NatsBus``, the ``Bus`` on NATS JetStream (durable, clusterable).
 
-The package, each module one part, each part used by the others only through its public
-methods:
+The package, each module one part, each part built without I/O and used by the others only
+through its public methods:
 
 - ``broker.py``: ``Broker``, the one connection: the client's event loop thread
   (``loop.py``), nats-py's client with fewer copies of a large message (``client.py``, the
@@ -14,6 +14,8 @@ methods:
 - ``bus.py``: ``NatsBus``, which builds the others, opens the broker, makes the streams,
   publishes, keeps the bound and the stats, and hands out consumers;
 - ``wire.py``: a message's bytes.
+
+``NatsBus(...)`` only stores its settings; ``open()`` connects and makes the streams.
 
 Owns the layout of the bus on the broker, the wire form of a message, the byte bound and the
 consumer group's pull consumers. Passes ``tests/contracts/test_bus_contract.py`` like

@@ -56,8 +56,9 @@ class NatsBus:
     server's ``max_pending`` (64 MiB by default) and above its ``max_payload``; one ``poll``
     returns at most ``max_poll_bytes`` (at least one message).
 
-    Waits up to ``timeout`` seconds for the server, then raises ``Unavailable``; raises
-    ``ConfigError`` if the streams exist with another partition count or retention.
+    Built without I/O; ``open`` connects and makes the streams: it waits up to ``timeout``
+    seconds for the server, then raises ``Unavailable``, and raises ``ConfigError`` if the
+    streams exist with another partition count or retention.
     """
 
     #: what is published stays until committed, through a crash of this process
@@ -122,7 +123,6 @@ class NatsBus:
         self._opened = False
         self._closed = False
         self._syncing: concurrent.futures.Future[None] | None = None
-        self.open()
 
     # -- properties ----------------------------------------------------------------------
 
