@@ -36,6 +36,8 @@ from minutely.model import I64, Partials, PointBatch
 Kind = Literal["rows", "points"]
 
 FORMAT = "minutely-letter"
+#: the file that holds disk space for letters written when the disk is full
+RESERVE = ".reserve"
 VERSION = "1"
 
 
@@ -120,11 +122,16 @@ class LetterBox:
         table = table.replace_schema_metadata(meta)
         path = self.directory / f"{_safe(name)}.arrow"
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            with ipc.new_file(f, table.schema) as writer:
-                writer.write_table(table)
-            f.flush()
-            os.fsync(f.fileno())
+        options = ipc.IpcWriteOptions(compression="zstd")  # names repeat row after row
+        try:
+            with open(tmp, "wb") as f:
+                with ipc.new_file(f, table.schema, options=options) as writer:
+                    writer.write_table(table)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
@@ -132,6 +139,24 @@ class LetterBox:
         finally:
             os.close(dir_fd)
         return path
+
+    def reserve(self, nbytes: int) -> bool:
+        """Hold ``nbytes`` of disk for the box (a file it gives back with ``release``), so
+        that letters can be written when the disk has filled up since. False if the disk
+        cannot give that much now."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / RESERVE
+        try:
+            with open(path, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, nbytes)
+        except OSError:
+            path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give back what ``reserve`` held, for the letters about to be written."""
+        (self.directory / RESERVE).unlink(missing_ok=True)
 
     def paths(self) -> list[Path]:
         """The letters in the box, oldest name first."""

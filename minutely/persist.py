@@ -157,6 +157,11 @@ class StoreWriter:
     # -- the queue -------------------------------------------------------------------------
 
     @property
+    def spill_bytes(self) -> int:
+        """Disk held for a spill: a full queue, compressed, with room to spare."""
+        return max(8 << 20, self.max_bytes // 2)
+
+    @property
     def full(self) -> bool:
         """Is the queue at its bound? (Ingest answers 503 until it drains.)"""
         return self.stats.pending_bytes >= self.max_bytes
@@ -356,11 +361,24 @@ class StoreWriter:
                 blocks, self._retry = self._retry, []
                 self._count(-sum(b.rows for b in blocks))
         spilled = 0
-        for b in blocks:
+        self.spill_box.release()  # the disk may be full: the space held at start is for this
+        for i, b in enumerate(blocks):
             servers = np.asarray(self.registry.servers.names(), dtype=object)[b.server_ids]
             metrics = np.asarray(self.registry.metrics.names(), dtype=object)[b.metric_ids]
             table = rows_table(servers, metrics, b.minutes, b.parts)
-            path = self.spill_box.put(f"spill-{b.token}", "rows", table, reason)
+            try:
+                path = self.spill_box.put(f"spill-{b.token}", "rows", table, reason)
+            except OSError as exc:
+                lost = sum(x.rows for x in blocks[i:])
+                log.critical(
+                    "%d rows answered 200 could be written neither to the store (%s) nor to"
+                    " a spill file in %s (%s): they are lost",
+                    lost,
+                    reason,
+                    self.spill_box.directory,
+                    exc,
+                )
+                raise
             spilled += b.rows
             log.warning("the store could not take %d rows at stop; spilled to %s", b.rows, path)
         self.stats.spilled_rows += spilled
@@ -412,6 +430,13 @@ class StoreWriter:
             log.info("retention dropped %d partitions: %s", n, dropped)
 
     def start(self) -> None:
+        """Hold disk space for a spill (``spill_bytes``), then start the writer's thread."""
+        if self.spill_box is not None and not self.spill_box.reserve(self.spill_bytes):
+            log.warning(
+                "cannot hold %d bytes in %s for a spill at stop: the disk is nearly full",
+                self.spill_bytes,
+                self.spill_box.directory,
+            )
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="minutely-writer", daemon=True)
@@ -469,6 +494,12 @@ def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) ->
     loaded = 0
     for start in range(first // 60 * 60, last + 10, 60):  # hours: one day partition a read
         loaded += _load_hour(registry, ring, store.read_minutes(start, 60))
+    # the window ends at the newest minute stored, not the clock: after a quiet spell it
+    # reaches further back, and queries read those minutes from the ring, so load them too
+    oldest = ring.oldest_minute()
+    if oldest is not None:
+        for start in range(oldest // 60 * 60, first // 60 * 60, 60):
+            loaded += _load_hour(registry, ring, store.read_minutes(start, 60))
     return loaded
 
 

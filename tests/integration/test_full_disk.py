@@ -453,14 +453,6 @@ def test_a_full_disk_answers_503_at_the_bound_and_recovers_by_itself(
     assert "set aside" not in said and "store writes succeed again" in said, said[-4000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a stop that cannot write spills to <data_dir>/spill, on the same full disk:"
-    " LetterBox.put raises ENOSPC, Service.stop logs 'the store could not take everything"
-    " at stop' and the process exits as cleanly as ever: every queued row answered 200 is"
-    " gone at the next start",
-)
 def test_a_sigterm_while_the_disk_is_full_loses_nothing(disk: SmallDisk, tmp_path: Path) -> None:
     serve = Serve(disk, tmp_path / "serve.log")
     feed = Feed(seed=22)
@@ -487,15 +479,6 @@ def test_a_sigterm_while_the_disk_is_full_loses_nothing(disk: SmallDisk, tmp_pat
         serve.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotStarted,
-    reason="Store.open runs ALTER TABLE … MODIFY SETTING non_replicated_deduplication_window"
-    " on every table at every start (store/schema.py _tier_tables); on a full disk the engine"
-    " (chDB 4.4.0) answers it without error but leaves a table's metadata file empty"
-    " (minutes_1d.sql), and no later start can open the store: 'Empty query (in file"
-    " store/…/minutes_1d.sql)'",
-)
 def test_a_start_on_a_full_disk_leaves_a_store_that_starts_once_there_is_room(
     disk: SmallDisk, tmp_path: Path
 ) -> None:
