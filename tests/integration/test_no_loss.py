@@ -582,12 +582,6 @@ def test_a_hundred_thousand_series_with_one_point_each_over_the_whole_retention(
 # -- 6. a restart after a quiet spell ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rebuild_ring reloads the hours from the clock's now - hot window - 10 min, but the"
-    " ring's window (and so the query's seam) ends at the newest minute it loaded: the stored"
-    " minutes between them are answered from the empty ring, as if never written",
-)
 def test_a_restart_after_a_quiet_spell_answers_every_stored_minute(tmp_path: Path) -> None:
     """With a 10-minute hot window, two points 4 minutes apart and 20 to 80 minutes old at a
     restart, on either side of the first hour the restart reloads into the ring: both are
