@@ -157,7 +157,7 @@ def in_process_baseline(bodies: list[bytes], points: int, now: float) -> float:
     """Decode + publish + fold without HTTP: the core's own rate."""
     service = Service(
         Settings(hot_window=3600 * 6, bus_max_bytes=8 << 30, store="none"), clock=lambda: now
-    )
+    ).open()
 
     async def go() -> None:
         for body in bodies:

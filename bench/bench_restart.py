@@ -46,7 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=tmp, hot_window=2 * 86400, store="chdb")
         # names first, through a service, so ids are what serve would assign
-        service = Service(settings, clock=lambda: now)
+        service = Service(settings, clock=lambda: now).open()
         store = service.store
         assert store is not None
         servers = np.array([f"srv-{i:04d}" for i in range(args.servers)], dtype=object)
@@ -70,7 +70,7 @@ def main() -> None:
             took = []
             for _ in range(args.runs):
                 began = time.perf_counter()
-                service = Service(settings, clock=lambda: now)
+                service = Service(settings, clock=lambda: now).open()
                 took.append(time.perf_counter() - began)
                 assert service.registry.n_series == n_series
                 service.close()
@@ -81,7 +81,7 @@ def main() -> None:
         store.optimize()  # as the engine's background merges leave a store that has settled
         service.close()
         small = start_up()
-        service = Service(settings, clock=lambda: now)
+        service = Service(settings, clock=lambda: now).open()
         store = service.store
         assert store is not None
         wrote += write(last - half, last)

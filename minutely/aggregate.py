@@ -80,7 +80,8 @@ class Aggregator:
         self.ring = ring
         self.bus = bus
         self.partitions = partitions
-        self.consumer: Consumer | None = None if bus is None else bus.consumer(partitions)
+        #: the bus's consumer of ``partitions``, once ``open`` has claimed them
+        self.consumer: Consumer | None = None
         self.stats = AggregatorStats()
         self.checkpointer = checkpointer
         self.checkpoint_every = checkpoint_every
@@ -94,6 +95,11 @@ class Aggregator:
         self._next_checkpoint = time.monotonic() + checkpoint_every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def open(self) -> None:
+        """Claim the partitions on the bus: open the consumer ``drain`` polls."""
+        if self.bus is not None and self.consumer is None:
+            self.consumer = self.bus.consumer(self.partitions)
 
     def fold(self, batch: PointBatch) -> FoldResult:
         """Fold one batch of already validated points.
@@ -117,7 +123,7 @@ class Aggregator:
     def drain(self, timeout: float = 0.0) -> int:
         """Poll once, fold what came, commit it. Returns the number of messages handled."""
         if self.consumer is None:
-            msg = "this aggregator has no consumer to drain"
+            msg = "this aggregator has no consumer to drain: open() it on a bus first"
             raise RuntimeError(msg)
         messages = self.consumer.poll(timeout)
         if self.checkpointer is None:

@@ -121,7 +121,10 @@ def _serve_on(
     from minutely.service import IngestNode, Service
 
     failpoints.arm(settings.failpoints)
-    app = create_ingest_app(IngestNode(settings)) if ingest_only else create_app(Service(settings))
+    if ingest_only:
+        app = create_ingest_app(IngestNode(settings).open())
+    else:
+        app = create_app(Service(settings).open())
     server = uvicorn.Server(
         uvicorn.Config(
             app,

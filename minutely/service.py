@@ -116,8 +116,15 @@ class IngestNode(_IngestPath):
             raise ConfigError(msg)
         self.settings = settings
         self.clock = clock
+        self._own_bus = bus is None
         self.bus = bus or _make_bus(settings)
         self.started_at = clock()
+
+    def open(self) -> IngestNode:
+        """Connect the bus (unless it was given, opened); returns ``self``."""
+        if self._own_bus:
+            self.bus.open()
+        return self
 
     def oldest_accepted(self, now: float) -> float:
         """The aggregator's rule, from the same settings: retention with a store, else the
@@ -141,7 +148,22 @@ class IngestNode(_IngestPath):
 
 
 class Service(_IngestPath):
-    """One running minutely: registry, hot ring, bus, aggregator and query, wired."""
+    """One running minutely: registry, hot ring, bus, aggregator and query, wired.
+
+    Life: ``Service(settings)`` builds every part and touches nothing outside the process;
+    ``open()`` does the I/O, in this order (each step needs the one before it):
+
+    1. the store: schema made or migrated, damaged parts refused, expiry's horizons set,
+       the registry's names loaded;
+    2. what an earlier run left: the spill inserted (the writer), the last checkpoint's
+       rows made sure of in the store (a durable bus);
+    3. the hot window rebuilt from the store, the checkpoint's open minutes put back;
+    4. the bus connected, the checkpoint told its partitions' generations, the
+       aggregator's consumer opened.
+
+    ``start()`` starts the writer's and the aggregator's threads; ``stop()`` refuses new
+    points, folds and writes what is left, and releases everything.
+    """
 
     def __init__(
         self,
@@ -151,27 +173,25 @@ class Service(_IngestPath):
     ) -> None:
         self.settings = settings
         self.clock = clock
+        data = Path(settings.data_dir)
+        self.dead_letters = LetterBox(data / "dead-letters", clock)
+        #: the store's detached parts found at open (``allow_damaged_store`` let it start)
+        self.damaged: list[tuple[str, str, str]] = []
+        self.registry = Registry()
+        #: a bus given is the caller's, opened; one made here is opened by ``open``
+        self._own_bus = bus is None
+        self.bus: Bus = bus or _make_bus(settings)
+        # A durable bus keeps what is not acked: checkpoints make the fold exactly once.
+        durable = self.bus.durable
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
-        self.dead_letters = LetterBox(Path(settings.data_dir) / "dead-letters", clock)
-        #: the store's detached parts found at start (``allow_damaged_store`` let it start)
-        self.damaged: list[tuple[str, str, str]] = []
         self.checkpointer: Checkpointer | None = None
-        self.registry = Registry()
-        # A durable bus keeps what is not acked: checkpoints make the fold exactly once.
-        durable = settings.bus != "memory" if bus is None else bus.durable
         dsn = settings.store_dsn
         if dsn is not None:
-            if dsn.startswith("chdb://"):
-                Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
             retention = Retention(
                 minute=settings.retention_1m, hour=settings.retention_1h, day=settings.retention_1d
             )
-            self.store = Store.open(StoreConfig(dsn=dsn, retention=retention))
-            self.damaged = self._check_damage(self.store)
-            self.store.expire(clock())  # reads stop at each tier's horizon from now on
-            self.registry = self.store.load_registry()
-            data = Path(settings.data_dir)
+            self.store = Store(StoreConfig(dsn=dsn, retention=retention))
             self.writer = StoreWriter(
                 self.store,
                 self.registry,
@@ -189,34 +209,12 @@ class Service(_IngestPath):
             sink=None if self.writer is None else self.writer.accept,
         )
         if self.store is not None and self.writer is not None:
-            if not durable:  # a crash then loses at most one interval of what was folded
-                self.writer.before_flush = self.ring.hand_on_live
-            recovered = self.writer.recover_spill()  # the store then has what the stop spilled
-            if recovered:
-                log.info("inserted %d rows the last stop had spilled", recovered)
             if durable:
                 self.checkpointer = Checkpointer(
-                    Path(settings.data_dir) / "checkpoint",
-                    self.store,
-                    self.registry,
-                    self.ring,
-                    self.writer,
+                    data / "checkpoint", self.store, self.registry, self.ring, self.writer
                 )
-                self.checkpointer.recover()  # the store then has every checkpointed row
-            began = time.perf_counter()
-            cells = rebuild_ring(self.store, self.registry, self.ring, clock())
-            log.info(
-                "rebuilt the hot ring from the store: %d series-minutes of %d series in %.1fs",
-                cells,
-                self.registry.n_series,
-                time.perf_counter() - began,
-            )
-            if self.checkpointer is not None:
-                restored = self.checkpointer.restore_open()
-                log.info("restored %d open minute cells from the checkpoint", restored)
-        self.bus: Bus = bus or _make_bus(settings)
-        if self.checkpointer is not None:  # offsets count in the logs the checkpoint saw
-            self.checkpointer.adopt({s.partition: s.generation for s in self.bus.stats()})
+            else:  # a crash then loses at most one interval of what was folded
+                self.writer.before_flush = self.ring.hand_on_live
         self.aggregator = Aggregator(
             self.registry,
             self.ring,
@@ -227,6 +225,45 @@ class Service(_IngestPath):
         )
         self.query = Query(self.registry, self.ring, self.store)
         self.started_at = clock()
+
+    def open(self) -> Service:
+        """Do the I/O that makes the parts ready (the class docstring's order); returns
+        ``self``. Raises ``StoreCorrupt`` (damaged store, newer formats), ``StoreError``
+        (unreachable) or the bus's ``Unavailable``, with nothing left open."""
+        store, writer = self.store, self.writer
+        try:
+            if store is not None and writer is not None:
+                if self.settings.store_dsn and self.settings.store_dsn.startswith("chdb://"):
+                    Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
+                store.migrate()
+                self.damaged = self._check_damage(store)
+                store.expire(self.clock())  # reads stop at each tier's horizon from now on
+                store.load_registry(into=self.registry)
+                recovered = writer.recover_spill()  # the store then has what a stop spilled
+                if recovered:
+                    log.info("inserted %d rows the last stop had spilled", recovered)
+                if self.checkpointer is not None:
+                    self.checkpointer.recover()  # the store then has every checkpointed row
+                began = time.perf_counter()
+                cells = rebuild_ring(store, self.registry, self.ring, self.clock())
+                log.info(
+                    "rebuilt the hot ring from the store: %d series-minutes of %d series in %.1fs",
+                    cells,
+                    self.registry.n_series,
+                    time.perf_counter() - began,
+                )
+                if self.checkpointer is not None:
+                    restored = self.checkpointer.restore_open()
+                    log.info("restored %d open minute cells from the checkpoint", restored)
+            if self._own_bus:
+                self.bus.open()
+            if self.checkpointer is not None:  # offsets count in the logs the checkpoint saw
+                self.checkpointer.adopt({s.partition: s.generation for s in self.bus.stats()})
+            self.aggregator.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
 
     def oldest_accepted(self, now: float) -> float:
         """The oldest timestamp ingest accepts.
@@ -255,7 +292,6 @@ class Service(_IngestPath):
             f" {listed}{more}"
         )
         if not self.settings.allow_damaged_store:
-            store.close()
             msg += (
                 "; restore the data dir from a backup, or start with --allow-damaged-store"
                 " (MINUTELY_ALLOW_DAMAGED_STORE=1) to serve what is left"
@@ -356,6 +392,4 @@ def _make_bus(settings: Settings) -> Bus:
         return MemoryBus(settings.partitions, settings.bus_max_bytes)
     from minutely.bus.nats import NatsBus  # only when asked for: nats-py is imported with it
 
-    bus = NatsBus(settings.bus, partitions=settings.partitions, max_bytes=settings.bus_max_bytes)
-    bus.open()
-    return bus
+    return NatsBus(settings.bus, partitions=settings.partitions, max_bytes=settings.bus_max_bytes)

@@ -35,6 +35,7 @@ def read_counts(agg: Aggregator, first: int, count: int) -> list[int]:
 def test_drain_folds_and_commits() -> None:
     bus = MemoryBus(partitions=4)
     agg = Aggregator(Registry(), HotRing(10, 2), bus)
+    agg.open()
     asyncio.run(bus.publish(batch([0, 0, 1])))
     assert agg.drain(timeout=0) == 1
     assert agg.stats.points == 3 and agg.stats.batches == 1
@@ -53,6 +54,7 @@ def test_points_behind_the_window_are_counted_as_expired() -> None:
 def test_a_failed_fold_is_redelivered_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     bus = MemoryBus(partitions=2)
     agg = Aggregator(Registry(), HotRing(10, 2), bus)
+    agg.open()
     real_fold = agg.fold
     calls = {"n": 0}
 
@@ -77,6 +79,7 @@ def test_a_failed_fold_is_redelivered_not_lost(monkeypatch: pytest.MonkeyPatch) 
 def test_stop_folds_what_the_bus_still_holds() -> None:
     bus = MemoryBus(partitions=2)
     agg = Aggregator(Registry(), HotRing(10, 2), bus)
+    agg.open()
     asyncio.run(bus.publish(batch([1])))
     asyncio.run(bus.close())
     agg.stop()
@@ -87,6 +90,7 @@ def test_lag_is_reported_when_the_backlog_is_old(caplog: pytest.LogCaptureFixtur
     now = [100.0]
     bus = MemoryBus(partitions=2, clock=lambda: now[0])
     agg = Aggregator(Registry(), HotRing(10, 2), bus)
+    agg.open()
     asyncio.run(bus.publish(batch([1, 2])))
     agg.report_lag()
     assert "consumer lag" not in caplog.text  # fresh backlog: nothing to say
@@ -107,6 +111,7 @@ def test_a_batch_that_never_folds_is_set_aside_and_the_rest_moves_on(
     bus = MemoryBus(partitions=1)
     box = LetterBox(tmp_path / "dead")
     agg = Aggregator(Registry(), HotRing(10, 2), bus, dead_letters=box)
+    agg.open()
     real_fold = agg.fold
 
     def poisoned(b: PointBatch) -> FoldResult:

@@ -35,7 +35,7 @@ class Server:
         self.clock = Clock(NOW)
         settings = Settings(hot_window=6 * 3600, store="none")
         bus = MemoryBus(4, 64 << 20, clock=self.clock)
-        self.service = Service(settings, clock=self.clock, bus=bus)
+        self.service = Service(settings, clock=self.clock, bus=bus).open()
         self.transport = httpx.ASGITransport(app=create_app(self.service, manage_lifecycle=False))
 
     def counts(self) -> dict[tuple[str, str], tuple[int, float]]:

@@ -24,3 +24,22 @@ def test_a_point_past_retention_is_refused_naming_the_retention(tmp_path: Path) 
     memory = Service(Settings(data_dir=str(tmp_path), store="none"), clock=lambda: now)
     (err,) = memory.decode(body, "application/json").errors
     assert "older than the hot window" in err.reason
+
+
+def test_the_whole_service_is_assembled_with_nothing_opened(tmp_path: Path) -> None:
+    """Building the parts touches nothing outside the process: no data dir, no store, no
+    consumer; ``open`` does the I/O, after which a point goes all the way through."""
+    data = tmp_path / "data"
+    now = 1_764_000_000.0
+    service = Service(Settings(data_dir=str(data)), clock=lambda: now)
+    assert not data.exists()
+    assert service.aggregator.consumer is None
+    assert service.writer is not None and service.registry.n_series == 0
+    service.open()
+    try:
+        assert (data / "store").is_dir() and service.aggregator.consumer is not None
+        body = orjson.dumps([{"server": "a", "metric": "m", "ts": now - 5, "value": 2.5}])
+        decoded = service.decode(body, "application/json")
+        assert decoded.accepted == 1
+    finally:
+        service.close()

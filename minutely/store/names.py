@@ -107,14 +107,20 @@ def check_series(table: Any, n_servers: int, n_metrics: int) -> tuple[U32, U32]:
     return s, m
 
 
-def build_registry(servers: list[str], metrics: list[str], s: U32, m: U32) -> Registry:
-    """A registry with these names at these ids and these series.
+def build_registry(
+    servers: list[str], metrics: list[str], s: U32, m: U32, into: Registry | None = None
+) -> Registry:
+    """A registry with these names at these ids and these series (``into``, which must be
+    empty, filled in place; else a new one).
 
     Series ids are dense in the new registry but need not equal the old ones: nothing on
     disk refers to a series id (rows carry server and metric ids), and the ring is rebuilt
     in the new numbering.
     """
-    reg = Registry()
+    reg = Registry() if into is None else into
+    if len(reg.servers) or len(reg.metrics) or reg.n_series:
+        msg = "a registry can be loaded from the store only while it is empty"
+        raise ValueError(msg)
     reg.servers.intern(np.asarray(servers, dtype=object))
     reg.metrics.intern(np.asarray(metrics, dtype=object))
     if len(s):

@@ -148,10 +148,18 @@ class Store:
 
     @classmethod
     def open(cls, config: StoreConfig) -> Store:
-        """Connect and create whatever part of the schema is missing."""
+        """A store on ``config``, its schema made or migrated (``migrate``)."""
         store = cls(config)
+        store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        """Connect and bring the schema to ``SCHEMA_VERSION``: create what is missing,
+        migrate a store of an older minutely, refuse one of a newer (``StoreCorrupt``).
+        On failure every client made is closed."""
+        config = self.config
         try:
-            found = store.schema_version()
+            found = self.schema_version()
             if found > SCHEMA_VERSION:
                 msg = (
                     f"the store in {config.dsn} (database {config.database}) was written by a"
@@ -160,23 +168,22 @@ class Store:
                 )
                 raise StoreCorrupt(msg)
             for sql in statements(config):
-                store._command(sql)
-            store._command(version_table(config.database))
+                self._command(sql)
+            self._command(version_table(config.database))
             steps = migrations(config)
             for version in range(max(found, 1) + 1, SCHEMA_VERSION + 1):
                 if found:  # a store made now starts at the newest layout
                     for sql in steps.get(version, []):
-                        store._command(sql)
+                        self._command(sql)
                     log.info("store schema migrated to version %d", version)
             if found < SCHEMA_VERSION:
-                store._command(
+                self._command(
                     f"INSERT INTO {config.database}.{VERSION_TABLE} (version)"
                     f" VALUES ({int(SCHEMA_VERSION)})"
                 )
         except BaseException:
-            store.close()
+            self.close()
             raise
-        return store
 
     def schema_version(self) -> int:
         """The newest version the store records; 1 for a store made before versions were
@@ -480,12 +487,13 @@ class Store:
         table = self._arrow(names.series_query(self._db))
         return names.check_series(table, len(servers), len(metrics))
 
-    def load_registry(self) -> Registry:
-        """A registry with the saved names at their ids and the saved series."""
+    def load_registry(self, into: Registry | None = None) -> Registry:
+        """A registry with the saved names at their ids and the saved series: ``into``
+        (which must be empty) filled in place, or a new one."""
         servers, metrics = self.load_names()
         table = self._arrow(names.series_query(self._db))
         s, m = names.check_series(table, len(servers), len(metrics))
-        return names.build_registry(servers, metrics, s, m)
+        return names.build_registry(servers, metrics, s, m, into=into)
 
     def _saved_counts(self) -> dict[str, int]:
         """How many names and series are on disk (asked once, then kept up to date)."""

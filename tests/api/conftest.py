@@ -17,7 +17,7 @@ from tests.api.helpers import NOW, Clock
 @pytest.fixture
 def service() -> Service:
     settings = Settings(hot_window=6 * 3600, bus_max_bytes=4 << 20, store="none")
-    return Service(settings, clock=Clock(NOW))
+    return Service(settings, clock=Clock(NOW)).open()
 
 
 @pytest.fixture

@@ -150,7 +150,7 @@ def test_errors(client: TestClient, service: Service) -> None:
 
 
 def test_body_too_large(service: Service) -> None:
-    small = Service(service.settings.replace(max_body_bytes=1000), clock=service.clock)
+    small = Service(service.settings.replace(max_body_bytes=1000), clock=service.clock).open()
     with TestClient(create_app(small, manage_lifecycle=False)) as c:
         r = c.post(
             "/api/v1/points",

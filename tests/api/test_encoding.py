@@ -100,7 +100,7 @@ def test_the_api_answers_400_413_and_415(client: TestClient, service: Service) -
     assert status == 400 and "not valid gzip" in str(answer["error"])
     status, answer = post(client, points_json(3), "br")
     assert status == 415 and "'br'" in str(answer["error"])
-    small = Service(service.settings.replace(max_body_bytes=1000), clock=service.clock)
+    small = Service(service.settings.replace(max_body_bytes=1000), clock=service.clock).open()
     with TestClient(create_app(small, manage_lifecycle=False)) as c:
         status, answer = post(c, gzip.compress(points_json(100)), "gzip")
     assert status == 413 and "1000 bytes once gzip-decompressed" in str(answer["error"])

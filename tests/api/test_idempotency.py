@@ -79,7 +79,7 @@ def test_an_overlong_key_is_a_400(client: TestClient, service: Service) -> None:
 def test_an_import_block_counts_once_long_after_the_window() -> None:
     clock = Clock(NOW)
     settings = Settings(hot_window=6 * 3600, store="none")
-    service = Service(settings, clock=clock, bus=MemoryBus(4, 4 << 20, clock=clock))
+    service = Service(settings, clock=clock, bus=MemoryBus(4, 4 << 20, clock=clock)).open()
     with TestClient(create_app(service, manage_lifecycle=False)) as client:
         assert post(client, body(1.0, 3.0), "import:block-0").status_code == 200
         clock.t += 3600  # the bus has long forgotten the key

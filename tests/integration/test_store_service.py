@@ -99,7 +99,7 @@ def check_all(service: Service, pts: dict[str, np.ndarray]) -> None:
 def test_history_beyond_the_hot_window_is_exact_and_survives_a_restart(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path), hot_window=2 * 3600, store="chdb")
     clock = Clock(NOW)
-    service = Service(settings, clock=clock)
+    service = Service(settings, clock=clock).open()
     try:
         history = make_points(1, 40_000, NOW - 3 * DAY + 600, NOW)
         send(service, history, chunks=40)
@@ -110,7 +110,7 @@ def test_history_beyond_the_hot_window_is_exact_and_survives_a_restart(tmp_path:
         assert service.aggregator.stats.points == len(pts["ts"])
         check_all(service, pts)
         asyncio.run(service.stop())
-        service = Service(settings, clock=clock)  # restart on the same data dir
+        service = Service(settings, clock=clock).open()  # restart on the same data dir
         assert service.registry.n_series == len(SERVERS) * len(METRICS)
         check_all(service, pts)
         # and it keeps going: a new minute after the restart merges with what was loaded
