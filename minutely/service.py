@@ -54,6 +54,10 @@ class _IngestPath:
     def oldest_accepted(self, now: float) -> float:
         raise NotImplementedError
 
+    @property
+    def max_body_bytes(self) -> int:
+        return self.settings.max_body_bytes
+
     def decode(self, body: bytes, content_type: str) -> Decoded:
         now = self.clock()
         return decode(
@@ -338,6 +342,37 @@ class Service(_IngestPath):
             except Exception:
                 log.exception("the store could not take everything at stop")
         self.close()
+
+    @property
+    def answers(self) -> Query:
+        return self.query
+
+    def server_names(self) -> list[str]:
+        return self.registry.servers.names()
+
+    def metric_names(self) -> list[str]:
+        return self.registry.metrics.names()
+
+    def dead_letter_list(self) -> dict[str, Any]:
+        """The dead letters with what each holds and why (``GET /api/v1/dead-letters``)."""
+        box = self.dead_letters
+        letters: list[dict[str, object]] = []
+        for path in box.paths():
+            try:
+                letter = box.read(path)
+            except (OSError, ValueError) as exc:
+                letters.append({"file": path.name, "error": str(exc)})
+                continue
+            letters.append(
+                {
+                    "file": path.name,
+                    "kind": letter.kind,
+                    "rows": letter.table.num_rows,
+                    "reason": letter.reason,
+                    "written_at": letter.written_at,
+                }
+            )
+        return {"directory": str(box.directory), "letters": letters}
 
     async def replay_dead_letters(self) -> dict[str, int]:
         """Send every dead letter where it was going: rows to the store's queue, points

@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -45,6 +45,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from minutely.api import arrow, encoding, params, render
+from minutely.api.ports import Lifecycle, PointSink, QueryNode
 from minutely.errors import (
     Backpressure,
     BadParameter,
@@ -54,7 +55,6 @@ from minutely.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from minutely.service import IngestNode, Service
 
 JSON = "application/json"
 CSV = "text/csv; charset=utf-8"
@@ -93,9 +93,9 @@ def _answer_format(request: Request) -> str:
     return "csv" if "text/csv" in accept else "json"
 
 
-def _ingest_routes(node: Service | IngestNode) -> list[Route | Mount]:
+def _ingest_routes(node: PointSink) -> list[Route | Mount]:
     """The routes every node that takes points has: health, status and ingest."""
-    limit = node.settings.max_body_bytes
+    limit = node.max_body_bytes
 
     async def healthz(request: Request) -> Response:
         return _json(b'{"status":"ok"}')
@@ -157,7 +157,7 @@ def _ingest_routes(node: Service | IngestNode) -> list[Route | Mount]:
 
 
 def _lifespan(
-    node: Service | IngestNode, manage: bool
+    node: Lifecycle, manage: bool
 ) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -172,42 +172,30 @@ def _lifespan(
     return lifespan
 
 
-def create_ingest_app(node: IngestNode, *, manage_lifecycle: bool = True) -> Starlette:
+class _IngestNode(PointSink, Lifecycle, Protocol):
+    """What an ingest-only node offers the app."""
+
+
+def create_ingest_app(node: _IngestNode, *, manage_lifecycle: bool = True) -> Starlette:
     """An ingest-only node's app: health, status and ``POST /api/v1/points``."""
     return Starlette(routes=_ingest_routes(node), lifespan=_lifespan(node, manage_lifecycle))
 
 
-def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
-    """The ASGI app over ``service``; with ``manage_lifecycle`` it starts and stops it."""
+def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
+    """The ASGI app over ``node`` (a ``Service``, or anything with ``QueryNode``'s methods);
+    with ``manage_lifecycle`` it starts and stops it."""
 
     async def servers(request: Request) -> Response:
-        return _json(render.dumps({"servers": sorted(service.registry.servers.names())}))
+        return _json(render.dumps({"servers": sorted(node.server_names())}))
 
     async def metrics(request: Request) -> Response:
-        return _json(render.dumps({"metrics": sorted(service.registry.metrics.names())}))
+        return _json(render.dumps({"metrics": sorted(node.metric_names())}))
 
     async def dead_letters(request: Request) -> Response:
-        box = service.dead_letters
-        letters: list[dict[str, object]] = []
-        for path in box.paths():
-            try:
-                letter = box.read(path)
-            except (OSError, ValueError) as exc:
-                letters.append({"file": path.name, "error": str(exc)})
-                continue
-            letters.append(
-                {
-                    "file": path.name,
-                    "kind": letter.kind,
-                    "rows": letter.table.num_rows,
-                    "reason": letter.reason,
-                    "written_at": letter.written_at,
-                }
-            )
-        return _json(render.dumps({"directory": str(box.directory), "letters": letters}))
+        return _json(render.dumps(node.dead_letter_list()))
 
     async def replay_dead_letters(request: Request) -> Response:
-        return _json(render.dumps(await service.replay_dead_letters()))
+        return _json(render.dumps(await node.replay_dead_letters()))
 
     def handler(by: Literal["server", "metric"], kind: str):  # type: ignore[no-untyped-def]
         other = "metric" if by == "server" else "server"
@@ -215,18 +203,18 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
         def answer(query: QueryParams, name: str, fmt: str) -> bytes | memoryview:
             """Parse, ask, render (on a worker thread when the store is read)."""
             only = query.getlist(other) or None
-            start, end = params.parse_range(query, service.clock())
+            start, end = params.parse_range(query, node.clock())
             if kind == "summary":
-                summary = service.query.summary(by, name, start, end, only)
+                summary = node.answers.summary(by, name, start, end, only)
                 if fmt == "arrow":
                     return arrow.summary_arrow(summary)
                 return render.summary_csv(summary) if fmt == "csv" else render.summary_json(summary)
             step = params.parse_step(query.get("step"))
             fields = params.parse_fields(query.get("fields"), render.FIELDS, render.DEFAULT_FIELDS)
             if kind == "fleet":
-                series = service.query.fleet(name, start, end, step, only)
+                series = node.answers.fleet(name, start, end, step, only)
             else:
-                series = service.query.series(by, name, start, end, step, only)
+                series = node.answers.series(by, name, start, end, step, only)
             if fmt == "arrow":
                 write = arrow.fleet_arrow if kind == "fleet" else arrow.series_arrow
                 return write(series, fields)
@@ -240,7 +228,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
                 fmt = _answer_format(request)
                 args = (request.query_params, request.path_params["name"], fmt)
                 start = request.query_params.get("start", params.DEFAULT_START)
-                if service.query.touches_store(params.parse_time("start", start, service.clock())):
+                if node.answers.touches_store(params.parse_time("start", start, node.clock())):
                     body = await run_in_threadpool(answer, *args)  # disk: keep the loop free
                 else:
                     body = answer(*args)  # memory only: a thread hop would cost more
@@ -258,7 +246,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
         return endpoint
 
     routes: list[Route | Mount] = [
-        *_ingest_routes(service),
+        *_ingest_routes(node),
         Route("/api/v1/servers", servers),
         Route("/api/v1/metrics", metrics),
         Route("/api/v1/dead-letters", dead_letters),
@@ -278,4 +266,4 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> Starlette:
     if DASHBOARD_DIR.is_dir():
         routes.append(Mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True)))
 
-    return Starlette(routes=routes, lifespan=_lifespan(service, manage_lifecycle))
+    return Starlette(routes=routes, lifespan=_lifespan(node, manage_lifecycle))

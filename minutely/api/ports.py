@@ -1,0 +1,91 @@
+"""What the HTTP app needs of the node behind it, as narrow interfaces.
+
+The app depends on these, never on the composition root, so it is built and tested without a
+``Service`` (a fake that has these methods will do) and another node — an ingest-only node
+today, a cluster's routing node later — serves the same routes by offering the same methods::
+
+    PointSink        every node that takes points: the body limit, ingest, status
+    Lifecycle        what the app starts and stops when it manages the node's life
+    Answers          the four questions and the fleet view (``query.Query`` is one)
+    QueryNode        a node that answers too: a PointSink with Answers, the names it
+                     knows, its clock and its dead letters
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from minutely.ingest import Decoded
+from minutely.query import By, SeriesAnswer, SummaryAnswer
+
+
+class PointSink(Protocol):
+    """A node that takes points."""
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body taken (413 beyond), decompressed."""
+        ...
+
+    async def ingest(
+        self, body: bytes, content_type: str, idempotency_key: str | None = None
+    ) -> Decoded:
+        """Decode, validate and accept a body; raises the errors the app maps to HTTP."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What ``/api/v1/status`` shows."""
+        ...
+
+
+class Lifecycle(Protocol):
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Answers(Protocol):
+    """The questions, as ``query.Query`` answers them (times in unix seconds)."""
+
+    def series(
+        self,
+        by: By,
+        name: str,
+        start: int,
+        end: int,
+        step: int = 60,
+        only: list[str] | None = None,
+    ) -> SeriesAnswer: ...
+
+    def summary(
+        self, by: By, name: str, start: int, end: int, only: list[str] | None = None
+    ) -> SummaryAnswer: ...
+
+    def fleet(
+        self, metric: str, start: int, end: int, step: int = 60, only: list[str] | None = None
+    ) -> SeriesAnswer: ...
+
+    def touches_store(self, start: int) -> bool:
+        """Does an answer from ``start`` read the store (the app then answers on a thread)?"""
+        ...
+
+
+class QueryNode(PointSink, Lifecycle, Protocol):
+    """A node that takes points and answers queries."""
+
+    @property
+    def answers(self) -> Answers: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def server_names(self) -> list[str]: ...
+
+    def metric_names(self) -> list[str]: ...
+
+    def dead_letter_list(self) -> dict[str, Any]:
+        """``{"directory": …, "letters": [{"file", "kind", "rows", "reason", …}]}``"""
+        ...
+
+    async def replay_dead_letters(self) -> dict[str, int]: ...
