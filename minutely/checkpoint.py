@@ -42,11 +42,11 @@ import numpy as np
 from minutely import failpoints
 from minutely.hot import HotRing
 from minutely.model import I32, I64, U32, Partials
-from minutely.persist import ISOLATE_AFTER, StoreWriter
 from minutely.registry import Registry
 from minutely.store import Store
 from minutely.store.errors import StoreCorrupt
 from minutely.store.reader import MinuteRows
+from minutely.store_writer import ISOLATE_AFTER, StoreWriter
 
 log = logging.getLogger(__name__)
 

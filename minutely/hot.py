@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from minutely.compiled import merge_slots
+from minutely.buckets import merge_slots
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
 #: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
@@ -460,7 +460,7 @@ class HotRing:
         ``count == 0`` is empty, whatever else it holds; a view into a larger block is fine).
 
         Each series' ring row is merged straight into its buckets by one compiled pass
-        (``compiled.merge_slots``), then the live rows' minutes into theirs: a 2-day read of
+        (``buckets.merge_slots``), then the live rows' minutes into theirs: a 2-day read of
         2,000 series at step 1 h makes 96,000 buckets, not 5.76 M minutes first (figures:
         docs/performance.md, Measured choices). Minutes outside the window are not read, so
         none counts twice at a seam.

@@ -33,10 +33,10 @@ from minutely.hot import HotRing
 from minutely.ingest import Decoded, decode
 from minutely.ingest.idempotency import LEDGER_NAME, IdempotencyKeys
 from minutely.letters import LetterBox, points_of
-from minutely.persist import StoreWriter, rebuild_ring
 from minutely.query import Query
 from minutely.registry import Registry
 from minutely.store import Retention, Store, StoreConfig, StoreCorrupt
+from minutely.store_writer import StoreWriter, rebuild_ring
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from minutely.compiled import place_cells
+from minutely.buckets import place_cells
 from minutely.model import I64, U32, Partials
 from minutely.store.plan import Segment
 from minutely.store.tiers import TIER_1M
@@ -23,7 +23,7 @@ from minutely.store.tiers import TIER_1M
 By = Literal["server", "metric"]
 
 #: a query and its bound parameters
-Query = tuple[str, dict[str, Any]]
+Sql = tuple[str, dict[str, Any]]
 
 
 class CellBlock(NamedTuple):
@@ -74,7 +74,7 @@ class SeriesCells:
 
         Cells of ids not in ``others`` or buckets outside ``[0, n_buckets)`` are left out;
         empty entries have ``count == 0``. Each block is placed by one compiled loop
-        (``compiled.place_cells``) through an id → row table; ``compiled=False``, or ids too
+        (``buckets.place_cells``) through an id → row table; ``compiled=False``, or ids too
         large for a table, take numpy's passes instead (a gather, an add, a scatter per field;
         figures: docs/performance.md, Measured choices).
         """
@@ -248,7 +248,7 @@ def series_query(
     segments: list[Segment],
     first: int,
     step: int,
-) -> Query:
+) -> Sql:
     """Buckets of ``step`` minutes from ``first``, per other id, over ``segments``.
 
     When every segment's cell is one bucket (step 1 from minutes, step 60 from hours …),
@@ -278,7 +278,7 @@ GROUP BY other, bucket
 
 def summary_query(
     db: str, by: By, key_id: int, other_ids: npt.NDArray[Any] | None, segments: list[Segment]
-) -> Query:
+) -> Sql:
     """One partial per other id over ``segments``."""
     params = _params(key_id, other_ids)
     union = _union(db, by, segments, other_ids is not None, params)
@@ -291,7 +291,7 @@ ORDER BY other
     return sql, params
 
 
-def minutes_query(db: str, first: int, last: int) -> Query:
+def minutes_query(db: str, first: int, last: int) -> Sql:
     """Every series' minute partials over minutes ``[first, last)`` from the 1-minute tier,
     one row per cell: ``FINAL`` merges a cell's rows as the sorted parts are read (a cell
     never spans two partitions), cheaper than hashing every cell in a ``GROUP BY`` (figures:

@@ -33,6 +33,7 @@ from minutely.store import names, reader
 from minutely.store.config import StoreConfig
 from minutely.store.engine import query_arrow
 from minutely.store.errors import StoreCorrupt, StoreError
+from minutely.store.inserts import insert_pieces, minute_table, piece_tokens
 from minutely.store.plan import Segment, clamp, plan
 from minutely.store.reader import By, CellBlock, MinuteRows, SeriesCells, SummaryCells
 from minutely.store.schema import (
@@ -45,7 +46,6 @@ from minutely.store.schema import (
     version_table,
 )
 from minutely.store.tiers import TIER_1M, TIERS, Tier
-from minutely.store.writer import insert_pieces, minute_table, piece_tokens
 
 log = logging.getLogger(__name__)
 

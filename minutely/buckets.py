@@ -1,4 +1,5 @@
-"""Loops compiled to machine code (numba, nopython mode) where numpy would make several passes.
+"""Partials merged into bucket blocks: the two loops every read ends in, compiled to machine
+code (numba, nopython mode) because numpy would make several passes.
 
 Only numpy arrays go in and out, and no Python object is made per element: a compiled loop is
 one pass over its columns, where the numpy spelling of the same step is a pass per

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from minutely.model import Partials
-from minutely.store.writer import (
+from minutely.store.inserts import (
     MAX_DAYS_PER_INSERT,
     MAX_ROWS_PER_INSERT,
     insert_pieces,

@@ -14,9 +14,9 @@ from minutely.checkpoint import Checkpoint, Checkpointer, CheckpointFile
 from minutely.hot import HotRing
 from minutely.letters import LetterBox, points_of, points_table
 from minutely.model import Partials, PointBatch
-from minutely.persist import ISOLATE_AFTER, ROW_BYTES, StoreWriter
 from minutely.registry import Registry
 from minutely.store import MinuteRows, Store, StoreConfig, StoreError
+from minutely.store_writer import ISOLATE_AFTER, ROW_BYTES, StoreWriter
 
 DAY0 = 19_000 * 1440  # a UTC midnight, in minutes
 
