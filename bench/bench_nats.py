@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from minutely.bus.nats import NatsBus
 from minutely.model import PointBatch
-from tests.natsserver import NatsServer
+from minutely.testing.natsserver import NatsServer
 
 POINTS = 1_000_000
 RUNS = 3

@@ -42,7 +42,7 @@ from minutely.config import Settings
 from minutely.ingest import decode
 from minutely.model import ARROW_STREAM
 from minutely.service import Service
-from tests.processes import launch, wait_healthy
+from minutely.testing.processes import launch, wait_healthy
 
 ARROW = ARROW_STREAM
 

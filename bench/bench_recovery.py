@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_pipeline import arrow_bodies, lean_send
 from minutely import sim
-from tests.natsserver import NatsServer, free_port
-from tests.processes import launch, wait_healthy
+from minutely.testing.natsserver import NatsServer, free_port
+from minutely.testing.processes import launch, wait_healthy
 
 ARROW = "application/vnd.apache.arrow.stream"
 SENDERS = 2

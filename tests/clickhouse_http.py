@@ -60,8 +60,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.natsserver import free_port
-from tests.processes import ROOT, ServerProcess
+from minutely.testing.natsserver import free_port
+from minutely.testing.processes import ROOT, ServerProcess
 
 DISPLAY_NAME = "chdb-http-stand-in"
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from minutely.cli import build_parser, join_relative_times
-from tests.natsserver import free_port
-from tests.processes import ROOT, clean_env, launch, stop_process, wait_healthy
+from minutely.testing.natsserver import free_port
+from minutely.testing.processes import ROOT, clean_env, launch, stop_process, wait_healthy
 
 
 def parse(line: str) -> dict[str, object]:

@@ -22,7 +22,8 @@ from minutely.errors import DecodeError
 from minutely.importer import MAX_REPORTED, ImportStats, import_files
 from minutely.service import Service
 from minutely.sim import SendError
-from tests.api.helpers import NOW, Clock
+from minutely.testing.clock import FakeClock
+from tests.api.helpers import NOW
 
 URL = "http://minutely"
 T0 = int(NOW) // 60 * 60 - 3600  # an hour back, on a minute
@@ -32,7 +33,7 @@ class Server:
     """A service and an ASGI transport to it; its bus forgets keys on the fake clock."""
 
     def __init__(self) -> None:
-        self.clock = Clock(NOW)
+        self.clock = FakeClock(NOW)
         settings = Settings(hot_window=6 * 3600, store="none")
         bus = MemoryBus(4, 64 << 20, clock=self.clock)
         self.service = Service(settings, clock=self.clock, bus=bus).open()
@@ -131,7 +132,7 @@ def test_a_rerun_long_after_counts_every_point_once(server: Server, tmp_path: Pa
     assert sum(c for c, _ in before.values()) == 5_000
     assert sum(s for _, s in before.values()) == total
 
-    server.clock.t += 3600  # far past the bus's duplicate window
+    server.clock.now += 3600  # far past the bus's duplicate window
     again = run(server, path, block_bytes=16 << 10)
     assert again.rejected == 0
     assert server.counts() == before
@@ -168,7 +169,7 @@ def test_an_import_that_stopped_half_way_is_completed_by_a_rerun(
         import_files(URL, [path], progress=False, block_bytes=16 << 10, transport=broken)
     partial = sum(c for c, _ in server.counts().values())
     assert 0 < partial < 5_000
-    server.clock.t += 3600
+    server.clock.now += 3600
     run(server, path, block_bytes=16 << 10)
     assert sum(c for c, _ in server.counts().values()) == 5_000
 

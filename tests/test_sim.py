@@ -34,6 +34,7 @@ from minutely.sim import (
     run,
     send,
 )
+from minutely.testing.clock import FakeClock
 
 T0 = 1_750_000_000  # 2025-06-15 15:06:40 UTC
 
@@ -325,20 +326,6 @@ def test_send_retries_transport_errors_a_bounded_number_of_times() -> None:
             )
         )
     assert caught.value.status is None
-
-
-class FakeClock:
-    """Wall time that moves only when someone sleeps (or a test moves it)."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @dataclass

@@ -11,13 +11,14 @@ from starlette.testclient import TestClient
 from minutely.api import create_app
 from minutely.config import Settings
 from minutely.service import Service
-from tests.api.helpers import NOW, Clock
+from minutely.testing.clock import FakeClock
+from tests.api.helpers import NOW
 
 
 @pytest.fixture
 def service() -> Service:
     settings = Settings(hot_window=6 * 3600, bus_max_bytes=4 << 20, store="none")
-    return Service(settings, clock=Clock(NOW)).open()
+    return Service(settings, clock=FakeClock(NOW)).open()
 
 
 @pytest.fixture

@@ -16,14 +16,6 @@ NOW = 1_764_000_000.0 + 3 * 3600 + 25  # 25 s into a minute
 ARROW = "application/vnd.apache.arrow.stream"
 
 
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def arrow_body(b: PointBatch) -> bytes:
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, b.to_arrow().schema) as w:

@@ -15,13 +15,14 @@ from minutely.config import Settings
 from minutely.letters import points_table, rows_table
 from minutely.model import Partials, PointBatch
 from minutely.service import Service
-from tests.api.helpers import NOW, Clock
+from minutely.testing.clock import FakeClock
+from tests.api.helpers import NOW
 
 
 @pytest.fixture
 def stored(tmp_path: Path) -> Iterator[Service]:
     settings = Settings(data_dir=str(tmp_path), hot_window=6 * 3600)
-    service = Service(settings, clock=Clock(NOW)).open()
+    service = Service(settings, clock=FakeClock(NOW)).open()
     try:
         yield service
     finally:
@@ -73,7 +74,7 @@ def test_dead_letters_are_listed_and_replayed(stored: Service) -> None:
 
 def test_ingest_answers_503_while_the_writer_is_at_its_bound(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path), hot_window=6 * 3600, writer_max_bytes=1)
-    service = Service(settings, clock=Clock(NOW)).open()
+    service = Service(settings, clock=FakeClock(NOW)).open()
     try:
         body = b'[{"server": "a", "metric": "m", "ts": %d, "value": 1},' % (int(NOW) - 30)
         body += b' {"server": "a", "metric": "m", "ts": %d, "value": 1}]' % (int(NOW) - 86400)

@@ -12,7 +12,8 @@ from minutely.api import create_app
 from minutely.bus import MemoryBus
 from minutely.config import Settings
 from minutely.service import Service
-from tests.api.helpers import NOW, Clock
+from minutely.testing.clock import FakeClock
+from tests.api.helpers import NOW
 
 JSON = "application/json"
 
@@ -77,12 +78,12 @@ def test_an_overlong_key_is_a_400(client: TestClient, service: Service) -> None:
 
 
 def test_an_import_block_counts_once_long_after_the_window() -> None:
-    clock = Clock(NOW)
+    clock = FakeClock(NOW)
     settings = Settings(hot_window=6 * 3600, store="none")
     service = Service(settings, clock=clock, bus=MemoryBus(4, 4 << 20, clock=clock)).open()
     with TestClient(create_app(service, manage_lifecycle=False)) as client:
         assert post(client, body(1.0, 3.0), "import:block-0").status_code == 200
-        clock.t += 3600  # the bus has long forgotten the key
+        clock.now += 3600  # the bus has long forgotten the key
         r = post(client, body(1.0, 3.0), "import:block-0")
         assert r.status_code == 200 and r.json()["accepted"] == 2
         assert [row["count"] for row in summary(client, service, "-2h")] == [2]

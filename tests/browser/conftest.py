@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
+from minutely.testing.natsserver import free_port
+from minutely.testing.processes import clean_env, launch, stop_process, wait_healthy
 from scripts.ensure_chromium import find_chromium
-from tests.natsserver import free_port
-from tests.processes import clean_env, launch, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from minutely.testing.natsserver import free_port
+from minutely.testing.processes import clean_env, wait_healthy
 from tests.browser.conftest import ROOT, Server
-from tests.natsserver import free_port
-from tests.processes import clean_env, wait_healthy
 
 pytestmark = pytest.mark.browser
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from minutely.bus import MemoryBus, Message, partition_of, split_by_partition
 from minutely.errors import Backpressure
 from minutely.model import PointBatch
+from minutely.testing.clock import FakeClock
 from tests.buses import publish
 
 SERVERS = np.array([f"host-{k}" for k in range(64)], dtype=object)
@@ -30,14 +31,6 @@ def points(n: int, first: int = 0, servers: int = len(SERVERS)) -> PointBatch:
         i.astype(np.float64),
         i.astype(np.float64),
     )
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- the split ------------------------------------------------------------------------------
@@ -171,7 +164,7 @@ def test_a_consumer_needs_distinct_partitions_of_the_bus(partitions: list[int]) 
 
 
 def test_commits_may_come_out_of_order() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     bus = MemoryBus(partitions=1, clock=clock)
     for k in range(3):
         publish(bus, points(10, first=10 * k))
@@ -199,7 +192,7 @@ def test_commits_may_come_out_of_order() -> None:
 
 
 def test_a_bad_commit_commits_nothing() -> None:
-    bus = MemoryBus(partitions=4, clock=FakeClock())
+    bus = MemoryBus(partitions=4, clock=FakeClock(1000.0))
     other = MemoryBus(partitions=4)
     publish(bus, points(100))
     publish(other, points(100))
@@ -297,7 +290,7 @@ def test_a_closed_bus_refuses_batches_and_lets_consumers_drain() -> None:
 
 
 def test_publish_after_a_rejection_needs_no_cleanup() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     bus = MemoryBus(partitions=4, max_bytes=points(100).nbytes, clock=clock)
     publish(bus, points(100))
     with pytest.raises(Backpressure) as raised:

@@ -25,9 +25,9 @@ from minutely.bus.nats.client import LARGE
 from minutely.bus.nats.wire import prepare
 from minutely.errors import Backpressure, ConfigError, Unavailable
 from minutely.model import PointBatch
+from minutely.testing.natsserver import NatsServer
 from tests import buses
 from tests.buses import publish
-from tests.natsserver import NatsServer
 
 SERVERS = np.array([f"host-{k:02d}" for k in range(24)], dtype=object)
 METRICS = np.array(["cpu", "mem", "disk", "net"], dtype=object)

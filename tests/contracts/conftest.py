@@ -18,7 +18,7 @@ import pytest
 
 from minutely.bus import Bus, MemoryBus
 from minutely.bus.nats import NatsBus
-from tests.natsserver import NatsServer
+from minutely.testing.natsserver import NatsServer
 
 #: ``factory(request, partitions, max_bytes) -> Bus``
 BusFactory = Callable[[pytest.FixtureRequest, int, int], Bus]

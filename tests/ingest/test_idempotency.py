@@ -9,18 +9,11 @@ import pytest
 
 from minutely.errors import Backpressure, BadParameter, IdempotencyConflict
 from minutely.ingest.idempotency import IdempotencyKeys, body_digest
-
-
-class Clock:
-    def __init__(self, t: float = 1_764_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from minutely.testing.clock import FakeClock
 
 
 def test_the_same_key_and_body_pass_again_and_are_not_stored() -> None:
-    keys = IdempotencyKeys(clock=Clock())
+    keys = IdempotencyKeys(clock=FakeClock())
     first = keys.check("k", b"body")
     again = keys.check("k", b"body")
     assert first == again
@@ -29,29 +22,29 @@ def test_the_same_key_and_body_pass_again_and_are_not_stored() -> None:
 
 
 def test_the_same_key_with_another_body_is_a_conflict_within_the_window() -> None:
-    clock = Clock()
+    clock = FakeClock()
     keys = IdempotencyKeys(window=120, clock=clock)
     keys.check("k", b"one")
-    clock.t += 119
+    clock.now += 119
     with pytest.raises(IdempotencyConflict) as e:
         keys.check("k", b"two")
     assert str(e.value) == (
         "Idempotency-Key 'k' was used within the last 2 minutes for a different body"
     )
-    clock.t += 1.5  # the window has passed: the key is free again
+    clock.now += 1.5  # the window has passed: the key is free again
     assert not keys.check("k", b"two").stored
     with pytest.raises(IdempotencyConflict):
         keys.check("k", b"one")
 
 
 def test_old_keys_are_forgotten_by_age() -> None:
-    clock = Clock()
+    clock = FakeClock()
     keys = IdempotencyKeys(window=60, clock=clock)
     for i in range(3):
         keys.check(f"k{i}", b"x")
-        clock.t += 20
+        clock.now += 20
     assert len(keys) == 3
-    clock.t += 10
+    clock.now += 10
     keys.check("new", b"x")  # at +70 only k0 (seen at +0) is older than 60 s
     assert len(keys) == 3
     assert not keys.check("k0", b"another body").stored
@@ -60,17 +53,17 @@ def test_old_keys_are_forgotten_by_age() -> None:
 
 
 def test_too_many_keys_within_the_window_is_backpressure_until_the_oldest_expires() -> None:
-    clock = Clock()
+    clock = FakeClock()
     keys = IdempotencyKeys(window=120, max_keys=3, clock=clock)
     for i in range(3):
         keys.check(f"k{i}", b"x")
-        clock.t += 10
+        clock.now += 10
     keys.check("k1", b"x")  # a repeat takes no room
     with pytest.raises(Backpressure) as e:
         keys.check("k3", b"x")
     assert e.value.retry_after == pytest.approx(90)  # k0 was seen 30 s ago
     assert "3 Idempotency-Keys seen within the last 2 minutes" in str(e.value)
-    clock.t += 90
+    clock.now += 90
     keys.check("k3", b"x")
     assert len(keys) == 3
 
@@ -85,7 +78,7 @@ def test_too_many_keys_within_the_window_is_backpressure_until_the_oldest_expire
     ],
 )
 def test_unusable_keys_are_refused(key: str, problem: str) -> None:
-    keys = IdempotencyKeys(clock=Clock())
+    keys = IdempotencyKeys(clock=FakeClock())
     with pytest.raises(BadParameter) as e:
         keys.check(key, b"x")
     assert e.value.param == "Idempotency-Key" and e.value.problem == problem
@@ -95,14 +88,14 @@ def test_unusable_keys_are_refused(key: str, problem: str) -> None:
 
 def test_an_ordinary_key_never_touches_the_ledger(tmp_path: Path) -> None:
     ledger = tmp_path / "imports.log"
-    keys = IdempotencyKeys(ledger, clock=Clock())
+    keys = IdempotencyKeys(ledger, clock=FakeClock())
     keys.published(keys.check("k", b"x"))
     assert not ledger.exists()
 
 
 def test_an_import_block_is_stored_once_published_and_across_a_restart(tmp_path: Path) -> None:
     ledger = tmp_path / "data" / "imports.log"
-    clock = Clock()
+    clock = FakeClock()
     keys = IdempotencyKeys(ledger, clock=clock)
     claim = keys.check("import:a", b"block")
     assert not claim.stored  # not yet published: a retry must publish it
@@ -110,7 +103,7 @@ def test_an_import_block_is_stored_once_published_and_across_a_restart(tmp_path:
     keys.published(claim)
     keys.published(claim)  # a concurrent retry: one line
     assert ledger.read_text() == f"{body_digest(b'block').hex()} import:a\n"
-    clock.t += 10 * 86400  # long past the window
+    clock.now += 10 * 86400  # long past the window
     assert keys.check("import:a", b"block").stored
 
     restarted = IdempotencyKeys(ledger, clock=clock)
@@ -122,10 +115,10 @@ def test_an_import_block_is_stored_once_published_and_across_a_restart(tmp_path:
 
 
 def test_without_a_ledger_file_import_blocks_are_kept_in_memory() -> None:
-    clock = Clock()
+    clock = FakeClock()
     keys = IdempotencyKeys(clock=clock)
     keys.published(keys.check("import:a", b"block"))
-    clock.t += 86400
+    clock.now += 86400
     assert keys.check("import:a", b"block").stored
 
 
@@ -133,11 +126,11 @@ def test_a_torn_last_line_is_skipped_and_the_next_line_starts_clean(tmp_path: Pa
     ledger = tmp_path / "imports.log"
     good = f"{body_digest(b'one').hex()} import:one\n"
     ledger.write_text(good + body_digest(b"two").hex()[:20])  # a crash mid-append
-    keys = IdempotencyKeys(ledger, clock=Clock())
+    keys = IdempotencyKeys(ledger, clock=FakeClock())
     assert keys.check("import:one", b"one").stored
     claim = keys.check("import:two", b"two")
     assert not claim.stored
     keys.published(claim)
-    assert IdempotencyKeys(ledger, clock=Clock()).check("import:two", b"two").stored
+    assert IdempotencyKeys(ledger, clock=FakeClock()).check("import:two", b"two").stored
     lines = ledger.read_text().splitlines()
     assert lines[0] + "\n" == good and lines[-1] == f"{claim.digest.hex()} import:two"

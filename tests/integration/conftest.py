@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.natsserver import free_port
-from tests.processes import launch, stop_process, wait_healthy
+from minutely.testing.natsserver import free_port
+from minutely.testing.processes import launch, stop_process, wait_healthy
 
 
 @dataclass

@@ -20,8 +20,9 @@ from minutely.config import Settings
 from minutely.model import PointBatch
 from minutely.service import Service
 from minutely.store.errors import StoreError
-from tests.integration.test_store_service import DAY, NOW, Clock, check_all, make_points
-from tests.natsserver import NatsServer
+from minutely.testing.clock import FakeClock
+from minutely.testing.natsserver import NatsServer
+from tests.integration.test_store_service import DAY, NOW, check_all, make_points
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_failed_checkpoint_is_retried_and_a_restart_resumes_from_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(data_dir=str(tmp_path), hot_window=2 * 3600, checkpoint_every=1e6)
-    service = Service(settings, clock=Clock(NOW), bus=durable_bus()).open()
+    service = Service(settings, clock=FakeClock(NOW), bus=durable_bus()).open()
     assert service.checkpointer is not None and service.writer is not None
     assert service.writer.interval is None  # checkpoints write the store, not a timer
 
@@ -95,7 +96,7 @@ def test_failed_checkpoint_is_retried_and_a_restart_resumes_from_it(
     last = CheckpointFile(tmp_path / "checkpoint").read()
     assert last is not None and last.open.minutes.shape[0] > 0  # open minutes in the file
     bus = crash(service)
-    again = Service(settings, clock=Clock(NOW), bus=bus).open()
+    again = Service(settings, clock=FakeClock(NOW), bus=bus).open()
     check_all(again, pts)  # recovered rows deduplicated; open minutes back in the live rows
     assert again.checkpointer is not None and again.checkpointer.offsets == last.offsets
 
@@ -103,7 +104,7 @@ def test_failed_checkpoint_is_retried_and_a_restart_resumes_from_it(
     later = make_points(3, 2_000, NOW + 300, NOW + 400)
     publish(again, later, 1)
     assert again.aggregator.checkpoint()
-    third = Service(settings, clock=Clock(NOW), bus=crash(again)).open()
+    third = Service(settings, clock=FakeClock(NOW), bus=crash(again)).open()
     check_all(third, concat(pts, later))
     third.close()
 
@@ -129,7 +130,7 @@ def test_a_bus_log_made_anew_is_folded_from_its_start(tmp_path: Path) -> None:
             partitions=2,
         )
         first = make_points(5, 3_000, NOW - 3000, NOW - 60)
-        service = Service(settings, clock=Clock(NOW)).open()
+        service = Service(settings, clock=FakeClock(NOW)).open()
         publish_and_fold(service, first, 6)
         assert service.aggregator.checkpoint() and service.checkpointer is not None
         assert max(service.checkpointer.offsets.values()) >= 2
@@ -139,7 +140,7 @@ def test_a_bus_log_made_anew_is_folded_from_its_start(tmp_path: Path) -> None:
         nats.stop()  # the broker's streams are gone (and made again on connect)
         shutil.rmtree(nats.store_dir / "jetstream")
         nats.start()
-        service = Service(settings, clock=Clock(NOW)).open()
+        service = Service(settings, clock=FakeClock(NOW)).open()
         assert service.checkpointer is not None and service.checkpointer.offsets == {}
         assert service.checkpointer.generations.keys() == before.keys()
         assert all(service.checkpointer.generations[p] != before[p] for p in before)

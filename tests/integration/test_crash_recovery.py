@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 
 from minutely import sim
+from minutely.testing.natsserver import NatsServer, free_port
+from minutely.testing.processes import launch
 from tests.integration.truth import check_series, check_summary, columns
-from tests.natsserver import NatsServer, free_port
-from tests.processes import launch
 
 pytestmark = pytest.mark.slow
 

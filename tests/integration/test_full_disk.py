@@ -35,10 +35,10 @@ import pytest
 
 from minutely import sim
 from minutely.model import ARROW_STREAM, PointBatch
+from minutely.testing.natsserver import free_port
+from minutely.testing.processes import ROOT, clean_env, stop_process, wait_healthy
 from tests.integration.conftest import Server
 from tests.integration.truth import Points, check_series, check_summary
-from tests.natsserver import free_port
-from tests.processes import ROOT, clean_env, stop_process, wait_healthy
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from minutely import sim
+from minutely.testing.natsserver import NatsServer
 from tests.integration.conftest import start_server, stop_server
 from tests.integration.truth import check_summary, columns
-from tests.natsserver import NatsServer
 
 pytestmark = pytest.mark.slow
 

@@ -25,11 +25,11 @@ import pytest
 
 from minutely import sim
 from minutely.model import PointBatch
+from minutely.testing.natsserver import free_port
+from minutely.testing.processes import launch, stop_process, wait_healthy
 from tests.clickhouse_http import ClickHouseHttpServer
 from tests.integration.conftest import Server
 from tests.integration.truth import Points, check_series, check_summary, columns
-from tests.natsserver import free_port
-from tests.processes import launch, stop_process, wait_healthy
 
 pytestmark = pytest.mark.slow
 

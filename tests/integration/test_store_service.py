@@ -17,6 +17,7 @@ import pytest
 from minutely.config import Settings
 from minutely.model import PointBatch
 from minutely.service import Service
+from minutely.testing.clock import FakeClock
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +25,6 @@ DAY = 86400
 NOW = 1_764_000_000.0 - 1_764_000_000 % DAY + 2 * DAY + 7 * 3600 + 1234.5  # mid-morning, day 3
 SERVERS = np.array([f"web-{i}" for i in range(4)], dtype=object)
 METRICS = np.array(["cpu", "mem", "disk", "net", "load"], dtype=object)
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_points(seed: int, n: int, since: float, until: float) -> dict[str, np.ndarray]:
@@ -98,7 +91,7 @@ def check_all(service: Service, pts: dict[str, np.ndarray]) -> None:
 
 def test_history_beyond_the_hot_window_is_exact_and_survives_a_restart(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path), hot_window=2 * 3600, store="chdb")
-    clock = Clock(NOW)
+    clock = FakeClock(NOW)
     service = Service(settings, clock=clock).open()
     try:
         history = make_points(1, 40_000, NOW - 3 * DAY + 600, NOW)

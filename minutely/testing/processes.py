@@ -18,8 +18,8 @@ from typing import IO, Any, Self
 
 import httpx
 
-#: the repository root (commands run from it)
-ROOT = Path(__file__).resolve().parent.parent
+#: the checkout the package runs from (commands run from it, so ``python -m minutely`` is this one)
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def clean_env(settings: dict[str, str] | None = None) -> dict[str, str]:

@@ -17,7 +17,7 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
-from tests.processes import ServerProcess
+from minutely.testing.processes import ServerProcess
 
 #: what the test servers allow per message (the NATS default is 1 MiB)
 MAX_PAYLOAD = 8 << 20
