@@ -88,16 +88,24 @@ class Aggregator:
         self.dead_letters = dead_letters
         #: (partition, offset) -> failed folds of that message
         self._fold_failures: dict[tuple[int, int], int] = {}
-        #: per partition, the last offset folded (resumes from the last checkpoint's)
-        self._through: dict[int, int] = {} if checkpointer is None else dict(checkpointer.offsets)
+        #: per partition, the last offset folded: from the recovered checkpoint, at ``open``
+        self._through: dict[int, int] = {}
         #: delivered messages no checkpoint covers yet (with a checkpointer)
         self._uncommitted: list[Message] = []
         self._next_checkpoint = time.monotonic() + checkpoint_every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def offsets_folded(self) -> dict[int, int]:
+        """Per partition, the last offset folded (what a checkpoint records)."""
+        return dict(self._through)
+
     def open(self) -> None:
-        """Claim the partitions on the bus: open the consumer ``drain`` polls."""
+        """Resume after the recovered checkpoint's offsets (call after ``Checkpointer.recover``
+        and ``adopt``), and claim the partitions: open the consumer ``drain`` polls."""
+        if self.checkpointer is not None:
+            self._through = dict(self.checkpointer.offsets)
         if self.bus is not None and self.consumer is None:
             self.consumer = self.bus.consumer(self.partitions)
 
