@@ -45,7 +45,7 @@ from minutely.model import I32, I64, U32, Partials
 from minutely.registry import Registry
 from minutely.store import Store
 from minutely.store.errors import StoreCorrupt
-from minutely.store.reader import MinuteRows
+from minutely.store.reader import MinuteRows, empty_minutes
 from minutely.store_writer import ISOLATE_AFTER, StoreWriter
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,6 @@ INSERT_CHUNK = 1 << 20
 FORMAT_VERSION = 1
 
 _FIELDS = ("server_ids", "metric_ids", "minutes", "min", "max", "sum", "count")
-
-
-def _no_rows() -> MinuteRows:
-    none = np.zeros(0, dtype=np.uint32)
-    return MinuteRows(none, none, np.zeros(0, dtype=np.int64), Partials.empty((0,)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +200,7 @@ class Checkpointer:
         self._epoch = 0
         #: the last checkpoint, while its rows may not all be in the store
         self._unsent: Checkpoint | None = None
-        self._open = _no_rows()
+        self._open = empty_minutes()
 
     @property
     def unfinished(self) -> bool:
@@ -261,7 +256,7 @@ class Checkpointer:
     def restore_open(self) -> int:
         """Start-up, after the ring is rebuilt: put the checkpoint's open minutes back into
         the ring's live rows. Returns the cells restored."""
-        rows, self._open = self._open, _no_rows()
+        rows, self._open = self._open, empty_minutes()
         if rows.minutes.shape[0] == 0:
             return 0
         series = self.registry.lookup(rows.server_ids, rows.metric_ids)

@@ -175,6 +175,15 @@ class Partials:
         return Partials(self.min[index], self.max[index], self.sum[index], self.count[index])
 
     @staticmethod
+    def zeros(shape: int | tuple[int, ...]) -> Partials:
+        """Empty entries (``count == 0``) that cost nothing until written: zeroed memory is
+        mapped lazily, where ``empty``'s infinities touch every page. For blocks that are
+        written into, not merged into."""
+        return Partials(
+            np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.uint32)
+        )
+
+    @staticmethod
     def empty(shape: int | tuple[int, ...]) -> Partials:
         return Partials(
             np.full(shape, np.inf),

@@ -159,7 +159,7 @@ class Query:
             )
             out = cells.dense(sel.other_ids, n_buckets)
         else:
-            out = _empty((len(labels), n_buckets))
+            out = Partials.zeros((len(labels), n_buckets))
         window = self._window()
         if window is not None and len(labels):
             lo = max(first, window[0])
@@ -212,7 +212,7 @@ class Query:
         sel = self._select(by, name, only)
         series, labels = sel.series, sel.labels
         first, last = start // MINUTE, end // MINUTE
-        parts = _empty((len(labels),))
+        parts = Partials.zeros((len(labels),))
         seam = self._seam(first, last)
         if self.store is not None and first < seam and len(labels):
             cells = self.store.summary(
@@ -242,9 +242,3 @@ class Query:
         oldest = self.ring.oldest_minute()
         head = self.ring.head
         return None if oldest is None or head is None else (oldest, head + 1)
-
-
-def _empty(shape: int | tuple[int, ...]) -> Partials:
-    return Partials(
-        np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.uint32)
-    )

@@ -65,7 +65,7 @@ class SeriesCells:
     @property
     def parts(self) -> Partials:
         if not self.blocks:
-            return _zeros(0)
+            return Partials.zeros(0)
         fields = zip(*(b.parts.fields() for b in self.blocks), strict=True)
         return Partials(*(_join(list(f), t) for f, t in zip(fields, _FIELD_TYPES, strict=True)))
 
@@ -78,7 +78,7 @@ class SeriesCells:
         large for a table, take numpy's passes instead (a gather, an add, a scatter per field;
         figures: docs/performance.md, Measured choices).
         """
-        out = _zeros((len(others), n_buckets))
+        out = Partials.zeros((len(others), n_buckets))
         if not self.blocks or len(others) == 0:
             return out
         others = np.asarray(others)
@@ -122,7 +122,7 @@ class SummaryCells(NamedTuple):
 
     def dense(self, others: npt.NDArray[Any]) -> Partials:
         """The partials aligned to ``others``; ids without data have ``count == 0``."""
-        out = _zeros(len(others))
+        out = Partials.zeros(len(others))
         if len(others) == 0:
             return out
         rows = _first_positions(np.asarray(others), 1)(self.other_ids)
@@ -140,12 +140,6 @@ class MinuteRows(NamedTuple):
     metric_ids: U32
     minutes: I64
     parts: Partials
-
-
-def _zeros(shape: int | tuple[int, ...]) -> Partials:
-    return Partials(
-        np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.uint32)
-    )
 
 
 #: ids below this are looked up in a table (``_row_table``), larger ones by binary search
@@ -352,10 +346,10 @@ def empty_series() -> SeriesCells:
 
 
 def empty_summary() -> SummaryCells:
-    return SummaryCells(np.zeros(0, np.uint32), _zeros(0))
+    return SummaryCells(np.zeros(0, np.uint32), Partials.zeros(0))
 
 
 def empty_minutes() -> MinuteRows:
     return MinuteRows(
-        np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.int64), _zeros(0)
+        np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.int64), Partials.zeros(0)
     )
