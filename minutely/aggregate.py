@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,7 @@ class Aggregator:
         checkpointer: Checkpointer | None = None,
         checkpoint_every: float = 5.0,
         dead_letters: LetterBox | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.ring = ring
@@ -92,7 +94,9 @@ class Aggregator:
         self._through: dict[int, int] = {}
         #: delivered messages no checkpoint covers yet (with a checkpointer)
         self._uncommitted: list[Message] = []
-        self._next_checkpoint = time.monotonic() + checkpoint_every
+        #: the clock of the checkpoint and lag-report intervals
+        self.monotonic = monotonic
+        self._next_checkpoint = monotonic() + checkpoint_every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -156,7 +160,7 @@ class Aggregator:
             failpoints.hit("aggregate.folded")
         self._uncommitted.extend(messages)
         self.stats.fold_error = None
-        if time.monotonic() >= self._next_checkpoint:
+        if self.monotonic() >= self._next_checkpoint:
             self.checkpoint()
         return len(messages)
 
@@ -194,7 +198,7 @@ class Aggregator:
         ingest answers 429/503."""
         if self.checkpointer is None:
             return False
-        self._next_checkpoint = time.monotonic() + self.checkpoint_every
+        self._next_checkpoint = self.monotonic() + self.checkpoint_every
         if not (force or self._uncommitted or self.checkpointer.unfinished):
             return False
         try:
@@ -233,12 +237,12 @@ class Aggregator:
                 pass
 
     def _run(self) -> None:
-        next_report = time.monotonic() + LAG_REPORT_EVERY
+        next_report = self.monotonic() + LAG_REPORT_EVERY
         while not self._stop.is_set():
             try:
                 self.drain(timeout=0.2)
-                if time.monotonic() >= next_report:
-                    next_report = time.monotonic() + LAG_REPORT_EVERY
+                if self.monotonic() >= next_report:
+                    next_report = self.monotonic() + LAG_REPORT_EVERY
                     self.report_lag()
             except Exception:
                 # What was polled but not committed is redelivered to a new consumer.

@@ -15,6 +15,7 @@ from minutely.hot import FoldResult, HotRing
 from minutely.letters import LetterBox, points_of
 from minutely.model import PointBatch
 from minutely.registry import Registry
+from minutely.testing.clock import FakeClock
 
 T0 = 1_764_000_000.0
 
@@ -139,3 +140,40 @@ def test_a_batch_that_never_folds_is_set_aside_and_the_rest_moves_on(
     letter = box.read(path)
     assert letter.kind == "points" and "32 GiB" in letter.reason
     assert points_of(letter.table).value.tolist() == [666.0, 666.0]
+
+
+class RecordingCheckpointer:
+    """Stands in for ``Checkpointer``: records when a checkpoint is taken."""
+
+    unfinished = False
+
+    def __init__(self) -> None:
+        self.offsets: dict[int, int] = {}
+        self.taken: list[dict[int, int]] = []
+
+    def take(self, offsets: dict[int, int]) -> None:
+        self.taken.append(dict(offsets))
+
+
+def test_checkpoints_follow_the_injected_clock() -> None:
+    """The interval is read from the clock the aggregator is given: nothing sleeps."""
+    bus = MemoryBus(partitions=1)
+    clock = FakeClock(100.0)
+    recorder = RecordingCheckpointer()
+    agg = Aggregator(
+        Registry(),
+        HotRing(10, 2),
+        bus,
+        checkpointer=recorder,
+        checkpoint_every=5.0,
+        monotonic=clock,
+    )  # type: ignore[arg-type]
+    agg.open()
+    asyncio.run(bus.publish(batch([1])))
+    agg.drain(timeout=0)
+    assert recorder.taken == []  # not yet due
+    clock.advance(5.0)
+    asyncio.run(bus.publish(batch([2])))
+    agg.drain(timeout=0)
+    assert recorder.taken == [{0: 1}]
+    assert agg.stats.checkpoints == 1 and sum(s.backlog_messages for s in bus.stats()) == 0

@@ -14,7 +14,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,8 @@ class NatsBus:
         reconnect_wait: float = 0.1,
         reconnect_max_wait: float = 2.0,
         sync_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         max_poll_bytes: int = 64 << 20,
         prefetch_bytes: int = 32 << 20,
     ) -> None:
@@ -111,7 +113,11 @@ class NatsBus:
             reconnect_max_wait=reconnect_max_wait,
             thread_name=f"minutely-nats-{stream}",
         )
-        self.ledger = Ledger(partitions)
+        self.ledger = Ledger(partitions, monotonic)
+        #: wall time for the backlog's age (against the broker's stamps), and the
+        #: monotonic clock for intervals: both injected, as every clock in minutely is
+        self._clock = clock
+        self._monotonic = monotonic
         self._max_bytes = max_bytes
         self._stream_max_bytes = stream_max_bytes
         self._sync_interval = sync_interval
@@ -241,7 +247,7 @@ class NatsBus:
         """
         self._check_open()
         states = self.broker.call(self._sync_all(), self.broker.timeout * 2)
-        now = time.time()
+        now = self._clock()
         backlog = self.ledger.backlog_bytes()
         return [
             PartitionStats(
@@ -313,7 +319,7 @@ class NatsBus:
         await self._sync_all()
 
     async def _sync_all(self) -> list[StreamState]:
-        asked_at = time.monotonic()
+        asked_at = self._monotonic()
         states = await asyncio.gather(
             *(self.broker.stream_state(self.stream_name(p)) for p in range(self.partitions))
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from minutely.bus.nats.broker import StreamState
 from minutely.errors import Backpressure
@@ -81,7 +81,8 @@ class _Partition:
 class Ledger:
     """The uncommitted bytes of ``partitions`` partitions; see the module docstring."""
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._partitions = [_Partition() for _ in range(partitions)]
         self._reserved = 0
@@ -153,7 +154,7 @@ class Ledger:
 
     def forget(self, done: Sequence[tuple[int, int]]) -> None:
         """These ``(partition, seq)`` were committed: their bytes leave the bound."""
-        now = time.monotonic()
+        now = self._monotonic()
         with self._lock:
             for partition, seq in done:
                 self._partitions[partition].remove(seq, now)
