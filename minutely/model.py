@@ -192,6 +192,17 @@ class Partials:
             np.zeros(shape, dtype=np.uint32),
         )
 
+    def neutral(self) -> Partials:
+        """A copy whose empty entries hold merge's identity (``inf, -inf, 0, 0``), so that
+        reductions over min, max and sum can ignore them without a mask each."""
+        empty = self.count == 0
+        return Partials(
+            np.where(empty, np.inf, self.min),
+            np.where(empty, -np.inf, self.max),
+            np.where(empty, 0.0, self.sum),
+            self.count,
+        )
+
     def avg(self) -> F64:
         """``sum / count``; NaN where the entry is empty."""
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -254,12 +265,7 @@ def reduce_partials_by_key(keys: I64, parts: Partials) -> tuple[I64, Partials]:
         return keys, parts
     order = np.argsort(keys, kind="stable")
     k = keys[order]
-    p = Partials(
-        np.where(parts.count == 0, np.inf, parts.min)[order],
-        np.where(parts.count == 0, -np.inf, parts.max)[order],
-        np.where(parts.count == 0, 0.0, parts.sum)[order],
-        parts.count[order],
-    )
+    p = parts.neutral().take(order)
     starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
     return k[starts], Partials(
         np.minimum.reduceat(p.min, starts),
@@ -279,32 +285,32 @@ def restep(parts: Partials, step_minutes: int) -> Partials:
         return parts
     n, m = parts.count.shape
     shape = (n, m // step_minutes, step_minutes)
-    empty = parts.count == 0
+    p = parts.neutral()
     return Partials(
-        np.where(empty, np.inf, parts.min).reshape(shape).min(axis=2),
-        np.where(empty, -np.inf, parts.max).reshape(shape).max(axis=2),
-        np.where(empty, 0.0, parts.sum).reshape(shape).sum(axis=2),
-        parts.count.reshape(shape).sum(axis=2, dtype=np.uint32),
+        p.min.reshape(shape).min(axis=2),
+        p.max.reshape(shape).max(axis=2),
+        p.sum.reshape(shape).sum(axis=2),
+        p.count.reshape(shape).sum(axis=2, dtype=np.uint32),
     )
 
 
 def summarize(parts: Partials) -> Partials:
     """Merge a ``(series, minutes)`` block along time into one partial per series."""
-    empty = parts.count == 0
+    p = parts.neutral()
     return Partials(
-        np.where(empty, np.inf, parts.min).min(axis=1, initial=np.inf),
-        np.where(empty, -np.inf, parts.max).max(axis=1, initial=-np.inf),
-        np.where(empty, 0.0, parts.sum).sum(axis=1),
-        parts.count.sum(axis=1, dtype=np.uint32),
+        p.min.min(axis=1, initial=np.inf),
+        p.max.max(axis=1, initial=-np.inf),
+        p.sum.sum(axis=1),
+        p.count.sum(axis=1, dtype=np.uint32),
     )
 
 
 def summarize_axis0(parts: Partials) -> Partials:
     """Merge a ``(series, buckets)`` block across series into one partial per bucket."""
-    empty = parts.count == 0
+    p = parts.neutral()
     return Partials(
-        np.where(empty, np.inf, parts.min).min(axis=0, initial=np.inf),
-        np.where(empty, -np.inf, parts.max).max(axis=0, initial=-np.inf),
-        np.where(empty, 0.0, parts.sum).sum(axis=0),
-        parts.count.sum(axis=0, dtype=np.uint32),
+        p.min.min(axis=0, initial=np.inf),
+        p.max.max(axis=0, initial=-np.inf),
+        p.sum.sum(axis=0),
+        p.count.sum(axis=0, dtype=np.uint32),
     )
