@@ -181,12 +181,28 @@ class StoreWriter:
         with self._lock:
             queued, self._queue = self._queue, []
             self._count(-sum(int(q[0].shape[0]) for q in queued))
-        if not queued:
-            return np.zeros(0, np.int32), np.zeros(0, np.int64), Partials.empty((0,))
-        series = np.concatenate([q[0] for q in queued])
-        minutes = np.concatenate([q[1] for q in queued])
-        fields = zip(*(q[2].fields() for q in queued), strict=True)
-        return series, minutes, Partials(*(np.concatenate(f) for f in fields))
+        return _joined(queued)
+
+    def _take_block(self) -> None:
+        """Move the queue into a block of its own, to be inserted with its token. The rows
+        stay counted in ``pending`` throughout: it never reads 0 while rows are on their
+        way to the store."""
+        with self._lock:
+            queued, self._queue = self._queue, []
+        series, minutes, parts = _joined(queued)
+        if series.shape[0] == 0:
+            return
+        server_ids, metric_ids = self.registry.series_of(series)
+        self._seq += 1
+        block = _Block(
+            server_ids.astype(np.uint32),
+            metric_ids.astype(np.uint32),
+            minutes,
+            parts,
+            f"w-{self._run_id}-{self._seq}",
+        )
+        with self._lock:
+            self._retry.append(block)
 
     def put_back(self, series: I32, minutes: I64, parts: Partials) -> None:
         """Queue a block ``take`` gave out again, ahead of what came since."""
@@ -332,23 +348,6 @@ class StoreWriter:
                     self._count(-b.rows)
             return written
 
-    def _take_block(self) -> None:
-        series, minutes, parts = self.take()
-        if series.shape[0] == 0:
-            return
-        server_ids, metric_ids = self.registry.series_of(series)
-        self._seq += 1
-        block = _Block(
-            server_ids.astype(np.uint32),
-            metric_ids.astype(np.uint32),
-            minutes,
-            parts,
-            f"w-{self._run_id}-{self._seq}",
-        )
-        with self._lock:
-            self._retry.append(block)
-            self._count(block.rows)
-
     # -- spills and dead letters -------------------------------------------------------------
 
     def spill(self, reason: str) -> int:
@@ -485,6 +484,16 @@ class StoreWriter:
             self.stats.failing_since = None
             self.stats.last_error = None
             delay = self.interval or 1.0
+
+
+def _joined(queued: list[tuple[I32, I64, Partials]]) -> tuple[I32, I64, Partials]:
+    """Queued pieces as one block."""
+    if not queued:
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), Partials.empty((0,))
+    series = np.concatenate([q[0] for q in queued])
+    minutes = np.concatenate([q[1] for q in queued])
+    fields = zip(*(q[2].fields() for q in queued), strict=True)
+    return series, minutes, Partials(*(np.concatenate(f) for f in fields))
 
 
 def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) -> int:

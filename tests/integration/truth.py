@@ -73,5 +73,10 @@ def check_summary(
     assert len(rows) == len(np.unique(pts[other][sel]))
     for row in rows:
         v = pts["value"][sel & (pts[other] == row[other])]
-        assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size)
+        assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size), (
+            row,
+            v.min(),
+            v.max(),
+            v.size,
+        )
         assert row["avg"] == pytest.approx(v.mean(), rel=rel)
