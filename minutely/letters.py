@@ -50,6 +50,8 @@ class Letter:
     reason: str
     written_at: float
     table: pa.Table
+    #: the insert token the rows go to the store with (rows letters of a spill), or ""
+    token: str = ""
 
 
 def rows_table(servers: np.ndarray, metrics: np.ndarray, minutes: I64, parts: Partials) -> pa.Table:
@@ -108,9 +110,10 @@ class LetterBox:
         self.directory = Path(directory)
         self.clock = clock
 
-    def put(self, name: str, kind: Kind, table: pa.Table, reason: str) -> Path:
+    def put(self, name: str, kind: Kind, table: pa.Table, reason: str, token: str = "") -> Path:
         """Write one letter atomically; a letter of the same name is replaced (a retry of
-        the same work writes the same letter once)."""
+        the same work writes the same letter once). ``token``: the insert token its rows
+        keep, so that inserting them again adds nothing that already landed."""
         self.directory.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT,
@@ -118,6 +121,7 @@ class LetterBox:
             "kind": kind,
             "reason": reason.splitlines()[0][:2000] if reason else "",
             "written_at": repr(self.clock()),
+            "token": token,
         }
         table = table.replace_schema_metadata(meta)
         path = self.directory / f"{_safe(name)}.arrow"
@@ -182,7 +186,14 @@ class LetterBox:
         if kind not in ("rows", "points"):
             msg = f"{path}: unknown letter kind {kind!r}"
             raise ValueError(msg)
-        return Letter(path, kind, meta.get("reason", ""), float(meta["written_at"]), table)
+        return Letter(
+            path,
+            kind,
+            meta.get("reason", ""),
+            float(meta["written_at"]),
+            table,
+            meta.get("token", ""),
+        )
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)

@@ -44,6 +44,7 @@ from minutely.letters import LetterBox, rows_of, rows_table
 from minutely.model import I32, I64, Partials, PointBatch
 from minutely.registry import Registry
 from minutely.store import Store, StoreError
+from minutely.store.inserts import piece_tokens
 from minutely.store.reader import MinuteRows
 
 log = logging.getLogger(__name__)
@@ -189,10 +190,15 @@ class StoreWriter:
         way to the store."""
         with self._lock:
             queued, self._queue = self._queue, []
-        series, minutes, parts = _joined(queued)
+        try:
+            series, minutes, parts = _joined(queued)
+            server_ids, metric_ids = self.registry.series_of(series)
+        except BaseException:  # (memory, say) the rows go back, ahead of what came since
+            with self._lock:
+                self._queue[:0] = queued
+            raise
         if series.shape[0] == 0:
             return
-        server_ids, metric_ids = self.registry.series_of(series)
         self._seq += 1
         block = _Block(
             server_ids.astype(np.uint32),
@@ -257,9 +263,7 @@ class StoreWriter:
         """
         todo = self._unfinished.pop(token, None)
         if todo is None:
-            pieces = self.store.minute_pieces(server_ids, metric_ids, minutes, parts)
-            tokens = [token] if len(pieces) == 1 else [f"{token}.{i}" for i in range(len(pieces))]
-            todo = [(piece, t, 0) for piece, t in zip(pieces, tokens, strict=True)]
+            todo = self._pieces(server_ids, metric_ids, minutes, parts, token)
         written = 0
         while todo:
             piece, piece_token, splits = todo[0]
@@ -268,9 +272,13 @@ class StoreWriter:
                 written += self.store.insert_piece(piece, piece_token)
             except StoreError as exc:
                 self.stats.errors += 1
+                if transient(exc) or not self.store.reachable():
+                    # an outage, or "not now": never counted towards isolating the rows;
+                    # a retry resumes here, and pieces split off keep their own tokens
+                    self._unfinished[token] = todo
+                    raise
                 tries = self._failures[piece_token] = self._failures.get(piece_token, 0) + 1
-                if tries < patience or transient(exc) or not self.store.reachable():
-                    # a retry resumes here: pieces split off keep their own tokens
+                if tries < patience:
                     self._unfinished[token] = todo
                     raise
                 n = int(piece.num_rows)
@@ -299,8 +307,22 @@ class StoreWriter:
             self.stats.inserts += 1
         return written
 
-    def _dead_letter(self, piece: pa.Table, token: str, exc: Exception) -> None:
-        """Set refused rows aside, by name, and log the engine's reason once."""
+    def _pieces(
+        self,
+        server_ids: npt.ArrayLike,
+        metric_ids: npt.ArrayLike,
+        minutes: I64,
+        parts: Partials,
+        token: str,
+    ) -> list[tuple[pa.Table, str, int]]:
+        """The inserts of these rows with their tokens, as ``Store.write_minutes`` makes
+        them: (piece, token, splits so far)."""
+        pieces = self.store.minute_pieces(server_ids, metric_ids, minutes, parts)
+        tokens = piece_tokens(token, len(pieces))
+        return [(p, str(t), 0) for p, t in zip(pieces, tokens, strict=True)]
+
+    def _by_name(self, piece: pa.Table) -> pa.Table:
+        """An insert piece (ids) as a ``rows`` letter's table (names)."""
         servers = np.asarray(self.registry.servers.names(), dtype=object)
         metrics = np.asarray(self.registry.metrics.names(), dtype=object)
         s = piece.column("server_id").to_numpy()
@@ -312,8 +334,12 @@ class StoreWriter:
             piece.column("sum").to_numpy(),
             piece.column("count").to_numpy().astype(np.uint32),
         )
+        return rows_table(servers[s], metrics[m], minutes, parts)
+
+    def _dead_letter(self, piece: pa.Table, token: str, exc: Exception) -> None:
+        """Set refused rows aside, by name, and log the engine's reason once."""
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        table = rows_table(servers[s], metrics[m], minutes, parts)
+        table = self._by_name(piece)
         if self.dead_letters is None:
             msg = f"the store refuses {piece.num_rows} rows ({reason}) and no dead-letter box"
             raise StoreError(msg) from exc
@@ -351,7 +377,11 @@ class StoreWriter:
     # -- spills and dead letters -------------------------------------------------------------
 
     def spill(self, reason: str) -> int:
-        """Write every row not yet in the store to a spill file; returns the rows spilled."""
+        """Write every row not yet in the store to spill files; returns the rows spilled.
+
+        Each file is one insert piece still to make, with the token it would have gone in
+        with (pieces of a block that landed are not spilled), so inserting the spill adds
+        nothing that is already in the store, even when an insert landed unanswered."""
         if self.spill_box is None:
             return 0
         with self._flushing:
@@ -359,16 +389,21 @@ class StoreWriter:
             with self._lock:
                 blocks, self._retry = self._retry, []
                 self._count(-sum(b.rows for b in blocks))
+        todo: list[tuple[pa.Table, str, int]] = []
+        for b in blocks:
+            left = self._unfinished.pop(b.token, None)
+            if left is None:
+                left = self._pieces(b.server_ids, b.metric_ids, b.minutes, b.parts, b.token)
+            todo += left
         spilled = 0
         self.spill_box.release()  # the disk may be full: the space held at start is for this
-        for i, b in enumerate(blocks):
-            servers = np.asarray(self.registry.servers.names(), dtype=object)[b.server_ids]
-            metrics = np.asarray(self.registry.metrics.names(), dtype=object)[b.metric_ids]
-            table = rows_table(servers, metrics, b.minutes, b.parts)
+        for i, (piece, token, _) in enumerate(todo):
             try:
-                path = self.spill_box.put(f"spill-{b.token}", "rows", table, reason)
+                path = self.spill_box.put(
+                    f"spill-{token}", "rows", self._by_name(piece), reason, token=token
+                )
             except OSError as exc:
-                lost = sum(x.rows for x in blocks[i:])
+                lost = sum(int(p.num_rows) for p, _, _ in todo[i:])
                 log.critical(
                     "%d rows answered 200 could be written neither to the store (%s) nor to"
                     " a spill file in %s (%s): they are lost",
@@ -378,14 +413,17 @@ class StoreWriter:
                     exc,
                 )
                 raise
-            spilled += b.rows
-            log.warning("the store could not take %d rows at stop; spilled to %s", b.rows, path)
+            spilled += int(piece.num_rows)
+            log.warning(
+                "the store could not take %d rows at stop; spilled to %s", piece.num_rows, path
+            )
         self.stats.spilled_rows += spilled
         return spilled
 
     def recover_spill(self) -> int:
-        """Start-up, before the ring is rebuilt: insert what the last stop spilled. Rows the
-        engine refuses become dead letters; an unreachable store raises. Returns rows."""
+        """Start-up, before the ring is rebuilt: insert what the last stop spilled, each
+        piece with its own token. Rows the engine refuses become dead letters; an
+        unreachable store raises. Returns rows."""
         if self.spill_box is None:
             return 0
         recovered = 0
@@ -393,19 +431,20 @@ class StoreWriter:
             letter = self.spill_box.read(path)
             server_ids, metric_ids, minutes, parts = self._named(letter.table)
             self.store.save_registry(self.registry)
-            self.insert(server_ids, metric_ids, minutes, parts, token=path.stem, patience=1)
+            token = letter.token or path.stem
+            self.insert(server_ids, metric_ids, minutes, parts, token=token, patience=1)
             self.spill_box.remove(path)
             recovered += int(minutes.shape[0])
             log.info("inserted %d rows spilled at the last stop (%s)", minutes.shape[0], path)
         self.stats.recovered_rows += recovered
         return recovered
 
-    def requeue(self, table: pa.Table) -> int:
-        """Queue a ``rows`` letter's rows for the store again (a dead letter replayed)."""
+    def replay(self, table: pa.Table, token: str) -> int:
+        """Insert a ``rows`` dead letter's rows now, with ``token`` (the same replay twice
+        adds them once); rows refused again become a new letter. Returns rows written."""
         server_ids, metric_ids, minutes, parts = self._named(table)
-        series = self.registry.lookup(server_ids, metric_ids)
-        self.accept(series, minutes, parts)
-        return int(minutes.shape[0])
+        self.store.save_registry(self.registry)
+        return self.insert(server_ids, metric_ids, minutes, parts, token=token, patience=1)
 
     def _named(
         self, table: pa.Table

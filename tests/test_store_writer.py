@@ -107,10 +107,9 @@ def test_refused_rows_are_set_aside_and_the_rest_lands(store: Store, tmp_path: P
     }
     # the cause fixed, the letters replayed: everything is in the store, once
     refusing.bad_server = None
-    for letter in letters:
-        writer.requeue(letter.table)
-        box.remove(letter.path)
-    writer.flush()
+    for _ in range(2):  # a replay repeated (a crash before the letter was removed): once
+        for letter in letters:
+            writer.replay(letter.table, f"replay-{letter.path.stem}")
     assert stored_count(store, registry) == 2 * len(series)
 
 
@@ -266,3 +265,43 @@ def test_a_checkpoint_holding_refused_rows_does_not_stop_a_start(
     bad_rows = int((server_ids == bad).sum())
     assert writer.stats.dead_rows == bad_rows > 0 and box.paths()
     assert stored_count(store, fresh) == 2 * (len(series) - bad_rows)
+
+
+def test_a_spill_holds_only_what_did_not_land_and_goes_in_with_its_tokens(
+    store: Store, tmp_path: Path
+) -> None:
+    """A backfill block cut into pieces: the first lands, the second lands but its answer
+    is lost (a time-out), the third fails; the stop spills the second and third with their
+    tokens, and the next start adds only the third."""
+    registry = Registry()
+    minutes = DAY0 + np.arange(0, 200 * 1440, 720, dtype=np.int64)  # 200 days: 4 pieces
+    n = minutes.shape[0]
+    batch = PointBatch.from_names(["a"], ["m"], [0.0], [0.0])
+    series = np.repeat(registry.series_ids(batch), n)
+    v = np.arange(n, dtype=np.float64)
+    parts = Partials(v, v, v, np.ones(n, np.uint32))
+    refusing = RefusingStore(store)
+    real = refusing.insert_piece
+    calls: list[str | None] = []
+
+    def flaky(piece: Any, token: str | None) -> int:
+        calls.append(token)
+        if len(calls) == 2:  # lands, but the answer is lost
+            real(piece, token)
+            raise StoreError("Code: 209. DB::Exception: Timeout exceeded (injected)")
+        return real(piece, token)
+
+    refusing.insert_piece = flaky  # type: ignore[method-assign]
+    spill = LetterBox(tmp_path / "spill")
+    writer = StoreWriter(refusing, registry, spill=spill)  # type: ignore[arg-type]
+    writer.accept(series, minutes, parts)
+    with pytest.raises(StoreError, match="Timeout"):
+        writer.flush()
+    refusing.down = True
+    writer.stop()  # the store is down at the stop: what is left is spilled
+    tokens = {spill.read(p).token for p in spill.paths()}
+    assert calls[1] in tokens and len(tokens) == 3  # the unanswered piece and the two after
+    assert calls[0] not in tokens  # it landed: not spilled
+    fresh = store.load_registry()
+    StoreWriter(store, fresh, spill=spill).recover_spill()
+    assert stored_count(store, fresh) == n  # every row once
