@@ -226,11 +226,14 @@ class Aggregator:
         self._thread = threading.Thread(target=self._run, name="minutely-aggregator", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         """Stop the loop, then fold whatever the bus still holds."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # never fold or checkpoint beside it
+                msg = f"the aggregator's thread did not stop within {timeout:.0f}s"
+                raise RuntimeError(msg)
             self._thread = None
         if self.consumer is not None:
             while self.drain(timeout=0):

@@ -13,6 +13,7 @@ Only this module knows the whole chain; every other module gets what it needs pa
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -205,7 +206,8 @@ class Service(_IngestPath):
                 clock=clock,
                 max_bytes=settings.writer_max_bytes,
                 dead_letters=self.dead_letters,
-                spill=LetterBox(data / "spill", clock),
+                # a durable bus keeps what a stop could not write: no spill to hold disk for
+                spill=None if durable else LetterBox(data / "spill", clock),
             )
         self.ring = HotRing(
             settings.hot_minutes,
@@ -228,6 +230,7 @@ class Service(_IngestPath):
             dead_letters=self.dead_letters,
         )
         self.query = Query(self.registry, self.ring, self.store)
+        self._replaying = asyncio.Lock()
         self.started_at = clock()
 
     def open(self) -> Service:
@@ -330,18 +333,24 @@ class Service(_IngestPath):
     async def stop(self) -> None:
         """Refuse new points (503), fold what the bus holds, write everything, stop.
 
-        Never raises for the store: what it cannot take is spilled (embedded bus) or stays
-        unacked on the durable bus, and the next start picks it up."""
-        await self.bus.close()
-        self.aggregator.stop()
-        if self.writer is not None:
+        Never raises for the store or a batch that will not fold: what the store cannot take
+        is spilled (embedded bus) or stays unacked on the durable bus, and the next start
+        picks it up; the store is released whatever happens."""
+        try:
+            await self.bus.close()
             try:
-                self.ring.hand_on_live()  # the minutes still filling reach the store too
-                self.aggregator.checkpoint(force=True)  # durable bus: the last checkpoint
-                self.writer.stop()
+                self.aggregator.stop()
             except Exception:
-                log.exception("the store could not take everything at stop")
-        self.close()
+                log.exception("the aggregator could not fold everything at stop")
+            if self.writer is not None:
+                try:
+                    self.ring.hand_on_live()  # the minutes still filling reach the store too
+                    self.aggregator.checkpoint(force=True)  # durable bus: the last checkpoint
+                    self.writer.stop()
+                except Exception:
+                    log.exception("the store could not take everything at stop")
+        finally:
+            self.close()
 
     @property
     def answers(self) -> Query:
@@ -375,22 +384,28 @@ class Service(_IngestPath):
         return {"directory": str(box.directory), "letters": letters}
 
     async def replay_dead_letters(self) -> dict[str, int]:
-        """Send every dead letter where it was going: rows to the store's queue, points
-        through the bus. A letter is removed once handed on (it becomes a new letter if it
-        fails the same way again). Returns the letters and rows or points replayed."""
+        """Send every dead letter where it was going: rows into the store now, points
+        through the bus. A letter is removed only once its rows are in the store (inserted
+        with a token named after it, so a replay repeated after a crash adds them once) or
+        its points are published (with an idempotency key named after it); rows refused
+        again become a new letter. One replay at a time. Returns what was replayed."""
         done = {"letters": 0, "rows": 0, "points": 0}
-        for path in self.dead_letters.paths():
-            letter = self.dead_letters.read(path)
-            if letter.kind == "rows":
-                if self.writer is None:
-                    continue  # rows for a store, and this server has none
-                done["rows"] += self.writer.requeue(letter.table)
-            else:
-                batch = points_of(letter.table)
-                await self.bus.publish(batch)
-                done["points"] += len(batch)
-            self.dead_letters.remove(path)
-            done["letters"] += 1
+        async with self._replaying:
+            for path in self.dead_letters.paths():
+                letter = self.dead_letters.read(path)
+                if letter.kind == "rows":
+                    if self.writer is None:
+                        continue  # rows for a store, and this server has none
+                    writer = self.writer
+                    done["rows"] += await run_in_threadpool(
+                        writer.replay, letter.table, f"replay-{path.stem}"
+                    )
+                else:
+                    batch = points_of(letter.table)
+                    await self.bus.publish(batch, idempotency_key=f"replay-{path.stem}")
+                    done["points"] += len(batch)
+                self.dead_letters.remove(path)
+                done["letters"] += 1
         return done
 
     def close(self) -> None:
