@@ -24,6 +24,7 @@ up in that sub-table.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import numpy as np
@@ -45,43 +46,92 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: Fibonacci hashing
 
 
 class Names:
-    """One namespace (servers or metrics): name ↔ dense id."""
+    """One namespace (servers or metrics): name ↔ dense id.
 
-    def __init__(self) -> None:
+    Alone, a ``Names`` numbers names in order of first sight. In a cluster the ids must be
+    the same on every node, so ``allocate`` (given the new names of a batch, in order)
+    returns their ids from the cluster's allocator and ``known`` (called when an id is
+    asked for that this process has not seen) returns every name the cluster has; ids may
+    then have gaps, which hold no name. Thread-safe: the shards of a cluster node share one.
+    """
+
+    def __init__(
+        self,
+        allocate: Callable[[list[str]], list[int]] | None = None,
+        known: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
+        self.allocate = allocate
+        self.known = known
         self._ids: dict[str, int] = {}
-        self._names: list[str] = []
+        self._names: list[str | None] = []
+        self._lock = threading.Lock()
         # The pieces of one split batch share its name array: intern it once.
         self._last: tuple[npt.NDArray[np.object_], I32] | None = None
 
     def __len__(self) -> int:
+        """The size of the id space: one more than the highest id."""
         return len(self._names)
 
     def __contains__(self, name: object) -> bool:
         return name in self._ids
 
     def get(self, name: str) -> int | None:
-        return self._ids.get(name)
+        ident = self._ids.get(name)
+        if ident is None and self.known is not None:
+            self.adopt(self.known())
+            ident = self._ids.get(name)
+        return ident
 
     def name(self, ident: int) -> str:
-        return self._names[ident]
+        if ident >= len(self._names) or self._names[ident] is None:
+            if self.known is not None:
+                self.adopt(self.known())
+            if ident >= len(self._names) or self._names[ident] is None:
+                msg = f"no name has id {ident}"
+                raise KeyError(msg)
+        name = self._names[ident]
+        assert name is not None
+        return name
 
     def names(self) -> list[str]:
-        return list(self._names)
+        """Every name, in id order (gaps left out)."""
+        return [n for n in self._names if n is not None]
+
+    def adopt(self, mapping: dict[str, int]) -> None:
+        """Take names whose ids were given elsewhere (the cluster's allocator)."""
+        with self._lock:
+            self._place(mapping.items())
+
+    def _place(self, pairs: Iterable[tuple[str, int]]) -> None:
+        names, ids = self._names, self._ids
+        for name, ident in pairs:
+            if ident >= len(names):
+                names.extend([None] * (ident + 1 - len(names)))
+            names[ident] = name
+            ids[name] = ident
 
     def intern(self, names: npt.NDArray[np.object_]) -> I32:
         """Ids of ``names`` (distinct names of one batch), creating the unknown ones."""
-        if self._last is not None and self._last[0] is names:
-            return self._last[1]
-        out = np.empty(len(names), dtype=np.int32)
-        ids, known = self._ids, self._names
-        for i, name in enumerate(names.tolist()):
-            ident = ids.get(name)
-            if ident is None:
-                ident = ids[name] = len(known)
-                known.append(name)
-            out[i] = ident
-        self._last = (names, out)
-        return out
+        with self._lock:
+            last = self._last
+            if last is not None and last[0] is names:
+                return last[1]
+            ids = self._ids
+            listed = names.tolist()
+            if self.allocate is not None:
+                new = [name for name in listed if name not in ids]
+                if new:
+                    self._place(zip(new, self.allocate(new), strict=True))
+            out = np.empty(len(names), dtype=np.int32)
+            known = self._names
+            for i, name in enumerate(listed):
+                ident = ids.get(name)
+                if ident is None:
+                    ident = ids[name] = len(known)
+                    known.append(name)
+                out[i] = ident
+            self._last = (names, out)
+            return out
 
 
 class Registry:
@@ -97,9 +147,12 @@ class Registry:
         *,
         dense_floor_cells: int = DENSE_FLOOR_CELLS,
         dense_cells_per_series: int = DENSE_CELLS_PER_SERIES,
+        servers: Names | None = None,
+        metrics: Names | None = None,
     ) -> None:
-        self.servers = Names()
-        self.metrics = Names()
+        #: the namespaces, given when several registries share them (a cluster node's shards)
+        self.servers = Names() if servers is None else servers
+        self.metrics = Names() if metrics is None else metrics
         self._lock = threading.Lock()
         self._floor = dense_floor_cells
         self._per_series = dense_cells_per_series
@@ -185,6 +238,21 @@ class Registry:
         m = np.asarray(metric_ids, dtype=np.int64)
         with self._lock:
             return self._index.lookup(s, m)
+
+    def ensure_series(self, server_ids: npt.ArrayLike, metric_ids: npt.ArrayLike) -> I32:
+        """Series ids of (server id, metric id) pairs, numbering those that are new (a
+        cluster shard's series read from the store); the ids must be interned already."""
+        s = np.asarray(server_ids, dtype=np.int32)
+        m = np.asarray(metric_ids, dtype=np.int32)
+        with self._lock:
+            sids = self._index.lookup(s.astype(np.int64), m.astype(np.int64))
+            missing = sids < 0
+            if missing.any():
+                self._add_series(s[missing], m[missing])
+                sids[missing] = self._index.lookup(
+                    s[missing].astype(np.int64), m[missing].astype(np.int64)
+                )
+            return sids
 
     def add_series(self, server: str, metric: str) -> int:
         """Intern one (server, metric) pair; returns its series id."""

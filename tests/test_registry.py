@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minutely.model import PointBatch
-from minutely.registry import Registry
+from minutely.registry import Names, Registry
 from minutely.store.names import build_registry
 
 #: registries that start dense, are always sparse, and switch at 4 cells a series
@@ -298,3 +298,33 @@ def test_a_registry_built_from_stored_names_has_their_series(shape: str) -> None
     assert np.array_equal(s_of, s) and np.array_equal(m_of, m)
     series, metric_ids = reg.by_server(0)
     assert np.array_equal(metric_ids, m[s == 0]) and np.array_equal(series, ids[s == 0])
+
+
+def test_names_from_an_allocator_keep_its_ids_and_are_shared() -> None:
+    """A cluster node's shards share one ``Names`` whose ids come from the cluster: gaps
+    hold no name, an id seen first elsewhere is found through ``known``."""
+    given = {"web-1": 5, "db-1": 2}
+    cluster: dict[str, int] = dict(given)
+
+    def allocate(new: list[str]) -> list[int]:
+        out = []
+        for name in new:
+            cluster.setdefault(name, max(cluster.values()) + 1)
+            out.append(cluster[name])
+        return out
+
+    servers = Names(allocate=allocate, known=lambda: dict(cluster))
+    a = Registry(servers=servers)
+    b = Registry(servers=servers)
+    batch = PointBatch.from_names(["web-1", "new-1"], ["cpu", "cpu"], [0.0, 0.0], [1.0, 2.0])
+    a.series_ids(batch)
+    assert servers.get("web-1") == 5 and servers.get("new-1") == 6
+    assert len(servers) == 7 and servers.names() == ["web-1", "new-1"]
+    cluster["elsewhere"] = 9  # allocated by another node
+    assert servers.name(9) == "elsewhere"
+    # the second registry numbers its own series over the same names
+    sids = b.ensure_series(np.array([2, 9]), np.array([0, 0]))
+    assert sids.tolist() == [0, 1] and b.n_series == 2
+    assert b.ensure_series(np.array([9]), np.array([0])).tolist() == [1]
+    with pytest.raises(KeyError):
+        servers.name(3)
