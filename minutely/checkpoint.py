@@ -30,12 +30,14 @@ skip (ack, not fold) messages at or below ``offsets`` that the bus delivers agai
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import secrets
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -77,6 +79,16 @@ class Checkpoint:
         return f"{self.run}-{self.epoch}"
 
 
+class CheckpointStorage(Protocol):
+    """Where checkpoints are kept: ``CheckpointFile`` on one node's disk; in a cluster a
+    fenced pointer and blob in JetStream, whose ``write`` raises once another node has
+    claimed the partition (so a paused owner that wakes up can neither insert nor ack)."""
+
+    def read(self) -> Checkpoint | None: ...
+
+    def write(self, c: Checkpoint) -> None: ...
+
+
 class CheckpointFile:
     """The checkpoint on disk: read it, replace it atomically."""
 
@@ -89,62 +101,22 @@ class CheckpointFile:
     def read(self) -> Checkpoint | None:
         """The checkpoint in place, or None if there is none yet."""
         try:
-            with open(self.path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
+            with open(self.path, "rb") as fh:
+                data = fh.read()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except OSError as exc:
             msg = f"checkpoint {self.path} cannot be read ({exc}); refusing to start without it"
             raise StoreCorrupt(msg) from exc
-        version = int(arrays["version"]) if "version" in arrays else 1
-        if version > FORMAT_VERSION:
-            msg = (
-                f"checkpoint {self.path} was written by a newer minutely (format {version}; this"
-                f" one reads up to {FORMAT_VERSION}): upgrade minutely to start on this data dir"
-            )
-            raise StoreCorrupt(msg)
-        try:
-            return Checkpoint(
-                run=str(arrays["run"]),
-                epoch=int(arrays["epoch"]),
-                offsets=dict(
-                    zip(arrays["partitions"].tolist(), arrays["offsets"].tolist(), strict=True)
-                ),
-                rows=_rows(arrays, "rows"),
-                open=_rows(arrays, "open"),
-                generations=dict(
-                    zip(
-                        arrays.get("generations.partitions", np.zeros(0, np.int64)).tolist(),
-                        arrays.get("generations.values", np.zeros(0, str)).tolist(),
-                        strict=True,
-                    )
-                ),
-            )
-        except KeyError as exc:
-            msg = f"checkpoint {self.path} lacks {exc}; refusing to start without it"
-            raise StoreCorrupt(msg) from exc
+        return decode_checkpoint(data, str(self.path))
 
     def write(self, c: Checkpoint) -> None:
         """Replace the checkpoint: whatever moment the process dies at, the file in place is
         either the old checkpoint or the new one, whole."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        parts = sorted(c.offsets)
-        arrays = {
-            "version": np.array(FORMAT_VERSION, dtype=np.int64),
-            "run": np.array(c.run),
-            "epoch": np.array(c.epoch, dtype=np.int64),
-            "partitions": np.array(parts, dtype=np.int64),
-            "offsets": np.array([c.offsets[p] for p in parts], dtype=np.int64),
-            **_arrays(c.rows, "rows"),
-            **_arrays(c.open, "open"),
-            "generations.partitions": np.array(sorted(c.generations), dtype=np.int64),
-            "generations.values": np.array(
-                [c.generations[p] for p in sorted(c.generations)], dtype=np.str_
-            ),
-        }
         tmp = self.path.with_name(self.NAME + ".tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+            f.write(encode_checkpoint(c))
             f.flush()
             os.fsync(f.fileno())
         failpoints.hit("checkpoint.written")
@@ -155,6 +127,64 @@ class CheckpointFile:
         finally:
             os.close(dir_fd)
         failpoints.hit("checkpoint.renamed")
+
+
+def encode_checkpoint(c: Checkpoint) -> bytes:
+    """A checkpoint's bytes (an ``.npz`` archive): what a file or an object store keeps."""
+    parts = sorted(c.offsets)
+    arrays = {
+        "version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "run": np.array(c.run),
+        "epoch": np.array(c.epoch, dtype=np.int64),
+        "partitions": np.array(parts, dtype=np.int64),
+        "offsets": np.array([c.offsets[p] for p in parts], dtype=np.int64),
+        **_arrays(c.rows, "rows"),
+        **_arrays(c.open, "open"),
+        "generations.partitions": np.array(sorted(c.generations), dtype=np.int64),
+        "generations.values": np.array(
+            [c.generations[p] for p in sorted(c.generations)], dtype=np.str_
+        ),
+    }
+    out = io.BytesIO()
+    np.savez(out, **arrays)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def decode_checkpoint(data: bytes, where: str) -> Checkpoint:
+    """The checkpoint in ``data``; ``where`` names its origin in errors (``StoreCorrupt``)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        msg = f"checkpoint {where} cannot be read ({exc}); refusing to start without it"
+        raise StoreCorrupt(msg) from exc
+    version = int(arrays["version"]) if "version" in arrays else 1
+    if version > FORMAT_VERSION:
+        msg = (
+            f"checkpoint {where} was written by a newer minutely (format {version}; this"
+            f" one reads up to {FORMAT_VERSION}): upgrade minutely to start on this data dir"
+        )
+        raise StoreCorrupt(msg)
+    try:
+        return Checkpoint(
+            run=str(arrays["run"]),
+            epoch=int(arrays["epoch"]),
+            offsets=dict(
+                zip(arrays["partitions"].tolist(), arrays["offsets"].tolist(), strict=True)
+            ),
+            rows=_rows(arrays, "rows"),
+            open=_rows(arrays, "open"),
+            generations=dict(
+                zip(
+                    arrays.get("generations.partitions", np.zeros(0, np.int64)).tolist(),
+                    arrays.get("generations.values", np.zeros(0, str)).tolist(),
+                    strict=True,
+                )
+            ),
+        )
+    except KeyError as exc:
+        msg = f"checkpoint {where} lacks {exc}; refusing to start without it"
+        raise StoreCorrupt(msg) from exc
 
 
 def _arrays(rows: MinuteRows, prefix: str) -> dict[str, np.ndarray]:
@@ -181,13 +211,19 @@ class Checkpointer:
 
     def __init__(
         self,
-        directory: str | Path,
+        directory: str | Path | CheckpointStorage,
         store: Store,
         registry: Registry,
         ring: HotRing,
         writer: StoreWriter,
+        save_names: bool = True,
     ) -> None:
-        self.file = CheckpointFile(directory)
+        self.file: CheckpointStorage = (
+            CheckpointFile(directory) if isinstance(directory, str | Path) else directory
+        )
+        #: save new names to the store before each checkpoint (a cluster keeps them in
+        #: JetStream, where they are allocated before any row carries their ids)
+        self.save_names = save_names
         self.store = store
         self.registry = registry
         self.ring = ring
@@ -277,7 +313,8 @@ class Checkpointer:
             series, minutes, parts = self.writer.take()
             open_series, open_minutes, open_parts = self.ring.live_partials()
         try:
-            self.store.save_registry(self.registry)
+            if self.save_names:
+                self.store.save_registry(self.registry)
         except BaseException:
             self.writer.put_back(series, minutes, parts)
             raise
