@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from minutely.store.tiers import TIER_1H, TIER_1M, Tier
 
@@ -55,10 +56,23 @@ class StoreConfig:
     retention: Retention = Retention()
     #: rows per primary-index granule; the ClickHouse default suits production, tests use less
     index_granularity: int = 8192
+    #: "single": one node writes ``minutes_1m`` and views copy it into the metric-ordered
+    #: tables; "cluster": each copy's owners write their own 1-minute table (``copy``), so
+    #: each copy is exactly once on its own and no view copies between them
+    layout: Literal["single", "cluster"] = "single"
+    #: which copy's 1-minute table this store's inserts go to (a cluster's metric shards
+    #: write ``minutes_1m_by_metric``)
+    copy: Literal["server", "metric"] = "server"
 
     def __post_init__(self) -> None:
         if not _IDENTIFIER.match(self.database):
             msg = f"database {self.database!r} is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)"
+            raise ValueError(msg)
+        if self.layout not in ("single", "cluster") or self.copy not in ("server", "metric"):
+            msg = f"layout {self.layout!r} / copy {self.copy!r}: not single|cluster, server|metric"
+            raise ValueError(msg)
+        if self.layout == "single" and self.copy != "server":
+            msg = "a single node's store is written through minutes_1m only (copy='server')"
             raise ValueError(msg)
         if not 16 <= self.index_granularity <= 1 << 20:
             msg = f"index_granularity {self.index_granularity} is outside [16, 1048576]"

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from minutely.buckets import place_cells
 from minutely.model import I64, U32, Partials
 from minutely.store.plan import Segment
-from minutely.store.tiers import TIER_1M
+from minutely.store.tiers import TIER_1D, TIER_1M
 
 By = Literal["server", "metric"]
 
@@ -285,18 +285,42 @@ ORDER BY other
     return sql, params
 
 
-def minutes_query(db: str, first: int, last: int) -> Sql:
-    """Every series' minute partials over minutes ``[first, last)`` from the 1-minute tier,
-    one row per cell: ``FINAL`` merges a cell's rows as the sorted parts are read (a cell
-    never spans two partitions), cheaper than hashing every cell in a ``GROUP BY`` (figures:
+def minutes_query(
+    db: str,
+    first: int,
+    last: int,
+    table: str = TIER_1M.table,
+    by: By = "server",
+    ids: npt.NDArray[Any] | None = None,
+) -> Sql:
+    """Every series' minute partials over minutes ``[first, last)`` from a 1-minute table
+    (``ids``: only these servers, or metrics with ``by="metric"``), one row per cell:
+    ``FINAL`` merges a cell's rows as the sorted parts are read (a cell never spans two
+    partitions), cheaper than hashing every cell in a ``GROUP BY`` (figures:
     docs/performance.md, Measured choices)."""
+    params: dict[str, Any] = {"lo": int(first) * 60, "hi": int(last) * 60}
+    only = ""
+    if ids is not None:
+        only = f" AND {_columns(by)[0]} IN {{ids:Array(UInt32)}}"
+        params["ids"] = np.asarray(ids, dtype=np.uint32).tolist()
     sql = f"""
 SELECT server_id, metric_id, intDiv(toUInt32(ts), 60) AS minute,
        min AS mn, max AS mx, sum AS sm, toUInt32(count) AS ct
-FROM {db}.{TIER_1M.table} FINAL
-WHERE ts >= toDateTime({{lo:UInt32}}, 'UTC') AND ts < toDateTime({{hi:UInt32}}, 'UTC')
+FROM {db}.{table} FINAL
+WHERE ts >= toDateTime({{lo:UInt32}}, 'UTC') AND ts < toDateTime({{hi:UInt32}}, 'UTC'){only}
 """
-    return sql, {"lo": int(first) * 60, "hi": int(last) * 60}
+    return sql, params
+
+
+def pairs_query(db: str, by: By, ids: npt.NDArray[Any]) -> Sql:
+    """The distinct (server id, metric id) pairs of these servers or metrics, from the day
+    tier of their copy."""
+    table = TIER_1D.table if by == "server" else TIER_1D.by_metric
+    sql = f"""
+SELECT DISTINCT server_id, metric_id FROM {db}.{table}
+WHERE {_columns(by)[0]} IN {{ids:Array(UInt32)}}
+"""
+    return sql, {"ids": np.asarray(ids, dtype=np.uint32).tolist()}
 
 
 def _column(table: Any, name: str, dtype: type[np.generic]) -> npt.NDArray[Any]:

@@ -4,7 +4,8 @@ Every statement is idempotent (``IF NOT EXISTS``), so opening a store creates wh
 and leaves what is there. Identifiers (database, tables) come from checked configuration, never
 from a request; the only value in DDL is the checked integer ``index_granularity``.
 
-Only ``minutes_1m`` is written to. Materialized views carry each inserted block on::
+On a single node only ``minutes_1m`` is written to. Materialized views carry each inserted
+block on::
 
     minutes_1m ──copy──► minutes_1m_by_metric
         ├──GROUP BY hour──► minutes_1h ──copy──► minutes_1h_by_metric
@@ -15,12 +16,16 @@ The metric-ordered copies are tables, not projections: a projection of an
 so they take more bytes than a table with ``FPC, ZSTD`` (figures: docs/performance.md,
 Measured choices). A table also shards by metric on a cluster while its twin shards by
 server.
+
+A cluster's store (``layout="cluster"``) has no copy views: the by-server copy's owners
+write ``minutes_1m`` and the by-metric copy's owners ``minutes_1m_by_metric``, each exactly
+once by its own checkpoints, and each 1-minute table rolls up into its own coarse tiers.
 """
 
 from __future__ import annotations
 
 from minutely.store.config import StoreConfig
-from minutely.store.tiers import TIER_1M, TIERS, Tier
+from minutely.store.tiers import TIER_1H, TIER_1M, TIERS, Tier
 
 #: the layout this code writes; a store records each version it was brought to
 SCHEMA_VERSION = 2
@@ -78,12 +83,15 @@ SELECT server_id, metric_id, ts, min, max, sum, count FROM {db}.{tier.table}
 """
 
 
-def _rollup_view(db: str, tier: Tier) -> str:
+def _rollup_view(db: str, tier: Tier, by_metric: bool = False) -> str:
     # Built from the 1-minute partials of each insert block: exact, never from averages.
     # Columns are qualified through the alias ``src`` so that the output aliases (which
     # must match the target's column names) are not taken for the inputs.
+    target = tier.by_metric if by_metric else tier.table
+    source = TIER_1M.by_metric if by_metric else TIER_1M.table
+    view = f"{tier.by_metric}_rollup_mv" if by_metric else f"{tier.table}_mv"
     return f"""
-CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{tier.table}_mv TO {db}.{tier.table} AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{view} TO {db}.{target} AS
 SELECT
     src.server_id AS server_id,
     src.metric_id AS metric_id,
@@ -92,9 +100,16 @@ SELECT
     max(src.max) AS max,
     sum(src.sum) AS sum,
     sum(src.count) AS count
-FROM {db}.{TIER_1M.table} AS src
+FROM {db}.{source} AS src
 GROUP BY server_id, metric_id, ts
 """
+
+
+def layout_views(layout: str) -> tuple[str, str]:
+    """(a view only the ``layout`` has, a view only the other layout has): a store made
+    for one layout is refused by the other, as the two fill the metric tables differently."""
+    single, cluster = f"{TIER_1M.by_metric}_mv", f"{TIER_1H.by_metric}_rollup_mv"
+    return (single, cluster) if layout == "single" else (cluster, single)
 
 
 def migrations(config: StoreConfig) -> dict[int, list[str]]:
@@ -152,9 +167,12 @@ def statements(config: StoreConfig) -> list[str]:
     for tier in TIERS:
         out += _tier_tables(db, tier, config.index_granularity)
     for tier in TIERS:
-        out.append(_copy_view(db, tier))
+        if config.layout == "single":
+            out.append(_copy_view(db, tier))
         if tier is not TIER_1M:
             out.append(_rollup_view(db, tier))
+            if config.layout == "cluster":  # each copy rolls its own minutes up
+                out.append(_rollup_view(db, tier, by_metric=True))
     out.append(f"""
 CREATE TABLE IF NOT EXISTS {db}.{NAMES_TABLE} (
     kind Enum8('server' = 1, 'metric' = 2),

@@ -41,6 +41,7 @@ from minutely.store.schema import (
     SCHEMA_VERSION,
     SERIES_TABLE,
     VERSION_TABLE,
+    layout_views,
     migrations,
     statements,
     version_table,
@@ -167,6 +168,8 @@ class Store:
                     f" {SCHEMA_VERSION}): upgrade minutely, or point it at another store"
                 )
                 raise StoreCorrupt(msg)
+            if found:
+                self._check_layout()
             for sql in statements(config):
                 self._command(sql)
             self._command(version_table(config.database))
@@ -184,6 +187,28 @@ class Store:
         except BaseException:
             self.close()
             raise
+
+    def _check_layout(self) -> None:
+        """Refuse a store made for the other layout (``StoreConfig.layout``)."""
+        _, other = layout_views(self.config.layout)
+        got = self._arrow(
+            "SELECT count() AS n FROM system.tables WHERE database = {db:String}"
+            " AND name = {name:String}",
+            {"db": self._db, "name": other},
+        )
+        if int(got.column("n")[0].as_py()):
+            other_layout = "cluster" if self.config.layout == "single" else "single"
+            msg = (
+                f"the store in {self.config.dsn} (database {self._db}) was made for a"
+                f" {other_layout} layout, and this node runs as {self.config.layout}: point"
+                " it at another database"
+            )
+            raise StoreCorrupt(msg)
+
+    @property
+    def minute_table(self) -> str:
+        """The 1-minute table this store's inserts go to (``StoreConfig.copy``)."""
+        return TIER_1M.table if self.config.copy == "server" else TIER_1M.by_metric
 
     def schema_version(self) -> int:
         """The newest version the store records; 1 for a store made before versions were
@@ -274,8 +299,9 @@ class Store:
             msg = f"cell starts of the {tier.name} tier must be multiples of {tier.minutes}"
             raise ValueError(msg)
         pieces = insert_pieces(minute_table(server_ids, metric_ids, starts, parts))
+        table = self.minute_table if tier is TIER_1M else tier.table
         for piece, piece_token in zip(pieces, piece_tokens(token, len(pieces)), strict=True):
-            self._insert(tier.table, piece, _dedup_settings(piece_token))
+            self._insert(table, piece, _dedup_settings(piece_token))
         return sum(int(p.num_rows) for p in pieces)
 
     def minute_pieces(
@@ -294,7 +320,7 @@ class Store:
     def insert_piece(self, piece: pa.Table, token: str | None) -> int:
         """One insert of a ``minute_pieces`` table into the 1-minute tier (``token`` as for
         ``write_minutes``); returns its rows."""
-        self._insert(TIER_1M.table, piece, _dedup_settings(token))
+        self._insert(self.minute_table, piece, _dedup_settings(token))
         return int(piece.num_rows)
 
     def reachable(self) -> bool:
@@ -383,17 +409,39 @@ class Store:
         sql, params = reader.summary_query(self._db, _by(by), key_id, others, segments)
         return reader.summary_cells(self._arrow(sql, params))
 
-    def read_minutes(self, first_minute: int, n_minutes: int) -> MinuteRows:
-        """Every series' minutes in ``[first, first + n)``, one columnar query (ring rebuild).
+    def read_minutes(
+        self, first_minute: int, n_minutes: int, ids: npt.ArrayLike | None = None
+    ) -> MinuteRows:
+        """Every series' minutes in ``[first, first + n)``, one columnar query (ring rebuild),
+        from this store's copy (``minute_table``); ``ids`` keeps only those servers (the
+        server copy) or metrics (the metric copy): a cluster shard's own.
 
         For a long window, call it hour by hour to bound memory.
         """
         first = max(first_minute, self.horizons().get(TIER_1M.name, first_minute))
         last = first_minute + n_minutes
-        if first >= last:
+        wanted = _ids(ids)
+        if first >= last or (wanted is not None and len(wanted) == 0):
             return reader.empty_minutes()
-        sql, params = reader.minutes_query(self._db, first, last)
+        sql, params = reader.minutes_query(
+            self._db, first, last, self.minute_table, self.config.copy, wanted
+        )
         return reader.minute_rows(self._arrow(sql, params))
+
+    def series_pairs(self, by: By, ids: npt.ArrayLike) -> tuple[U32, U32]:
+        """(server ids, metric ids) of every series the store holds of these servers
+        (``by="server"``) or metrics: what a cluster shard, which has no saved series
+        table, knows of its partition's history. Read from the day tier, which every
+        insert reaches at once and which holds the fewest rows."""
+        wanted = _ids(ids)
+        if wanted is None or len(wanted) == 0:
+            return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
+        sql, params = reader.pairs_query(self._db, _by(by), wanted)
+        table = self._arrow(sql, params)
+        return (
+            np.asarray(table.column("server_id").to_numpy(), dtype=np.uint32),
+            np.asarray(table.column("metric_id").to_numpy(), dtype=np.uint32),
+        )
 
     # -- retention -------------------------------------------------------------------------
 
