@@ -21,6 +21,7 @@ from typing import TypeVar
 from minutely.bus.nats import Broker
 from minutely.cluster.kv import Remote, ensure_kv
 from minutely.cluster.leases import Leases, Membership
+from minutely.cluster.names import GlobalNames
 from minutely.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class ControlPlane:
         self._broker: Broker | None = None
         self._membership: Membership | None = None
         self._leases: Leases | None = None
+        self._names: GlobalNames | None = None
 
     def open(self) -> ControlPlane:
         """Connect and bind or make the buckets; ``Unavailable`` if no server answers,
@@ -101,7 +103,9 @@ class ControlPlane:
                 nodes = await ensure_kv(js, c.nodes_bucket, replicas=c.replicas, ttl=c.lease_ttl)
                 leases = await ensure_kv(js, c.leases_bucket, replicas=c.replicas, ttl=c.lease_ttl)
                 self._membership = Membership(remote, nodes, c.nodes_bucket)
+                names = await ensure_kv(js, c.names_bucket, replicas=c.replicas, ttl=None)
                 self._leases = Leases(remote, leases, c.leases_bucket, c.lease_ttl)
+                self._names = GlobalNames(remote, names, c.names_bucket)
 
             remote.call(buckets(), "set up the control plane's buckets")
         except BaseException:
@@ -138,6 +142,10 @@ class ControlPlane:
     @property
     def leases(self) -> Leases:
         return _opened(self._leases)
+
+    @property
+    def names(self) -> GlobalNames:
+        return _opened(self._names)
 
 
 def _opened(part: T | None) -> T:

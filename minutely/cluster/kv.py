@@ -93,6 +93,7 @@ class Scan:
 
     items: list[Item]
     last: int
+    complete: bool = True
 
 
 async def ensure_kv(
@@ -126,12 +127,20 @@ async def ensure_objects(js: JetStreamContext, bucket: str, *, replicas: int) ->
 
 
 async def scan(
-    js: JetStreamContext, bucket: str, keys: str = ">", *, after: int = 0, timeout: float
+    js: JetStreamContext,
+    bucket: str,
+    keys: str = ">",
+    *,
+    after: int | None = None,
+    limit: int | None = None,
+    timeout: float,
 ) -> Scan:
-    """Every entry of ``bucket`` whose key matches ``keys`` (a subject pattern).
+    """The entries of ``bucket`` whose key matches ``keys`` (a subject pattern).
 
-    With ``after`` = 0, each key's latest entry; with ``after`` > 0, every entry written
-    after that stream sequence, oldest first (the caller keeps the newest per key).
+    With ``after`` None, each key's latest entry. With a sequence ``after``, every entry
+    written after it, oldest first (the caller keeps the newest per key), and at most
+    ``limit`` of them: ``Scan.complete`` says whether that was all, and ``Scan.last`` is
+    where to go on from.
     """
     stream = f"KV_{bucket}"
     prefix = f"$KV.{bucket}."
@@ -141,7 +150,7 @@ async def scan(
         num_replicas=1,
         inactive_threshold=max(10.0, 4 * timeout),
     )
-    if after:
+    if after is not None:
         config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
         config.opt_start_seq = after + 1
     else:
@@ -151,11 +160,12 @@ async def scan(
     try:
         info = await sub.consumer_info()
         done = not info.num_pending
-        last = after
+        last = after or 0
         items: list[Item] = []
-        while not done:
+        room = limit or (1 << 62)
+        while not done and len(items) < room:
             try:
-                batch = await sub.fetch(SCAN_BATCH, timeout=FETCH_WAIT)
+                batch = await sub.fetch(min(SCAN_BATCH, room - len(items)), timeout=FETCH_WAIT)
             except TimeoutError:  # nats-py raises the builtin one and its own subclass
                 # Entries can expire (a bucket TTL) between the count and the fetch.
                 done = not (await sub.consumer_info()).num_pending
@@ -173,7 +183,7 @@ async def scan(
                 )
                 last = max(last, meta.sequence.stream)
                 done = meta.num_pending == 0
-        return Scan(items, last)
+        return Scan(items, last, done)
     finally:
         await sub.unsubscribe()
         # If this fails the server drops the consumer after inactive_threshold anyway.
