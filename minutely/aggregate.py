@@ -77,6 +77,7 @@ class Aggregator:
         checkpoint_every: float = 5.0,
         dead_letters: LetterBox | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        reopen_if: Callable[[], bool] | None = None,
     ) -> None:
         self.registry = registry
         self.ring = ring
@@ -96,6 +97,9 @@ class Aggregator:
         self._uncommitted: list[Message] = []
         #: the clock of the checkpoint and lag-report intervals
         self.monotonic = monotonic
+        #: after a failed fold the consumer is made anew, taking the partitions back, only
+        #: while this says so (a cluster shard: while it holds the partition's lease)
+        self.reopen_if = reopen_if
         self._next_checkpoint = monotonic() + checkpoint_every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -228,6 +232,14 @@ class Aggregator:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop the loop, then fold whatever the bus still holds."""
+        self.halt(timeout)
+        if self.consumer is not None:
+            while self.drain(timeout=0):
+                pass
+
+    def halt(self, timeout: float = 60.0) -> None:
+        """Stop the loop and fold nothing more (a cluster shard handing its partition over:
+        what the bus still holds goes to the next owner)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -235,9 +247,15 @@ class Aggregator:
                 msg = f"the aggregator's thread did not stop within {timeout:.0f}s"
                 raise RuntimeError(msg)
             self._thread = None
-        if self.consumer is not None:
-            while self.drain(timeout=0):
-                pass
+
+    def close(self) -> None:
+        """Let the partitions go: their unacked messages go to the next consumer."""
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            try:
+                consumer.close()
+            except Exception as exc:  # the broker hands them over when it notices anyway
+                log.warning("closing the consumer of %s failed: %s", self.partitions, exc)
 
     def _run(self) -> None:
         next_report = self.monotonic() + LAG_REPORT_EVERY
@@ -273,6 +291,8 @@ class Aggregator:
 
     def _reopen(self) -> None:
         if self.bus is None or self.consumer is None:
+            return
+        if self.reopen_if is not None and not self.reopen_if():
             return
         self.consumer.close()
         self._uncommitted = []  # the new consumer is given them again
