@@ -52,6 +52,9 @@ class SeriesAnswer:
     parts: Partials
     #: for a fleet answer: how many servers were merged
     servers: int = 0
+    #: in a cluster: the partition had no ready owner, so this holds only what the store
+    #: has (every minute up to its last checkpoint), not the newest minutes
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class SummaryAnswer:
     end: int
     labels: list[str]
     parts: Partials
+    #: as ``SeriesAnswer.partial``
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,19 +193,7 @@ class Query:
         ``labels`` holds the one label ``"fleet"``; how many servers reported is in
         ``servers``.
         """
-        per_server = self.series("metric", metric, start, end, step, only)
-        merged = summarize_axis0(per_server.parts)
-        return SeriesAnswer(
-            "metric",
-            metric,
-            per_server.start,
-            per_server.end,
-            step,
-            per_server.timestamps,
-            ["fleet"],
-            merged.take(np.newaxis),
-            servers=len(per_server.labels),
-        )
+        return fleet_of(self.series("metric", metric, start, end, step, only))
 
     def summary(
         self, by: By, name: str, start: int, end: int, only: list[str] | None = None
@@ -242,3 +235,20 @@ class Query:
         oldest = self.ring.oldest_minute()
         head = self.ring.head
         return None if oldest is None or head is None else (oldest, head + 1)
+
+
+def fleet_of(per_server: SeriesAnswer) -> SeriesAnswer:
+    """One metric's answer per server merged into the fleet's one series (``Query.fleet``)."""
+    merged = summarize_axis0(per_server.parts)
+    return SeriesAnswer(
+        "metric",
+        per_server.name,
+        per_server.start,
+        per_server.end,
+        per_server.step,
+        per_server.timestamps,
+        ["fleet"],
+        merged.take(np.newaxis),
+        servers=len(per_server.labels),
+        partial=per_server.partial,
+    )

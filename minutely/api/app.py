@@ -11,6 +11,10 @@
     GET  /api/v1/servers/{server}/summary           Q3: one server, every metric, over a range
     GET  /api/v1/metrics/{metric}/summary           Q4: one metric, every server, over a range
     GET  /api/v1/metrics/{metric}/fleet             one metric merged over all servers, per step
+    GET  /api/v1/cluster                            a cluster node: nodes, leases, shards
+    GET  /api/v1/local/...                          a cluster node: a question routed to it
+                                                    by another node, answered from what it
+                                                    holds as exact partials (``partials.py``)
     GET  /                                          the dashboard (static files, from the
                                                     package: its JS libraries are copied into
                                                     dashboard/vendor/ when the package is built)
@@ -23,7 +27,9 @@ Idempotency-Key reused for another body, 429 a full bus and 503 a closed one (bo
 asks for CSV or an Arrow IPC stream (layout in ``arrow.py``); an unknown ``format`` is a 400.
 Series and fleet answers take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer
 arrays. Query answers carry a ``Server-Timing: app;dur=<ms>`` header: the time spent answering,
-without the network.
+without the network. In a cluster, an answer whose partition has no ready owner is given from
+the store alone and says so: ``"partial": true`` in JSON and an ``X-Minutely-Partial: true``
+header.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -44,8 +50,8 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from minutely.api import arrow, encoding, params, render
-from minutely.api.ports import Lifecycle, PointSink, QueryNode
+from minutely.api import arrow, encoding, params, partials, render
+from minutely.api.ports import Answers, ClusterMember, Lifecycle, PointSink, QueryNode
 from minutely.errors import (
     Backpressure,
     BadParameter,
@@ -64,6 +70,11 @@ MEDIA_TYPES = {"json": JSON, "csv": CSV, "arrow": arrow.MEDIA_TYPE}
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 #: the chart library, put into the package by scripts/vendor-js (make does) before it is built
 VENDOR_DIR = DASHBOARD_DIR / "vendor" / "uplot"
+
+#: marks an answer given from the store alone (a cluster partition without a ready owner)
+PARTIAL_HEADER = "X-Minutely-Partial"
+#: where a cluster node answers the questions other nodes route to it
+LOCAL_PREFIX = "/api/v1/local"
 
 log = logging.getLogger(__name__)
 
@@ -197,51 +208,70 @@ def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
     async def replay_dead_letters(request: Request) -> Response:
         return _json(render.dumps(await node.replay_dead_letters()))
 
-    def handler(by: Literal["server", "metric"], kind: str):  # type: ignore[no-untyped-def]
-        other = "metric" if by == "server" else "server"
+    async def cluster_status(request: Request) -> Response:
+        member = cast(ClusterMember, node)
+        return _json(render.dumps(await run_in_threadpool(member.cluster_status)))
 
-        def answer(query: QueryParams, name: str, fmt: str) -> bytes | memoryview:
-            """Parse, ask, render (on a worker thread when the store is read)."""
+    def handler(by: Literal["server", "metric"], kind: str, local: bool = False):  # type: ignore[no-untyped-def]
+        other = "metric" if by == "server" else "server"
+        # a cluster's owner answers a routed question from what it holds, as exact partials
+        answers: Answers = node.answers
+        if local:
+            answers = cast(ClusterMember, node).local_answers
+
+        def answer(query: QueryParams, name: str, fmt: str) -> tuple[bytes | memoryview, bool]:
+            """Parse, ask, render (on a worker thread when the store is read); the body and
+            whether the answer is partial."""
             only = query.getlist(other) or None
             start, end = params.parse_range(query, node.clock())
             if kind == "summary":
-                summary = node.answers.summary(by, name, start, end, only)
+                summary = answers.summary(by, name, start, end, only)
+                if local:
+                    return partials.summary_bytes(summary), summary.partial
                 if fmt == "arrow":
-                    return arrow.summary_arrow(summary)
-                return render.summary_csv(summary) if fmt == "csv" else render.summary_json(summary)
+                    return arrow.summary_arrow(summary), summary.partial
+                body = render.summary_csv(summary) if fmt == "csv" else render.summary_json(summary)
+                return body, summary.partial
             step = params.parse_step(query.get("step"))
+            if local:
+                return partials.series_bytes(
+                    answers.series(by, name, start, end, step, only)
+                ), False
             fields = params.parse_fields(query.get("fields"), render.FIELDS, render.DEFAULT_FIELDS)
             if kind == "fleet":
-                series = node.answers.fleet(name, start, end, step, only)
+                series = answers.fleet(name, start, end, step, only)
             else:
-                series = node.answers.series(by, name, start, end, step, only)
+                series = answers.series(by, name, start, end, step, only)
             if fmt == "arrow":
                 write = arrow.fleet_arrow if kind == "fleet" else arrow.series_arrow
-                return write(series, fields)
+                return write(series, fields), series.partial
             if fmt == "csv":
-                return render.series_csv(series)
-            return (render.fleet_json if kind == "fleet" else render.series_json)(series, fields)
+                return render.series_csv(series), series.partial
+            json = render.fleet_json if kind == "fleet" else render.series_json
+            return json(series, fields), series.partial
 
         async def endpoint(request: Request) -> Response:
             began = time.perf_counter()
             try:
-                fmt = _answer_format(request)
+                fmt = "partials" if local else _answer_format(request)
                 args = (request.query_params, request.path_params["name"], fmt)
                 start = request.query_params.get("start", params.DEFAULT_START)
-                if node.answers.touches_store(params.parse_time("start", start, node.clock())):
-                    body = await run_in_threadpool(answer, *args)  # disk: keep the loop free
+                if answers.touches_store(params.parse_time("start", start, node.clock())):
+                    body, partial = await run_in_threadpool(answer, *args)  # keep the loop free
                 else:
-                    body = answer(*args)  # memory only: a thread hop would cost more
+                    body, partial = answer(*args)  # memory only: a thread hop would cost more
             except BadParameter as e:
                 return _error(400, str(e))
             except NotFound as e:
                 return _error(404, str(e))
+            except Unavailable as e:
+                return _error(503, str(e), {"Retry-After": f"{e.retry_after:.0f}"})
             took = (time.perf_counter() - began) * 1000
-            return Response(
-                body,
-                media_type=MEDIA_TYPES[fmt],
-                headers={"Server-Timing": f"app;dur={took:.3f}"},
-            )
+            headers = {"Server-Timing": f"app;dur={took:.3f}"}
+            if partial:
+                headers[PARTIAL_HEADER] = "true"
+            media = partials.MEDIA_TYPE if local else MEDIA_TYPES[fmt]
+            return Response(body, media_type=media, headers=headers)
 
         return endpoint
 
@@ -257,6 +287,22 @@ def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
         Route("/api/v1/metrics/{name:path}/summary", handler("metric", "summary")),
         Route("/api/v1/metrics/{name:path}/fleet", handler("metric", "fleet")),
     ]
+    if isinstance(node, ClusterMember):
+        routes += [
+            Route("/api/v1/cluster", cluster_status),
+            Route(
+                f"{LOCAL_PREFIX}/servers/{{name:path}}/series", handler("server", "series", True)
+            ),
+            Route(
+                f"{LOCAL_PREFIX}/servers/{{name:path}}/summary", handler("server", "summary", True)
+            ),
+            Route(
+                f"{LOCAL_PREFIX}/metrics/{{name:path}}/series", handler("metric", "series", True)
+            ),
+            Route(
+                f"{LOCAL_PREFIX}/metrics/{{name:path}}/summary", handler("metric", "summary", True)
+            ),
+        ]
     if not VENDOR_DIR.is_dir():
         log.warning(
             "the dashboard's chart library is not in the package (%s): run scripts/vendor-js "

@@ -9,12 +9,14 @@ today, a cluster's routing node later — serves the same routes by offering the
     Answers          the four questions and the fleet view (``query.Query`` is one)
     QueryNode        a node that answers too: a PointSink with Answers, the names it
                      knows, its clock and its dead letters
+    ClusterMember    a cluster node: also answers from what it alone holds (for the
+                     questions other nodes route to it) and shows the cluster
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from minutely.ingest import Decoded
 from minutely.query import By, SeriesAnswer, SummaryAnswer
@@ -89,3 +91,17 @@ class QueryNode(PointSink, Lifecycle, Protocol):
         ...
 
     async def replay_dead_letters(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class ClusterMember(Protocol):
+    """A node of a cluster (``cluster.node.ClusterNode``)."""
+
+    @property
+    def local_answers(self) -> Answers:
+        """Answers from the partitions this node owns (and the store), never routed on."""
+        ...
+
+    def cluster_status(self) -> dict[str, Any]:
+        """Nodes, who holds which partition of which copy, and this node's shards."""
+        ...

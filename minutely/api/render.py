@@ -57,8 +57,15 @@ def series_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> by
             "step": a.step,
             "timestamps": a.timestamps,
             "series": series,
+            **_partial(a.partial),
         }
     )
+
+
+def _partial(partial: bool) -> dict[str, bool]:
+    """``"partial": true`` on an answer a cluster could give only from its store (absent
+    otherwise, so a single node's answers are as they were)."""
+    return {"partial": True} if partial else {}
 
 
 def fleet_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> bytes:
@@ -72,6 +79,7 @@ def fleet_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> byt
             "servers": a.servers,
             "timestamps": a.timestamps,
             **{f: col[0] for f, col in cols.items()},
+            **_partial(a.partial),
         }
     )
 
@@ -84,7 +92,9 @@ def summary_json(a: SummaryAnswer) -> bytes:
         {label: name, "min": lo[i], "max": hi[i], "avg": avg[i], "count": count[i]}
         for i, name in enumerate(a.labels)
     ]
-    return dumps({a.by: a.name, "start": a.start, "end": a.end, "rows": rows})
+    return dumps(
+        {a.by: a.name, "start": a.start, "end": a.end, "rows": rows, **_partial(a.partial)}
+    )
 
 
 def _csv(columns: dict[str, pa.Array]) -> bytes:
