@@ -19,7 +19,8 @@ from types import TracebackType
 from typing import TypeVar
 
 from minutely.bus.nats import Broker
-from minutely.cluster.kv import Remote, ensure_kv
+from minutely.cluster.checkpoints import Checkpoints
+from minutely.cluster.kv import Remote, ensure_kv, ensure_objects
 from minutely.cluster.leases import Leases, Membership
 from minutely.cluster.names import GlobalNames
 from minutely.errors import ConfigError
@@ -85,6 +86,7 @@ class ControlPlane:
         self._membership: Membership | None = None
         self._leases: Leases | None = None
         self._names: GlobalNames | None = None
+        self._checkpoints: Checkpoints | None = None
 
     def open(self) -> ControlPlane:
         """Connect and bind or make the buckets; ``Unavailable`` if no server answers,
@@ -102,10 +104,13 @@ class ControlPlane:
                 js = broker.jetstream
                 nodes = await ensure_kv(js, c.nodes_bucket, replicas=c.replicas, ttl=c.lease_ttl)
                 leases = await ensure_kv(js, c.leases_bucket, replicas=c.replicas, ttl=c.lease_ttl)
-                self._membership = Membership(remote, nodes, c.nodes_bucket)
                 names = await ensure_kv(js, c.names_bucket, replicas=c.replicas, ttl=None)
+                pointers = await ensure_kv(js, c.checkpoints_bucket, replicas=c.replicas, ttl=None)
+                blobs = await ensure_objects(js, c.checkpoints_bucket, replicas=c.replicas)
+                self._membership = Membership(remote, nodes, c.nodes_bucket)
                 self._leases = Leases(remote, leases, c.leases_bucket, c.lease_ttl)
                 self._names = GlobalNames(remote, names, c.names_bucket)
+                self._checkpoints = Checkpoints(remote, pointers, blobs, broker.max_payload)
 
             remote.call(buckets(), "set up the control plane's buckets")
         except BaseException:
@@ -136,6 +141,11 @@ class ControlPlane:
         self.close()
 
     @property
+    def broker(self) -> Broker:
+        """The connection, for tools and tests; ``RuntimeError`` before ``open``."""
+        return _opened(self._broker)
+
+    @property
     def membership(self) -> Membership:
         return _opened(self._membership)
 
@@ -146,6 +156,10 @@ class ControlPlane:
     @property
     def names(self) -> GlobalNames:
         return _opened(self._names)
+
+    @property
+    def checkpoints(self) -> Checkpoints:
+        return _opened(self._checkpoints)
 
 
 def _opened(part: T | None) -> T:
