@@ -93,7 +93,7 @@ class NatsServer(ServerProcess):
     def _launch(self) -> subprocess.Popen[bytes]:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.config.write_text("".join(line + "\n" for line in self._config_lines()))
-        return subprocess.Popen(
+        return self._popen(
             [
                 self.binary,
                 "-c",

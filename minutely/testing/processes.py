@@ -35,9 +35,11 @@ def launch(
     *extra: str,
     env: dict[str, str] | None = None,
     output: IO[Any] | int | None = subprocess.DEVNULL,
+    own_process_group: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start ``minutely <command>`` (serve, ingest) on ``port``; ``output`` takes its
-    stdout and stderr (a file, ``None`` for the caller's, DEVNULL by default)."""
+    stdout and stderr (a file, ``None`` for the caller's, DEVNULL by default);
+    ``own_process_group`` as in ``ServerProcess``."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -54,6 +56,7 @@ def launch(
         stdout=output,
         stderr=subprocess.STDOUT if output not in (None, subprocess.DEVNULL) else output,
         cwd=ROOT,
+        process_group=0 if own_process_group else None,
     )
 
 
@@ -93,6 +96,9 @@ class ServerProcess:
 
     #: what error messages call it
     label = "server"
+    #: launch it in a process group of its own, so that a terminal's Ctrl-C reaches only its
+    #: parent, which then stops everything in order (``minutely demo``)
+    own_process_group = False
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -103,6 +109,11 @@ class ServerProcess:
 
     def _answers(self) -> bool:
         raise NotImplementedError
+
+    def _popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """``subprocess.Popen`` as ``_launch`` should call it."""
+        group = 0 if self.own_process_group else None
+        return subprocess.Popen(args, process_group=group, **kwargs)
 
     def _exit_detail(self) -> str:
         """Said after "exited with N" (a log tail, a likely cause)."""

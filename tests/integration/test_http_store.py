@@ -1,5 +1,5 @@
 """``minutely serve --store http://…``: the same service on a ClickHouse HTTP endpoint (the
-stand-in of ``tests/clickhouse_http.py``, the real engine behind it) instead of embedded
+stand-in of ``minutely/testing/clickhouse_http.py``, the real engine behind it) instead of embedded
 chDB, changed by one setting: history older than the hot window goes to the store only,
 and every answer equals numpy, before and after a restart that rebuilds the ring from it."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from minutely import sim
 from minutely.model import PointBatch
-from tests.clickhouse_http import ClickHouseHttpServer
+from minutely.testing.clickhouse_http import ClickHouseHttpServer
 from tests.integration.conftest import start_server, stop_server
 from tests.integration.test_restart_and_import import DAY, check, points, wait_written
 

@@ -25,9 +25,9 @@ import pytest
 
 from minutely import sim
 from minutely.model import PointBatch
+from minutely.testing.clickhouse_http import ClickHouseHttpServer
 from minutely.testing.natsserver import free_port
 from minutely.testing.processes import launch, stop_process, wait_healthy
-from tests.clickhouse_http import ClickHouseHttpServer
 from tests.integration.conftest import Server
 from tests.integration.truth import Points, check_series, check_summary, columns
 

@@ -9,8 +9,8 @@ tests never see each other's rows.
   suites open engines of their own.
 - ``http``: the ``http://`` DSN, so clickhouse-connect's HTTP client, against one server for
   the whole session, started by the first test that needs it. No real ClickHouse server can
-  run here, so it is ``tests.clickhouse_http``: the HTTP interface answered by chDB's engine
-  in a process of its own. If it does not start, the tests fail.
+  run here, so it is ``minutely.testing.clickhouse_http``: the HTTP interface answered by
+  chDB's engine in a process of its own. If it does not start, the tests fail.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from minutely.store import Retention, Store, StoreConfig
-from tests.clickhouse_http import ClickHouseHttpServer
+from minutely.testing.clickhouse_http import ClickHouseHttpServer
 
 #: ``factory(database, retention, index_granularity) -> Store``
 StoreFactory = Callable[[str, Retention, int], Store]
