@@ -289,13 +289,18 @@ class Checkpointer:
         self.generations = dict(generations)
         return renewed
 
-    def restore_open(self) -> int:
+    def restore_open(self, add_series: bool = False) -> int:
         """Start-up, after the ring is rebuilt: put the checkpoint's open minutes back into
-        the ring's live rows. Returns the cells restored."""
+        the ring's live rows. Returns the cells restored. ``add_series``: number series the
+        registry lacks (a cluster shard's registry holds only what the store has; a single
+        node's was loaded whole, so a lack there is corruption)."""
         rows, self._open = self._open, empty_minutes()
         if rows.minutes.shape[0] == 0:
             return 0
-        series = self.registry.lookup(rows.server_ids, rows.metric_ids)
+        if add_series:
+            series = self.registry.ensure_series(rows.server_ids, rows.metric_ids)
+        else:
+            series = self.registry.lookup(rows.server_ids, rows.metric_ids)
         if (series < 0).any():
             lacking = int((series < 0).sum())
             msg = f"the checkpoint names {lacking} series the store's registry lacks"

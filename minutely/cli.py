@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,6 +60,19 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
         "--store", help="'chdb' (default, embedded), a ClickHouse URL http://host:8123, or 'none'"
     )
     p.add_argument(
+        "--node",
+        help="join a cluster under this name: every node given the same NATS --bus and"
+        " ClickHouse --store owns a share of the partitions (docs/cluster.md)",
+    )
+    p.add_argument(
+        "--advertise",
+        help="the URL other cluster nodes reach this one at (default http://host:port)",
+    )
+    p.add_argument(
+        "--replicas", type=int, help="replicas of each JetStream stream and bucket (default 1)"
+    )
+    p.add_argument("--lease-ttl", help="a cluster node's lease on its partitions (default 10s)")
+    p.add_argument(
         "--allow-damaged-store",
         action="store_true",
         default=None,
@@ -77,6 +91,10 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         bus=args.bus,
         store=args.store,
         allow_damaged_store=args.allow_damaged_store,
+        node=args.node,
+        advertise=args.advertise,
+        replicas=args.replicas,
+        lease_ttl=args.lease_ttl,
     )
 
 
@@ -123,6 +141,10 @@ def _serve_on(
     failpoints.arm(settings.failpoints)
     if ingest_only:
         app = create_ingest_app(IngestNode(settings).open())
+    elif settings.node:
+        from minutely.cluster.node import ClusterNode
+
+        app = create_app(ClusterNode(settings).open())
     else:
         app = create_app(Service(settings).open())
     server = uvicorn.Server(
@@ -172,6 +194,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.nodes > 1:
+        from minutely.cluster.demo import run_cluster_demo
+
+        return run_cluster_demo(
+            data_dir=Path(args.data_dir or "data-cluster"),
+            nodes=args.nodes,
+            servers=args.servers,
+            metrics=args.metrics,
+            backfill=args.backfill,
+            seed=args.seed,
+            base_port=args.port,
+            partitions=args.partitions or 8,
+        )
     settings = _settings(args)
     sim: list[subprocess.Popen[bytes]] = []
 
@@ -397,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=int, default=100)
     p.add_argument("--backfill", default="6h")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="run a cluster: three NATS servers, a shared store and this many nodes",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = command("simulate", "send a simulated fleet's points to a server")

@@ -25,6 +25,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = re.compile(r"^\s*(\d+)\s*(|B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
 _UNIT_BYTES = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+#: a cluster node's name goes into KV values and log lines: kept plain
+_NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def parse_duration(text: str | int | float, name: str = "duration") -> float:
@@ -91,6 +93,16 @@ class Settings:
     open_minutes_every: float = 1.0
     #: start even though the store has damaged (detached) parts, whose rows are not read
     allow_damaged_store: bool = False
+    #: a cluster node's name (``--node``): set, ``serve`` joins the cluster of every node
+    #: given the same bus and store; empty, the default, runs one node alone
+    node: str = ""
+    #: the URL other nodes reach this one at (``--advertise``; default http://host:port)
+    advertise: str = ""
+    #: replicas of each JetStream stream and bucket (3 on a cluster of three NATS servers)
+    replicas: int = 1
+    #: how long a cluster node holds a partition without renewing its lease: a node that
+    #: dies (or pauses) this long loses its partitions to the others
+    lease_ttl: float = 10.0
     #: crash points for the fault-injection tests, ``name=n,…`` (see ``failpoints.py``);
     #: empty, the default, arms none
     failpoints: str = ""
@@ -116,6 +128,22 @@ class Settings:
         if self.open_minutes_every <= 0:
             msg = f"open_minutes_every: {self.open_minutes_every}s must be above 0"
             raise ConfigError(msg)
+        if self.node:
+            if not _NODE_NAME.match(self.node):
+                msg = f"node: {self.node!r} may hold only letters, digits, '-' and '_'"
+                raise ConfigError(msg)
+            if not self.bus.startswith(("nats://", "tls://")):
+                msg = "node: a cluster node needs a NATS JetStream bus (--bus nats://…)"
+                raise ConfigError(msg)
+            if not self.store.startswith(("http://", "https://")):
+                msg = "node: a cluster node needs a shared ClickHouse store (--store http://…)"
+                raise ConfigError(msg)
+        if not 1 <= self.replicas <= 5:
+            msg = f"replicas: {self.replicas} is not between 1 and 5"
+            raise ConfigError(msg)
+        if self.lease_ttl < 1:
+            msg = f"lease_ttl: {self.lease_ttl}s is below the minimum of 1 second"
+            raise ConfigError(msg)
         if self.checkpoint_every <= 0:
             msg = f"checkpoint_every: {self.checkpoint_every}s must be above 0"
             raise ConfigError(msg)
@@ -137,6 +165,11 @@ class Settings:
         """Slots in the ring: one per minute of the hot window."""
         return int(self.hot_window // 60)
 
+    @property
+    def advertised_url(self) -> str:
+        """Where other nodes reach this one."""
+        return self.advertise or f"http://{self.host}:{self.port}"
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -150,6 +183,7 @@ _DURATIONS = {
     "expire_every",
     "checkpoint_every",
     "open_minutes_every",
+    "lease_ttl",
 }
 _SIZES = {"bus_max_bytes", "max_body_bytes", "writer_max_bytes"}
 
