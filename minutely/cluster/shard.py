@@ -200,10 +200,12 @@ class Shard:
     def stop(self) -> None:
         """Hand the partition over: checkpoint what is folded, let the consumer go. The
         messages after the checkpoint stay unacked for the next owner."""
+        opened = self.ready
         self.state.state, self.state.since = "stopping", self.clock()
         try:
             self.aggregator.halt()
-            self.aggregator.checkpoint(force=True)
+            if opened:  # a shard that never opened has claimed nothing to checkpoint
+                self.aggregator.checkpoint(force=True)
         finally:
             self.aggregator.close()
             self.state.state, self.state.since = "stopped", self.clock()

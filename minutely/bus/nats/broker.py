@@ -50,6 +50,10 @@ class StreamState:
     created: str = ""  # when the stream was made: its sequence numbers count from then
 
 
+#: tries at making or reading a stream at open before the broker is deemed unavailable
+ENSURE_ATTEMPTS = 8
+
+
 class Broker:
     """The connection to the NATS servers at ``url`` (comma-separated for a cluster).
 
@@ -173,11 +177,25 @@ class Broker:
         layout names the partition count in it) or another retention.
         """
         js = self.jetstream
-        try:
-            info = await js.stream_info(want.name or "")
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(want)
-            return
+        for attempt in range(ENSURE_ATTEMPTS):
+            # several nodes of a cluster make the same replicated streams at once, and the
+            # meta leader may then answer late: ask again, the request is idempotent
+            try:
+                info = await js.stream_info(want.name or "")
+                break
+            except nats.js.errors.NotFoundError:
+                try:
+                    await js.add_stream(want)
+                    return
+                except (TimeoutError, nats.js.errors.BadRequestError) as e:
+                    if attempt == ENSURE_ATTEMPTS - 1:
+                        msg = f"cannot make stream {want.name}: {e!r}"
+                        raise Unavailable(msg) from e
+            except TimeoutError as e:
+                if attempt == ENSURE_ATTEMPTS - 1:
+                    msg = f"cannot read stream {want.name}: {e!r}"
+                    raise Unavailable(msg) from e
+            await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
         have = info.config
         if have.description != want.description or have.subjects != want.subjects:
             msg = (

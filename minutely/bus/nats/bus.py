@@ -175,7 +175,7 @@ class NatsBus:
             if self.prefetch_bytes < broker.max_message:
                 msg = f"prefetch_bytes must hold a message of {broker.max_message} bytes"
                 raise ValueError(msg)
-            broker.call(self._setup(), broker.timeout * 4)
+            broker.call(self._setup(), broker.timeout * 12)
             self._syncing = broker.submit(self._sync_forever())
         except BaseException:
             broker.close(broker.timeout)
@@ -316,7 +316,14 @@ class NatsBus:
                 for p in range(self.partitions)
             )
         )
-        await self._sync_all()
+        for attempt in range(4):  # new replicated streams may elect their leaders late
+            try:
+                await self._sync_all()
+                return
+            except Unavailable:
+                if attempt == 3:
+                    raise
+                await asyncio.sleep(0.5 * 2**attempt)
 
     async def _sync_all(self) -> list[StreamState]:
         asked_at = self._monotonic()

@@ -78,7 +78,10 @@ class LoopThread:
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             return future.result(timeout)
-        except concurrent.futures.TimeoutError:
+        except concurrent.futures.TimeoutError as e:
+            if future.done():  # a request of the coroutine's own timed out (the same class)
+                msg = f"a NATS request timed out: {e!r}"
+                raise Unavailable(msg) from e
             future.cancel()
             msg = f"NATS did not answer within {timeout} s"
             raise Unavailable(msg) from None
