@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -263,6 +264,8 @@ class HotRing:
         #: the newest minute any point has reached (None before the first point)
         self.head: int | None = None
         self.expired_points = 0
+        #: CPU seconds spent sealing open blocks and compacting closed ones
+        self.maintenance = {"seal": 0.0, "compact": 0.0}
         self._grow(capacity)
 
     # -- capacity and memory ---------------------------------------------------------------
@@ -298,6 +301,18 @@ class HotRing:
     @property
     def nbytes(self) -> int:
         return sum(state["bytes"] for state in self.memory().values())
+
+    def blob_bytes(self) -> tuple[I64, I64]:
+        """Per series id: encoded bytes in closed blocks and the minutes those blocks span
+        (blobs only: no summaries, tables or arena slack), for figures per kind of series."""
+        with self.lock:
+            size = np.zeros(self._used, np.int64)
+            minutes = np.zeros(self._used, np.int64)
+            for blk in [*self._hours.values(), *self._compacted.values()]:
+                rows = min(blk.rows, self._used)
+                size[:rows] += blk.length[:rows]
+                minutes += blk.n
+            return size, minutes
 
     @property
     def bytes_per_series_minute(self) -> float:
@@ -423,6 +438,7 @@ class HotRing:
                 new = merge(whole.take(flat), p)
                 for dst, src in zip(whole.fields(), new.fields(), strict=True):
                     dst[flat] = src
+                blk.written[m - start] = True  # a flush of these minutes now merges
             else:
                 self._merge_closed(start, s, m, p)
 
@@ -498,14 +514,18 @@ class HotRing:
             for start in [s for s, blk in blocks.items() if s + blk.n <= oldest]:
                 del blocks[start]
         for start in sorted(s for s in self._open if s + b <= close):
+            began = time.thread_time()
             opened = self._open.pop(start)
             self._hours[start] = _encode_block(
                 start, opened.parts.take(np.s_[: self._used]), b, blockcodec.FAST
             )
+            self.maintenance["seal"] += time.thread_time() - began
         if c > b:
             for group in sorted({s // c * c for s in self._hours}):
                 if group + c <= close:
+                    began = time.thread_time()
                     self._compact(group)
+                    self.maintenance["compact"] += time.thread_time() - began
 
     def _compact(self, group: int) -> None:
         """Replace the hour blocks of ``[group, group + C)`` by one block."""

@@ -53,6 +53,27 @@ class RingModel(RuleBasedStateMachine):
         assert result.folded == len(data) - expired
         self.series_seen = max(self.series_seen, int(series.max()) + 1)
 
+    @rule(
+        data=st.lists(
+            st.tuples(st.integers(0, 40), st.integers(-14, 0), st.integers(-1000, 1000)),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    def load(self, data: list[tuple[int, int, int]]) -> None:
+        """Stored partials (a start-up), into live, open and closed minutes alike."""
+        if self.head is None:
+            return
+        series = np.array([s for s, _, _ in data], dtype=np.int32)
+        minutes = np.array([self.head + m for _, m, _ in data], dtype=np.int64)
+        values = np.array([v / 8 for _, _, v in data], dtype=np.float64)
+        ones = np.ones(len(data), np.uint32)
+        self.ring.load(series, minutes, Partials(values, values, values, ones))
+        for s, m, v in zip(series.tolist(), minutes.tolist(), values.tolist(), strict=True):
+            if m > self.head - W:
+                self.points[(s, m)].append(v)
+        self.series_seen = max(self.series_seen, int(series.max()) + 1)
+
     @rule(jump=st.integers(1, 40))
     def jump_ahead(self, jump: int) -> None:
         """One point far ahead: the ring wraps and older slots must read as empty."""
