@@ -62,7 +62,7 @@ METRIC_STREAM, METRIC_SUBJECTS, METRIC_GROUP = "MINUTELY_M", "minutely.mpoints",
 #: seconds between two looks at the cluster (membership, leases, wanted owners)
 TICK = 1.0
 #: seconds before a shard that failed to open is tried again
-RETRY_OPEN = 5.0
+RETRY_OPEN = 2.0
 
 
 class ClusterNode:
