@@ -194,7 +194,16 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.nodes > 1:
+    cluster = args.nodes > 1
+    # a cluster on one machine runs three NATS servers and several nodes: a smaller fleet
+    for name, alone, together in (
+        ("servers", 50, 20),
+        ("metrics", 100, 25),
+        ("backfill", "6h", "15m"),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, together if cluster else alone)
+    if cluster:
         from minutely.cluster.demo import run_cluster_demo
 
         return run_cluster_demo(
@@ -428,9 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "serve plus a simulated fleet with history")
     _add_settings_flags(p)
-    p.add_argument("--servers", type=int, default=50)
-    p.add_argument("--metrics", type=int, default=100)
-    p.add_argument("--backfill", default="6h")
+    p.add_argument("--servers", type=int, help="fleet servers (default 50; 20 with --nodes)")
+    p.add_argument("--metrics", type=int, help="metrics per server (default 100; 25 with --nodes)")
+    p.add_argument("--backfill", help="history sent first (default 6h; 15m with --nodes)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--nodes",
