@@ -133,6 +133,7 @@ class ClusterNode:
         self._opener = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="minutely-shard")
         self._opening: dict[str, concurrent.futures.Future[None]] = {}
         self._next_announce = 0.0
+        self._next_expiry = time.monotonic() + settings.expire_every
 
     # -- life ------------------------------------------------------------------------------
 
@@ -198,6 +199,9 @@ class ClusterNode:
             self.control.membership.announce(self.info)
             self._next_announce = now + ttl / 3
         self._renew(now, ttl)
+        if now >= self._next_expiry:
+            self._next_expiry = now + self.settings.expire_every
+            self._expire()
         self._nodes = self.control.membership.nodes()
         self._holders = self.control.leases.holders()
         names = sorted({n.name for n in self._nodes} | {self.name})
@@ -208,6 +212,15 @@ class ClusterNode:
                     self._take(key)
             elif owner != self.name and key in self._leases and self._ready(key):
                 self._hand_over(key)
+
+    def _expire(self) -> None:
+        """Drop expired partitions (every node does: a drop is idempotent) and move each
+        store's read horizons on."""
+        for copy, store in self.stores.items():
+            try:
+                store.expire(self.clock())
+            except Exception as exc:
+                log.warning("expiry of the %s copy failed: %s", copy, exc)
 
     def _renew(self, now: float, ttl: float) -> None:
         for key, lease in list(self._leases.items()):

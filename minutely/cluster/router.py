@@ -17,7 +17,7 @@ is sent to more than one node. ``Router`` answers:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -32,8 +32,28 @@ from minutely.query import By, Query, SeriesAnswer, SummaryAnswer, fleet_of
 from minutely.registry import Registry
 
 if TYPE_CHECKING:
-    from minutely.cluster.node import ClusterNode
+    from minutely.cluster.leases import Holder
     from minutely.cluster.shard import Shard
+    from minutely.config import Settings
+    from minutely.registry import Names
+    from minutely.store import Store
+
+
+class Owners(Protocol):
+    """What the answers need of their node (``node.ClusterNode``): its shards, who holds
+    each key, its names and its stores."""
+
+    name: str
+    partitions: int
+    settings: Settings
+    servers: Names
+    metrics: Names
+
+    def shard(self, key: str) -> Shard | None: ...
+
+    def holder(self, key: str) -> Holder | None: ...
+
+    def store_of(self, by: By) -> Store: ...
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +64,7 @@ ROUTE_TIMEOUT = 30.0
 class LocalAnswers:
     """Answers from this node's ready shards, else from the store marked partial."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: Owners) -> None:
         self.node = node
 
     def touches_store(self, start: int) -> bool:
@@ -106,7 +126,7 @@ class LocalAnswers:
 class Router(LocalAnswers):
     """Answers any question through this node (see the module docstring)."""
 
-    def __init__(self, node: ClusterNode, client: httpx.Client | None = None) -> None:
+    def __init__(self, node: Owners, client: httpx.Client | None = None) -> None:
         super().__init__(node)
         self.client = client or httpx.Client(timeout=ROUTE_TIMEOUT)
 
