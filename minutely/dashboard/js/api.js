@@ -2,6 +2,8 @@
 //
 // Every answer also reports the API's health to whoever listens (the "API down" banner):
 // a network failure or a 5xx marks it down, any answer from the app marks it up again.
+// Every answer to a query (series, summary, fleet) reports whether it is partial: a cluster
+// node answers from its store alone, marked `"partial": true`, while a partition has no owner.
 
 export class ApiError extends Error {
   constructor(status, message, url) {
@@ -17,12 +19,21 @@ export class ApiError extends Error {
 }
 
 const listeners = new Set();
+const partialListeners = new Set();
 let healthy = true;
 let lastOk = null;
+
+/** The API paths whose answers say whether they are partial. */
+const QUERY_PATH = /\/(series|summary|fleet)$/;
 
 /** `fn(healthy, error, lastOk)` on every change of health. */
 export function onHealth(fn) {
   listeners.add(fn);
+}
+
+/** `fn(partial)` on every query answer: true when it came from a cluster's store alone. */
+export function onPartial(fn) {
+  partialListeners.add(fn);
 }
 
 export function isHealthy() {
@@ -71,6 +82,7 @@ export async function getJSON(path, params = {}, { signal } = {}) {
     throw err;
   }
   report(true);
+  if (QUERY_PATH.test(url.pathname)) for (const fn of partialListeners) fn(body.partial === true);
   return body;
 }
 

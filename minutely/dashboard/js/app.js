@@ -1,20 +1,24 @@
 // The page: reads the state from the URL, mounts the view it names, keeps the top bar
-// (views, time range, live refresh) in step with it, and shows a banner while the API is down.
+// (views, time range, live refresh) in step with it, shows a banner while the API is down and
+// a notice while the answers shown are partial (a cluster partition without an owner).
 
 import * as api from "./api.js";
 import { fmtTime } from "./format.js";
 import { link, parse, serialize } from "./state.js";
 import { resolveRange } from "./timerange.js";
 import { hideTip } from "./tooltip.js";
+import { ClusterView } from "./views/cluster.js";
 import { FleetView } from "./views/fleet.js";
 import { MetricView } from "./views/metric.js";
 import { ServerView } from "./views/server.js";
 
-const VIEWS = { fleet: FleetView, server: ServerView, metric: MetricView };
+const VIEWS = { fleet: FleetView, server: ServerView, metric: MetricView, cluster: ClusterView };
 
 const root = document.getElementById("view");
 const banner = document.getElementById("banner");
 const progress = document.getElementById("progress");
+const partialNote = document.getElementById("partial");
+const clusterTab = document.querySelector('.tabs a[data-view="cluster"]');
 const liveButton = document.getElementById("live-toggle");
 const liveStatus = document.getElementById("live-status");
 const customForm = document.querySelector(".custom-range");
@@ -23,6 +27,7 @@ let state = parse(location.hash);
 let view = null;
 let busy = 0;
 let updatedAt = null;
+let clusterKnown = false; // whether /status has said if this node is part of a cluster
 const recent = { server: "", metric: "" };
 
 /** What views get: the state, navigation, and the page's shared chrome. */
@@ -42,6 +47,10 @@ const ctx = {
     apply(next);
   },
   link: (viewName, name = "", extra = {}) => link(state, viewName, name, extra),
+  /** Seconds between live refreshes of the current view. */
+  get period() {
+    return period();
+  },
   async busy(promise) {
     busy += 1;
     progress.hidden = false;
@@ -58,11 +67,20 @@ const ctx = {
   },
 };
 
+/** The current view's class: its live period and whether it ignores the time range. */
+const kind = () => VIEWS[state.view];
+/** Seconds between live refreshes: the view's own period, else the state's. */
+const period = () => kind().refreshSeconds ?? state.refresh;
+/** Is the view live now? A view of the present only (the cluster) is, whatever the range. */
+const isLive = () => kind().timeless || resolveRange(state).live;
+
 function mount() {
   view?.destroy();
   hideTip();
+  partialNote.hidden = true; // the new view's answers say again
   root.textContent = "";
   root.className = `view-${state.view}`;
+  document.body.dataset.view = state.view;
   updatedAt = null;
   renderLive();
   view = new VIEWS[state.view](root, ctx);
@@ -77,7 +95,7 @@ function apply(next) {
   renderChrome();
   if (!view || prev.view !== next.view || prev.name !== next.name) mount();
   else view.update(next, prev);
-  if (next.refresh !== prev.refresh) schedule();
+  if (next.refresh !== prev.refresh || next.view !== prev.view) schedule();
   if (next.live && !prev.live) schedule(0); // resuming: catch up at once
 }
 
@@ -97,18 +115,18 @@ function renderChrome() {
 }
 
 function renderLive() {
-  const range = resolveRange(state);
-  liveButton.disabled = !range.live;
-  liveButton.setAttribute("aria-pressed", String(state.live && range.live));
+  const live = isLive();
+  liveButton.disabled = !live;
+  liveButton.setAttribute("aria-pressed", String(state.live && live));
   liveButton.textContent = state.live ? "❚❚ Pause" : "▶ Live";
-  liveButton.title = state.live ? "Stop refreshing the current minute" : `Refresh every ${state.refresh} s`;
+  liveButton.title = state.live ? "Stop refreshing the current minute" : `Refresh every ${period()} s`;
   const when = updatedAt ? ` · updated ${fmtTime(updatedAt.getTime() / 1000, { seconds: true })}` : "";
   let text;
-  if (!range.live) text = "fixed range";
-  else if (state.live) text = `live every ${state.refresh} s${when}`;
+  if (!live) text = "fixed range";
+  else if (state.live) text = `live every ${period()} s${when}`;
   else text = `paused${when}`;
   liveStatus.textContent = text;
-  liveStatus.classList.toggle("on", state.live && range.live);
+  liveStatus.classList.toggle("on", state.live && live);
 }
 
 // --- time range --------------------------------------------------------------------------
@@ -159,7 +177,7 @@ liveButton.addEventListener("click", () => ctx.set({ live: !state.live }));
 let ticking = false;
 let timer = 0;
 
-function schedule(ms = state.refresh * 1000) {
+function schedule(ms = period() * 1000) {
   clearTimeout(timer);
   timer = setTimeout(tick, ms);
 }
@@ -168,8 +186,7 @@ async function tick() {
   if (ticking) return;
   ticking = true;
   try {
-    const range = resolveRange(state);
-    if (state.live && range.live && document.visibilityState === "visible") {
+    if (state.live && isLive() && document.visibilityState === "visible") {
       await view?.refresh();
     } else if (!api.isHealthy()) {
       await view?.refresh({ healthOnly: true });
@@ -188,14 +205,32 @@ api.onHealth((ok, error, lastOk) => {
   if (ok) {
     banner.hidden = true;
     banner.textContent = "";
+    if (!clusterKnown) findCluster();
     return;
   }
   const since = lastOk ? ` The page shows data up to ${fmtTime(lastOk / 1000, { seconds: true })}.` : "";
   const cause = error && error.status ? ` (HTTP ${error.status}: ${error.message})` : "";
   banner.textContent =
-    `Cannot reach the minutely API at ${location.host}${cause}. Retrying every ${state.refresh} s.${since}`;
+    `Cannot reach the minutely API at ${location.host}${cause}. Retrying every ${period()} s.${since}`;
   banner.hidden = false;
 });
+
+// --- partial answers and the cluster ------------------------------------------------------
+
+api.onPartial((partial) => {
+  partialNote.hidden = !partial;
+});
+
+/** Show the Cluster tab when this node is part of a cluster (a single node has no such page). */
+async function findCluster() {
+  try {
+    const status = await api.getJSON("status");
+    clusterKnown = true;
+    clusterTab.hidden = status.role !== "cluster";
+  } catch (e) {
+    if (!(e instanceof api.ApiError)) console.error(e); // asked again once the API answers
+  }
+}
 
 window.addEventListener("hashchange", () => apply(parse(location.hash)));
 
@@ -211,3 +246,4 @@ if (location.hash !== canonical) history.replaceState(null, "", canonical);
 renderChrome();
 mount();
 schedule();
+findCluster();

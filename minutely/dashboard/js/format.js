@@ -88,6 +88,17 @@ export function fmtDuration(seconds) {
   return `${seconds} s`;
 }
 
+/** An age or a span of seconds as a person reads it: "4.2 s", "12 s", "5 min", "3 h 12 min", "2 d 4 h". */
+export function fmtAge(seconds) {
+  if (seconds == null || Number.isNaN(seconds)) return "–";
+  const s = Math.max(0, seconds);
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 60) return `${Math.floor(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
 /** Axis tick labels: one prefix for the whole axis and as many decimals as the tick step needs. */
 export function fmtAxis(splits, incr, unit = "") {
   const top = Math.max(0, ...splits.map((v) => Math.abs(v)));

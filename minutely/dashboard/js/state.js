@@ -3,11 +3,15 @@
 //   #/fleet?metric=cpu.user&agg=max&range=6h
 //   #/server/web-001?range=2d&q=cpu&sort=max.desc
 //   #/metric/cpu.user?show=web-001,web-004&range=custom&from=1764000000&to=1764003600
+//   #/cluster (a cluster's nodes and partitions; it keeps no name)
 //   ...&live=0 (paused) &refresh=30 (seconds between live refreshes)
 
 import { RANGES } from "./timerange.js";
 
-export const VIEWS = ["fleet", "server", "metric"];
+export const VIEWS = ["fleet", "server", "metric", "cluster"];
+
+/** The views that show one server or metric, named in the path. */
+const NAMED = ["server", "metric"];
 
 const DEFAULTS = {
   view: "fleet",
@@ -39,7 +43,7 @@ export function parse(hash) {
   const [view, ...rest] = path.split("/");
   const state = { ...DEFAULTS, show: [] };
   state.view = VIEWS.includes(view) ? view : "fleet";
-  state.name = state.view === "fleet" ? "" : safeDecode(rest.join("/"));
+  state.name = NAMED.includes(state.view) ? safeDecode(rest.join("/")) : "";
   const range = query.get("range");
   if (range && (range in RANGES || range === "custom")) state.range = range;
   state.from = query.has("from") ? int(query.get("from"), null) : null;
@@ -69,7 +73,7 @@ function safeDecode(text) {
 /** The hash for `state`: only what differs from the defaults. */
 export function serialize(state) {
   let path = `#/${state.view}`;
-  if (state.view !== "fleet" && state.name) path += `/${encodeURIComponent(state.name)}`;
+  if (NAMED.includes(state.view) && state.name) path += `/${encodeURIComponent(state.name)}`;
   const q = new URLSearchParams();
   if (state.range !== DEFAULTS.range) q.set("range", state.range);
   if (state.range === "custom") {

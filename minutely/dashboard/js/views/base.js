@@ -60,7 +60,7 @@ export class View {
       this.suggest(el, kind, name);
     } else if (err.unreachable) {
       replace(el, notice("error", "Cannot reach the minutely API",
-        `${err.message}. The page retries every ${this.ctx.state.refresh} s and fills in once it answers.`));
+        `${err.message}. The page retries every ${this.ctx.period} s and fills in once it answers.`));
     } else {
       replace(el, notice("error", "The API refused this request", err.message, back));
     }
