@@ -428,16 +428,6 @@ class Service(_IngestPath):
                 "capacity": ring.capacity,
                 "bytes": ring.nbytes,
                 "bytes_per_series_minute": round(ring.bytes_per_series_minute, 2),
-                # per state (live rows, open blocks, closed hour blocks, compacted blocks)
-                "blocks": {
-                    state: {
-                        **held,
-                        "bytes_per_series_minute": round(
-                            held["bytes"] / max(1, held["series_minutes"]), 2
-                        ),
-                    }
-                    for state, held in ring.memory().items()
-                },
             },
             "aggregator": asdict(self.aggregator.stats),
             "store": None if self.writer is None else asdict(self.writer.stats),
