@@ -55,10 +55,13 @@ class Owners(Protocol):
 
     def store_of(self, by: By) -> Store: ...
 
+
 log = logging.getLogger(__name__)
 
-#: seconds a routed question may take at its owner before the store answers instead
-ROUTE_TIMEOUT = 30.0
+#: seconds a routed question may take at its owner before the store answers instead (a
+#: paused owner accepts connections and never answers), and to connect to it
+ROUTE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 1.0
 
 
 class LocalAnswers:
@@ -128,7 +131,9 @@ class Router(LocalAnswers):
 
     def __init__(self, node: Owners, client: httpx.Client | None = None) -> None:
         super().__init__(node)
-        self.client = client or httpx.Client(timeout=ROUTE_TIMEOUT)
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(ROUTE_TIMEOUT, connect=CONNECT_TIMEOUT)
+        )
 
     def _remote(self, by: By, name: str) -> str | None:
         """The URL of the node holding ``name``'s partition, when that is another node."""
