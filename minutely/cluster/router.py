@@ -17,6 +17,7 @@ is sent to more than one node. ``Router`` answers:
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
@@ -139,6 +140,10 @@ class Router(LocalAnswers):
         """The URL of the node holding ``name``'s partition, when that is another node."""
         holder = self.node.holder(self._key(by, name))
         if holder is None or holder.node == self.node.name or not holder.url:
+            return None
+        # a holder renews every third of its lease: one silent for two thirds is dead or
+        # paused, and asking it would only wait for the timeout
+        if time.time() - holder.renewed > self.node.settings.lease_ttl * 2 / 3 + 1.0:
             return None
         return holder.url
 
