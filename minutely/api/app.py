@@ -52,6 +52,7 @@ from starlette.staticfiles import StaticFiles
 
 from minutely.api import arrow, encoding, params, partials, render
 from minutely.api.ports import Answers, ClusterMember, Lifecycle, PointSink, QueryNode
+from minutely.api.prometheus import routes as prometheus_routes
 from minutely.errors import (
     Backpressure,
     BadParameter,
@@ -286,6 +287,7 @@ def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
         Route("/api/v1/metrics/{name:path}/series", handler("metric", "series")),
         Route("/api/v1/metrics/{name:path}/summary", handler("metric", "summary")),
         Route("/api/v1/metrics/{name:path}/fleet", handler("metric", "fleet")),
+        *prometheus_routes(node),  # the Prometheus query API for Grafana (prometheus.py)
     ]
     if isinstance(node, ClusterMember):
         routes += [
