@@ -103,6 +103,19 @@ class Settings:
     #: how long a cluster node holds a partition without renewing its lease: a node that
     #: dies (or pauses) this long loses its partitions to the others
     lease_ttl: float = 10.0
+    #: the protocols (remote_write, Influx, OTLP, Graphite): the labels that name a point's
+    #: server, first present wins (``ingest/labels.py``)
+    server_labels: str = "instance,host,host.name,server"
+    #: drop the ``:port`` of Prometheus' ``instance`` label, so a machine is one server
+    strip_instance_port: bool = True
+    #: the server of a protocol point with none of ``server_labels``; empty: it is rejected
+    default_server: str = ""
+    #: Graphite plaintext on this TCP port (``--graphite-port``; 2003 by convention); 0: off
+    graphite_port: int = 0
+    #: which dot-separated node of a Graphite path is the server (0-based, e.g. 1 for
+    #: collectd's ``collectd.<host>.<plugin>…``); -1: none, the server comes from a
+    #: ``;host=`` tag or ``default_server``
+    graphite_server_node: int = -1
     #: crash points for the fault-injection tests, ``name=n,…`` (see ``failpoints.py``);
     #: empty, the default, arms none
     failpoints: str = ""
@@ -146,6 +159,12 @@ class Settings:
             raise ConfigError(msg)
         if self.checkpoint_every <= 0:
             msg = f"checkpoint_every: {self.checkpoint_every}s must be above 0"
+            raise ConfigError(msg)
+        if not 0 <= self.graphite_port < 65536:
+            msg = f"graphite_port: {self.graphite_port} is not a TCP port (0 turns it off)"
+            raise ConfigError(msg)
+        if not self.server_labels.strip() and not self.default_server:
+            msg = "server_labels: empty, and no default_server: no protocol point has a server"
             raise ConfigError(msg)
         if self.bus != "memory" and not self.bus.startswith(("nats://", "tls://")):
             msg = f"bus: {self.bus!r} is neither 'memory' nor a nats:// URL"

@@ -33,6 +33,8 @@ from minutely.errors import ConfigError, Unavailable
 from minutely.hot import HotRing
 from minutely.ingest import Decoded, decode
 from minutely.ingest.idempotency import LEDGER_NAME, IdempotencyKeys
+from minutely.ingest.labels import LabelMapping
+from minutely.ingest.series import Decoder, Limits
 from minutely.letters import LetterBox, points_of
 from minutely.query import Query
 from minutely.registry import Registry
@@ -71,6 +73,22 @@ class _IngestPath:
             horizon=self.horizon(),
         )
 
+    def limits(self) -> Limits:
+        """The accept window now, for a protocol decoder (``ingest_with``)."""
+        now = self.clock()
+        return Limits(
+            now,
+            self.oldest_accepted(now),
+            self.settings.max_future,
+            self.settings.max_errors,
+            self.horizon(),
+        )
+
+    @functools.cached_property
+    def label_mapping(self) -> LabelMapping:
+        """How the protocols' labels become (server, metric), from the settings."""
+        return label_mapping(self.settings)
+
     def horizon(self) -> str:
         """What the oldest accepted time is, in the words of a refused point's reason."""
         if self.settings.store != "none":
@@ -87,7 +105,23 @@ class _IngestPath:
         window (an import block's key: ever after) is answered the same way and its points
         count once; the key with another body raises ``IdempotencyConflict``.
         """
+        self.admit()
         decoded = await run_in_threadpool(self.decode, body, content_type)
+        return await self._publish(decoded, body, idempotency_key)
+
+    async def ingest_with(
+        self, decoder: Decoder, body: bytes = b"", idempotency_key: str | None = None
+    ) -> Decoded:
+        """As ``ingest``, with a protocol's own decoder (called with ``limits()`` on a worker
+        thread); ``body`` is what an ``idempotency_key`` is checked against."""
+        self.admit()
+        decoded = await run_in_threadpool(lambda: decoder(self.limits()))
+        return await self._publish(decoded, body, idempotency_key)
+
+    def admit(self) -> None:
+        """Raise ``Unavailable`` when a node cannot take points now (nothing here)."""
+
+    async def _publish(self, decoded: Decoded, body: bytes, idempotency_key: str | None) -> Decoded:
         claim = None
         if idempotency_key is not None:
             claim = await run_in_threadpool(self.idempotency.check, idempotency_key, body)
@@ -307,11 +341,9 @@ class Service(_IngestPath):
         log.error("%s; starting anyway (allow_damaged_store)", msg)
         return damaged
 
-    async def ingest(
-        self, body: bytes, content_type: str, idempotency_key: str | None = None
-    ) -> Decoded:
-        """As ``_IngestPath.ingest``, but 503 while the store cannot keep up or batches
-        cannot be folded: a 200 must mean the points will be answered."""
+    def admit(self) -> None:
+        """503 while the store cannot keep up or batches cannot be folded: a 200 must mean
+        the points will be answered."""
         if self.writer is not None and self.writer.full:
             msg = (
                 f"the store is behind: {self.writer.stats.pending_bytes} bytes wait for it"
@@ -322,7 +354,6 @@ class Service(_IngestPath):
         if self.aggregator.stats.fold_error is not None:
             msg = f"points cannot be folded now: {self.aggregator.stats.fold_error}"
             raise Unavailable(msg, retry_after=STORE_RETRY_AFTER)
-        return await super().ingest(body, content_type, idempotency_key)
 
     def start(self) -> None:
         if self.writer is not None:
@@ -435,6 +466,14 @@ class Service(_IngestPath):
             "damaged_parts": [{"table": t, "part": p, "reason": r} for t, p, r in self.damaged],
             "bus": [asdict(s) for s in self.bus.stats()],
         }
+
+
+def label_mapping(settings: Settings) -> LabelMapping:
+    return LabelMapping(
+        server_labels=LabelMapping.parse_list(settings.server_labels),
+        strip_instance_port=settings.strip_instance_port,
+        default_server=settings.default_server,
+    )
 
 
 def _make_bus(settings: Settings) -> Bus:

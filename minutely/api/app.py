@@ -50,7 +50,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from minutely.api import arrow, encoding, params, partials, render
+from minutely.api import arrow, encoding, params, partials, protocols, render
 from minutely.api.ports import Answers, ClusterMember, Lifecycle, PointSink, QueryNode
 from minutely.api.prometheus import routes as prometheus_routes
 from minutely.errors import (
@@ -165,6 +165,7 @@ def _ingest_routes(node: PointSink) -> list[Route | Mount]:
         Route("/healthz", healthz),
         Route("/api/v1/status", status),
         Route("/api/v1/points", points, methods=["POST"]),
+        *protocols.routes(node),  # remote_write, Influx, OTLP (Graphite is TCP: service.py)
     ]
 
 

@@ -5,6 +5,8 @@ The app depends on these, never on the composition root, so it is built and test
 today, a cluster's routing node later — serves the same routes by offering the same methods::
 
     PointSink        every node that takes points: the body limit, ingest, status
+    ProtocolSink     a PointSink that also runs a protocol's own decoder (remote_write,
+                     Influx, OTLP, Graphite) and says how labels map to (server, metric)
     Lifecycle        what the app starts and stops when it manages the node's life
     Answers          the four questions and the fleet view (``query.Query`` is one)
     QueryNode        a node that answers too: a PointSink with Answers, the names it
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from minutely.ingest import Decoded
+from minutely.ingest.labels import LabelMapping
+from minutely.ingest.series import Decoder
 from minutely.query import By, SeriesAnswer, SummaryAnswer
 
 
@@ -38,6 +42,20 @@ class PointSink(Protocol):
 
     def status(self) -> dict[str, Any]:
         """What ``/api/v1/status`` shows."""
+        ...
+
+
+@runtime_checkable
+class ProtocolSink(PointSink, Protocol):
+    """A node that takes the ecosystem's protocols too."""
+
+    @property
+    def label_mapping(self) -> LabelMapping: ...
+
+    async def ingest_with(
+        self, decoder: Decoder, body: bytes = b"", idempotency_key: str | None = None
+    ) -> Decoded:
+        """As ``ingest``, decoding with ``decoder`` (given the node's limits)."""
         ...
 
 

@@ -48,6 +48,8 @@ from minutely.cluster.shard import FencedStorage, Shard
 from minutely.config import Settings
 from minutely.errors import Unavailable
 from minutely.ingest import Decoded
+from minutely.ingest.labels import LabelMapping
+from minutely.ingest.series import Decoder
 from minutely.letters import LetterBox, points_of
 from minutely.query import By
 from minutely.registry import Names
@@ -337,6 +339,15 @@ class ClusterNode:
         self, body: bytes, content_type: str, idempotency_key: str | None = None
     ) -> Decoded:
         return await self.ingest_node.ingest(body, content_type, idempotency_key)
+
+    async def ingest_with(
+        self, decoder: Decoder, body: bytes = b"", idempotency_key: str | None = None
+    ) -> Decoded:
+        return await self.ingest_node.ingest_with(decoder, body, idempotency_key)
+
+    @property
+    def label_mapping(self) -> LabelMapping:
+        return self.ingest_node.label_mapping
 
     def server_names(self) -> list[str]:
         self.servers.adopt(self.control.names.all("server"))

@@ -1,0 +1,130 @@
+"""The ecosystem's write protocols over HTTP: thin adapters onto a node's ``ingest_with``.
+
+    POST /api/v1/write     Prometheus remote_write 1.0 (snappy protobuf)    204 | 400 text
+    GET  /api/v1/ingest/protocols   points taken, rejected and dropped per protocol
+
+Each route reads the body (never past the node's limit, compressed or not), hands the node a
+decoder for it (``minutely.ingest.<protocol>``, run on a worker thread with the node's accept
+window) and answers in the protocol's own shapes, so its usual clients need nothing special:
+success and partial success, per-point reasons where the protocol has a place for them, and
+the bus's backpressure as 429 (full) or 503 (closed, store behind) with ``Retry-After``,
+which each of these clients retries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from minutely.api import render
+from minutely.api.ports import PointSink, ProtocolSink
+from minutely.errors import Backpressure, DecodeError, PayloadTooLarge, Unavailable
+from minutely.ingest import Decoded
+from minutely.ingest import remote_write as rw
+from minutely.ingest.series import Limits
+
+
+@dataclass
+class ProtocolCounts:
+    """What one protocol has been sent since the node started."""
+
+    requests: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    #: remote_write's stale markers: dropped by design, neither accepted nor rejected
+    dropped: int = 0
+
+    def add(self, decoded: Decoded, dropped: int = 0) -> None:
+        self.requests += 1
+        self.accepted += decoded.accepted
+        self.rejected += decoded.rejected
+        self.dropped += dropped
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body as sent, refused past ``limit`` bytes (``PayloadTooLarge``)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        msg = f"body of {declared} bytes is over the limit of {limit} bytes"
+        raise PayloadTooLarge(msg)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            msg = f"body is over the limit of {limit} bytes"
+            raise PayloadTooLarge(msg)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def retry_after(e: Backpressure) -> tuple[int, dict[str, str]]:
+    """The status and ``Retry-After`` header of a backpressure answer."""
+    seconds = str(max(1, math.ceil(e.retry_after)))
+    return (503 if isinstance(e, Unavailable) else 429), {"Retry-After": seconds}
+
+
+def routes(node: PointSink) -> list[Route]:
+    """The protocol routes of ``node``; none if it cannot run protocol decoders."""
+    if not isinstance(node, ProtocolSink):
+        return []
+    sink: ProtocolSink = node
+    counts = {"remote_write": ProtocolCounts()}
+
+    async def remote_write(request: Request) -> Response:
+        """Prometheus' own receiver answers 204 No Content; a sender counts any 2xx as done,
+        drops a batch on another 4xx (so a 400 lists why), and retries 5xx and 429."""
+        refused = rw.check_content_type(request.headers.get("content-type", ""))
+        if refused is not None:
+            return _text(415, refused)
+        coding = request.headers.get("content-encoding", "snappy").strip().lower()
+        if coding != "snappy":
+            return _text(415, f"Content-Encoding {coding!r}: remote_write bodies are snappy")
+        stale = 0
+
+        def decode(limits: Limits) -> Decoded:
+            nonlocal stale
+            body = rw.unsnappy(raw, sink.max_body_bytes)
+            result = rw.decode_remote_write(body, sink.label_mapping, limits)
+            stale = result.stale
+            return result.decoded
+
+        try:
+            raw = await read_body(request, sink.max_body_bytes)
+            decoded = await sink.ingest_with(decode)
+        except PayloadTooLarge as e:
+            return _text(413, str(e))
+        except DecodeError as e:
+            return _text(400, str(e))
+        except Backpressure as e:
+            status, headers = retry_after(e)
+            return _text(status, str(e), headers)
+        counts["remote_write"].add(decoded, stale)
+        if decoded.rejected:
+            return _text(400, _summary(decoded))
+        return Response(status_code=204)
+
+    async def protocol_counts(request: Request) -> Response:
+        body = {name: asdict(c) for name, c in counts.items()}
+        return Response(render.dumps(body), media_type="application/json")
+
+    return [
+        Route("/api/v1/write", remote_write, methods=["POST"]),
+        Route("/api/v1/ingest/protocols", protocol_counts),
+    ]
+
+
+def _summary(decoded: Decoded, line: Callable[[int, str], str] | None = None) -> str:
+    """``accepted N, rejected M: <first reasons>``, one reason a line."""
+    head = f"accepted {decoded.accepted} points, rejected {decoded.rejected}"
+    show = line or (lambda index, reason: f"point {index}: {reason}")
+    return "\n".join([head, *(show(e.index, e.reason) for e in decoded.errors)])
+
+
+def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(message, status_code=status, media_type="text/plain", headers=headers)
