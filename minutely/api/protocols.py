@@ -1,6 +1,9 @@
 """The ecosystem's write protocols over HTTP: thin adapters onto a node's ``ingest_with``.
 
     POST /api/v1/write     Prometheus remote_write 1.0 (snappy protobuf)    204 | 400 text
+    POST /write            InfluxDB 1.x line protocol (precision=)           204 | 400 JSON
+    POST /api/v2/write     InfluxDB 2.x line protocol (precision=)           204 | 400 JSON
+    GET  /ping             InfluxDB's liveness probe                         204
     GET  /api/v1/ingest/protocols   points taken, rejected and dropped per protocol
 
 Each route reads the body (never past the node's limit, compressed or not), hands the node a
@@ -14,17 +17,18 @@ which each of these clients retries.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from minutely.api import render
+from minutely.api import encoding, render
 from minutely.api.ports import PointSink, ProtocolSink
 from minutely.errors import Backpressure, DecodeError, PayloadTooLarge, Unavailable
-from minutely.ingest import Decoded
+from minutely.ingest import Decoded, influx
 from minutely.ingest import remote_write as rw
 from minutely.ingest.series import Limits
 
@@ -74,7 +78,7 @@ def routes(node: PointSink) -> list[Route]:
     if not isinstance(node, ProtocolSink):
         return []
     sink: ProtocolSink = node
-    counts = {"remote_write": ProtocolCounts()}
+    counts = {name: ProtocolCounts() for name in ("remote_write", "influx")}
 
     async def remote_write(request: Request) -> Response:
         """Prometheus' own receiver answers 204 No Content; a sender counts any 2xx as done,
@@ -109,12 +113,61 @@ def routes(node: PointSink) -> list[Route]:
             return _text(400, _summary(decoded))
         return Response(status_code=204)
 
+    def influx_write(v2: bool) -> Callable[[Request], Awaitable[Response]]:
+        """InfluxDB answers 204 when every point is written and 400 with its error JSON
+        (``{"error"}`` in 1.x, ``{"code", "message"}`` in 2.x) when some are not: the good
+        points of the request are kept all the same, as InfluxDB keeps them."""
+
+        def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+            if v2:
+                code = _INFLUX_CODES.get(status, "invalid")
+                body = render.dumps({"code": code, "message": message})
+            else:
+                body = render.dumps({"error": message})
+            return Response(body, status, media_type="application/json", headers=headers)
+
+        async def write(request: Request) -> Response:
+            precision = request.query_params.get("precision", "ns") or "ns"
+
+            def decode(limits: Limits) -> Decoded:
+                return influx.decode_line_protocol(body, precision, sink.label_mapping, limits)
+
+            try:
+                body = await read_body(request, sink.max_body_bytes)
+                coding = request.headers.get("content-encoding")
+                if coding:
+                    body = await run_in_threadpool(
+                        encoding.decompress, body, coding, sink.max_body_bytes
+                    )
+                decoded = await sink.ingest_with(decode)
+            except PayloadTooLarge as e:
+                return error(413, str(e))
+            except encoding.UnsupportedEncoding as e:
+                return error(415, str(e))
+            except DecodeError as e:
+                return error(400, str(e))
+            except Backpressure as e:
+                status, headers = retry_after(e)
+                return error(status, str(e), headers)
+            counts["influx"].add(decoded)
+            if decoded.rejected:
+                return error(400, "partial write: " + _summary(decoded, _influx_line))
+            return Response(status_code=204)
+
+        return write
+
+    async def ping(request: Request) -> Response:
+        return Response(status_code=204, headers={"X-Influxdb-Version": "minutely"})
+
     async def protocol_counts(request: Request) -> Response:
         body = {name: asdict(c) for name, c in counts.items()}
         return Response(render.dumps(body), media_type="application/json")
 
     return [
         Route("/api/v1/write", remote_write, methods=["POST"]),
+        Route("/write", influx_write(v2=False), methods=["POST"]),
+        Route("/api/v2/write", influx_write(v2=True), methods=["POST"]),
+        Route("/ping", ping, methods=["GET", "HEAD"]),
         Route("/api/v1/ingest/protocols", protocol_counts),
     ]
 
@@ -124,6 +177,20 @@ def _summary(decoded: Decoded, line: Callable[[int, str], str] | None = None) ->
     head = f"accepted {decoded.accepted} points, rejected {decoded.rejected}"
     show = line or (lambda index, reason: f"point {index}: {reason}")
     return "\n".join([head, *(show(e.index, e.reason) for e in decoded.errors)])
+
+
+#: InfluxDB 2.x's error codes for the statuses these routes answer
+_INFLUX_CODES = {
+    400: "invalid",
+    413: "request too large",
+    415: "invalid",
+    429: "too many requests",
+    503: "unavailable",
+}
+
+
+def _influx_line(index: int, reason: str) -> str:
+    return reason  # the reason already names the line
 
 
 def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
