@@ -4,6 +4,8 @@
     POST /write            InfluxDB 1.x line protocol (precision=)           204 | 400 JSON
     POST /api/v2/write     InfluxDB 2.x line protocol (precision=)           204 | 400 JSON
     GET  /ping             InfluxDB's liveness probe                         204
+    POST /v1/metrics       OTLP/HTTP metrics, protobuf or JSON               200 (partial
+                                                                             success) | 400
     GET  /api/v1/ingest/protocols   points taken, rejected and dropped per protocol
 
 Each route reads the body (never past the node's limit, compressed or not), hands the node a
@@ -28,7 +30,7 @@ from starlette.routing import Route
 from minutely.api import encoding, render
 from minutely.api.ports import PointSink, ProtocolSink
 from minutely.errors import Backpressure, DecodeError, PayloadTooLarge, Unavailable
-from minutely.ingest import Decoded, influx
+from minutely.ingest import Decoded, influx, otlp
 from minutely.ingest import remote_write as rw
 from minutely.ingest.series import Limits
 
@@ -78,7 +80,7 @@ def routes(node: PointSink) -> list[Route]:
     if not isinstance(node, ProtocolSink):
         return []
     sink: ProtocolSink = node
-    counts = {name: ProtocolCounts() for name in ("remote_write", "influx")}
+    counts = {name: ProtocolCounts() for name in ("remote_write", "influx", "otlp")}
 
     async def remote_write(request: Request) -> Response:
         """Prometheus' own receiver answers 204 No Content; a sender counts any 2xx as done,
@@ -156,6 +158,42 @@ def routes(node: PointSink) -> list[Route]:
 
         return write
 
+    async def otlp_metrics(request: Request) -> Response:
+        """OTLP/HTTP answers 200 with an ``ExportMetricsServiceResponse`` in the request's
+        encoding, its ``partial_success`` counting the rejected points (the others are kept),
+        400 with a ``google.rpc.Status`` for a body that is not a request, and 429/503 with
+        ``Retry-After``, which OTLP exporters retry."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in (otlp.PROTOBUF, otlp.JSON):
+            message = f"Content-Type {media!r}: send {otlp.PROTOBUF} or {otlp.JSON}"
+            return Response(otlp.status(message, otlp.JSON), 415, media_type=otlp.JSON)
+
+        def decode(limits: Limits) -> Decoded:
+            return otlp.decode_otlp(body, media, sink.label_mapping, limits)
+
+        def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+            return Response(otlp.status(message, media), status, headers, media_type=media)
+
+        try:
+            body = await read_body(request, sink.max_body_bytes)
+            coding = request.headers.get("content-encoding")
+            if coding:
+                body = await run_in_threadpool(
+                    encoding.decompress, body, coding, sink.max_body_bytes
+                )
+            decoded = await sink.ingest_with(decode)
+        except PayloadTooLarge as e:
+            return error(413, str(e))
+        except encoding.UnsupportedEncoding as e:
+            return error(415, str(e))
+        except DecodeError as e:
+            return error(400, str(e))
+        except Backpressure as e:
+            status, headers = retry_after(e)
+            return error(status, str(e), headers)
+        counts["otlp"].add(decoded)
+        return Response(otlp.response(decoded, media), media_type=media)
+
     async def ping(request: Request) -> Response:
         return Response(status_code=204, headers={"X-Influxdb-Version": "minutely"})
 
@@ -168,6 +206,7 @@ def routes(node: PointSink) -> list[Route]:
         Route("/write", influx_write(v2=False), methods=["POST"]),
         Route("/api/v2/write", influx_write(v2=True), methods=["POST"]),
         Route("/ping", ping, methods=["GET", "HEAD"]),
+        Route("/v1/metrics", otlp_metrics, methods=["POST"]),
         Route("/api/v1/ingest/protocols", protocol_counts),
     ]
 

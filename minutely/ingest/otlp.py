@@ -1,0 +1,174 @@
+"""OTLP/HTTP metrics: an ``ExportMetricsServiceRequest`` (protobuf or JSON) in, points out.
+
+    resource_metrics[]                resource.attributes: where the server comes from
+      scope_metrics[]
+        metrics[]                     name, and one of:
+          gauge.data_points[]         NumberDataPoint: attributes, time_unix_nano,
+          sum.data_points[]             as_double | as_int      → one point each
+          histogram | summary |       rejected, one error per metric naming its type
+          exponential_histogram
+
+The message classes are the ``opentelemetry-proto`` package's; JSON is read by protobuf's
+``json_format``, which takes OTLP's JSON mapping (lowerCamelCase keys, 64-bit integers as
+strings, enums as numbers). A point's server comes from the first of ``server_labels`` among
+its resource's attributes and its own (its own win); its metric is the metric's name with the
+point's own attributes, so a resource's many descriptive attributes (``service.name``,
+``telemetry.sdk.*``) do not make every name long. Monotonic sums are counters: their values
+are taken as they are (rates come later). A point flagged ``NO_RECORDED_VALUE`` is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+
+from minutely.errors import DecodeError
+from minutely.ingest.labels import LabelMapping, series_name
+from minutely.ingest.series import Limits, SeriesIndex
+from minutely.ingest.validate import Decoded, PointError
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_NO_RECORDED_VALUE = 1  # DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+_UNSUPPORTED = {
+    "histogram": "a histogram",
+    "exponential_histogram": "an exponential histogram",
+    "summary": "a summary",
+}
+
+__all__ = ["JSON", "PROTOBUF", "decode_otlp", "response", "status"]
+
+
+def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Limits) -> Decoded:
+    """Decode an export request; raise ``DecodeError`` if it is not one."""
+    request = ExportMetricsServiceRequest()
+    try:
+        if media_type == JSON:
+            json_format.Parse(body, request, ignore_unknown_fields=True)
+        else:
+            request.ParseFromString(body)
+    except (ProtobufDecodeError, json_format.ParseError, UnicodeDecodeError) as e:
+        msg = f"body is not an OTLP ExportMetricsServiceRequest ({media_type}): {e}"
+        raise DecodeError(msg) from None
+    index = SeriesIndex(mapping)
+    numbers: dict[tuple[int, str, tuple[tuple[str, str], ...]], int] = {}
+    series: list[int] = []
+    values: list[float] = []
+    stamps: list[int] = []
+    present: list[bool] = []
+    why: dict[int, str] = {}  # point → why its value is unusable
+    unsupported: list[tuple[int, str]] = []  # (data points, reason) of metrics not taken
+
+    for r, resource_metrics in enumerate(request.resource_metrics):
+        resource = _attributes(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                if kind not in ("gauge", "sum"):
+                    points = len(getattr(metric, kind).data_points) if kind else 0
+                    what = _UNSUPPORTED.get(kind or "", "no data")
+                    reason = (
+                        f"metric {metric.name!r}: {what} is not supported (gauges and sums are)"
+                    )
+                    unsupported.append((max(points, 1), reason))
+                    continue
+                for point in getattr(metric, kind).data_points:
+                    own = _attributes(point.attributes)
+                    key = (r, metric.name, tuple(sorted(own.items())))
+                    n = numbers.get(key)
+                    if n is None:
+                        server, used = mapping.server_of(resource | own)
+                        name = series_name(metric.name, ((k, v) for k, v in key[2] if k != used))
+                        n = numbers[key] = index.add_resolved(server, name)
+                    which = point.WhichOneof("value")
+                    ok = which is not None and not point.flags & _NO_RECORDED_VALUE
+                    if not ok:
+                        why[len(values)] = "value: no recorded value"
+                    series.append(n)
+                    values.append(point.as_double if which == "as_double" else float(point.as_int))
+                    stamps.append(point.time_unix_nano)
+                    present.append(ok)
+
+    ticks = np.array(stamps, dtype=np.int64)
+    whole, rest = np.divmod(ticks, 10**9)
+    ts = whole.astype(np.float64) + rest / 1e9
+
+    def where(i: int) -> str:
+        return f"metric {index.names[series[i]]!r}"
+
+    decoded = index.validate(
+        np.array(series, dtype=np.int32),
+        ts,
+        np.array(values, dtype=np.float64),
+        limits,
+        where,
+        np.array(present, dtype=np.bool_),
+        why.get,
+    )
+    if not unsupported:
+        return decoded
+    errors = list(decoded.errors)
+    first = len(values)  # their points are numbered after the gauges' and sums'
+    for count, reason in unsupported:
+        if len(errors) < limits.max_errors:
+            errors.append(PointError(first, reason))
+        first += count
+    rejected = decoded.rejected + sum(count for count, _ in unsupported)
+    return replace(decoded, rejected=rejected, errors=errors)
+
+
+def response(decoded: Decoded, media_type: str) -> bytes:
+    """The ``ExportMetricsServiceResponse``: partial success when points were rejected."""
+    answer = ExportMetricsServiceResponse()
+    if decoded.rejected:
+        answer.partial_success.rejected_data_points = decoded.rejected
+        reasons = [f"point {e.index}: {e.reason}" for e in decoded.errors[:20]]
+        answer.partial_success.error_message = "; ".join(reasons)
+    if media_type == JSON:
+        return str(json_format.MessageToJson(answer, indent=None)).encode()
+    return bytes(answer.SerializeToString())
+
+
+def status(message: str, media_type: str) -> bytes:
+    """A ``google.rpc.Status`` (code 3, INVALID_ARGUMENT) for a 4xx answer, as OTLP asks."""
+    if media_type == JSON:
+        return json.dumps({"code": 3, "message": message}).encode()
+    text = message.encode()
+    return b"\x08\x03\x12" + _varint(len(text)) + text
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _attributes(attributes: Any) -> dict[str, str]:
+    """OTLP ``KeyValue``s as text (numbers and booleans written as OTLP JSON would)."""
+    out: dict[str, str] = {}
+    for kv in attributes:
+        v = kv.value
+        which = v.WhichOneof("value")
+        if which == "string_value":
+            out[kv.key] = v.string_value
+        elif which == "int_value":
+            out[kv.key] = str(v.int_value)
+        elif which == "double_value":
+            out[kv.key] = repr(v.double_value)
+        elif which == "bool_value":
+            out[kv.key] = "true" if v.bool_value else "false"
+        elif which is not None:  # arrays, maps, bytes: their JSON
+            out[kv.key] = json_format.MessageToJson(v, indent=None)
+    return out
