@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 METRIC_STREAM, METRIC_SUBJECTS, METRIC_GROUP = "MINUTELY_M", "minutely.mpoints", "minutely-m"
 #: seconds between two looks at the cluster (membership, leases, wanted owners)
 TICK = 1.0
+#: seconds between two reads of the streams' backlogs (status shows the last one)
+LAG_EVERY = 2.0
 #: seconds before a shard that failed to open is tried again
 RETRY_OPEN = 2.0
 
@@ -132,7 +134,14 @@ class ClusterNode:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._keeper: threading.Thread | None = None
         self._opener = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="minutely-shard")
+        #: hand-overs and drops: they wait for a shard's fold to stop, never in the loops
+        self._stopper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="minutely-stop")
+        self._stopping: set[str] = set()
+        #: per copy, per partition: the stream's backlog, as the loop last read it
+        self._lag: dict[str, dict[int, dict[str, Any]]] = {"server": {}, "metric": {}}
+        self._next_lag = 0.0
         self._opening: dict[str, concurrent.futures.Future[None]] = {}
         self._next_announce = 0.0
         self._next_expiry = time.monotonic() + settings.expire_every
@@ -158,6 +167,8 @@ class ClusterNode:
     def start(self) -> None:
         """Join: announce this node and run the ownership loop in a thread."""
         self.control.membership.announce(self.info)
+        self._keeper = threading.Thread(target=self._keep, name="minutely-leases", daemon=True)
+        self._keeper.start()
         self._thread = threading.Thread(target=self._run, name="minutely-cluster", daemon=True)
         self._thread.start()
         log.info("cluster node %s started at %s: %s", self.name, self.info.url, self.settings)
@@ -165,9 +176,11 @@ class ClusterNode:
     async def stop(self) -> None:
         """Leave: hand every shard over (checkpointed, lease released), then disconnect."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
+        for thread in (self._keeper, self._thread):
+            if thread is not None:
+                thread.join(30)
         self._opener.shutdown(wait=True, cancel_futures=True)
+        self._stopper.shutdown(wait=True)
         for key in list(self._shards):
             self._hand_over(key)
         try:
@@ -192,28 +205,59 @@ class ClusterNode:
             except Exception:
                 log.exception("the cluster loop failed; trying again")
 
-    def tick(self) -> None:
-        """One look at the cluster: announce, renew, take what is wanted here and free,
-        hand over what is wanted elsewhere."""
-        now = time.monotonic()
+    def _keep(self) -> None:
+        """Announce this node and renew its leases, in a thread of their own: nothing slow
+        (a shard's rebuild or hand-over, a scan of the buckets) may delay a renewal."""
         ttl = self.settings.lease_ttl
-        if now >= self._next_announce:
-            self.control.membership.announce(self.info)
-            self._next_announce = now + ttl / 3
-        self._renew(now, ttl)
+        while not self._stop.wait(min(1.0, ttl / 6)):
+            now = time.monotonic()
+            try:
+                if now >= self._next_announce:
+                    self.control.membership.announce(self.info)
+                    self._next_announce = now + ttl / 3
+            except Exception as exc:
+                log.warning("could not announce %s: %s", self.name, exc)
+            self._renew(now, ttl)
+
+    def tick(self) -> None:
+        """One look at the cluster: take what is wanted here and free, hand over what is
+        wanted elsewhere (leases are renewed by ``_keep``)."""
+        now = time.monotonic()
         if now >= self._next_expiry:
             self._next_expiry = now + self.settings.expire_every
             self._expire()
+        if now >= self._next_lag:
+            self._next_lag = now + LAG_EVERY
+            self._lag = {"server": _lag(self.bus_by_server), "metric": _lag(self.bus_by_metric)}
         self._nodes = self.control.membership.nodes()
         self._holders = self.control.leases.holders()
         names = sorted({n.name for n in self._nodes} | {self.name})
         wanted = assignment(self.keys, names)
         for key, owner in wanted.items():
-            if owner == self.name and key not in self._leases and key not in self._holders:
+            with self._lock:
+                held = key in self._leases
+                stopping = key in self._stopping
+            if owner == self.name and not held and not stopping and key not in self._holders:
                 if now - self._failed_at.get(key, -RETRY_OPEN) >= RETRY_OPEN:
                     self._take(key)
-            elif owner != self.name and key in self._leases and self._ready(key):
-                self._hand_over(key)
+            elif owner != self.name and held and not stopping and self._ready(key):
+                self._stop_later(key, self._hand_over, key)
+
+    def _stop_later(self, key: str, stop: Callable[..., None], *args: Any) -> None:
+        """Run a hand-over or a drop of ``key`` on the stopper thread, once."""
+        with self._lock:
+            if key in self._stopping:
+                return
+            self._stopping.add(key)
+
+        def run() -> None:
+            try:
+                stop(*args)
+            finally:
+                with self._lock:
+                    self._stopping.discard(key)
+
+        self._stopper.submit(run)
 
     def _expire(self) -> None:
         """Drop expired partitions (every node does: a drop is idempotent) and move each
@@ -225,22 +269,31 @@ class ClusterNode:
                 log.warning("expiry of the %s copy failed: %s", copy, exc)
 
     def _renew(self, now: float, ttl: float) -> None:
-        for key, lease in list(self._leases.items()):
+        with self._lock:
+            held = list(self._leases.items())
+        for key, lease in held:
             if now < lease.valid_until - ttl * 2 / 3:
                 continue  # renewed less than ttl / 3 ago
             try:
-                self._leases[key] = self.control.leases.renew(lease)
+                renewed = self.control.leases.renew(lease)
             except LeaseLost as exc:
-                self._drop(key, str(exc))
+                self._stop_later(key, self._drop, key, str(exc))
+                continue
             except Unavailable as exc:
                 if time.monotonic() >= lease.valid_until:
-                    self._drop(key, f"no renewal confirmed before the lease ran out: {exc}")
+                    why = f"no renewal confirmed before the lease ran out: {exc}"
+                    self._stop_later(key, self._drop, key, why)
+                continue
+            with self._lock:
+                if self._leases.get(key) is lease:  # not dropped or handed over meanwhile
+                    self._leases[key] = renewed
 
     def _take(self, key: str) -> None:
         lease = self.control.leases.acquire(key, self.info)
         if lease is None:
             return
-        self._leases[key] = lease
+        with self._lock:
+            self._leases[key] = lease
         copy, partition = copy_of(key)
         bus: Bus = self.bus_by_server if copy == "server" else self.copies.by_metric
         shard = Shard(
@@ -282,7 +335,7 @@ class ClusterNode:
         """Checkpoint the shard, let it go, release the lease (a planned move or a stop)."""
         with self._lock:
             shard = self._shards.pop(key, None)
-        lease = self._leases.pop(key, None)
+            lease = self._leases.pop(key, None)
         if shard is not None:
             try:
                 shard.stop()
@@ -298,7 +351,7 @@ class ClusterNode:
         """Stop a shard whose lease is lost (or that failed): nothing more is written."""
         with self._lock:
             shard = self._shards.pop(key, None)
-        lease = self._leases.pop(key, None)
+            lease = self._leases.pop(key, None)
         if shard is not None:
             shard.abandon(why)
         if release and lease is not None:
@@ -418,7 +471,7 @@ class ClusterNode:
     def cluster_status(self) -> dict[str, Any]:
         """Nodes, who holds which partition of which copy since when, lease ages, lag."""
         now = self.clock()
-        lag = {"server": self._lag(self.bus_by_server), "metric": self._lag(self.bus_by_metric)}
+        lag = self._lag
         partitions = []
         for key in self.keys:
             copy, p = copy_of(key)
@@ -441,21 +494,23 @@ class ClusterNode:
             "unowned": [e["key"] for e in partitions if e["owner"] is None],
         }
 
-    def _lag(self, bus: NatsBus) -> dict[int, dict[str, Any]]:
-        try:
-            stats = bus.stats()
-        except Exception:
-            return {}
-        return {
-            s.partition: {
-                "backlog_messages": s.backlog_messages,
-                "backlog_seconds": round(s.backlog_seconds, 3),
-            }
-            for s in stats
-        }
-
     def oldest_accepted(self, now: float) -> float:
         return self.ingest_node.oldest_accepted(now)
+
+
+def _lag(bus: NatsBus) -> dict[int, dict[str, Any]]:
+    """Per partition, the stream's backlog (empty when the broker cannot say)."""
+    try:
+        stats = bus.stats()
+    except Exception:
+        return {}
+    return {
+        s.partition: {
+            "backlog_messages": s.backlog_messages,
+            "backlog_seconds": round(s.backlog_seconds, 3),
+        }
+        for s in stats
+    }
 
 
 def _no_registry() -> Any:

@@ -49,6 +49,10 @@ from minutely.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
+#: series per ring block of a shard: a node holds many shards, each a share of the fleet,
+#: so each grows in smaller steps than a single node's ring
+SHARD_BLOCK = 2048
+
 
 class FencedStorage:
     """A partition's checkpoint in JetStream, for the ``Checkpointer``: ``write`` raises
@@ -127,7 +131,9 @@ class Shard:
             max_bytes=settings.writer_max_bytes,
             dead_letters=dead_letters,
         )
-        self.ring = HotRing(settings.hot_minutes, settings.live_minutes, sink=self.writer.accept)
+        self.ring = HotRing(
+            settings.hot_minutes, settings.live_minutes, block=SHARD_BLOCK, sink=self.writer.accept
+        )
         self.checkpointer = Checkpointer(
             storage, store, self.registry, self.ring, self.writer, save_names=False
         )
