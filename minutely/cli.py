@@ -71,6 +71,11 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--replicas", type=int, help="replicas of each JetStream stream and bucket (default 1)"
     )
+    p.add_argument(
+        "--graphite-port",
+        type=int,
+        help="take Graphite plaintext on this TCP port (off by default; 2003 by convention)",
+    )
     p.add_argument("--lease-ttl", help="a cluster node's lease on its partitions (default 10s)")
     p.add_argument(
         "--allow-damaged-store",
@@ -95,6 +100,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         advertise=args.advertise,
         replicas=args.replicas,
         lease_ttl=args.lease_ttl,
+        graphite_port=args.graphite_port,
     )
 
 

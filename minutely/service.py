@@ -30,6 +30,7 @@ from minutely.bus import Bus, MemoryBus
 from minutely.checkpoint import Checkpointer
 from minutely.config import Settings
 from minutely.errors import ConfigError, Unavailable
+from minutely.graphite_server import GraphiteListener
 from minutely.hot import HotRing
 from minutely.ingest import Decoded, decode
 from minutely.ingest.idempotency import LEDGER_NAME, IdempotencyKeys
@@ -133,6 +134,20 @@ class _IngestPath:
         failpoints.hit("ingest.published")
         return decoded
 
+    graphite: GraphiteListener | None = None
+
+    def start_graphite(self) -> None:
+        """Listen for Graphite plaintext when ``graphite_port`` is set (on the running loop)."""
+        s = self.settings
+        if s.graphite_port:
+            listener = GraphiteListener(self, s.host, s.graphite_port, s.graphite_server_node)
+            self.graphite = listener.listen()
+
+    async def stop_graphite(self) -> None:
+        if self.graphite is not None:
+            await self.graphite.close()
+            self.graphite = None
+
     @functools.cached_property
     def idempotency(self) -> IdempotencyKeys:
         """The keys' bodies; import blocks are kept in the data dir when there is a store,
@@ -173,9 +188,11 @@ class IngestNode(_IngestPath):
         return now - self.settings.hot_window + 60
 
     def start(self) -> None:
+        self.start_graphite()
         log.info("minutely ingest node started: %s", self.settings)
 
     async def stop(self) -> None:
+        await self.stop_graphite()
         await self.bus.close()
 
     def status(self) -> dict[str, Any]:
@@ -359,6 +376,7 @@ class Service(_IngestPath):
         if self.writer is not None:
             self.writer.start()
         self.aggregator.start()
+        self.start_graphite()
         log.info("minutely started: %s", self.settings)
 
     async def stop(self) -> None:
@@ -368,6 +386,7 @@ class Service(_IngestPath):
         is spilled (embedded bus) or stays unacked on the durable bus, and the next start
         picks it up; the store is released whatever happens."""
         try:
+            await self.stop_graphite()
             await self.bus.close()
             try:
                 self.aggregator.stop()
@@ -465,6 +484,7 @@ class Service(_IngestPath):
             "dead_letters": self.dead_letters.summary(),
             "damaged_parts": [{"table": t, "part": p, "reason": r} for t, p, r in self.damaged],
             "bus": [asdict(s) for s in self.bus.stats()],
+            **({} if self.graphite is None else {"graphite": asdict(self.graphite.counts)}),
         }
 
 
