@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 METRIC_STREAM, METRIC_SUBJECTS, METRIC_GROUP = "MINUTELY_M", "minutely.mpoints", "minutely-m"
 #: seconds between two looks at the cluster (membership, leases, wanted owners)
 TICK = 1.0
+#: shards opened at once: a dead node's shards are taken over side by side, as their
+#: rebuilds mostly wait on the store
+OPENERS = 4
 #: seconds between two reads of the streams' backlogs (status shows the last one)
 LAG_EVERY = 2.0
 #: seconds before a shard that failed to open is tried again
@@ -135,7 +138,9 @@ class ClusterNode:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._keeper: threading.Thread | None = None
-        self._opener = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="minutely-shard")
+        self._opener = concurrent.futures.ThreadPoolExecutor(
+            OPENERS, thread_name_prefix="minutely-shard"
+        )
         #: hand-overs and drops: they wait for a shard's fold to stop, never in the loops
         self._stopper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="minutely-stop")
         self._stopping: set[str] = set()

@@ -195,8 +195,11 @@ class Shard:
         """Load the partition's hot window from its copy's table, hour by hour."""
         last = int(self.clock() // 60) + 1
         first = last - self.ring.minutes - 10
+        oldest = self.store.first_minute(first, ids)
+        if oldest is None:
+            return 0
         loaded = 0
-        for start in range(first // 60 * 60, last + 10, 60):
+        for start in range(max(first, oldest) // 60 * 60, last + 10, 60):
             rows = self.store.read_minutes(start, 60, ids=ids)
             if rows.minutes.shape[0]:
                 series = self.registry.ensure_series(rows.server_ids, rows.metric_ids)

@@ -312,6 +312,16 @@ WHERE ts >= toDateTime({{lo:UInt32}}, 'UTC') AND ts < toDateTime({{hi:UInt32}}, 
     return sql, params
 
 
+def first_minute_query(db: str, table: str, by: By, ids: npt.NDArray[Any], first: int) -> Sql:
+    """The oldest minute at or after ``first`` that these servers (or metrics) have in a
+    1-minute table (``0`` when none)."""
+    sql = f"""
+SELECT toUInt64(intDiv(toUInt32(min(ts)), 60)) AS first, count() AS n FROM {db}.{table}
+WHERE {_columns(by)[0]} IN {{ids:Array(UInt32)}} AND ts >= toDateTime({{lo:UInt32}}, 'UTC')
+"""
+    return sql, {"ids": np.asarray(ids, dtype=np.uint32).tolist(), "lo": int(first) * 60}
+
+
 def pairs_query(db: str, by: By, ids: npt.NDArray[Any]) -> Sql:
     """The distinct (server id, metric id) pairs of these servers or metrics, from the day
     tier of their copy."""

@@ -428,6 +428,21 @@ class Store:
         )
         return reader.minute_rows(self._arrow(sql, params))
 
+    def first_minute(self, first_minute: int, ids: npt.ArrayLike) -> int | None:
+        """The oldest minute at or after ``first_minute`` that these servers (the server
+        copy) or metrics have in this store's 1-minute table; None when they have none.
+        (A shard's rebuild starts there rather than reading an empty window hour by hour.)"""
+        wanted = _ids(ids)
+        if wanted is None or len(wanted) == 0:
+            return None
+        sql, params = reader.first_minute_query(
+            self._db, self.minute_table, self.config.copy, wanted, first_minute
+        )
+        got = self._arrow(sql, params)
+        if not int(got.column("n")[0].as_py()):
+            return None
+        return int(got.column("first")[0].as_py())
+
     def series_pairs(self, by: By, ids: npt.ArrayLike) -> tuple[U32, U32]:
         """(server ids, metric ids) of every series the store holds of these servers
         (``by="server"``) or metrics: what a cluster shard, which has no saved series

@@ -69,3 +69,15 @@ def test_a_store_of_the_other_layout_is_refused(database: str) -> None:
     _open(database, layout="single").close()
     with pytest.raises(StoreCorrupt, match="single layout"):
         _open(database, layout="cluster")
+
+
+def test_a_shard_finds_where_its_minutes_begin(database: str) -> None:
+    store = _open(database, copy="metric")
+    try:
+        assert store.first_minute(0, [7]) is None
+        store.write_minutes([1, 2], [7, 8], [29_000_005, 29_000_001], _parts([1.0, 2.0]))
+        assert store.first_minute(0, [7]) == 29_000_005
+        assert store.first_minute(0, [7, 8]) == 29_000_001
+        assert store.first_minute(29_000_006, [7]) is None
+    finally:
+        store.close()
