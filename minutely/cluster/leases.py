@@ -23,6 +23,7 @@ Values are JSON: a node ``{"name", "url", "pid", "started"}``; a lease
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -34,6 +35,7 @@ from nats.js.kv import KeyValue
 
 from minutely.cluster.keys import decode_name, encode_name
 from minutely.cluster.kv import Remote, scan, wrong_last
+from minutely.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,45 @@ class Leases:
             why = f"revision {lease.revision} is no longer the key's (expired or taken over)"
             raise LeaseLost(lease.key, lease.node, why)
         return Lease(lease.key, lease.node, revision, lease.since, lease.url, started + self.ttl)
+
+    def renew_all(self, leases: list[Lease]) -> list[Lease | Exception]:
+        """Renew every lease in one round trip (a node holds dozens, and a renewal behind
+        the others must not come too late): per lease, the renewed one, ``LeaseLost``, or
+        ``Unavailable`` when its outcome is unknown."""
+        if not leases:
+            return []
+        now = self._clock()
+        started = self._monotonic()
+
+        async def update(lease: Lease) -> int | None:
+            value = _lease_value(lease.node, lease.url, lease.since, now)
+            try:
+                return await self._kv.update(lease.key, value, last=lease.revision)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                return None
+
+        async def every() -> list[int | BaseException | None]:
+            return await asyncio.gather(*(update(x) for x in leases), return_exceptions=True)
+
+        try:
+            got = self._remote.call(every(), f"renew {len(leases)} leases")
+        except Unavailable as e:
+            return [e for _ in leases]
+        out: list[Lease | Exception] = []
+        for lease, revision in zip(leases, got, strict=True):
+            if isinstance(revision, BaseException):
+                msg = f"cannot renew the lease on {lease.key}: {revision!r}"
+                out.append(Unavailable(msg))
+            elif revision is None:
+                why = f"revision {lease.revision} is no longer the key's (expired or taken over)"
+                out.append(LeaseLost(lease.key, lease.node, why))
+            else:
+                out.append(
+                    Lease(
+                        lease.key, lease.node, revision, lease.since, lease.url, started + self.ttl
+                    )
+                )
+        return out
 
     def release(self, lease: Lease) -> None:
         """Give ``lease`` up so another node can take the key at once. A lease already lost

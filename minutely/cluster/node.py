@@ -46,7 +46,6 @@ from minutely.cluster.leases import Holder, Lease, LeaseLost, NodeInfo
 from minutely.cluster.router import LocalAnswers, Router
 from minutely.cluster.shard import FencedStorage, Shard
 from minutely.config import Settings
-from minutely.errors import Unavailable
 from minutely.ingest import Decoded
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder
@@ -274,24 +273,21 @@ class ClusterNode:
                 log.warning("expiry of the %s copy failed: %s", copy, exc)
 
     def _renew(self, now: float, ttl: float) -> None:
+        """Renew every lease renewed a third of its life ago or more, in one round trip."""
         with self._lock:
-            held = list(self._leases.items())
-        for key, lease in held:
-            if now < lease.valid_until - ttl * 2 / 3:
-                continue  # renewed less than ttl / 3 ago
-            try:
-                renewed = self.control.leases.renew(lease)
-            except LeaseLost as exc:
-                self._stop_later(key, self._drop, key, str(exc))
-                continue
-            except Unavailable as exc:
+            due = [x for x in self._leases.values() if now >= x.valid_until - ttl * 2 / 3]
+        for lease, got in zip(due, self.control.leases.renew_all(due), strict=True):
+            key = lease.key
+            if isinstance(got, LeaseLost):
+                self._stop_later(key, self._drop, key, str(got))
+            elif isinstance(got, Exception):
                 if time.monotonic() >= lease.valid_until:
-                    why = f"no renewal confirmed before the lease ran out: {exc}"
+                    why = f"no renewal confirmed before the lease ran out: {got}"
                     self._stop_later(key, self._drop, key, why)
-                continue
-            with self._lock:
-                if self._leases.get(key) is lease:  # not dropped or handed over meanwhile
-                    self._leases[key] = renewed
+            else:
+                with self._lock:
+                    if self._leases.get(key) is lease:  # not dropped or handed over meanwhile
+                        self._leases[key] = got
 
     def _take(self, key: str) -> None:
         lease = self.control.leases.acquire(key, self.info)

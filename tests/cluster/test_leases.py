@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from minutely.cluster.control import ControlConfig, ControlPlane
-from minutely.cluster.leases import LeaseLost, NodeInfo
+from minutely.cluster.leases import Lease, LeaseLost, NodeInfo
 from minutely.errors import ConfigError, Unavailable
 from minutely.testing.natsserver import NatsServer, free_port
 
@@ -166,3 +166,19 @@ def test_a_lost_server_is_unavailable(tmp_path_factory: pytest.TempPathFactory) 
             wait_until(answers)
         finally:
             plane.close()
+
+
+def test_renew_all_renews_in_one_round_trip_and_names_the_lost(make_plane: MakePlane) -> None:
+    """Every held lease renewed at once; one taken over meanwhile comes back as LeaseLost."""
+    a, b = make_plane(), make_plane()
+    held = [a.leases.acquire(f"s.{p}", A) for p in range(6)]
+    leases = [x for x in held if x is not None]
+    assert len(leases) == 6
+    a.leases.release(leases[2])
+    assert b.leases.acquire("s.2", B) is not None
+    got = a.leases.renew_all(leases)
+    assert isinstance(got[2], LeaseLost)
+    for i in (0, 1, 3, 4, 5):
+        renewed = got[i]
+        assert isinstance(renewed, Lease) and renewed.revision > leases[i].revision
+    assert a.leases.renew_all([]) == []
