@@ -44,7 +44,7 @@ from minutely.cluster.copies import SwappedBus, TwoCopies
 from minutely.cluster.keys import Copy, assignment, copy_of, partition_key
 from minutely.cluster.leases import Holder, Lease, LeaseLost, NodeInfo
 from minutely.cluster.router import LocalAnswers, Router
-from minutely.cluster.shard import FencedStorage, Shard
+from minutely.cluster.shard import FencedStorage, Shard, ShardClosed
 from minutely.config import Settings
 from minutely.ingest import Decoded
 from minutely.ingest.labels import LabelMapping
@@ -318,11 +318,14 @@ class ClusterNode:
     def _open_shard(self, shard: Shard) -> None:
         try:
             shard.open()
+        except ShardClosed:
+            log.info("%s was let go before it finished opening", shard.key)
         except Exception as exc:
             log.exception("opening %s failed; it is let go and tried again", shard.key)
             shard.state.state, shard.state.error = "failed", f"{type(exc).__name__}: {exc}"
             self._failed_at[shard.key] = time.monotonic()
-            self._drop(shard.key, "it failed to open", release=True)
+            if self.shard(shard.key) is shard:  # not dropped (and taken again) meanwhile
+                self._drop(shard.key, "it failed to open", release=True)
 
     def _ready(self, key: str) -> bool:
         shard = self.shard(key)

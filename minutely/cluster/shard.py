@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 SHARD_BLOCK = 2048
 
 
+class ShardClosed(Exception):
+    """The shard was let go (its lease lost, or handed over) before it finished opening."""
+
+
 class FencedStorage:
     """A partition's checkpoint in JetStream, for the ``Checkpointer``: ``write`` raises
     ``Fenced`` once another node has claimed the partition."""
@@ -150,6 +154,8 @@ class Shard:
         self.query = Query(self.registry, self.ring, store)
         self.state = ShardState(key, "opening", clock())
         self._lock = threading.Lock()
+        #: let go (stopped or abandoned): an ``open`` still running must not start it
+        self._closed = False
 
     @property
     def ready(self) -> bool:
@@ -179,10 +185,14 @@ class Shard:
         self.checkpointer.restore_open(add_series=True)
         stats = self.bus.stats()[self.partition]
         self.checkpointer.adopt({self.partition: stats.generation})
-        self.aggregator.open()
-        self.aggregator.start()
-        self.state.opened_in = time.perf_counter() - began
-        self.state.state, self.state.since = "ready", self.clock()
+        with self._lock:  # a stop while it opened: take nothing, start nothing
+            if self._closed:
+                msg = f"{self.key} was let go while it opened"
+                raise ShardClosed(msg)
+            self.aggregator.open()
+            self.aggregator.start()
+            self.state.opened_in = time.perf_counter() - began
+            self.state.state, self.state.since = "ready", self.clock()
         log.info(
             "took over %s: %d series, %d cells rebuilt, in %.1fs",
             self.key,
@@ -209,7 +219,9 @@ class Shard:
     def stop(self) -> None:
         """Hand the partition over: checkpoint what is folded, let the consumer go. The
         messages after the checkpoint stay unacked for the next owner."""
-        opened = self.ready
+        with self._lock:
+            self._closed = True
+            opened = self.ready
         self.state.state, self.state.since = "stopping", self.clock()
         try:
             self.aggregator.halt()
@@ -222,6 +234,8 @@ class Shard:
     def abandon(self, why: str) -> None:
         """The lease is lost: stop at once, write and ack nothing more."""
         log.warning("%s is lost (%s): stopping without a checkpoint", self.key, why)
+        with self._lock:
+            self._closed = True
         self.state.state, self.state.since = "stopping", self.clock()
         try:
             self.aggregator.halt()
