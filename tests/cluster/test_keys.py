@@ -75,20 +75,28 @@ def test_balanced(nodes: list[str]) -> None:
     assert min(counts.values()) >= 12, counts
 
 
-def test_a_leaver_moves_only_its_own_keys() -> None:
+def test_a_leaver_moves_its_own_keys_and_few_others() -> None:
     before = assignment(KEYS, [*NODES, "node-d"])
     after = assignment(KEYS, NODES)
     moved = {k for k in KEYS if before[k] != after[k]}
-    assert moved == {k for k in KEYS if before[k] == "node-d"}
-    assert moved  # the leaver held something
+    own = {k for k in KEYS if before[k] == "node-d"}
+    assert own and own <= moved
+    assert len(moved - own) <= len(KEYS) // len(NODES) // 4, (len(own), len(moved))
 
 
-def test_a_joiner_takes_keys_only_from_others_to_itself() -> None:
+def test_a_joiner_takes_its_share_and_few_others_move() -> None:
     before = assignment(KEYS, NODES)
     after = assignment(KEYS, [*NODES, "node-d"])
     moved = {k for k in KEYS if before[k] != after[k]}
-    assert moved == {k for k in KEYS if after[k] == "node-d"}
-    assert 0 < len(moved) < len(KEYS) / 2
+    taken = {k for k in KEYS if after[k] == "node-d"}
+    assert taken <= moved and 0 < len(moved) < len(KEYS) / 2
+    assert len(moved - taken) <= len(KEYS) // (len(NODES) + 1) // 4, (len(taken), len(moved))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7])
+def test_shares_differ_by_one_key_at_most(n: int) -> None:
+    counts = Counter(assignment(KEYS, [f"node-{i}" for i in range(n)]).values())
+    assert len(counts) == n and max(counts.values()) - min(counts.values()) <= 1, counts
 
 
 @pytest.mark.parametrize(
