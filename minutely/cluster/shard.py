@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 #: series per ring block of a shard: a node holds many shards, each a share of the fleet,
 #: so each grows in smaller steps than a single node's ring
-SHARD_BLOCK = 2048
+SHARD_BLOCK = 256
 
 
 class ShardClosed(Exception):
