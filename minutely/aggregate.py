@@ -269,13 +269,21 @@ class Aggregator:
                 # What was polled but not committed is redelivered to a new consumer.
                 log.exception("aggregator failed to fold a batch; retrying from the bus")
                 self._stop.wait(0.5)
-                self._reopen()
+                try:
+                    self._reopen()
+                except Exception:
+                    log.exception("the consumer could not be made anew; trying again")
 
     def report_lag(self) -> None:
         """Log the bus's backlog when the aggregator is behind (also on ``/api/v1/status``)."""
         if self.bus is None:
             return
-        behind = [p for p in self.bus.stats() if p.backlog_seconds >= LAG_WARN_SECONDS]
+        try:
+            stats = self.bus.stats()
+        except Exception as exc:  # the broker is away: no report, and no reason to reopen
+            log.debug("no lag report: %s", exc)
+            return
+        behind = [p for p in stats if p.backlog_seconds >= LAG_WARN_SECONDS]
         if behind:
             worst = max(behind, key=lambda p: p.backlog_seconds)
             log.warning(
