@@ -75,6 +75,37 @@ def retry_after(e: Backpressure) -> tuple[int, dict[str, str]]:
     return (503 if isinstance(e, Unavailable) else 429), {"Retry-After": seconds}
 
 
+#: how a route answers an error in its protocol's own shape: (status, message, headers)
+ErrorAnswer = Callable[[int, str, "dict[str, str] | None"], Response]
+
+
+async def take(
+    request: Request,
+    sink: ProtocolSink,
+    decode: Callable[[bytes, Limits], Decoded],
+    error: ErrorAnswer,
+    decompress: bool = True,
+) -> Decoded | Response:
+    """Read the body (decompressed per ``Content-Encoding`` when ``decompress``), run
+    ``decode`` on it through the node, and map what can go wrong to ``error``'s answers:
+    413 over the limit, 415 an unknown encoding, 400 undecodable, 429/503 backpressure."""
+    try:
+        body = await read_body(request, sink.max_body_bytes)
+        coding = request.headers.get("content-encoding") if decompress else None
+        if coding:
+            body = await run_in_threadpool(encoding.decompress, body, coding, sink.max_body_bytes)
+        return await sink.ingest_with(lambda limits: decode(body, limits))
+    except PayloadTooLarge as e:
+        return error(413, str(e), None)
+    except encoding.UnsupportedEncoding as e:
+        return error(415, str(e), None)
+    except DecodeError as e:
+        return error(400, str(e), None)
+    except Backpressure as e:
+        status, headers = retry_after(e)
+        return error(status, str(e), headers)
+
+
 def routes(node: PointSink) -> list[Route]:
     """The protocol routes of ``node``; none if it cannot run protocol decoders."""
     if not isinstance(node, ProtocolSink):
@@ -93,23 +124,16 @@ def routes(node: PointSink) -> list[Route]:
             return _text(415, f"Content-Encoding {coding!r}: remote_write bodies are snappy")
         stale = 0
 
-        def decode(limits: Limits) -> Decoded:
+        def decode(raw: bytes, limits: Limits) -> Decoded:
             nonlocal stale
             body = rw.unsnappy(raw, sink.max_body_bytes)
             result = rw.decode_remote_write(body, sink.label_mapping, limits)
             stale = result.stale
             return result.decoded
 
-        try:
-            raw = await read_body(request, sink.max_body_bytes)
-            decoded = await sink.ingest_with(decode)
-        except PayloadTooLarge as e:
-            return _text(413, str(e))
-        except DecodeError as e:
-            return _text(400, str(e))
-        except Backpressure as e:
-            status, headers = retry_after(e)
-            return _text(status, str(e), headers)
+        decoded = await take(request, sink, decode, _text, decompress=False)
+        if isinstance(decoded, Response):
+            return decoded
         counts["remote_write"].add(decoded, stale)
         if decoded.rejected:
             return _text(400, _summary(decoded))
@@ -131,26 +155,12 @@ def routes(node: PointSink) -> list[Route]:
         async def write(request: Request) -> Response:
             precision = request.query_params.get("precision", "ns") or "ns"
 
-            def decode(limits: Limits) -> Decoded:
+            def decode(body: bytes, limits: Limits) -> Decoded:
                 return influx.decode_line_protocol(body, precision, sink.label_mapping, limits)
 
-            try:
-                body = await read_body(request, sink.max_body_bytes)
-                coding = request.headers.get("content-encoding")
-                if coding:
-                    body = await run_in_threadpool(
-                        encoding.decompress, body, coding, sink.max_body_bytes
-                    )
-                decoded = await sink.ingest_with(decode)
-            except PayloadTooLarge as e:
-                return error(413, str(e))
-            except encoding.UnsupportedEncoding as e:
-                return error(415, str(e))
-            except DecodeError as e:
-                return error(400, str(e))
-            except Backpressure as e:
-                status, headers = retry_after(e)
-                return error(status, str(e), headers)
+            decoded = await take(request, sink, decode, error)
+            if isinstance(decoded, Response):
+                return decoded
             counts["influx"].add(decoded)
             if decoded.rejected:
                 return error(400, "partial write: " + _summary(decoded, _influx_line))
@@ -168,29 +178,15 @@ def routes(node: PointSink) -> list[Route]:
             message = f"Content-Type {media!r}: send {otlp.PROTOBUF} or {otlp.JSON}"
             return Response(otlp.status(message, otlp.JSON), 415, media_type=otlp.JSON)
 
-        def decode(limits: Limits) -> Decoded:
+        def decode(body: bytes, limits: Limits) -> Decoded:
             return otlp.decode_otlp(body, media, sink.label_mapping, limits)
 
         def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
             return Response(otlp.status(message, media), status, headers, media_type=media)
 
-        try:
-            body = await read_body(request, sink.max_body_bytes)
-            coding = request.headers.get("content-encoding")
-            if coding:
-                body = await run_in_threadpool(
-                    encoding.decompress, body, coding, sink.max_body_bytes
-                )
-            decoded = await sink.ingest_with(decode)
-        except PayloadTooLarge as e:
-            return error(413, str(e))
-        except encoding.UnsupportedEncoding as e:
-            return error(415, str(e))
-        except DecodeError as e:
-            return error(400, str(e))
-        except Backpressure as e:
-            status, headers = retry_after(e)
-            return error(status, str(e), headers)
+        decoded = await take(request, sink, decode, error)
+        if isinstance(decoded, Response):
+            return decoded
         counts["otlp"].add(decoded)
         return Response(otlp.response(decoded, media), media_type=media)
 
