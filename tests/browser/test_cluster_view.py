@@ -211,7 +211,9 @@ def test_partial_answers_show_a_notice_until_complete(cluster, page, ui, shoot) 
         ui.open(n0, f"/server/{server}?refresh=1", "server")
         expect(note).to_be_visible()
         expect(note).to_contain_text("partition without an owner, showing stored minutes only")
-        expect(page.locator(".chart-card")).to_have_count(len(METRICS))  # the view still shows what it has
+        expect(page.locator(".chart-card")).to_have_count(
+            len(METRICS)
+        )  # the view still shows what it has
 
         ui.open(n0, f"/metric/{metric}?refresh=1", "metric")
         expect(note).to_be_visible()
@@ -226,9 +228,9 @@ def test_partial_answers_show_a_notice_until_complete(cluster, page, ui, shoot) 
         # the cluster page shows the ghost's share, its URL as text, and nothing it injects
         ui.open(n0, "/cluster", "cluster")
         for key in ghost_keys:
-            expect(page.locator(f'table.partitions td[data-col="owner"][data-key="{key}"]')).to_have_attribute(
-                "data-owner", GHOST
-            )
+            expect(
+                page.locator(f'table.partitions td[data-col="owner"][data-key="{key}"]')
+            ).to_have_attribute("data-owner", GHOST)
         ghost_row = page.locator(f'table.nodes tr[data-node="{GHOST}"]')
         expect(ghost_row.locator("a.url")).to_have_text(advertise)
         assert page.locator("#view img").count() == 0
