@@ -25,6 +25,12 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DEFAULT_START = "-2d"
 DEFAULT_END = "now"
 
+#: the times a question may name: 1970 to the end of year 9999 (beyond, arithmetic on them
+#: overflows the 64-bit integers every answer is made of)
+LATEST = 253_402_300_799
+#: the largest step: a hundred years, far past any range a store keeps
+MAX_STEP = 100 * 366 * 86400
+
 
 def parse_time(param: str, text: str, now: float) -> int:
     """Unix seconds for ``text``, floored to the minute."""
@@ -42,6 +48,9 @@ def parse_time(param: str, text: str, now: float) -> int:
             value = _rfc3339(param, raw)
     if not math.isfinite(value):
         raise BadParameter(param=param, problem=f"{text!r} is not a finite time")
+    if not 0 <= value <= LATEST:
+        problem = f"{text!r} is outside 1970-01-01 .. 9999-12-31 (unix seconds 0 .. {LATEST})"
+        raise BadParameter(param=param, problem=problem)
     return int(value // 60) * 60
 
 
@@ -71,6 +80,8 @@ def parse_step(text: str | None) -> int:
         ) from None
     if step <= 0 or step % 60:
         raise BadParameter(param="step", problem=f"{step} is not a positive multiple of 60 seconds")
+    if step > MAX_STEP:
+        raise BadParameter(param="step", problem=f"{step} is over the limit of {MAX_STEP} seconds")
     return step
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from minutely.api.params import parse_range, parse_step, parse_time
+from minutely.api.params import MAX_STEP, parse_range, parse_step, parse_time
 from minutely.errors import BadParameter
 
 NOW = 1_764_000_030.5  # 30.5 s into minute 29_400_000
@@ -40,3 +40,15 @@ def test_step() -> None:
 def test_end_before_start() -> None:
     with pytest.raises(BadParameter, match="end"):
         parse_range({"start": "-1h", "end": "-2h"}, NOW)
+
+
+@pytest.mark.parametrize("text", ["1e20", "-1e20", "-1", "253402300800", "99999999999999999999"])
+def test_a_time_beyond_the_years_a_question_can_name_is_a_bad_parameter(text: str) -> None:
+    with pytest.raises(BadParameter, match="outside 1970-01-01"):
+        parse_time("end", text, now=1_764_000_000)
+
+
+def test_a_huge_step_is_a_bad_parameter_not_an_overflow() -> None:
+    with pytest.raises(BadParameter, match="over the limit"):
+        parse_step("600000000000000000000")
+    assert parse_step(str(MAX_STEP // 60 * 60)) == MAX_STEP // 60 * 60
