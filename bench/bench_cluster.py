@@ -36,7 +36,6 @@ import http.client
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -56,6 +55,7 @@ from minutely import sim
 from minutely.bus.base import partition_of
 from minutely.bus.nats import NatsBus
 from minutely.cluster.copies import TwoCopies
+from minutely.cluster.demo import Node
 from minutely.cluster.node import METRIC_GROUP, METRIC_STREAM, METRIC_SUBJECTS
 from minutely.testing.clickhouse_http import ClickHouseHttpServer
 from minutely.testing.natscluster import NatsCluster
@@ -82,22 +82,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-@dataclass
-class Node:
-    name: str
-    port: int
-    data_dir: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 @dataclass

@@ -116,19 +116,7 @@ def _ingest_routes(node: PointSink) -> list[Route | Mount]:
         return _json(render.dumps(node.status()))
 
     async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            msg = f"body of {declared} bytes is over the limit of {limit} bytes"
-            raise PayloadTooLarge(msg)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                msg = f"body is over the limit of {limit} bytes"
-                raise PayloadTooLarge(msg)
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        body = await protocols.read_body(request, limit)
         coding = request.headers.get("content-encoding")
         if coding is None:
             return body

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from minutely.bus.base import partition_of
+from minutely.cluster.demo import Node
 from minutely.model import PointBatch
 from minutely.testing.clickhouse_http import ClickHouseHttpServer
 from minutely.testing.natscluster import NatsCluster
@@ -40,21 +41,6 @@ COMPLETE_WITHIN = LEASE_TTL + 15.0
 
 
 @dataclass
-class Node:
-    name: str
-    port: int
-    data_dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-@dataclass
 class Cluster:
     root: Path
     nats: NatsCluster
@@ -65,10 +51,9 @@ class Cluster:
     t0: int = 0
 
     def start_node(self, node: Node) -> None:
-        with (self.root / f"{node.name}.log").open("ab") as log:
+        with node.log.open("ab") as log:
             node.proc = self._launch(node, log)
-        log_text = (self.root / f"{node.name}.log").read_text
-        assert wait_healthy(node.url, node.proc, timeout=90), log_text()[-3000:]
+        assert wait_healthy(node.url, node.proc, timeout=90), node.log.read_text()[-3000:]
 
     def _launch(self, node: Node, log: IO[bytes]) -> subprocess.Popen[bytes]:
         return launch(
@@ -226,7 +211,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     store.start(timeout=60)
     c = Cluster(tmp_path, nats, store)
     ports = free_ports(4)
-    c.nodes = [Node(f"n{i}", ports[i], tmp_path / f"n{i}") for i in range(4)]
+    c.nodes = [
+        Node(f"n{i}", ports[i], tmp_path / f"n{i}", tmp_path / f"n{i}.log") for i in range(4)
+    ]
     try:
         for node in c.nodes[:3]:
             c.start_node(node)
