@@ -62,6 +62,8 @@ class AggregatorStats:
     fold_error: str | None = None
     #: batches that failed to fold again and again, set aside as dead letters
     dead_batches: int = 0
+    #: time spent folding batches (``/metrics``' ``minutely_fold_seconds``)
+    fold_seconds: float = 0.0
 
 
 class Aggregator:
@@ -123,8 +125,10 @@ class Aggregator:
         Points older than the hot window go to the storage tier only (the ring's sink) and
         count as folded; without a store they are dropped, counted in ``expired`` and logged.
         """
+        began = time.perf_counter()
         series = self.registry.series_ids(batch)
         result = self.ring.fold(series, minute_of(batch.ts), batch.value)
+        self.stats.fold_seconds += time.perf_counter() - began
         self.stats.batches += 1
         stored = result.expired if self.ring.sink is not None else 0
         self.stats.points += result.folded + stored
