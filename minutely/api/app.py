@@ -1,6 +1,8 @@
 """The HTTP app: thin adapters that parse a request, call the service, and render the answer.
 
     GET  /healthz                                   liveness
+    GET  /metrics                                   minutely's own metrics, for Prometheus
+                                                    (``selfmetrics.py``)
     GET  /api/v1/status                             ring, aggregator and bus figures
     POST /api/v1/points                             ingest (JSON or Arrow IPC, optionally
                                                     Content-Encoding gzip or zstd; an
@@ -53,6 +55,7 @@ from starlette.staticfiles import StaticFiles
 from minutely.api import arrow, encoding, params, partials, protocols, render
 from minutely.api.ports import Answers, ClusterMember, Lifecycle, PointSink, QueryNode
 from minutely.api.prometheus import routes as prometheus_routes
+from minutely.api.selfmetrics import SelfMetrics
 from minutely.errors import (
     Backpressure,
     BadParameter,
@@ -62,6 +65,7 @@ from minutely.errors import (
     PayloadTooLarge,
     Unavailable,
 )
+from minutely.ingest.arrow import CONTENT_TYPE as ARROW_STREAM
 
 JSON = "application/json"
 CSV = "text/csv; charset=utf-8"
@@ -105,8 +109,8 @@ def _answer_format(request: Request) -> str:
     return "csv" if "text/csv" in accept else "json"
 
 
-def _ingest_routes(node: PointSink) -> list[Route | Mount]:
-    """The routes every node that takes points has: health, status and ingest."""
+def _ingest_routes(node: PointSink, selfmon: SelfMetrics) -> list[Route | Mount]:
+    """The routes every node that takes points has: health, status, metrics and ingest."""
     limit = node.max_body_bytes
 
     async def healthz(request: Request) -> Response:
@@ -123,25 +127,25 @@ def _ingest_routes(node: PointSink) -> list[Route | Mount]:
         return await run_in_threadpool(encoding.decompress, body, coding, limit)
 
     async def points(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        counts = selfmon.counts["arrow" if ARROW_STREAM in content_type.lower() else "json"]
+        error = counts.counting(_error)
         try:
             body = await read_body(request)
-            decoded = await node.ingest(
-                body,
-                request.headers.get("content-type", ""),
-                request.headers.get("idempotency-key"),
-            )
+            decoded = await node.ingest(body, content_type, request.headers.get("idempotency-key"))
         except PayloadTooLarge as e:
-            return _error(413, str(e))
+            return error(413, str(e), None)
         except encoding.UnsupportedEncoding as e:
-            return _error(415, str(e))
+            return error(415, str(e), None)
         except (DecodeError, BadParameter) as e:
-            return _error(400, str(e))
+            return error(400, str(e), None)
         except IdempotencyConflict as e:
-            return _error(422, str(e))
+            return error(422, str(e), None)
         except Backpressure as e:
             retry = str(max(1, math.ceil(e.retry_after)))
             code = 503 if isinstance(e, Unavailable) else 429
-            return _error(code, f"{e}; retry after {retry}s", {"Retry-After": retry})
+            return error(code, f"{e}; retry after {retry}s", {"Retry-After": retry})
+        counts.add(decoded)
         errors = [{"index": err.index, "reason": err.reason} for err in decoded.errors]
         return _json(
             render.dumps(
@@ -153,7 +157,8 @@ def _ingest_routes(node: PointSink) -> list[Route | Mount]:
         Route("/healthz", healthz),
         Route("/api/v1/status", status),
         Route("/api/v1/points", points, methods=["POST"]),
-        *protocols.routes(node),  # remote_write, Influx, OTLP (Graphite is TCP: service.py)
+        selfmon.route(),
+        *protocols.routes(node, selfmon.counts),  # remote_write, Influx, OTLP (Graphite: TCP)
     ]
 
 
@@ -178,8 +183,13 @@ class _IngestNode(PointSink, Lifecycle, Protocol):
 
 
 def create_ingest_app(node: _IngestNode, *, manage_lifecycle: bool = True) -> Starlette:
-    """An ingest-only node's app: health, status and ``POST /api/v1/points``."""
-    return Starlette(routes=_ingest_routes(node), lifespan=_lifespan(node, manage_lifecycle))
+    """An ingest-only node's app: health, status, metrics and ``POST /api/v1/points``."""
+    selfmon = SelfMetrics(node)
+    return Starlette(
+        routes=_ingest_routes(node, selfmon),
+        middleware=[selfmon.middleware()],
+        lifespan=_lifespan(node, manage_lifecycle),
+    )
 
 
 def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
@@ -265,8 +275,9 @@ def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
 
         return endpoint
 
+    selfmon = SelfMetrics(node)
     routes: list[Route | Mount] = [
-        *_ingest_routes(node),
+        *_ingest_routes(node, selfmon),
         Route("/api/v1/servers", servers),
         Route("/api/v1/metrics", metrics),
         Route("/api/v1/dead-letters", dead_letters),
@@ -303,4 +314,6 @@ def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
     if DASHBOARD_DIR.is_dir():
         routes.append(Mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True)))
 
-    return Starlette(routes=routes, lifespan=_lifespan(node, manage_lifecycle))
+    return Starlette(
+        routes=routes, middleware=[selfmon.middleware()], lifespan=_lifespan(node, manage_lifecycle)
+    )

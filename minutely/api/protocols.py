@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -44,12 +44,38 @@ class ProtocolCounts:
     rejected: int = 0
     #: remote_write's stale markers: dropped by design, neither accepted nor rejected
     dropped: int = 0
+    #: requests refused whole, by ``REFUSALS``' reason for their status
+    refused: dict[str, int] = field(default_factory=dict)
 
     def add(self, decoded: Decoded, dropped: int = 0) -> None:
         self.requests += 1
         self.accepted += decoded.accepted
         self.rejected += decoded.rejected
         self.dropped += dropped
+
+    def refuse(self, status: int) -> None:
+        reason = REFUSALS.get(status, str(status))
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def counting(self, error: ErrorAnswer) -> ErrorAnswer:
+        """``error``, counting each refusal it answers."""
+
+        def refuse(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+            self.refuse(status)
+            return error(status, message, headers)
+
+        return refuse
+
+
+#: why a request is refused whole, by the status it is answered with
+REFUSALS = {
+    400: "undecodable",
+    413: "too_large",
+    415: "unsupported",
+    422: "conflict",
+    429: "backpressure",
+    503: "unavailable",
+}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -106,22 +132,27 @@ async def take(
         return error(status, str(e), headers)
 
 
-def routes(node: PointSink) -> list[Route]:
-    """The protocol routes of ``node``; none if it cannot run protocol decoders."""
+def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> list[Route]:
+    """The protocol routes of ``node``; none if it cannot run protocol decoders. They count
+    what they take in ``counts`` (by protocol) when it is given."""
     if not isinstance(node, ProtocolSink):
         return []
     sink: ProtocolSink = node
-    counts = {name: ProtocolCounts() for name in ("remote_write", "influx", "otlp")}
+    counts = counts if counts is not None else {}
+    for name in ("remote_write", "influx", "otlp"):
+        counts.setdefault(name, ProtocolCounts())
 
     async def remote_write(request: Request) -> Response:
         """Prometheus' own receiver answers 204 No Content; a sender counts any 2xx as done,
         drops a batch on another 4xx (so a 400 lists why), and retries 5xx and 429."""
+        text = counts["remote_write"].counting(_text)
         refused = rw.check_content_type(request.headers.get("content-type", ""))
         if refused is not None:
-            return _text(415, refused)
+            return text(415, refused, None)
         coding = request.headers.get("content-encoding", "snappy").strip().lower()
         if coding != "snappy":
-            return _text(415, f"Content-Encoding {coding!r}: remote_write bodies are snappy")
+            msg = f"Content-Encoding {coding!r}: remote_write bodies are snappy"
+            return text(415, msg, None)
         stale = 0
 
         def decode(raw: bytes, limits: Limits) -> Decoded:
@@ -131,7 +162,7 @@ def routes(node: PointSink) -> list[Route]:
             stale = result.stale
             return result.decoded
 
-        decoded = await take(request, sink, decode, _text, decompress=False)
+        decoded = await take(request, sink, decode, text, decompress=False)
         if isinstance(decoded, Response):
             return decoded
         counts["remote_write"].add(decoded, stale)
@@ -158,7 +189,7 @@ def routes(node: PointSink) -> list[Route]:
             def decode(body: bytes, limits: Limits) -> Decoded:
                 return influx.decode_line_protocol(body, precision, sink.label_mapping, limits)
 
-            decoded = await take(request, sink, decode, error)
+            decoded = await take(request, sink, decode, counts["influx"].counting(error))
             if isinstance(decoded, Response):
                 return decoded
             counts["influx"].add(decoded)
@@ -176,6 +207,7 @@ def routes(node: PointSink) -> list[Route]:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in (otlp.PROTOBUF, otlp.JSON):
             message = f"Content-Type {media!r}: send {otlp.PROTOBUF} or {otlp.JSON}"
+            counts["otlp"].refuse(415)
             return Response(otlp.status(message, otlp.JSON), 415, media_type=otlp.JSON)
 
         def decode(body: bytes, limits: Limits) -> Decoded:
@@ -184,7 +216,7 @@ def routes(node: PointSink) -> list[Route]:
         def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
             return Response(otlp.status(message, media), status, headers, media_type=media)
 
-        decoded = await take(request, sink, decode, error)
+        decoded = await take(request, sink, decode, counts["otlp"].counting(error))
         if isinstance(decoded, Response):
             return decoded
         counts["otlp"].add(decoded)
@@ -194,7 +226,11 @@ def routes(node: PointSink) -> list[Route]:
         return Response(status_code=204, headers={"X-Influxdb-Version": "minutely"})
 
     async def protocol_counts(request: Request) -> Response:
-        body = {name: asdict(c) for name, c in counts.items()}
+        # the refusals by reason are /metrics' (``selfmetrics.py``); this shape stays as it was
+        body = {
+            name: {k: v for k, v in asdict(counts[name]).items() if k != "refused"}
+            for name in ("remote_write", "influx", "otlp")
+        }
         return Response(render.dumps(body), media_type="application/json")
 
     return [
