@@ -72,6 +72,9 @@ class Settings:
     max_body_bytes: int = 512 << 20
     #: how many per-point errors an ingest answer lists (all are counted in "rejected")
     max_errors: int = 100
+    #: the longest server or metric name accepted, in UTF-8 bytes (a point with a longer one
+    #: is rejected, naming it)
+    max_name_bytes: int = 256
     #: minutes kept in the time-major live buffer before they move into the ring
     live_minutes: int = 4
     #: the storage tier: "chdb" (embedded, in <data_dir>/store), a ClickHouse URL
@@ -121,6 +124,9 @@ class Settings:
     failpoints: str = ""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_name_bytes <= 65536:
+            msg = f"max_name_bytes: {self.max_name_bytes} is not between 1 and 65536"
+            raise ConfigError(msg)
         if self.hot_window < 120:
             msg = f"hot_window: {self.hot_window}s is below the minimum of 2 minutes"
             raise ConfigError(msg)

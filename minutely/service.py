@@ -72,6 +72,7 @@ class _IngestPath:
             max_future=self.settings.max_future,
             max_errors=self.settings.max_errors,
             horizon=self.horizon(),
+            max_name_bytes=self.settings.max_name_bytes,
         )
 
     def limits(self) -> Limits:
@@ -83,6 +84,7 @@ class _IngestPath:
             self.settings.max_future,
             self.settings.max_errors,
             self.horizon(),
+            self.settings.max_name_bytes,
         )
 
     @functools.cached_property

@@ -25,7 +25,7 @@ from minutely.ingest.arrow import CONTENT_TYPE as ARROW_STREAM
 from minutely.ingest.arrow import decode_arrow
 from minutely.ingest.json import CONTENT_TYPE as JSON
 from minutely.ingest.json import decode_json
-from minutely.ingest.validate import Decoded, PointError
+from minutely.ingest.validate import MAX_NAME_BYTES, Decoded, PointError
 
 __all__ = ["CONTENT_TYPES", "Decoded", "PointError", "decode"]
 
@@ -42,6 +42,7 @@ def decode(
     max_future: float,
     max_errors: int = 100,
     horizon: str = "the hot window",
+    max_name_bytes: int = MAX_NAME_BYTES,
 ) -> Decoded:
     """Decode and validate one request body.
 
@@ -65,4 +66,5 @@ def decode(
         max_future=max_future,
         max_errors=max_errors,
         horizon=horizon,
+        max_name_bytes=max_name_bytes,
     )

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from minutely.errors import DecodeError
-from minutely.ingest.validate import Decoded, Names, Numbers, validate
+from minutely.ingest.validate import MAX_NAME_BYTES, Decoded, Names, Numbers, validate
 from minutely.model import ARROW_STREAM, F64, I32
 
 CONTENT_TYPE = ARROW_STREAM
@@ -47,6 +47,7 @@ def decode_arrow(
     max_future: float,
     max_errors: int,
     horizon: str = "the hot window",
+    max_name_bytes: int = MAX_NAME_BYTES,
 ) -> Decoded:
     """Decode an Arrow IPC stream or file body; raise ``DecodeError`` if it is not one we
     can use."""
@@ -76,6 +77,7 @@ def decode_arrow(
         horizon=horizon,
         max_future=max_future,
         max_errors=max_errors,
+        max_name_bytes=max_name_bytes,
     )
 
 

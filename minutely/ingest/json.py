@@ -32,7 +32,7 @@ import pyarrow.json as pa_json
 
 from minutely.errors import DecodeError
 from minutely.ingest.arrow import names_column, numbers_column
-from minutely.ingest.validate import Decoded, Explain, Names, Numbers, validate
+from minutely.ingest.validate import MAX_NAME_BYTES, Decoded, Explain, Names, Numbers, validate
 
 CONTENT_TYPE = "application/json"
 
@@ -65,6 +65,7 @@ def decode_json(
     max_future: float,
     max_errors: int,
     horizon: str = "the hot window",
+    max_name_bytes: int = MAX_NAME_BYTES,
 ) -> Decoded:
     """Decode a JSON array of points; raise ``DecodeError`` if the body is not one."""
     fast = read_fast(body)
@@ -77,6 +78,7 @@ def decode_json(
         max_future=max_future,
         max_errors=max_errors,
         explain=explain,
+        max_name_bytes=max_name_bytes,
     )
 
 

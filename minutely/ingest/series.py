@@ -19,7 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 from minutely.ingest.labels import LabelMapping
-from minutely.ingest.validate import Decoded, Names, Numbers, PointError, validate
+from minutely.ingest.validate import (
+    MAX_NAME_BYTES,
+    Decoded,
+    Names,
+    Numbers,
+    PointError,
+    validate,
+)
 from minutely.model import F64
 
 
@@ -32,6 +39,7 @@ class Limits:
     max_future: float
     max_errors: int = 100
     horizon: str = "the hot window"
+    max_name_bytes: int = MAX_NAME_BYTES
 
 
 class Decoder(Protocol):
@@ -108,6 +116,7 @@ class SeriesIndex:
             max_errors=limits.max_errors,
             explain=explain,
             horizon=limits.horizon,
+            max_name_bytes=limits.max_name_bytes,
         )
         if where is None or not decoded.errors:
             return decoded

@@ -5,7 +5,9 @@ which turns decoded columns into a ``Decoded``. A decoder's only job is to get a
 four columns (two dictionary-encoded name columns, two float64 columns with a "present"
 mask); the rules live here, once:
 
-    accepted  iff  server and metric are non-empty strings,
+    accepted  iff  server and metric are names (``name_problems``: not empty, not only
+                   spaces, not "." or "..", no control character, valid Unicode, at most
+                   ``max_name_bytes`` UTF-8 bytes),
                    ts is a finite number with  oldest <= ts <= now + max_future,
                    value is a finite number with  |value| <= MAX_MAGNITUDE.
 
@@ -27,6 +29,18 @@ import numpy.typing as npt
 from minutely.model import F64, I32, PointBatch
 
 Mask = npt.NDArray[np.bool_]
+Problems = npt.NDArray[np.int8]
+
+#: The longest name accepted by default, in UTF-8 bytes: a name rides in every answer that
+#: lists it, so a long one costs every reader (``Settings.max_name_bytes`` overrides it).
+MAX_NAME_BYTES = 256
+
+#: What ``name_problems`` finds wrong with a name (0: nothing), in the order it checks.
+NAME_OK, NAME_EMPTY, NAME_LONG, NAME_SURROGATE, NAME_CONTROL, NAME_BLANK, NAME_DOTS = range(7)
+#: Code points that are whitespace but not control characters: a name of only these is blank.
+_SPACES = np.array(
+    [0x20, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000], dtype=np.uint32
+)
 
 #: The largest accepted magnitude of a value: a sum of up to 2^64 of them (a multi-year
 #: summary's count) stays below float64's largest number, so no sum ever overflows.
@@ -89,11 +103,14 @@ def validate(
     max_errors: int,
     explain: Explain | None = None,
     horizon: str = "the hot window",
+    max_name_bytes: int = MAX_NAME_BYTES,
 ) -> Decoded:
     """Apply the accept rules to decoded columns: keep the good points, explain the bad."""
     latest = now + max_future
-    server_ok, server_usable = _usable(server)
-    metric_ok, metric_usable = _usable(metric)
+    server_problems = name_problems(server.names, max_name_bytes)
+    metric_problems = name_problems(metric.names, max_name_bytes)
+    server_ok, server_usable = _usable(server, server_problems)
+    metric_ok, metric_usable = _usable(metric, metric_problems)
     ts_ok = ts.present & np.isfinite(ts.values) & (ts.values >= oldest) & (ts.values <= latest)
     value_ok = value.present & (np.abs(value.values) <= MAX_MAGNITUDE)  # False for nan, inf
     good = server_ok & metric_ok & ts_ok & value_ok
@@ -109,8 +126,8 @@ def validate(
             int(i),
             _reason(
                 int(i),
-                server_ok,
-                metric_ok,
+                _NameCheck(server, server_problems, server_ok, max_name_bytes),
+                _NameCheck(metric, metric_problems, metric_ok, max_name_bytes),
                 ts,
                 value,
                 oldest,
@@ -126,9 +143,94 @@ def validate(
     return Decoded(batch, len(batch), int(bad.shape[0]), errors)
 
 
-def _usable(column: Names) -> tuple[Mask, Mask]:
-    """Per point: is the name usable; per distinct name: is it usable (non-empty)."""
-    usable: Mask = np.asarray(column.names != "", dtype=np.bool_).reshape(-1)
+def name_problems(names: npt.NDArray[np.object_], max_bytes: int) -> Problems:
+    """Per distinct name, what is wrong with it (``NAME_OK`` for a good one): every protocol's
+    names pass here, so every accepted name can be read back through every route.
+
+    Vectorised over the names' code points: the names are joined once and encoded as ASCII
+    (the common case) or UTF-32, and each rule is a numpy pass with per-name sums taken from
+    a cumulative sum at the names' boundaries."""
+    n = int(names.shape[0])
+    out = np.zeros(n, dtype=np.int8)
+    if n == 0:
+        return out
+    lengths = np.fromiter(map(len, names), dtype=np.int64, count=n)
+    joined = "".join(names.tolist())
+    if joined.isascii():
+        points = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).astype(np.uint32)
+        nbytes = lengths
+    else:
+        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        width = 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
+        nbytes = _per_name(width, lengths)
+    control = (points < 0x20) | ((points >= 0x7F) & (points < 0xA0))
+    control |= (points == 0x2028) | (points == 0x2029)  # line and paragraph separators
+    surrogate = (points >= 0xD800) & (points < 0xE000)
+    spaces = np.isin(points, _SPACES)
+    dots = (names == ".") | (names == "..")
+    # later rules first, so each name keeps the first rule it breaks
+    out[dots] = NAME_DOTS
+    out[(_per_name(spaces, lengths) == lengths) & (lengths > 0)] = NAME_BLANK
+    out[_per_name(control, lengths) > 0] = NAME_CONTROL
+    out[_per_name(surrogate, lengths) > 0] = NAME_SURROGATE
+    out[nbytes > max_bytes] = NAME_LONG
+    out[lengths == 0] = NAME_EMPTY
+    return out
+
+
+def _per_name(
+    flags: npt.NDArray[np.integer] | Mask, lengths: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """The sum of ``flags`` over each name's code points (names laid end to end)."""
+    total = np.zeros(flags.shape[0] + 1, dtype=np.int64)
+    np.cumsum(flags, out=total[1:])
+    ends = np.cumsum(lengths)
+    sums: npt.NDArray[np.int64] = total[ends] - total[ends - lengths]
+    return sums
+
+
+def name_reason(name: str, problem: int, max_bytes: int) -> str:
+    """Why ``name`` is refused, for a ``problem`` of ``name_problems`` other than ``NAME_OK``."""
+    if problem == NAME_EMPTY:
+        return "missing or empty"
+    if problem == NAME_LONG:
+        size = len(name.encode("utf-8", "surrogatepass"))
+        return f"name of {size} bytes is over the limit of {max_bytes} bytes (max_name_bytes)"
+    if problem == NAME_SURROGATE:
+        return "name is not valid Unicode (it holds a lone surrogate)"
+    if problem == NAME_CONTROL:
+        at, char = next((k, c) for k, c in enumerate(name) if _is_control(c))
+        return f"name holds control character U+{ord(char):04X} at character {at}"
+    if problem == NAME_BLANK:
+        return "name is only spaces"
+    return f"{name!r} is not a name (it would be a path segment of its own)"
+
+
+def _is_control(c: str) -> bool:
+    o = ord(c)
+    return o < 0x20 or 0x7F <= o < 0xA0 or o in (0x2028, 0x2029)
+
+
+@dataclass(frozen=True, slots=True)
+class _NameCheck:
+    """One name column with what was found wrong with its names, for reasons."""
+
+    column: Names
+    problems: Problems
+    ok: Mask
+    max_bytes: int
+
+    def reason(self, i: int) -> str | None:
+        """The rule point ``i``'s name breaks; None when it is missing (the decoder's to say)."""
+        code = int(self.column.codes[i])
+        if code < 0 or self.problems[code] == NAME_EMPTY:
+            return None
+        return name_reason(self.column.names[code], int(self.problems[code]), self.max_bytes)
+
+
+def _usable(column: Names, problems: Problems) -> tuple[Mask, Mask]:
+    """Per point: is the name usable; per distinct name: is it usable (``NAME_OK``)."""
+    usable: Mask = np.asarray(problems == NAME_OK, dtype=np.bool_).reshape(-1)
     if bool(usable.all()) and (column.codes.size == 0 or int(column.codes.min()) >= 0):
         return np.ones(column.codes.shape[0], dtype=np.bool_), usable  # the common case
     # A trailing False makes code -1 (missing) index a "not usable" slot: one gather, no branch.
@@ -153,7 +255,7 @@ def _batch(
 
 
 def _compact(column: Names, usable: Mask, keep: Mask | None) -> tuple[npt.NDArray[np.object_], I32]:
-    """The kept points' codes, with unusable names (``""``) dropped from the name array so
+    """The kept points' codes, with unusable names dropped from the name array so
     nothing downstream interns them. Kept points never reference an unusable name."""
     codes = column.codes if keep is None else column.codes[keep]
     if bool(usable.all()):
@@ -164,8 +266,8 @@ def _compact(column: Names, usable: Mask, keep: Mask | None) -> tuple[npt.NDArra
 
 def _reason(
     i: int,
-    server_ok: Mask,
-    metric_ok: Mask,
+    server: _NameCheck,
+    metric: _NameCheck,
     ts: Numbers,
     value: Numbers,
     oldest: float,
@@ -180,10 +282,10 @@ def _reason(
         own = explain(field, i) if explain is not None else None
         return own if own is not None else f"{field}: {default}"
 
-    if not server_ok[i]:
-        return why("server", "missing or empty")
-    if not metric_ok[i]:
-        return why("metric", "missing or empty")
+    for field, names in (("server", server), ("metric", metric)):
+        if not names.ok[i]:
+            broken = names.reason(i)
+            return why(field, "missing or empty") if broken is None else f"{field}: {broken}"
     if not ts.present[i]:
         return why("ts", "missing")
     t = float(ts.values[i])
