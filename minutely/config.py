@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,18 @@ class Settings:
     #: crash points for the fault-injection tests, ``name=n,…`` (see ``failpoints.py``);
     #: empty, the default, arms none
     failpoints: str = ""
+    #: the names a request's ``Host`` may give, comma-separated, besides the loopback names,
+    #: the listening address (unless a wildcard) and the advertised URL's; ``*`` allows any
+    allowed_hosts: str = ""
+    #: listen on a non-loopback address with no token, or take Graphite there (no auth)
+    insecure: bool = False
+    #: TLS: the PEM certificate (chain) and private key to serve HTTPS with; both or neither
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: the token this process sends on its own calls to other nodes (``MINUTELY_TOKEN``)
+    token: str = field(default="", repr=False)
+    #: a file holding that token (``--token-file``), read when ``token`` is empty
+    token_file: str = ""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_name_bytes <= 65536:
@@ -172,6 +184,9 @@ class Settings:
         if not self.server_labels.strip() and not self.default_server:
             msg = "server_labels: empty, and no default_server: no protocol point has a server"
             raise ConfigError(msg)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            msg = "tls_cert and tls_key: give both (--tls-cert and --tls-key) or neither"
+            raise ConfigError(msg)
         if self.bus != "memory" and not self.bus.startswith(("nats://", "tls://")):
             msg = f"bus: {self.bus!r} is neither 'memory' nor a nats:// URL"
             raise ConfigError(msg)
@@ -193,7 +208,8 @@ class Settings:
     @property
     def advertised_url(self) -> str:
         """Where other nodes reach this one."""
-        return self.advertise or f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return self.advertise or f"{scheme}://{self.host}:{self.port}"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -277,4 +293,27 @@ def load(
     for key, raw in flags.items():
         if raw is not None:
             values[key] = _coerce(key, raw)
+    if values.get("token_file") and not values.get("token"):
+        values["token"] = read_token_file(values["token_file"])
     return Settings(**values)
+
+
+def read_token_file(path: str | Path) -> str:
+    """The token in the file at ``path`` (its first line)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        msg = f"token_file: {str(path)!r} cannot be read ({e.strerror})"
+        raise ConfigError(msg) from None
+    if not lines or not lines[0].strip():
+        msg = f"token_file: {str(path)!r} is empty"
+        raise ConfigError(msg)
+    return lines[0].strip()
+
+
+def client_token(token_file: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The token a client command sends: ``token_file``'s, else ``MINUTELY_TOKEN``, else none."""
+    if token_file:
+        return read_token_file(token_file)
+    env = os.environ if environ is None else environ
+    return env.get("MINUTELY_TOKEN", "").strip()

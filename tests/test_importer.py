@@ -25,7 +25,7 @@ from minutely.sim import SendError
 from minutely.testing.clock import FakeClock
 from tests.api.helpers import NOW
 
-URL = "http://minutely"
+URL = "http://localhost"
 T0 = int(NOW) // 60 * 60 - 3600  # an hour back, on a minute
 
 

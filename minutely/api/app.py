@@ -21,6 +21,9 @@
                                                     package: its JS libraries are copied into
                                                     dashboard/vendor/ when the package is built)
 
+Before any route, ``auth.Guard`` refuses a ``Host`` that is not allowed (421) and, once a token
+exists, a request without one (401) or with too small a scope (403).
+
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
 an oversized body (decompressed, too), 415 a Content-Encoding other than gzip or zstd, 422 an
 Idempotency-Key reused for another body, 429 a full bus and 503 a closed one (both with
@@ -47,12 +50,14 @@ from typing import Literal, Protocol, cast
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from minutely.api import arrow, encoding, params, partials, protocols, render
+from minutely.api.auth import LOOPBACK_ONLY, Access, Guard
 from minutely.api.ports import Answers, ClusterMember, Lifecycle, PointSink, QueryNode
 from minutely.api.prometheus import routes as prometheus_routes
 from minutely.api.selfmetrics import SelfMetrics
@@ -182,19 +187,25 @@ class _IngestNode(PointSink, Lifecycle, Protocol):
     """What an ingest-only node offers the app."""
 
 
-def create_ingest_app(node: _IngestNode, *, manage_lifecycle: bool = True) -> Starlette:
+def create_ingest_app(
+    node: _IngestNode, *, manage_lifecycle: bool = True, access: Access = LOOPBACK_ONLY
+) -> Starlette:
     """An ingest-only node's app: health, status, metrics and ``POST /api/v1/points``."""
     selfmon = SelfMetrics(node)
     return Starlette(
         routes=_ingest_routes(node, selfmon),
-        middleware=[selfmon.middleware()],
+        # outside the guard, the request counts see its refusals too
+        middleware=[selfmon.middleware(), Middleware(Guard, access=access)],
         lifespan=_lifespan(node, manage_lifecycle),
     )
 
 
-def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
+def create_app(
+    node: QueryNode, *, manage_lifecycle: bool = True, access: Access = LOOPBACK_ONLY
+) -> Starlette:
     """The ASGI app over ``node`` (a ``Service``, or anything with ``QueryNode``'s methods);
-    with ``manage_lifecycle`` it starts and stops it."""
+    with ``manage_lifecycle`` it starts and stops it. ``access`` says which ``Host`` names
+    and tokens it lets in (``auth.py``): by default loopback names and no tokens."""
 
     async def servers(request: Request) -> Response:
         return _json(render.dumps({"servers": sorted(node.server_names())}))
@@ -315,5 +326,7 @@ def create_app(node: QueryNode, *, manage_lifecycle: bool = True) -> Starlette:
         routes.append(Mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True)))
 
     return Starlette(
-        routes=routes, middleware=[selfmon.middleware()], lifespan=_lifespan(node, manage_lifecycle)
+        routes=routes,
+        middleware=[selfmon.middleware(), Middleware(Guard, access=access)],
+        lifespan=_lifespan(node, manage_lifecycle),
     )

@@ -1,6 +1,7 @@
 """What minutely's tests and benchmarks share, shipped with the package (as bytewax ships its
 ``testing.py``) so that neither imports the other:
 
+- ``access``: ``TESTSERVER``, the ``Access`` for apps under Starlette's ``TestClient``;
 - ``clock``: ``FakeClock``, wall time that moves only when a test moves it;
 - ``processes``: real ``minutely`` processes, and the start/wait/stop life of the other
   servers tests run;

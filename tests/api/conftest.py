@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from minutely.api import create_app
 from minutely.config import Settings
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
 from tests.api.helpers import NOW
 
@@ -23,5 +24,5 @@ def service() -> Service:
 
 @pytest.fixture
 def client(service: Service) -> Iterator[TestClient]:
-    with TestClient(create_app(service, manage_lifecycle=False)) as c:
+    with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as c:
         yield c

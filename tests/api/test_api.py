@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from minutely.api import create_app
 from minutely.model import PointBatch
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from tests.api.helpers import ARROW, NOW, arrow_body, ingest, make_points, truth
 
 
@@ -151,7 +152,7 @@ def test_errors(client: TestClient, service: Service) -> None:
 
 def test_body_too_large(service: Service) -> None:
     small = Service(service.settings.replace(max_body_bytes=1000), clock=service.clock).open()
-    with TestClient(create_app(small, manage_lifecycle=False)) as c:
+    with TestClient(create_app(small, manage_lifecycle=False, access=TESTSERVER)) as c:
         r = c.post(
             "/api/v1/points",
             content=b"[" + b" " * 2000 + b"]",

@@ -14,6 +14,7 @@ from minutely.errors import Backpressure, IdempotencyConflict, NotFound, Unavail
 from minutely.ingest import Decoded
 from minutely.model import Partials, PointBatch
 from minutely.query import By, SeriesAnswer, SummaryAnswer
+from minutely.testing.access import TESTSERVER
 
 
 class FakeAnswers:
@@ -92,7 +93,7 @@ class FakeNode:
 
 
 def client(node: FakeNode) -> TestClient:
-    return TestClient(create_app(node, manage_lifecycle=False))
+    return TestClient(create_app(node, manage_lifecycle=False, access=TESTSERVER))
 
 
 def test_reads_and_ingest_go_through_the_node() -> None:

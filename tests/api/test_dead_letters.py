@@ -15,6 +15,7 @@ from minutely.config import Settings
 from minutely.letters import points_table, rows_table
 from minutely.model import Partials, PointBatch
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
 from tests.api.helpers import NOW
 
@@ -45,7 +46,7 @@ def test_dead_letters_are_listed_and_replayed(stored: Service) -> None:
     stored.dead_letters.put("rows-x", "rows", rows, "Code: 999. refused (test)")
     points = PointBatch.from_names(["web-3"] * 3, ["mem"] * 3, [NOW - 30] * 3, [5.0, 6.0, 7.0])
     stored.dead_letters.put("points-y", "points", points_table(points), "MemoryError (test)")
-    with TestClient(create_app(stored, manage_lifecycle=False)) as client:
+    with TestClient(create_app(stored, manage_lifecycle=False, access=TESTSERVER)) as client:
         listed = client.get("/api/v1/dead-letters").json()["letters"]
         assert [(x["file"], x["kind"], x["rows"]) for x in listed] == [
             ("points-y.arrow", "points", 3),
@@ -78,7 +79,7 @@ def test_ingest_answers_503_while_the_writer_is_at_its_bound(tmp_path: Path) -> 
     try:
         body = b'[{"server": "a", "metric": "m", "ts": %d, "value": 1},' % (int(NOW) - 30)
         body += b' {"server": "a", "metric": "m", "ts": %d, "value": 1}]' % (int(NOW) - 86400)
-        with TestClient(create_app(service, manage_lifecycle=False)) as client:
+        with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as client:
             first = client.post(
                 "/api/v1/points", content=body, headers={"content-type": "application/json"}
             )

@@ -16,6 +16,7 @@ from minutely.api import create_app
 from minutely.api.encoding import UnsupportedEncoding, decompress
 from minutely.errors import DecodeError, PayloadTooLarge
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from tests.api.helpers import NOW
 
 BODY = os.urandom(3000) * 40  # compresses well, not trivially
@@ -101,6 +102,6 @@ def test_the_api_answers_400_413_and_415(client: TestClient, service: Service) -
     status, answer = post(client, points_json(3), "br")
     assert status == 415 and "'br'" in str(answer["error"])
     small = Service(service.settings.replace(max_body_bytes=1000), clock=service.clock).open()
-    with TestClient(create_app(small, manage_lifecycle=False)) as c:
+    with TestClient(create_app(small, manage_lifecycle=False, access=TESTSERVER)) as c:
         status, answer = post(c, gzip.compress(points_json(100)), "gzip")
     assert status == 413 and "1000 bytes once gzip-decompressed" in str(answer["error"])

@@ -12,6 +12,7 @@ from minutely.api import create_app
 from minutely.bus import MemoryBus
 from minutely.config import Settings
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
 from tests.api.helpers import NOW
 
@@ -81,7 +82,7 @@ def test_an_import_block_counts_once_long_after_the_window() -> None:
     clock = FakeClock(NOW)
     settings = Settings(hot_window=6 * 3600, store="none")
     service = Service(settings, clock=clock, bus=MemoryBus(4, 4 << 20, clock=clock)).open()
-    with TestClient(create_app(service, manage_lifecycle=False)) as client:
+    with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as client:
         assert post(client, body(1.0, 3.0), "import:block-0").status_code == 200
         clock.now += 3600  # the bus has long forgotten the key
         r = post(client, body(1.0, 3.0), "import:block-0")

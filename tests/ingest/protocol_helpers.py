@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from minutely.api import create_app
 from minutely.config import Settings
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
 
 NOW = 1_764_000_000.0 + 3 * 3600 + 25  # 25 s into a minute
@@ -23,7 +24,7 @@ def serving(**settings: Any) -> Iterator[tuple[Service, TestClient]]:
     """A memory-only service at ``NOW`` and a client of its app."""
     base = {"hot_window": 6 * 3600, "bus_max_bytes": 4 << 20, "store": "none"}
     service = Service(Settings(**(base | settings)), clock=FakeClock(NOW)).open()
-    with TestClient(create_app(service, manage_lifecycle=False)) as client:
+    with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as client:
         yield service, client
 
 

@@ -12,6 +12,7 @@ from minutely.api import create_app
 from minutely.config import Settings
 from minutely.query import By, SeriesAnswer, SummaryAnswer
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
 from tests.api.helpers import NOW, ingest
 
@@ -47,7 +48,7 @@ def service() -> Service:
 
 @pytest.fixture
 def client(service: Service) -> Iterator[TestClient]:
-    with TestClient(create_app(service, manage_lifecycle=False)) as c:
+    with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as c:
         yield c
 
 
