@@ -1,4 +1,4 @@
-"""The command line: ``minutely serve | ingest | simulate | import | query | demo``.
+"""The command line: ``minutely serve | ingest | simulate | import | query | demo | token``.
 
 - ``serve``: run the service (HTTP API + dashboard) until Ctrl-C.
 - ``ingest``: an ingest-only node in front of a shared NATS bus (several can run).
@@ -6,6 +6,7 @@
 - ``import``: history from CSV, Parquet or Arrow files, through the same ingest path.
 - ``query``: the four dashboard questions from a terminal, over HTTP.
 - ``demo``: ``serve`` plus a simulated fleet with history, printing the URLs to try.
+- ``token``: add, list or revoke the API's tokens (``minutely.auth``).
 """
 
 from __future__ import annotations
@@ -17,18 +18,22 @@ import logging
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from minutely import config
 from minutely.datadir import DataDir
-from minutely.errors import MinutelyError
+from minutely.errors import ConfigError, MinutelyError
+
+if TYPE_CHECKING:
+    from minutely.api.auth import Access
 
 log = logging.getLogger("minutely")
 
@@ -78,6 +83,24 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--lease-ttl", help="a cluster node's lease on its partitions (default 10s)")
     p.add_argument(
+        "--allowed-hosts",
+        help="names a request's Host may give, comma-separated, besides the loopback names and"
+        " the listening address; '*' allows any (docs/security.md)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="listen on a non-loopback address with no token (or take Graphite there)",
+    )
+    p.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    p.add_argument("--tls-key", help="... and this PEM private key")
+    p.add_argument(
+        "--token-file",
+        help="a file holding the token this node sends to other cluster nodes (an admin one;"
+        " MINUTELY_TOKEN works too)",
+    )
+    p.add_argument(
         "--allow-damaged-store",
         action="store_true",
         default=None,
@@ -101,6 +124,11 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         replicas=args.replicas,
         lease_ttl=args.lease_ttl,
         graphite_port=args.graphite_port,
+        allowed_hosts=args.allowed_hosts,
+        insecure=args.insecure,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        token_file=args.token_file,
     )
 
 
@@ -110,10 +138,17 @@ def serve(settings: config.Settings, on_ready: Any = None, ingest_only: bool = F
     The data dir's lock is taken and the port bound before anything else is built, so a
     second ``serve`` on the same data dir or port stops at once with a one-line reason.
     """
+    from minutely.api.auth import access_for, exposure_refusal
+
     data_dir = None if ingest_only else DataDir(settings.data_dir).lock()
     try:
+        access = access_for(settings)
+        refusal = exposure_refusal(settings, access)
+        if refusal is not None:
+            raise ListenError(refusal)
+        _check_tls(settings)
         with _listen(settings.host, settings.port) as sock:
-            _serve_on(sock, settings, on_ready, ingest_only)
+            _serve_on(sock, settings, access, on_ready, ingest_only)
     finally:
         if data_dir is not None:
             data_dir.release()
@@ -135,8 +170,23 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_tls(settings: config.Settings) -> None:
+    """Load the certificate and key once here, so a bad pair stops ``serve`` with its reason."""
+    if not settings.tls_cert:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as e:
+        msg = f"tls_cert/tls_key: {settings.tls_cert}, {settings.tls_key} cannot be used ({e})"
+        raise ConfigError(msg) from None
+
+
 def _serve_on(
-    sock: socket.socket, settings: config.Settings, on_ready: Any, ingest_only: bool
+    sock: socket.socket,
+    settings: config.Settings,
+    access: Access,
+    on_ready: Any,
+    ingest_only: bool,
 ) -> None:
     import uvicorn
 
@@ -146,13 +196,13 @@ def _serve_on(
 
     failpoints.arm(settings.failpoints)
     if ingest_only:
-        app = create_ingest_app(IngestNode(settings).open())
+        app = create_ingest_app(IngestNode(settings).open(), access=access)
     elif settings.node:
         from minutely.cluster.node import ClusterNode
 
-        app = create_app(ClusterNode(settings).open())
+        app = create_app(ClusterNode(settings).open(), access=access)
     else:
-        app = create_app(Service(settings).open())
+        app = create_app(Service(settings).open(), access=access)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -162,6 +212,8 @@ def _serve_on(
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            ssl_certfile=settings.tls_cert or None,
+            ssl_keyfile=settings.tls_key or None,
         )
     )
 
@@ -170,7 +222,8 @@ def _serve_on(
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
-            base = f"http://{settings.host}:{settings.port}"
+            scheme = "https" if settings.tls_cert else "http"
+            base = f"{scheme}://{settings.host}:{settings.port}"
             log.info("minutely serving on %s", base)
             if on_ready is not None:
                 on_ready(base)
@@ -315,9 +368,13 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_dead_letters(args: argparse.Namespace) -> int:
     try:
         if args.action == "replay":
-            resp = httpx.post(f"{args.url}/api/v1/dead-letters/replay", timeout=300)
+            resp = httpx.post(
+                f"{args.url}/api/v1/dead-letters/replay", headers=_auth_headers(args), timeout=300
+            )
         else:
-            resp = httpx.get(f"{args.url}/api/v1/dead-letters", timeout=30)
+            resp = httpx.get(
+                f"{args.url}/api/v1/dead-letters", headers=_auth_headers(args), timeout=30
+            )
     except httpx.HTTPError as e:
         print(f"minutely dead-letters: cannot reach {args.url}: {e}", file=sys.stderr)
         return 2
@@ -343,6 +400,44 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token(args: argparse.Namespace) -> int:
+    from minutely import auth
+
+    path = auth.tokens_path(config.load(args.config, data_dir=args.data_dir).data_dir)
+    if args.action in ("add", "revoke") and not args.name:
+        msg = f"token {args.action}: give the token's NAME"
+        raise ConfigError(msg)
+    if args.action == "add" and not args.scope:
+        msg = "token add: give its --scope: write, read or admin"
+        raise ConfigError(msg)
+    if args.action == "add":
+        secret = auth.add_token(path, args.name, auth.parse_scope(args.scope))
+        print(
+            f"token {args.name!r} (scope {args.scope}) added to {path}; a running server"
+            " takes it within a second.\nIts secret, shown this once (only a hash is kept):"
+        )
+        print(secret)
+        return 0
+    if args.action == "revoke":
+        auth.revoke_token(path, args.name)
+        print(f"token {args.name!r} revoked; a running server refuses it within a second")
+        return 0
+    tokens = auth.read_tokens(path)
+    if not tokens:
+        print(f"no tokens in {path}: auth is off")
+        return 0
+    print(f"{'name':<24} {'scope':<6} created")
+    for t in tokens:
+        print(f"{t.name:<24} {t.scope.value:<6} {t.created}")
+    return 0
+
+
+def _auth_headers(args: argparse.Namespace) -> dict[str, str]:
+    """The Authorization header of a client command: ``--token-file``'s or MINUTELY_TOKEN."""
+    token = config.client_token(args.token_file)
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -364,6 +459,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     q += [(other, f) for f in args.filter or []]
     url = f"{args.url}/api/v1/{by}s/{args.name}/{kind}"
     headers = {"accept": "text/csv"} if args.csv else {}
+    headers.update(_auth_headers(args))
     try:
         resp = httpx.get(url, params=q, headers=headers, timeout=30)
     except httpx.HTTPError as e:
@@ -417,6 +513,17 @@ examples:
   minutely query metric cpu.user --summary --start -2d
   minutely query metric cpu.user --start 2025-11-24T16:00:00Z --end 2025-11-24T18:00:00Z
 """
+
+
+TOKEN_HELP = """\
+examples:
+  minutely token add grafana --scope read       # the secret is the last line printed
+  TOKEN=$(minutely token add fleet --scope write | tail -n 1)
+  minutely token list
+  minutely token revoke grafana
+"""
+
+TOKEN_FILE_HELP = "a file holding a token with scope SCOPE (default: MINUTELY_TOKEN, if set)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -491,7 +598,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["list", "replay"], nargs="?", default="list")
     p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--token-file", help=TOKEN_FILE_HELP.replace("SCOPE", "admin"))
     p.set_defaults(func=_cmd_dead_letters)
+
+    p = command(
+        "token",
+        "add, list or revoke the API's tokens",
+        description=(
+            "Tokens let clients in once one exists: write for ingest, read for queries and the"
+            " dashboard, admin for both and dead letters. add prints the secret once, alone on"
+            " the last line; only its hash is stored, in <data_dir>/tokens.json. A running"
+            " server notices a change within a second."
+        ),
+        epilog=TOKEN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", choices=["add", "list", "revoke"])
+    p.add_argument("name", nargs="?", help="the token's name (add, revoke)")
+    p.add_argument("--scope", choices=["write", "read", "admin"], help="what it may do (add)")
+    p.add_argument("--data-dir", help="the server's data dir (default ./data)")
+    p.add_argument("--config", help="TOML settings file (for its data_dir)")
+    p.set_defaults(func=_cmd_token)
 
     p = command(
         "query",
@@ -509,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", help="only these metrics (or servers)")
     p.add_argument("--csv", action="store_true")
     p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--token-file", help=TOKEN_FILE_HELP.replace("SCOPE", "read"))
     p.set_defaults(func=_cmd_query)
     return parser
 

@@ -132,8 +132,10 @@ class Router(LocalAnswers):
 
     def __init__(self, node: Owners, client: httpx.Client | None = None) -> None:
         super().__init__(node)
+        token = node.settings.token  # the owners' /api/v1/local routes need admin scope
         self.client = client or httpx.Client(
-            timeout=httpx.Timeout(ROUTE_TIMEOUT, connect=CONNECT_TIMEOUT)
+            timeout=httpx.Timeout(ROUTE_TIMEOUT, connect=CONNECT_TIMEOUT),
+            headers={"Authorization": f"Bearer {token}"} if token else None,
         )
 
     def _remote(self, by: By, name: str) -> str | None:
@@ -159,6 +161,14 @@ class Router(LocalAnswers):
             return None
         if got.status_code == 404:
             raise NotFound(got.json().get("error", f"unknown {by} {name!r}"))
+        if got.status_code in (401, 403):
+            log.warning(
+                "the owner at %s refused this node's token (%d): give every node an admin"
+                " token (MINUTELY_TOKEN or --token-file); answering from the store",
+                url,
+                got.status_code,
+            )
+            return None
         if got.status_code != 200:
             log.warning(
                 "the owner at %s answered %d: answering from the store", url, got.status_code
