@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from minutely.api import create_app, create_ingest_app
 from minutely.config import Settings
 from minutely.service import IngestNode, Service
+from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
 from tests.api.helpers import NOW, ingest, make_points
 
@@ -93,7 +94,7 @@ def test_points_accepted_and_rejected_per_protocol(client: TestClient, service: 
 
 def test_backpressure_is_counted_with_its_reason(service: Service) -> None:
     small = Service(Settings(store="none", bus_max_bytes=1), clock=FakeClock(NOW)).open()
-    with TestClient(create_app(small, manage_lifecycle=False)) as c:
+    with TestClient(create_app(small, manage_lifecycle=False, access=TESTSERVER)) as c:
         body = [{"server": "a", "metric": "m", "ts": NOW, "value": 1.0}] * 10
         codes = [c.post("/api/v1/points", json=body).status_code for _ in range(3)]
         assert 429 in codes
@@ -152,7 +153,7 @@ def test_store_writer_figures(tmp_path: Path) -> None:
     settings = Settings(store="chdb", data_dir=str(tmp_path), bus_max_bytes=4 << 20)
     service = Service(settings, clock=FakeClock(NOW)).open()
     try:
-        with TestClient(create_app(service, manage_lifecycle=False)) as c:
+        with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as c:
             ingest(c, service, make_points(n=500))
             service.ring.hand_on_live()
             assert service.writer is not None
@@ -176,7 +177,9 @@ def test_openmetrics_when_asked(client: TestClient) -> None:
 
 
 def test_each_app_has_its_own_registry(service: Service) -> None:
-    apps = [TestClient(create_app(service, manage_lifecycle=False)) for _ in range(2)]
+    apps = [
+        TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) for _ in range(2)
+    ]
     with apps[0] as first, apps[1] as second:
         body = [{"server": "a", "metric": "m", "ts": NOW, "value": 1.0}]
         first.post("/api/v1/points", json=body)
@@ -190,7 +193,7 @@ def test_a_status_that_fails_still_answers(
     def away() -> dict[str, object]:
         raise ConnectionError("broker away")
 
-    with TestClient(create_app(service, manage_lifecycle=False)) as c:
+    with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as c:
         monkeypatch.setattr(service, "status", away)
         samples = scrape(c)
     assert value(samples, "minutely_status_up") == 0
@@ -207,7 +210,7 @@ def ingest_node() -> Iterator[IngestNode]:
 
 
 def test_an_ingest_node_has_metrics_too(ingest_node: IngestNode) -> None:
-    with TestClient(create_ingest_app(ingest_node, manage_lifecycle=False)) as c:
+    with TestClient(create_ingest_app(ingest_node, manage_lifecycle=False, access=TESTSERVER)) as c:
         body = json.dumps([{"server": "a", "metric": "m", "ts": NOW, "value": 1.0}])
         c.post("/api/v1/points", content=body, headers={"content-type": "application/json"})
         samples = scrape(c)
