@@ -75,6 +75,9 @@ class Settings:
     #: the longest server or metric name accepted, in UTF-8 bytes (a point with a longer one
     #: is rejected, naming it)
     max_name_bytes: int = 256
+    #: the most cells (series × buckets) one series answer may allocate (400 beyond, naming
+    #: the smallest step that fits): the seed's Q1, 2,000 metrics × 2,880 minutes, fits
+    max_query_cells: int = 6_000_000
     #: minutes kept in the time-major live buffer before they move into the ring
     live_minutes: int = 4
     #: the storage tier: "chdb" (embedded, in <data_dir>/store), a ClickHouse URL
@@ -138,6 +141,9 @@ class Settings:
     def __post_init__(self) -> None:
         if not 1 <= self.max_name_bytes <= 65536:
             msg = f"max_name_bytes: {self.max_name_bytes} is not between 1 and 65536"
+            raise ConfigError(msg)
+        if self.max_query_cells < 1:
+            msg = f"max_query_cells: {self.max_query_cells} is below the minimum of 1"
             raise ConfigError(msg)
         if self.hot_window < 120:
             msg = f"hot_window: {self.hot_window}s is below the minimum of 2 minutes"

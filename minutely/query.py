@@ -36,6 +36,11 @@ By = Literal["server", "metric"]
 
 #: the most buckets one series answer may hold (2 days at 1 minute is 2,880)
 MAX_BUCKETS = 20_000
+#: the most cells (series × buckets) one series answer may allocate by default: the seed's
+#: Q1, 2,000 metrics × 2,880 minutes, fits; 28 B of partials a cell (``Settings.max_query_cells``)
+MAX_CELLS = 6_000_000
+#: the largest step a question may ask for: a century
+MAX_STEP = 100 * 366 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +95,17 @@ class Query:
     straddles the seam merges the two partials.
     """
 
-    def __init__(self, registry: Registry, ring: HotRing, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        ring: HotRing,
+        store: Store | None = None,
+        max_cells: int = MAX_CELLS,
+    ) -> None:
         self.registry = registry
         self.ring = ring
         self.store = store
+        self.max_cells = max_cells
 
     def _select(self, by: By, name: str, only: list[str] | None) -> _Selection:
         """The series of ``name`` and their labels, filtered by ``only``."""
@@ -142,14 +154,9 @@ class Query:
         if end <= start:
             raise BadParameter(param="end", problem="must be after start")
         n_buckets = (end - start) // step
-        if n_buckets > MAX_BUCKETS:
-            raise BadParameter(
-                param="step",
-                problem=f"{n_buckets} buckets per series is over the limit of {MAX_BUCKETS}; "
-                "use a larger step or a shorter range",
-            )
         sel = self._select(by, name, only)
         series, labels = sel.series, sel.labels
+        self._check_size(len(labels), start, end, step)
         step_m = step // MINUTE
         first, last = start // MINUTE, end // MINUTE
         seam = self._seam(first, last)
@@ -183,6 +190,28 @@ class Query:
         return SeriesAnswer(
             by, name, start, end, step, np.arange(start, end, step, dtype=np.int64), labels, out
         )
+
+    def _check_size(self, n_series: int, start: int, end: int, step: int) -> None:
+        """Refuse, before anything is allocated, an answer over ``MAX_BUCKETS`` per series or
+        ``max_cells`` in all, naming the smallest step that would fit."""
+        n_buckets = (end - start) // step
+        cells = n_series * n_buckets
+        if n_buckets <= MAX_BUCKETS and cells <= self.max_cells:
+            return
+        fits = min(MAX_BUCKETS, self.max_cells // max(1, n_series))
+        if n_buckets > MAX_BUCKETS:
+            problem = f"{n_buckets} buckets per series is over the limit of {MAX_BUCKETS}"
+        else:
+            problem = (
+                f"{n_series} series × {n_buckets} buckets = {cells} cells is over the limit"
+                f" of {self.max_cells} (max_query_cells)"
+            )
+        smallest = smallest_step(start, end, fits) if fits else None
+        if smallest is None:
+            problem += "; no step fits: ask for fewer series (metric= or server=)"
+        else:
+            problem += f"; step={smallest} is the smallest that fits (or use a shorter range)"
+        raise BadParameter(param="step", problem=problem)
 
     def fleet(
         self, metric: str, start: int, end: int, step: int = 60, only: list[str] | None = None
@@ -235,6 +264,23 @@ class Query:
         oldest = self.ring.oldest_minute()
         head = self.ring.head
         return None if oldest is None or head is None else (oldest, head + 1)
+
+
+def smallest_step(start: int, end: int, buckets: int) -> int | None:
+    """The smallest multiple of a minute whose step-aligned ``[start, end)`` has at most
+    ``buckets`` buckets (None when even a century's step has more). Alignment adds at most
+    one bucket, so the answer is within a few minutes of ``span / buckets`` for any bucket
+    count a limit allows; past 10,000 tries, a step sure to fit is given instead."""
+    span = end - start
+    step = max(MINUTE, -(-span // buckets // MINUTE) * MINUTE)
+    for _ in range(10_000):
+        if -(-end // step) - start // step <= buckets:
+            return step if step <= MAX_STEP else None
+        step += MINUTE
+    if buckets < 2:
+        return None
+    sure = -(-span // (buckets - 1) // MINUTE) * MINUTE  # span / step + 1 buckets at most
+    return sure if sure <= MAX_STEP else None
 
 
 def fleet_of(per_server: SeriesAnswer) -> SeriesAnswer:

@@ -282,7 +282,7 @@ class Service(_IngestPath):
             checkpoint_every=settings.checkpoint_every,
             dead_letters=self.dead_letters,
         )
-        self.query = Query(self.registry, self.ring, self.store)
+        self.query = Query(self.registry, self.ring, self.store, settings.max_query_cells)
         self._replaying = asyncio.Lock()
         self.started_at = clock()
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from minutely import query
 from minutely.errors import BadParameter
 
 _RELATIVE = re.compile(r"^now\s*$|^(?:now)?\s*-\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -29,7 +30,7 @@ DEFAULT_END = "now"
 #: overflows the 64-bit integers every answer is made of)
 LATEST = 253_402_300_799
 #: the largest step: a hundred years, far past any range a store keeps
-MAX_STEP = 100 * 366 * 86400
+MAX_STEP = query.MAX_STEP
 
 
 def parse_time(param: str, text: str, now: float) -> int:

@@ -39,6 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from minutely import __version__
+from minutely.api.params import LATEST
 from minutely.api.ports import QueryNode
 from minutely.errors import Unavailable
 from minutely.model import F64
@@ -109,6 +110,9 @@ def parse_time(name: str, text: str) -> float:
             value = math.nan
     if not math.isfinite(value):
         msg = f'invalid parameter "{name}": cannot parse "{text}" to a valid timestamp'
+        raise BadData(msg)
+    if not 0 <= value <= LATEST:  # beyond, minute arithmetic overflows 64-bit integers
+        msg = f'invalid parameter "{name}": "{text}" is outside unix seconds 0 .. {LATEST}'
         raise BadData(msg)
     return value
 
@@ -305,7 +309,12 @@ def routes(node: QueryNode) -> list[Route]:
         wanted = params.get("metric")
         if wanted:
             names = [n for n in names if n == wanted[-1]]
-        limit = int(_one(params, "limit", "-1") or -1)
+        text = _one(params, "limit", "-1") or "-1"
+        try:
+            limit = int(text)
+        except ValueError:
+            msg = f'invalid parameter "limit": "{text}" is not an integer'
+            raise BadData(msg) from None
         if limit >= 0:
             names = names[:limit]
         return {n: [{"type": "unknown", "help": "", "unit": ""}] for n in names}, False
