@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import math
 import re
 import signal
 import socket
@@ -81,6 +82,14 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         help="take Graphite plaintext on this TCP port (off by default; 2003 by convention)",
     )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        help="open client connections; one more is answered 503 (default 10000)",
+    )
+    p.add_argument("--max-header-bytes", help="a request's headers, 431 beyond (default 64KB)")
+    p.add_argument("--header-timeout", help="time to send a request's headers (default 10s)")
+    p.add_argument("--idle-timeout", help="a keep-alive connection's wait (default 30s)")
     p.add_argument("--lease-ttl", help="a cluster node's lease on its partitions (default 10s)")
     p.add_argument(
         "--allowed-hosts",
@@ -129,6 +138,10 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         token_file=args.token_file,
+        max_connections=args.max_connections,
+        max_header_bytes=args.max_header_bytes,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
     )
 
 
@@ -192,6 +205,7 @@ def _serve_on(
 
     from minutely import failpoints
     from minutely.api import create_app, create_ingest_app
+    from minutely.api.connections import ConnectionLimits, protocol_class, raise_open_files_limit
     from minutely.service import IngestNode, Service
 
     failpoints.arm(settings.failpoints)
@@ -203,6 +217,12 @@ def _serve_on(
         app = create_app(ClusterNode(settings).open(), access=access)
     else:
         app = create_app(Service(settings).open(), access=access)
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+        idle_timeout=settings.idle_timeout,
+        max_connections=raise_open_files_limit(settings.max_connections),
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -214,6 +234,9 @@ def _serve_on(
             timeout_graceful_shutdown=5,
             ssl_certfile=settings.tls_cert or None,
             ssl_keyfile=settings.tls_key or None,
+            # httptools with the limits uvicorn lacks (api/connections.py)
+            http=protocol_class(limits),
+            timeout_keep_alive=max(1, math.ceil(settings.idle_timeout)),
         )
     )
 

@@ -122,6 +122,15 @@ class Settings:
     #: collectd's ``collectd.<host>.<plugin>…``); -1: none, the server comes from a
     #: ``;host=`` tag or ``default_server``
     graphite_server_node: int = -1
+    #: one request's request line and headers, in bytes (431 beyond)
+    max_header_bytes: int = 64 << 10
+    #: seconds from a connection's accept, or a request's first byte, to its complete
+    #: headers (408 and closed beyond; a connection that sent nothing is just closed)
+    header_timeout: float = 10.0
+    #: seconds a keep-alive connection may wait for its next request before it is closed
+    idle_timeout: float = 30.0
+    #: open client connections; one more is answered 503 with Retry-After and closed
+    max_connections: int = 10_000
     #: crash points for the fault-injection tests, ``name=n,…`` (see ``failpoints.py``);
     #: empty, the default, arms none
     failpoints: str = ""
@@ -193,6 +202,16 @@ class Settings:
         if bool(self.tls_cert) != bool(self.tls_key):
             msg = "tls_cert and tls_key: give both (--tls-cert and --tls-key) or neither"
             raise ConfigError(msg)
+        if self.max_header_bytes < 1024:
+            msg = f"max_header_bytes: {self.max_header_bytes} is below the minimum of 1KB"
+            raise ConfigError(msg)
+        for name in ("header_timeout", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                msg = f"{name}: {getattr(self, name)}s must be above 0"
+                raise ConfigError(msg)
+        if self.max_connections < 1:
+            msg = f"max_connections: {self.max_connections} must be at least 1"
+            raise ConfigError(msg)
         if self.bus != "memory" and not self.bus.startswith(("nats://", "tls://")):
             msg = f"bus: {self.bus!r} is neither 'memory' nor a nats:// URL"
             raise ConfigError(msg)
@@ -231,8 +250,10 @@ _DURATIONS = {
     "checkpoint_every",
     "open_minutes_every",
     "lease_ttl",
+    "header_timeout",
+    "idle_timeout",
 }
-_SIZES = {"bus_max_bytes", "max_body_bytes", "writer_max_bytes"}
+_SIZES = {"bus_max_bytes", "max_body_bytes", "writer_max_bytes", "max_header_bytes"}
 
 
 def _coerce(name: str, raw: Any) -> Any:

@@ -41,3 +41,19 @@ def test_bus_is_memory_or_a_nats_url() -> None:
     assert load(None, {"MINUTELY_BUS": "nats://127.0.0.1:4222"}).bus == "nats://127.0.0.1:4222"
     with pytest.raises(ConfigError, match="bus"):
         load(None, {}, bus="kafka://x")
+
+
+def test_connection_limits_read_with_units_and_refused_out_of_range() -> None:
+    s = load(
+        environ={"MINUTELY_MAX_HEADER_BYTES": "8KB", "MINUTELY_HEADER_TIMEOUT": "2m"},
+        idle_timeout="5s",
+        max_connections=100,
+    )
+    assert (s.max_header_bytes, s.header_timeout, s.idle_timeout) == (8192, 120.0, 5.0)
+    assert s.max_connections == 100
+    with pytest.raises(ConfigError, match="max_header_bytes: 100 is below the minimum of 1KB"):
+        Settings(max_header_bytes=100)
+    with pytest.raises(ConfigError, match=r"header_timeout: 0\.0s must be above 0"):
+        load(header_timeout="0")
+    with pytest.raises(ConfigError, match="max_connections: 0 must be at least 1"):
+        Settings(max_connections=0)

@@ -1,0 +1,192 @@
+"""Connection-level limits for the HTTP server: header size, header and idle timeouts, and a
+cap on open connections, as a subclass of uvicorn's httptools protocol.
+
+uvicorn (with httptools) has none of the first three for what happens before a request is
+complete: httptools grows a header by concatenating each fragment it is fed (quadratic in the
+header's size), no timer runs before the first request or while headers trickle in, and
+``limit_concurrency`` answers 503 only once a request's headers are complete, so sockets that
+send nothing hold their file descriptors for ever. Here each connection::
+
+    accepted ──► over max_connections? ──yes──► 503 + Retry-After, closed
+        │
+        ▼  header timer (header_timeout) runs from the accept and from a request's first byte
+    reading headers ──► more than max_header_bytes ──► 431, closed
+        │          └──► timer fires ──► 408 (or closed if nothing came), closed
+        ▼
+    body, answer ──► idle (uvicorn's keep-alive timer: idle_timeout) ──► closed
+
+A refused connection is answered, its write side shut, and what the client still sends is read
+and dropped for ``LINGER`` seconds (``LINGER_BYTES`` at most), so the client can read the answer
+instead of a reset.
+
+This module is the only one that touches uvicorn's protocol internals (``HttpToolsProtocol``'s
+parser callbacks and ``connections`` set); ``tests/api/test_connections.py`` checks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+#: seconds a refused connection is kept to drain what the client still sends, and the bytes
+#: drained at most before it is closed anyway
+LINGER = 2.0
+LINGER_BYTES = 1 << 20
+#: file descriptors kept for everything that is not a client connection (store, bus, logs)
+FD_RESERVE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What one client connection may hold (``Settings`` has each, documented in the README)."""
+
+    #: request line and headers of one request, in bytes (431 beyond)
+    max_header_bytes: int = 64 << 10
+    #: seconds from a connection's accept, or a request's first byte, to its complete headers
+    header_timeout: float = 10.0
+    #: seconds a keep-alive connection may wait between requests
+    idle_timeout: float = 30.0
+    #: open client connections; one more is answered 503 with Retry-After and closed
+    max_connections: int = 10_000
+
+
+def _response(status: int, reason: str, message: str, headers: dict[str, str]) -> bytes:
+    body = ('{"error":"' + message + '"}').encode()
+    lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += [f"content-length: {len(body)}", "connection: close", "", ""]
+    return "\r\n".join(lines).encode() + body
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with ``LIMITS`` enforced (``protocol_class`` sets them)."""
+
+    LIMITS: ClassVar[ConnectionLimits] = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_bytes = 0
+        self._in_headers = True  # before a request's headers are complete
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+        self._drained = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limit = self.LIMITS.max_connections
+        if len(self.connections) > limit:
+            message = f"too many connections: the limit max_connections is {limit}"
+            self._refuse(503, "Service Unavailable", message, {"Retry-After": "1"})
+            return
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:  # draining before the close
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES:
+                self.transport.close()
+            return
+        if not self._in_headers:
+            super().data_received(data)
+            return
+        if self._header_timer is None:
+            self._arm_header_timer()
+        room = self.LIMITS.max_header_bytes - self._header_bytes
+        if len(data) <= room:
+            self._header_bytes += len(data)
+            super().data_received(data)
+            return
+        # feed only what fits: the headers may end inside it, and the rest is body
+        self._header_bytes += room
+        super().data_received(data[:room])
+        if self._in_headers and not self._refused and not self.transport.is_closing():
+            limit = self.LIMITS.max_header_bytes
+            message = f"request headers exceed the limit max_header_bytes of {limit} bytes"
+            self._refuse(431, "Request Header Fields Too Large", message, {})
+            return
+        if not self.transport.is_closing():
+            self.data_received(data[room:])
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_headers = True
+        self._header_bytes = 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # uvicorn arms its keep-alive timer here; ours starts again with the next byte
+        self._cancel_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.LIMITS.header_timeout, self._header_late)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self._refused or not self._in_headers:
+            return
+        if self._header_bytes == 0:
+            self.transport.close()  # nothing asked: nothing to answer
+            return
+        timeout = self.LIMITS.header_timeout
+        message = f"request headers not complete within the limit header_timeout of {timeout:g}s"
+        self._refuse(408, "Request Timeout", message, {})
+
+    def _refuse(self, status: int, reason: str, message: str, headers: dict[str, str]) -> None:
+        self._refused = True
+        self._cancel_header_timer()
+        self._unset_keepalive_if_required()
+        self.transport.write(_response(status, reason, message, headers))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
+
+
+def protocol_class(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class uvicorn builds each connection with, holding ``limits``."""
+    return cast(
+        "type[LimitedHttpToolsProtocol]",
+        type("LimitedHttp", (LimitedHttpToolsProtocol,), {"LIMITS": limits}),
+    )
+
+
+def raise_open_files_limit(max_connections: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; the connections that then
+    fit beside ``FD_RESERVE`` descriptors (at most ``max_connections``)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:  # pragma: no cover - platform refusing its own hard
+            log.warning("could not raise the open files limit to %s: %s", hard, e)
+    fits = int(soft) - FD_RESERVE if soft != resource.RLIM_INFINITY else max_connections
+    if fits < max_connections:
+        log.warning(
+            "max_connections %d lowered to %d: the open files limit is %d (ulimit -n)",
+            max_connections,
+            max(fits, 1),
+            soft,
+        )
+        return max(fits, 1)
+    return max_connections
