@@ -37,7 +37,7 @@ demo: venv
 
 test: venv
 	$(PY) scripts/ensure_chromium.py
-	$(PY) scripts/ensure_promtool.py
+	$(PY) scripts/ensure_debian_tools.py
 	$(VENV)/bin/ruff check minutely tests bench scripts
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not browser"

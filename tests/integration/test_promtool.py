@@ -2,7 +2,7 @@
 answer, and the answers must equal minutely's own API on the same data.
 
 promtool comes from Debian's ``prometheus`` package: ``make test`` installs it
-(``scripts/ensure_promtool.py``); without it these tests fail and say how to get it.
+(``scripts/ensure_debian_tools.py``); without it these tests fail and say how to get it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     if path is None:
         pytest.fail(
             "promtool is not on PATH: it comes with Debian's prometheus package "
-            "(apt-get install prometheus; `make test` runs scripts/ensure_promtool.py)"
+            "(apt-get install prometheus; `make test` runs scripts/ensure_debian_tools.py)"
         )
     return subprocess.run([path, *args], capture_output=True, text=True, timeout=60, check=False)
 

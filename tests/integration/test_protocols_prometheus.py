@@ -68,7 +68,7 @@ def minutely(tmp_path: Path) -> Iterator[Server]:
 def test_prometheus_remote_write_answers_as_numpy_says(minutely: Server, tmp_path: Path) -> None:
     assert PROMETHEUS is not None, (
         "no prometheus binary: make test installs Debian's prometheus package"
-        " (scripts/ensure_promtool.py); or apt-get install prometheus"
+        " (scripts/ensure_debian_tools.py); or apt-get install prometheus"
     )
     target = Target()
     prom_port = free_port()
