@@ -121,7 +121,10 @@ def parse_step(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        tokens = tokenize(text) if text else []
+        try:
+            tokens = tokenize(text) if text else []
+        except PromQLError:
+            tokens = []
         if len(tokens) != 2 or tokens[0].kind != "duration":
             msg = f'invalid parameter "step": cannot parse "{text}" to a valid duration'
             raise BadData(msg) from None

@@ -17,6 +17,7 @@ from minutely.config import Settings
 from minutely.model import PointBatch
 from minutely.query import MAX_CELLS, smallest_step
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
 from tests.api.helpers import ARROW, NOW, arrow_body
 
@@ -69,7 +70,10 @@ PROMQL = {"query": "cpu", "match[]": "cpu"}
 def app_client() -> TestClient:
     service = Service(Settings(hot_window=6 * 3600, store="none"), clock=FakeClock(NOW)).open()
     b = PointBatch.from_names(["web"], ["cpu"], [NOW - 60], [1.0])
-    client = TestClient(create_app(service, manage_lifecycle=False), raise_server_exceptions=False)
+    client = TestClient(
+        create_app(service, manage_lifecycle=False, access=TESTSERVER),
+        raise_server_exceptions=False,
+    )
     r = client.post("/api/v1/points", content=arrow_body(b), headers={"content-type": ARROW})
     assert r.status_code == 200
     while service.aggregator.drain(timeout=0):
@@ -107,7 +111,7 @@ def _client(n_metrics: int, max_cells: int = MAX_CELLS) -> tuple[TestClient, Ser
         np.full(n_metrics, NOW - 60),
         np.arange(n_metrics, dtype=np.float64),
     )
-    client = TestClient(create_app(service, manage_lifecycle=False))
+    client = TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER))
     r = client.post("/api/v1/points", content=arrow_body(b), headers={"content-type": ARROW})
     assert r.status_code == 200 and r.json()["accepted"] == n_metrics, r.text
     while service.aggregator.drain(timeout=0):
