@@ -1,6 +1,8 @@
 """The HTTP app: thin adapters that parse a request, call the service, and render the answer.
 
     GET  /healthz                                   liveness
+    GET  /openapi.json                              the OpenAPI 3.1 document of this app's
+                                                    routes (``openapi.py``)
     GET  /metrics                                   minutely's own metrics, for Prometheus
                                                     (``selfmetrics.py``)
     GET  /api/v1/status                             ring, aggregator and bus figures
@@ -56,7 +58,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from minutely.api import arrow, encoding, params, partials, protocols, render
+from minutely.api import arrow, encoding, openapi, params, partials, protocols, render
 from minutely.api.auth import LOOPBACK_ONLY, Access, Guard
 from minutely.api.ports import Answers, ClusterMember, Lifecycle, PointSink, QueryNode
 from minutely.api.prometheus import routes as prometheus_routes
@@ -192,8 +194,9 @@ def create_ingest_app(
 ) -> Starlette:
     """An ingest-only node's app: health, status, metrics and ``POST /api/v1/points``."""
     selfmon = SelfMetrics(node)
+    routes = _ingest_routes(node, selfmon)
     return Starlette(
-        routes=_ingest_routes(node, selfmon),
+        routes=[*routes, openapi.route(routes)],
         # outside the guard, the request counts see its refusals too
         middleware=[selfmon.middleware(), Middleware(Guard, access=access)],
         lifespan=_lifespan(node, manage_lifecycle),
@@ -322,6 +325,7 @@ def create_app(
             "(make does) and reinstall",
             VENDOR_DIR,
         )
+    routes.append(openapi.route(routes))  # the document of the routes above (openapi.py)
     if DASHBOARD_DIR.is_dir():
         routes.append(Mount("/", StaticFiles(directory=DASHBOARD_DIR, html=True)))
 
