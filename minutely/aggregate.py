@@ -5,6 +5,9 @@ counters that say how much it has done. Windows are by event time: a point's min
 ``floor(ts / 60)`` whatever the clock says, so replays and late points land where they belong.
 The fold itself is vectorised in ``HotRing.fold``; this module adds no per-point work.
 
+Counters (``kinds.py``) are folded as their increases (``counters.py``), from per-series state
+this module keeps, checkpoints with its offsets and restores at ``open``.
+
 It runs in a thread of its own (``start``/``stop``); ``fold`` and ``drain`` are the same work
 without the thread, for tests and tools.
 
@@ -24,9 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from minutely import failpoints
 from minutely.bus import Bus, Consumer, Message
+from minutely.counters import CounterRows, CounterState
 from minutely.hot import FoldResult, HotRing
+from minutely.kinds import Kinds
 from minutely.letters import LetterBox, points_table
 from minutely.model import PointBatch, minute_of
 from minutely.registry import Registry
@@ -80,6 +87,7 @@ class Aggregator:
         dead_letters: LetterBox | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         reopen_if: Callable[[], bool] | None = None,
+        kinds: Kinds | None = None,
     ) -> None:
         self.registry = registry
         self.ring = ring
@@ -103,6 +111,10 @@ class Aggregator:
         #: while this says so (a cluster shard: while it holds the partition's lease)
         self.reopen_if = reopen_if
         self._next_checkpoint = monotonic() + checkpoint_every
+        #: which metrics are counters; None: every metric is a gauge
+        self.kinds = kinds
+        #: each counter series' newest sample
+        self.counters = CounterState()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -116,6 +128,7 @@ class Aggregator:
         and ``adopt``), and claim the partitions: open the consumer ``drain`` polls."""
         if self.checkpointer is not None:
             self._through = dict(self.checkpointer.offsets)
+            self.restore_counters(self.checkpointer.counters)
         if self.bus is not None and self.consumer is None:
             self.consumer = self.bus.consumer(self.partitions)
 
@@ -127,7 +140,16 @@ class Aggregator:
         """
         began = time.perf_counter()
         series = self.registry.series_ids(batch)
-        result = self.ring.fold(series, minute_of(batch.ts), batch.value)
+        values = batch.value
+        if self.kinds is not None and len(batch):
+            counter = self.kinds.counter_mask(batch.metric_names)
+            if counter.all():
+                values = self.counters.increases(series, batch.ts, values)
+            elif counter.any():
+                at = np.flatnonzero(counter[batch.metric_codes])
+                values = values.copy()
+                values[at] = self.counters.increases(series[at], batch.ts[at], values[at])
+        result = self.ring.fold(series, minute_of(batch.ts), values)
         self.stats.fold_seconds += time.perf_counter() - began
         self.stats.batches += 1
         stored = result.expired if self.ring.sink is not None else 0
@@ -139,6 +161,23 @@ class Aggregator:
                 result.expired,
             )
         return result
+
+    def counter_rows(self) -> CounterRows:
+        """The counter state by (server id, metric id): what a checkpoint or a stop keeps."""
+        series = self.counters.known()
+        server_ids, metric_ids = self.registry.series_of(series)
+        return CounterRows(
+            server_ids.astype(np.uint32),
+            metric_ids.astype(np.uint32),
+            self.counters.last_ts[series],
+            self.counters.last_value[series],
+        )
+
+    def restore_counters(self, rows: CounterRows) -> None:
+        """Take saved counter state (its names must be interned already)."""
+        if len(rows.server_ids):
+            series = self.registry.ensure_series(rows.server_ids, rows.metric_ids)
+            self.counters.restore(series, rows.last_ts, rows.last_value)
 
     def drain(self, timeout: float = 0.0) -> int:
         """Poll once, fold what came, commit it. Returns the number of messages handled."""
@@ -210,7 +249,7 @@ class Aggregator:
         if not (force or self._uncommitted or self.checkpointer.unfinished):
             return False
         try:
-            self.checkpointer.take(self._through)
+            self.checkpointer.take(self._through, self.counter_rows())
         except Exception as exc:
             if self.stats.checkpoint_error is None:
                 log.exception("checkpoint failed; nothing is acked until one succeeds")

@@ -12,6 +12,8 @@ A checkpoint is one file, ``<data_dir>/checkpoint/aggregator.npz``, replaced ato
 - ``rows``: every partial the ring handed to the store since checkpoint ``k - 1`` (closed
   minutes, late corrections, points older than the ring): the insert that ``k`` makes;
 - ``open``: the live minutes, still filling, which the store has not had;
+- ``counters``: each counter series' newest sample (``counters.py``), as of ``offsets``, so
+  the increases folded after a restart continue from it;
 - ``run`` and ``epoch``: the insert's token, ``<run>-<epoch>``; ``run`` is drawn at random
   when the file is first made, so a lost file never reuses a token the store remembers;
 - ``generations``: per partition, which log the offsets count in (``PartitionStats``): a
@@ -42,6 +44,7 @@ from typing import Protocol
 import numpy as np
 
 from minutely import failpoints
+from minutely.counters import CounterRows
 from minutely.hot import HotRing
 from minutely.model import I32, I64, U32, Partials
 from minutely.registry import Registry
@@ -55,8 +58,9 @@ log = logging.getLogger(__name__)
 #: rows per insert of a checkpoint's rows (each chunk carries a token of its own)
 INSERT_CHUNK = 1 << 20
 
-#: the file's layout; a file without one is version 1 (the layout before it was recorded)
-FORMAT_VERSION = 1
+#: the file's layout; a file without one is version 1 (the layout before it was recorded);
+#: version 2 added ``counters``
+FORMAT_VERSION = 2
 
 _FIELDS = ("server_ids", "metric_ids", "minutes", "min", "max", "sum", "count")
 
@@ -73,6 +77,8 @@ class Checkpoint:
     open: MinuteRows
     #: partition -> the generation of its log that ``offsets`` count in (``PartitionStats``)
     generations: dict[int, str] = field(default_factory=dict)
+    #: each counter series' newest sample when ``offsets`` were folded
+    counters: CounterRows = field(default_factory=CounterRows.empty)
 
     @property
     def token(self) -> str:
@@ -144,9 +150,10 @@ def encode_checkpoint(c: Checkpoint) -> bytes:
         "generations.values": np.array(
             [c.generations[p] for p in sorted(c.generations)], dtype=np.str_
         ),
+        **{f"counters.{k}": getattr(c.counters, k) for k in _COUNTER_FIELDS},
     }
     out = io.BytesIO()
-    np.savez(out, **arrays)  # type: ignore[arg-type]
+    np.savez(out, **arrays)
     return out.getvalue()
 
 
@@ -181,10 +188,20 @@ def decode_checkpoint(data: bytes, where: str) -> Checkpoint:
                     strict=True,
                 )
             ),
+            counters=_counter_rows(arrays),
         )
     except KeyError as exc:
         msg = f"checkpoint {where} lacks {exc}; refusing to start without it"
         raise StoreCorrupt(msg) from exc
+
+
+_COUNTER_FIELDS = ("server_ids", "metric_ids", "last_ts", "last_value")
+
+
+def _counter_rows(arrays: dict[str, np.ndarray]) -> CounterRows:
+    if "counters.server_ids" not in arrays:  # version 1: no counter was folded as increases
+        return CounterRows.empty()
+    return CounterRows(*(arrays[f"counters.{k}"] for k in _COUNTER_FIELDS))
 
 
 def _arrays(rows: MinuteRows, prefix: str) -> dict[str, np.ndarray]:
@@ -237,6 +254,8 @@ class Checkpointer:
         #: the last checkpoint, while its rows may not all be in the store
         self._unsent: Checkpoint | None = None
         self._open = empty_minutes()
+        #: the recovered checkpoint's counter state, for the aggregator to take at ``open``
+        self.counters = CounterRows.empty()
 
     @property
     def unfinished(self) -> bool:
@@ -253,6 +272,7 @@ class Checkpointer:
         self.offsets = dict(last.offsets)
         self.generations = dict(last.generations)
         self._open = last.open
+        self.counters = last.counters
         # at start-up the insert has failed before if it fails now: set refused rows aside
         # at once rather than refuse to start
         self._insert(last, patience=1)
@@ -308,9 +328,10 @@ class Checkpointer:
         self.ring.merge_partials(series, rows.minutes, rows.parts)
         return int(rows.minutes.shape[0])
 
-    def take(self, offsets: dict[int, int]) -> Checkpoint:
-        """Checkpoint the fold of every message up to ``offsets``: afterwards they may be
-        acked. Raises (store down, disk full) with nothing lost: the next call retries."""
+    def take(self, offsets: dict[int, int], counters: CounterRows | None = None) -> Checkpoint:
+        """Checkpoint the fold of every message up to ``offsets`` (and ``counters``, the
+        counter state after them): afterwards they may be acked. Raises (store down, disk
+        full) with nothing lost: the next call retries."""
         if self._unsent is not None:  # the last one's insert failed: finish it first
             self._insert(self._unsent)
             self._unsent = None
@@ -330,6 +351,7 @@ class Checkpointer:
             rows=self._named(series, minutes, parts),
             open=self._named(open_series, open_minutes, open_parts),
             generations=dict(self.generations),
+            counters=CounterRows.empty() if counters is None else counters,
         )
         try:
             self.file.write(c)

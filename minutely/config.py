@@ -131,6 +131,9 @@ class Settings:
     idle_timeout: float = 30.0
     #: open client connections; one more is answered 503 with Retry-After and closed
     max_connections: int = 10_000
+    #: metrics that are counters (shown as rates), as comma-separated glob patterns of names,
+    #: beside what the protocols declare and the ``_total`` convention (``kinds.py``)
+    counters: str = ""
     #: crash points for the fault-injection tests, ``name=n,…`` (see ``failpoints.py``);
     #: empty, the default, arms none
     failpoints: str = ""
@@ -224,6 +227,11 @@ class Settings:
         if self.store == "chdb":
             return f"chdb:///{Path(self.data_dir).resolve() / 'store'}"
         return self.store
+
+    @property
+    def counter_patterns(self) -> tuple[str, ...]:
+        """The ``counters`` setting's patterns."""
+        return tuple(p.strip() for p in self.counters.split(",") if p.strip())
 
     @property
     def hot_minutes(self) -> int:

@@ -29,6 +29,7 @@ from minutely.aggregate import Aggregator
 from minutely.bus import Bus, MemoryBus
 from minutely.checkpoint import Checkpointer
 from minutely.config import Settings
+from minutely.counters import COUNTER_FILE, read_counters, write_counters
 from minutely.errors import ConfigError, Unavailable
 from minutely.graphite_server import GraphiteListener
 from minutely.hot import HotRing
@@ -36,6 +37,7 @@ from minutely.ingest import Decoded, decode
 from minutely.ingest.idempotency import LEDGER_NAME, IdempotencyKeys
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder, Limits
+from minutely.kinds import Kind, Kinds, KindsFile
 from minutely.letters import LetterBox, points_of
 from minutely.query import Query
 from minutely.registry import Registry
@@ -124,7 +126,14 @@ class _IngestPath:
     def admit(self) -> None:
         """Raise ``Unavailable`` when a node cannot take points now (nothing here)."""
 
+    def declare_kinds(self, kinds: dict[str, str]) -> int:
+        """Take the metric kinds a protocol or client declared (a node that folds keeps
+        them; an ingest-only node has none to keep them in)."""
+        return 0
+
     async def _publish(self, decoded: Decoded, body: bytes, idempotency_key: str | None) -> Decoded:
+        if decoded.kinds:  # kept before the points are published, so a replay sees them
+            await run_in_threadpool(self.declare_kinds, decoded.kinds)
         claim = None
         if idempotency_key is not None:
             claim = await run_in_threadpool(self.idempotency.check, idempotency_key, body)
@@ -236,6 +245,13 @@ class Service(_IngestPath):
         #: the store's detached parts found at open (``allow_damaged_store`` let it start)
         self.damaged: list[tuple[str, str, str]] = []
         self.registry = Registry()
+        #: each metric's kind; declarations are kept in the data dir when there is a store
+        self.kinds = Kinds(
+            settings.counter_patterns,
+            save=None if settings.store == "none" else KindsFile(data).write,
+        )
+        #: the counter state a stop leaves for the next start on the embedded bus
+        self.counter_file = data / COUNTER_FILE
         #: a bus given is the caller's, opened; one made here is opened by ``open``
         self._own_bus = bus is None
         self.bus: Bus = bus or _make_bus(settings)
@@ -281,6 +297,7 @@ class Service(_IngestPath):
             checkpointer=self.checkpointer,
             checkpoint_every=settings.checkpoint_every,
             dead_letters=self.dead_letters,
+            kinds=self.kinds,
         )
         self.query = Query(self.registry, self.ring, self.store, settings.max_query_cells)
         self._replaying = asyncio.Lock()
@@ -299,6 +316,9 @@ class Service(_IngestPath):
                 self.damaged = self._check_damage(store)
                 store.expire(self.clock())  # reads stop at each tier's horizon from now on
                 store.load_registry(into=self.registry)
+                self.kinds.adopt(KindsFile(self.settings.data_dir).read())
+                if self.checkpointer is None:  # a durable bus keeps it in its checkpoints
+                    self.aggregator.restore_counters(read_counters(self.counter_file))
                 recovered = writer.recover_spill()  # the store then has what a stop spilled
                 if recovered:
                     log.info("inserted %d rows the last stop had spilled", recovered)
@@ -394,6 +414,11 @@ class Service(_IngestPath):
                 self.aggregator.stop()
             except Exception:
                 log.exception("the aggregator could not fold everything at stop")
+            if self.writer is not None and self.checkpointer is None:
+                try:  # the next start's increases continue from each counter's last sample
+                    write_counters(self.counter_file, self.aggregator.counter_rows())
+                except Exception:
+                    log.exception("the counters' last samples could not be kept at stop")
             if self.writer is not None:
                 try:
                     self.ring.hand_on_live()  # the minutes still filling reach the store too
@@ -413,6 +438,12 @@ class Service(_IngestPath):
 
     def metric_names(self) -> list[str]:
         return self.registry.metrics.names()
+
+    def metric_kind(self, metric: str) -> Kind:
+        return self.kinds.of(metric)
+
+    def declare_kinds(self, kinds: dict[str, str]) -> int:
+        return self.kinds.declare(kinds)
 
     def dead_letter_list(self) -> dict[str, Any]:
         """The dead letters with what each holds and why (``GET /api/v1/dead-letters``)."""

@@ -11,6 +11,7 @@ import pytest
 
 from minutely.aggregate import FOLD_ATTEMPTS, Aggregator
 from minutely.bus import MemoryBus
+from minutely.counters import CounterRows
 from minutely.hot import FoldResult, HotRing
 from minutely.letters import LetterBox, points_of
 from minutely.model import PointBatch
@@ -149,9 +150,10 @@ class RecordingCheckpointer:
 
     def __init__(self) -> None:
         self.offsets: dict[int, int] = {}
+        self.counters = CounterRows.empty()
         self.taken: list[dict[int, int]] = []
 
-    def take(self, offsets: dict[int, int]) -> None:
+    def take(self, offsets: dict[int, int], counters: CounterRows | None = None) -> None:
         self.taken.append(dict(offsets))
 
 

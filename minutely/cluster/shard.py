@@ -41,6 +41,7 @@ from minutely.cluster.checkpoints import Checkpoints, Claim
 from minutely.cluster.keys import Copy
 from minutely.config import Settings
 from minutely.hot import HotRing
+from minutely.kinds import Kinds
 from minutely.letters import LetterBox
 from minutely.query import Query
 from minutely.registry import Names, Registry
@@ -150,6 +151,7 @@ class Shard:
             checkpoint_every=settings.checkpoint_every,
             dead_letters=dead_letters,
             reopen_if=holds_lease,
+            kinds=Kinds(settings.counter_patterns),
         )
         self.query = Query(self.registry, self.ring, store)
         self.state = ShardState(key, "opening", clock())

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +67,8 @@ class Decoded:
     accepted: int  #: == len(batch)
     rejected: int  #: every rejected point, listed in ``errors`` or not
     errors: list[PointError]  #: the first ``max_errors`` rejected points, in index order
+    #: metric (family) name -> "counter" or "gauge", as the protocol declared it
+    kinds: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
