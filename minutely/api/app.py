@@ -49,6 +49,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -114,6 +115,35 @@ def _answer_format(request: Request) -> str:
     if arrow.MEDIA_TYPE in accept:
         return "arrow"
     return "csv" if "text/csv" in accept else "json"
+
+
+def _rate_fn(fn: str | None, fmt: str, local: bool) -> bool:
+    """Whether ``fn=rate`` was asked for (counters as rates per second: JSON answers)."""
+    if fn is None or local:
+        return False
+    if fn != "rate":
+        raise BadParameter(param="fn", problem=f"{fn!r} is not a function: the one is 'rate'")
+    if fmt != "json":
+        raise BadParameter(param="fn", problem=f"rate is answered as JSON only, not {fmt}")
+    return True
+
+
+def _kinds_body(body: bytes) -> dict[str, str]:
+    """``{"counter": [names], "gauge": [names]}`` as name -> kind."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadParameter(param="body", problem=f"is not JSON: {e}") from None
+    if not isinstance(raw, dict) or not set(raw) <= {"counter", "gauge"}:
+        problem = 'must be an object {"counter": [names], "gauge": [names]}'
+        raise BadParameter(param="body", problem=problem)
+    out: dict[str, str] = {}
+    for kind, names in raw.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            problem = f"{kind!r} must be a list of non-empty metric names"
+            raise BadParameter(param="body", problem=problem)
+        out |= dict.fromkeys(names, kind)
+    return out
 
 
 def _ingest_routes(node: PointSink, selfmon: SelfMetrics) -> list[Route | Mount]:
@@ -214,7 +244,17 @@ def create_app(
         return _json(render.dumps({"servers": sorted(node.server_names())}))
 
     async def metrics(request: Request) -> Response:
-        return _json(render.dumps({"metrics": sorted(node.metric_names())}))
+        names = sorted(node.metric_names())
+        kinds = [node.metric_kind(name) for name in names]
+        return _json(render.dumps({"metrics": names, "kinds": kinds}))
+
+    async def declare_kinds(request: Request) -> Response:
+        try:
+            declared = _kinds_body(await request.body())
+            changed = await run_in_threadpool(node.declare_kinds, declared)
+        except BadParameter as e:
+            return _error(400, str(e))
+        return _json(render.dumps({"declared": len(declared), "changed": changed}))
 
     async def dead_letters(request: Request) -> Response:
         return _json(render.dumps(node.dead_letter_list()))
@@ -238,14 +278,17 @@ def create_app(
             whether the answer is partial."""
             only = query.getlist(other) or None
             start, end = params.parse_range(query, node.clock())
+            rate = _rate_fn(query.get("fn"), fmt, local)
             if kind == "summary":
                 summary = answers.summary(by, name, start, end, only)
                 if local:
                     return partials.summary_bytes(summary), summary.partial
                 if fmt == "arrow":
                     return arrow.summary_arrow(summary), summary.partial
-                body = render.summary_csv(summary) if fmt == "csv" else render.summary_json(summary)
-                return body, summary.partial
+                if fmt == "csv":
+                    return render.summary_csv(summary), summary.partial
+                kinds = kinds_of(by, name, summary.labels)
+                return render.summary_json(summary, kinds, rate), summary.partial
             step = params.parse_step(query.get("step"))
             if local:
                 return partials.series_bytes(
@@ -261,8 +304,16 @@ def create_app(
                 return write(series, fields), series.partial
             if fmt == "csv":
                 return render.series_csv(series), series.partial
-            json = render.fleet_json if kind == "fleet" else render.series_json
-            return json(series, fields), series.partial
+            if kind == "fleet":
+                fleet_kind = node.metric_kind(name)
+                return render.fleet_json(series, fields, fleet_kind, rate), series.partial
+            kinds = kinds_of(by, name, series.labels)
+            return render.series_json(series, fields, kinds, rate), series.partial
+
+        def kinds_of(by: str, name: str, labels: list[str]) -> list[str]:
+            if by == "metric":
+                return [node.metric_kind(name)] * len(labels)
+            return [node.metric_kind(metric) for metric in labels]
 
         async def endpoint(request: Request) -> Response:
             began = time.perf_counter()
@@ -294,6 +345,7 @@ def create_app(
         *_ingest_routes(node, selfmon),
         Route("/api/v1/servers", servers),
         Route("/api/v1/metrics", metrics),
+        Route("/api/v1/kinds", declare_kinds, methods=["POST"]),
         Route("/api/v1/dead-letters", dead_letters),
         Route("/api/v1/dead-letters/replay", replay_dead_letters, methods=["POST"]),
         Route("/api/v1/servers/{name:path}/series", handler("server", "series")),

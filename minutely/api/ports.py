@@ -104,6 +104,14 @@ class QueryNode(PointSink, Lifecycle, Protocol):
 
     def metric_names(self) -> list[str]: ...
 
+    def metric_kind(self, metric: str) -> str:
+        """``"counter"`` or ``"gauge"`` (``kinds.py``)."""
+        ...
+
+    def declare_kinds(self, kinds: dict[str, str]) -> int:
+        """Take declared kinds (metric -> kind); returns how many changed."""
+        ...
+
     def dead_letter_list(self) -> dict[str, Any]:
         """``{"directory": …, "letters": [{"file", "kind", "rows", "reason", …}]}``"""
         ...

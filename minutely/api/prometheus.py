@@ -7,7 +7,7 @@ over a ``QueryNode``: a thin adapter that parses a request, evaluates PromQL
     GET|POST /api/v1/series                 ``match[]`` (one or more), ``start``, ``end``
     GET|POST /api/v1/labels                 label names (``match[]`` optional)
     GET      /api/v1/label/{name}/values    a label's values (``match[]`` optional)
-    GET      /api/v1/metadata               every metric as type ``unknown``
+    GET      /api/v1/metadata               every metric with its type, counter or gauge
     GET      /api/v1/status/buildinfo       a Prometheus 2.42 build, so Grafana enables its
                                             2.42 features
     GET|POST /api/v1/query_exemplars        always empty: minutely keeps no exemplars
@@ -85,6 +85,9 @@ class NodeSource:
 
     def metric_names(self) -> list[str]:
         return self.node.metric_names()
+
+    def metric_kind(self, metric: str) -> str:
+        return self.node.metric_kind(metric)
 
     def series(
         self, by: By, name: str, start: int, end: int, step: int, only: list[str] | None
@@ -308,7 +311,8 @@ def routes(node: QueryNode) -> list[Route]:
         return sorted({v for ls in found for k, v in ls if k == path["name"]}), partial
 
     def metadata(params: Params, path: dict[str, str]) -> tuple[Any, bool]:
-        names = sorted({metric_labels(m)["__name__"] for m in node.metric_names()})
+        kinds = {metric_labels(m)["__name__"]: node.metric_kind(m) for m in node.metric_names()}
+        names = sorted(kinds)
         wanted = params.get("metric")
         if wanted:
             names = [n for n in names if n == wanted[-1]]
@@ -320,7 +324,7 @@ def routes(node: QueryNode) -> list[Route]:
             raise BadData(msg) from None
         if limit >= 0:
             names = names[:limit]
-        return {n: [{"type": "unknown", "help": "", "unit": ""}] for n in names}, False
+        return {n: [{"type": kinds[n], "help": "", "unit": ""}] for n in names}, False
 
     def endpoint(handler: Handler) -> Callable[[Request], Any]:
         async def answer(request: Request) -> Response:

@@ -14,6 +14,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from minutely.model import F64
 from minutely.query import SeriesAnswer, SummaryAnswer
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
@@ -43,12 +44,46 @@ def _columns(a: SeriesAnswer, fields: tuple[str, ...]) -> dict[str, npt.NDArray[
     return {f: every[f] for f in fields}
 
 
-def series_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> bytes:
+def rates(sums: npt.NDArray[np.float64], count: npt.NDArray[Any], seconds: float) -> F64:
+    """A counter's rate per second: its increase (the sum of its folded increases) over the
+    bucket's seconds; null (NaN) where the bucket has no sample."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, sums / seconds, np.nan)
+
+
+def _series_entry(
+    label: str, name: str, i: int, cols: dict[str, npt.NDArray[Any]], kind: str | None
+) -> dict[str, Any]:
+    if kind != "counter":  # a gauge's entry is as it always was
+        return {label: name, **{f: col[i] for f, col in cols.items()}}
+    return {label: name, "kind": kind, **{f: col[i] for f, col in cols.items()}}
+
+
+def series_json(
+    a: SeriesAnswer,
+    fields: tuple[str, ...] = DEFAULT_FIELDS,
+    kinds: list[str] | None = None,
+    rate: bool = False,
+) -> bytes:
+    """``kinds``: each series' kind (a counter's entry says ``"kind": "counter"``, a gauge's
+    has no ``kind``); ``rate``: a counter's entry carries ``rate`` (per second) and ``count``
+    instead of ``fields``."""
     cols = _columns(a, fields)
     label = _other(a.by)
     series = [
-        {label: name, **{f: col[i] for f, col in cols.items()}} for i, name in enumerate(a.labels)
+        _series_entry(label, name, i, cols, None if kinds is None else kinds[i])
+        for i, name in enumerate(a.labels)
     ]
+    if rate and kinds is not None:
+        per_second = rates(a.parts.sum, a.parts.count, a.step)
+        for i, entry in enumerate(series):
+            if kinds[i] == "counter":
+                series[i] = {
+                    label: entry[label],
+                    "kind": "counter",
+                    "rate": per_second[i],
+                    "count": a.parts.count[i],
+                }
     return dumps(
         {
             a.by: a.name,
@@ -68,8 +103,16 @@ def _partial(partial: bool) -> dict[str, bool]:
     return {"partial": True} if partial else {}
 
 
-def fleet_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> bytes:
+def fleet_json(
+    a: SeriesAnswer,
+    fields: tuple[str, ...] = DEFAULT_FIELDS,
+    kind: str | None = None,
+    rate: bool = False,
+) -> bytes:
+    """As ``series_json``; a counter's fleet rate is the sum of its servers' rates."""
     cols = _columns(a, fields)
+    if rate and kind == "counter":
+        cols = {"rate": rates(a.parts.sum, a.parts.count, a.step), "count": a.parts.count}
     return dumps(
         {
             "metric": a.name,
@@ -77,6 +120,7 @@ def fleet_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> byt
             "end": a.end,
             "step": a.step,
             "servers": a.servers,
+            **({"kind": kind} if kind == "counter" else {}),
             "timestamps": a.timestamps,
             **{f: col[0] for f, col in cols.items()},
             **_partial(a.partial),
@@ -84,14 +128,23 @@ def fleet_json(a: SeriesAnswer, fields: tuple[str, ...] = DEFAULT_FIELDS) -> byt
     )
 
 
-def summary_json(a: SummaryAnswer) -> bytes:
+def summary_json(a: SummaryAnswer, kinds: list[str] | None = None, rate: bool = False) -> bytes:
+    """As ``series_json``, one row per series over the whole range."""
     lo, hi, avg = a.parts.masked()
     label = _other(a.by)
     count = a.parts.count
-    rows = [
-        {label: name, "min": lo[i], "max": hi[i], "avg": avg[i], "count": count[i]}
-        for i, name in enumerate(a.labels)
-    ]
+    per_second = rates(a.parts.sum, count, a.end - a.start)
+    rows: list[dict[str, Any]] = []
+    for i, name in enumerate(a.labels):
+        kind = None if kinds is None else kinds[i]
+        row: dict[str, Any] = {label: name}
+        if kind == "counter":
+            row["kind"] = kind
+        if rate and kind == "counter":
+            row |= {"rate": per_second[i], "count": count[i]}
+        else:
+            row |= {"min": lo[i], "max": hi[i], "avg": avg[i], "count": count[i]}
+        rows.append(row)
     return dumps(
         {a.by: a.name, "start": a.start, "end": a.end, "rows": rows, **_partial(a.partial)}
     )

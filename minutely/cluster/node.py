@@ -46,9 +46,11 @@ from minutely.cluster.leases import Holder, Lease, LeaseLost, NodeInfo
 from minutely.cluster.router import LocalAnswers, Router
 from minutely.cluster.shard import FencedStorage, Shard, ShardClosed
 from minutely.config import Settings
+from minutely.errors import BadParameter
 from minutely.ingest import Decoded
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder
+from minutely.kinds import Kinds
 from minutely.letters import LetterBox, points_of
 from minutely.query import By
 from minutely.registry import Names
@@ -79,6 +81,8 @@ class ClusterNode:
         self.settings = settings
         self.clock = clock
         self.name = settings.node
+        #: each metric's kind, as every shard derives it (``Shard``)
+        self.kinds = Kinds(settings.counter_patterns)
         self.partitions = settings.partitions
         self.info = NodeInfo(settings.node, settings.advertised_url, os.getpid(), clock())
         self.control = ControlPlane(
@@ -413,6 +417,17 @@ class ClusterNode:
     def metric_names(self) -> list[str]:
         self.metrics.adopt(self.control.names.all("metric"))
         return self.metrics.names()
+
+    def metric_kind(self, metric: str) -> str:
+        return self.kinds.of(metric)
+
+    def declare_kinds(self, kinds: dict[str, str]) -> int:
+        """A cluster's kinds are what every node derives alike: declarations are refused."""
+        msg = (
+            "a cluster takes metric kinds from the counters setting and the _total"
+            " convention only; declare counters with counters= on every node"
+        )
+        raise BadParameter(param="kinds", problem=msg)
 
     def dead_letter_list(self) -> dict[str, Any]:
         out: dict[str, Any] = {"directory": str(Path(self.settings.data_dir) / "dead-letters")}

@@ -17,11 +17,13 @@ partials (and the store its hourly tier).
 
 From partials, exactly: ``min_over_time`` is the min of the mins, ``max_over_time`` the
 max of the maxes, ``sum_over_time`` the sum of the sums, ``count_over_time`` the sum of
-the counts and ``avg_over_time`` their quotient. ``increase`` sums the per-minute growth of
-``windows.counter_increases`` (the sample before the window is its baseline, and there is no
-extrapolation: increases of adjacent windows add up) and ``rate`` is that over the range in
-seconds. A bare selector is the average of the newest minute with data within 5 minutes
-before ``T`` (Prometheus's lookback), so ``x`` at a 1-minute step is the minute averages.
+the counts and ``avg_over_time`` their quotient. ``increase`` of a counter (``kinds.py``) is
+the sum of the increases its partials hold (each sample's over the one before it, resets
+counted as Prometheus counts them: exact, and increases of adjacent windows add up); of a
+gauge, the per-minute growth of ``windows.counter_increases`` over its values. ``rate`` is
+that over the range in seconds. A bare selector is the average of the newest minute with data
+within 5 minutes before ``T`` (Prometheus's lookback), so ``x`` at a 1-minute step is the
+minute averages.
 
 Arithmetic is between scalars, or a vector and a scalar (the result drops ``__name__``, as
 Prometheus does); an arithmetic result that is NaN is absent, since NaN marks absence here.
@@ -71,6 +73,10 @@ class Source(Protocol):
 
     def metric_names(self) -> list[str]: ...
 
+    def metric_kind(self, metric: str) -> str:
+        """``"counter"`` or ``"gauge"``: a counter's partials hold its increases."""
+        ...
+
     def series(
         self, by: By, name: str, start: int, end: int, step: int, only: list[str] | None
     ) -> SeriesAnswer: ...
@@ -100,6 +106,8 @@ class _Read:
 
     labels: list[Labels]
     parts: Partials
+    #: per series: a counter, whose partials hold increases (``counters.py``)
+    counter: npt.NDArray[np.bool_]
 
 
 @dataclass
@@ -200,9 +208,11 @@ class Evaluator:
         n_buckets = (last - first) // g
         labels: list[Labels] = []
         chunks: list[Partials] = []
+        counter: list[bool] = []
+        nothing = np.zeros(0, np.bool_)
         plan = self._plan(sel)
         if plan is None:
-            return _Read(labels, Partials.zeros((0, n_buckets)))
+            return _Read(labels, Partials.zeros((0, n_buckets)), nothing)
         by, own, only = plan
         for name in own:
             try:
@@ -223,15 +233,17 @@ class Evaluator:
                 raise ExecutionError(msg)
             if by == "server":
                 labels += [series_labels(name, metric) for metric in answer.labels]
+                counter += [self.source.metric_kind(m) == "counter" for m in answer.labels]
             else:
                 labels += [series_labels(server, name) for server in answer.labels]
+                counter += [self.source.metric_kind(name) == "counter"] * len(answer.labels)
             chunks.append(answer.parts)
         if not chunks:
-            return _Read(labels, Partials.zeros((0, n_buckets)))
+            return _Read(labels, Partials.zeros((0, n_buckets)), nothing)
         parts = Partials(
             *(np.concatenate(f, axis=0) for f in zip(*(c.fields() for c in chunks), strict=True))
         )
-        return _Read(labels, parts)
+        return _Read(labels, parts, np.array(counter, dtype=np.bool_))
 
     # selectors and functions
 
@@ -277,6 +289,11 @@ class Evaluator:
                 values = window_sum(p.neutral().sum, cols, w) / count
             else:
                 growth, pairs = counter_increases(p, LOOKBACK_MINUTES)
+                # a counter's partials already hold its increases, each sample's over the one
+                # before it: the window's increase is their sum, exact
+                kept = read.counter[:, None]
+                growth = np.where(kept, p.neutral().sum, growth)
+                pairs = np.where(kept, p.count.astype(np.float64), pairs)
                 values = window_sum(growth, cols, w)
                 count = window_sum(pairs, cols, w)
                 if func == "rate":

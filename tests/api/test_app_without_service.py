@@ -85,6 +85,12 @@ class FakeNode:
     def metric_names(self) -> list[str]:
         return ["cpu"]
 
+    def metric_kind(self, metric: str) -> str:
+        return "gauge"
+
+    def declare_kinds(self, kinds: dict[str, str]) -> int:
+        return 0
+
     def dead_letter_list(self) -> dict[str, Any]:
         return {"directory": "-", "letters": []}
 

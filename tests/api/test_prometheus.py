@@ -134,7 +134,7 @@ def test_names_labels_series_and_metadata(
     ) == ["web-003"]
     meta = ok(client.get("/api/v1/metadata"))
     assert sorted(meta) == metrics
-    assert meta["cpu.user"] == [{"type": "unknown", "help": "", "unit": ""}]
+    assert meta["cpu.user"] == [{"type": "gauge", "help": "", "unit": ""}]
     info = ok(client.get("/api/v1/status/buildinfo"))
     assert info["version"] == "2.42.0"
     assert ok(client.get("/api/v1/query_exemplars", params={"query": "x"})) == []

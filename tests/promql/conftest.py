@@ -29,6 +29,9 @@ class NodeSource:
     def metric_names(self) -> list[str]:
         return self.node.metric_names()
 
+    def metric_kind(self, metric: str) -> str:
+        return self.node.metric_kind(metric)
+
     def series(
         self, by: By, name: str, start: int, end: int, step: int, only: list[str] | None
     ) -> SeriesAnswer:
