@@ -13,8 +13,10 @@ The message classes are the ``opentelemetry-proto`` package's; JSON is read by p
 strings, enums as numbers). A point's server comes from the first of ``server_labels`` among
 its resource's attributes and its own (its own win); its metric is the metric's name with the
 point's own attributes, so a resource's many descriptive attributes (``service.name``,
-``telemetry.sdk.*``) do not make every name long. Monotonic sums are counters: their values
-are taken as they are (rates come later). A point flagged ``NO_RECORDED_VALUE`` is rejected.
+``telemetry.sdk.*``) do not make every name long. Cumulative monotonic sums are declared
+counters (``Decoded.kinds``; the aggregator folds their increases), gauges and other sums
+gauges (a delta sum's points are increases already). A point flagged
+``NO_RECORDED_VALUE`` is rejected.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from minutely.ingest.validate import Decoded, PointError
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _NO_RECORDED_VALUE = 1  # DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+#: AggregationTemporality: a delta sum's points are increases already, so it stays a gauge
+_CUMULATIVE = 2
 _UNSUPPORTED = {
     "histogram": "a histogram",
     "exponential_histogram": "an exponential histogram",
@@ -67,6 +71,7 @@ def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Lim
     present: list[bool] = []
     why: dict[int, str] = {}  # point → why its value is unusable
     unsupported: list[tuple[int, str]] = []  # (data points, reason) of metrics not taken
+    kinds: dict[str, str] = {}  # metric -> counter (a cumulative monotonic sum) or gauge
 
     for r, resource_metrics in enumerate(request.resource_metrics):
         resource = _attributes(resource_metrics.resource.attributes)
@@ -81,6 +86,9 @@ def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Lim
                     )
                     unsupported.append((max(points, 1), reason))
                     continue
+                counter = kind == "sum" and metric.sum.is_monotonic
+                counter = counter and metric.sum.aggregation_temporality == _CUMULATIVE
+                kinds[metric.name] = "counter" if counter else "gauge"
                 for point in getattr(metric, kind).data_points:
                     own = _attributes(point.attributes)
                     key = (r, metric.name, tuple(sorted(own.items())))
@@ -114,6 +122,7 @@ def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Lim
         np.array(present, dtype=np.bool_),
         why.get,
     )
+    decoded = replace(decoded, kinds=kinds)
     if not unsupported:
         return decoded
     errors = list(decoded.errors)

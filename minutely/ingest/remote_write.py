@@ -97,6 +97,10 @@ Label: Any = _CLASSES["Label"]
 Sample: Any = _CLASSES["Sample"]
 
 
+#: MetricMetadata.MetricType: COUNTER and GAUGE, the kinds minutely folds differently
+_KINDS = {1: "counter", 2: "gauge"}
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteWriteResult:
     """A decoded request: the points, and the stale markers dropped from it."""
@@ -179,6 +183,13 @@ def decode_remote_write(body: bytes, mapping: LabelMapping, limits: Limits) -> R
         kept = np.flatnonzero(~stale_mask)
         errors = [PointError(int(kept[e.index]), e.reason) for e in decoded.errors]
         decoded = replace(decoded, errors=errors)
+    kinds = {
+        m.metric_family_name: _KINDS[m.type]
+        for m in request.metadata
+        if m.type in _KINDS and m.metric_family_name
+    }
+    if kinds:  # Prometheus sends each family's type now and then (metadata_config)
+        decoded = replace(decoded, kinds=kinds)
     if histograms:
         first = int(sum(counts))  # histogram samples are numbered after the float ones
         decoded = _reject_histograms(decoded, histograms, index, first, limits.max_errors)

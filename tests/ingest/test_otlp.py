@@ -77,11 +77,37 @@ def test_gauges_and_sums_kept_histograms_partial_success(as_json: bool) -> None:
         assert "metric 'latency': a histogram is not supported" in message
         drain(service)
         got = summary(client, "otel-1", NOW - 3600, NOW + 60)
-    for name, v in (('queue.depth{queue="orders"}', values), ("orders.total", counters)):
-        want = truth(v)
-        assert got[name]["count"] == want["count"]
-        assert got[name]["min"] == want["min"] and got[name]["max"] == want["max"]
-        assert got[name]["avg"] == pytest.approx(want["avg"], rel=1e-12)
+        rates = client.get(
+            "/api/v1/servers/otel-1/summary",
+            params={"start": int(NOW - 3600), "end": int(NOW + 60), "fn": "rate"},
+        ).json()["rows"]
+        assert service.metric_kind("orders.total") == "counter"  # a cumulative monotonic sum
+        assert service.metric_kind("queue.depth") == "gauge"
+    want = truth(values)
+    name = 'queue.depth{queue="orders"}'
+    assert got[name]["count"] == want["count"] and "kind" not in got[name]
+    assert got[name]["min"] == want["min"] and got[name]["max"] == want["max"]
+    assert got[name]["avg"] == pytest.approx(want["avg"], rel=1e-12)
+    total = next(row for row in rates if row["metric"] == "orders.total")
+    assert total["kind"] == "counter" and total["count"] == len(counters)
+    growth = float(counters[-1] - counters[0])  # monotonic: the increase is last - first
+    assert total["rate"] == pytest.approx(growth / (3600 + 60), rel=1e-12)
+
+
+def test_a_delta_or_non_monotonic_sum_is_a_gauge() -> None:
+    req = ExportMetricsServiceRequest()
+    sm = req.resource_metrics.add().scope_metrics.add()
+    for name, monotonic, temporality in (("a_total", True, 1), ("b", False, 2), ("c", True, 2)):
+        metric = sm.metrics.add(name=name)
+        metric.sum.is_monotonic = monotonic
+        metric.sum.aggregation_temporality = temporality
+        p = metric.sum.data_points.add(time_unix_nano=int(NOW * 1e9), as_int=5)
+        p.attributes.extend(attrs(host="h"))
+    with serving() as (service, client):
+        r = client.post("/v1/metrics", content=req.SerializeToString(), headers=PROTOBUF)
+        assert r.status_code == 200, r.text
+        kinds = [service.metric_kind(n) for n in ("a_total", "b", "c")]
+    assert kinds == ["gauge", "gauge", "counter"]  # a delta sum's points are increases already
 
 
 def test_bad_points_and_bodies() -> None:

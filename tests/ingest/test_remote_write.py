@@ -130,3 +130,38 @@ def test_full_bus_is_429_with_retry_after() -> None:
         second = client.post("/api/v1/write", content=write_request(big), headers=HEADERS)
         assert second.status_code == 429
         assert second.headers["Retry-After"].isdigit()
+
+
+def test_metadata_and_the_total_convention_make_counters() -> None:
+    """Prometheus sends a family's type as metadata; without it, ``_total`` names a counter.
+    A counter then answers its rate, exact over a reset."""
+    request = WriteRequest()
+    for family, kind in (("jobs_done", 1), ("temperature_total", 2)):
+        request.metadata.add(type=kind, metric_family_name=family)
+    body = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+    start = NOW - 600
+    samples = [(int((start + 10 * i) * 1000), v) for i, v in enumerate([5.0, 9.0, 2.0, 7.0])]
+    series = [
+        ({"__name__": name, "instance": "web-1:9100"}, samples)
+        for name in ("jobs_done", "temperature_total", "http_requests_total", "queue")
+    ]
+    with serving(default_server="") as (service, client):
+        assert client.post("/api/v1/write", content=body, headers=HEADERS).status_code == 204
+        r = client.post("/api/v1/write", content=write_request(series), headers=HEADERS)
+        assert r.status_code == 204, r.text
+        drain(service)
+        kinds = client.get("/api/v1/metrics").json()
+        rows = client.get(
+            "/api/v1/servers/web-1/summary",
+            params={"start": int(start), "end": int(start + 60), "fn": "rate"},
+        ).json()["rows"]
+    assert dict(zip(kinds["metrics"], kinds["kinds"], strict=True)) == {
+        "http_requests_total": "counter",
+        "jobs_done": "counter",
+        "queue": "gauge",
+        "temperature_total": "gauge",
+    }
+    got = {row["metric"]: row for row in rows}
+    for counter in ("jobs_done", "http_requests_total"):  # 5 → 9 (+4) → 2 (reset: +2) → 7 (+5)
+        assert got[counter]["rate"] == pytest.approx(11 / 60, rel=1e-12)
+    assert got["queue"]["max"] == 9.0 and "rate" not in got["queue"]
