@@ -19,9 +19,10 @@ for the first field that fails, in the order server, metric, ts, value.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -68,7 +69,7 @@ class Decoded:
     rejected: int  #: every rejected point, listed in ``errors`` or not
     errors: list[PointError]  #: the first ``max_errors`` rejected points, in index order
     #: metric (family) name -> "counter" or "gauge", as the protocol declared it
-    kinds: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
