@@ -42,7 +42,7 @@ OPEN_PATHS = frozenset({"/healthz", "/ping", "/", "/index.html", "/style.css", "
 #: the dashboard's static files, which need no token (the page asks for one when the API does)
 OPEN_PREFIXES = ("/js/", "/vendor/")
 WRITE_PATHS = frozenset(
-    {"/api/v1/points", "/api/v1/write", "/write", "/api/v2/write", "/v1/metrics"}
+    {"/api/v1/points", "/api/v1/write", "/write", "/api/v2/write", "/v1/metrics", "/api/v1/kinds"}
 )
 ADMIN_PREFIXES = ("/api/v1/dead-letters", "/api/v1/local/")
 

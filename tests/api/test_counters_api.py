@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from minutely.api import create_app
 from minutely.config import Settings
 from minutely.service import Service
+from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
 from tests.api.helpers import NOW, ingest
 from tests.counter_data import Counters, make_counters, per_minute
@@ -168,7 +169,7 @@ def test_kinds_and_counter_state_survive_a_restart(tmp_path: Path) -> None:
 
     def run(at: np.ndarray, declare: bool) -> None:
         service = Service(settings, clock=FakeClock(NOW)).open()
-        with TestClient(create_app(service, manage_lifecycle=False)) as client:
+        with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as client:
             if declare:
                 assert client.post("/api/v1/kinds", json={"counter": ["jobs"]}).status_code == 200
             sub = Counters(c.series[at], c.ts[at], c.value[at])
