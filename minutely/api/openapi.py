@@ -84,6 +84,11 @@ FIELDS = _query(
     },
     "the arrays each series carries, comma-separated (default min,max,avg,count)",
 )
+FN = _query(
+    "fn",
+    {"type": "string", "enum": ["rate"]},
+    "rate: a counter's series (or row) carries its rate per second and count instead (JSON)",
+)
 NAME = {
     "name": "name",
     "in": "path",
@@ -143,7 +148,15 @@ def _answer(schema: str, description: str) -> Schema:
 def _question(by: str, kind: str) -> Schema:
     other = "metric" if by == "server" else "server"
     series = kind != "summary"
-    parameters = [NAME, START, END, *([STEP, FIELDS] if series else []), FORMAT, _filter(other)]
+    parameters = [
+        NAME,
+        START,
+        END,
+        *([STEP, FIELDS] if series else []),
+        FN,
+        FORMAT,
+        _filter(other),
+    ]
     what = {
         ("server", "series"): "Q1: one server, every metric, per step",
         ("metric", "series"): "Q2: one metric, every server, per step",
@@ -444,10 +457,42 @@ def _operations() -> dict[str, Schema]:
         },
         "/api/v1/metrics": {
             "get": _simple(
-                "metric names, sorted",
-                {"type": "object", "properties": {"metrics": names}},
+                "metric names, sorted, and each one's kind",
+                {
+                    "type": "object",
+                    "properties": {
+                        "metrics": names,
+                        "kinds": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["gauge", "counter"]},
+                        },
+                    },
+                },
                 "names",
             )
+        },
+        "/api/v1/kinds": {
+            "post": {
+                "summary": "declare metrics counters or gauges (kinds.py)",
+                "tags": ["names"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Kinds")}},
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "declared": {"type": "integer", "minimum": 0},
+                                "changed": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "how many names were declared, and how many changed kind",
+                    ),
+                    **_ERRORS,
+                },
+            }
         },
         "/api/v1/dead-letters": {
             "get": _simple("the dead letters", {"type": "object"}, "operations")
@@ -591,6 +636,14 @@ _COMPONENTS: Schema = {
             "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
         },
         "Health": {"type": "object", "properties": {"status": {"const": "ok"}}},
+        "Kinds": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                kind: {"type": "array", "items": {"type": "string", "minLength": 1}}
+                for kind in ("counter", "gauge")
+            },
+        },
         "Point": {
             "type": "object",
             "required": ["server", "metric", "ts", "value"],
@@ -632,10 +685,12 @@ _COMPONENTS: Schema = {
                     "items": {
                         "type": "object",
                         "properties": {
+                            "kind": {"const": "counter"},
                             "min": _NUMS,
                             "max": _NUMS,
                             "avg": _NUMS,
                             "sum": _NUMS,
+                            "rate": _NUMS,
                             "count": {"type": "array", "items": {"type": "integer"}},
                         },
                     },
@@ -652,7 +707,9 @@ _COMPONENTS: Schema = {
                 "end": {"type": "integer"},
                 "step": {"type": "integer"},
                 "servers": {"type": "integer"},
+                "kind": {"const": "counter"},
                 "timestamps": {"type": "array", "items": {"type": "integer"}},
+                "rate": _NUMS,
                 "min": _NUMS,
                 "max": _NUMS,
                 "avg": _NUMS,
@@ -674,9 +731,11 @@ _COMPONENTS: Schema = {
                     "items": {
                         "type": "object",
                         "properties": {
+                            "kind": {"const": "counter"},
                             "min": _NUM,
                             "max": _NUM,
                             "avg": _NUM,
+                            "rate": _NUM,
                             "count": {"type": "integer"},
                         },
                     },
