@@ -260,6 +260,8 @@ class Shard:
             "newest_minute": None if ring.head is None else ring.head * 60,
             "aggregator": {
                 "points": self.aggregator.stats.points,
+                "batches": self.aggregator.stats.batches,
+                "fold_seconds": self.aggregator.stats.fold_seconds,
                 "checkpoints": self.aggregator.stats.checkpoints,
                 "checkpoint_error": self.aggregator.stats.checkpoint_error,
                 "fold_error": self.aggregator.stats.fold_error,
