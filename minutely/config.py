@@ -25,6 +25,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = re.compile(r"^\s*(\d+)\s*(|B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
 _UNIT_BYTES = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+#: what the hot ring holds per series-minute (min, max, sum as float64, count as uint32;
+#: docs/performance.md, "Memory and disk"): ``Settings.series_limit`` is derived from it
+RING_BYTES_PER_SERIES_MINUTE = 28
 #: a cluster node's name goes into KV values and log lines: kept plain
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -78,6 +81,18 @@ class Settings:
     #: the most cells (series × buckets) one series answer may allocate (400 beyond, naming
     #: the smallest step that fits): the seed's Q1, 2,000 metrics × 2,880 minutes, fits
     max_query_cells: int = 6_000_000
+    #: the most series the node holds (429 for a request whose new series would pass it);
+    #: 0, the default, derives it from ``series_memory`` (``series_limit``)
+    max_series: int = 0
+    #: the hot ring's memory that ``max_series`` is derived from when it is 0
+    series_memory: int = 16 << 30
+    #: the most new series taken in one clock minute (429 with Retry-After beyond); 0: off
+    max_new_series_per_minute: int = 50_000
+    #: the most points one request may carry (413 beyond)
+    max_points_per_request: int = 5_000_000
+    #: the largest JSON body decoded point object by point object, when the columnar fast
+    #: path cannot type it (413 beyond): such a body costs tens of times its size in memory
+    max_slow_json_bytes: int = 16 << 20
     #: minutes kept in the time-major live buffer before they move into the ring
     live_minutes: int = 4
     #: the storage tier: "chdb" (embedded, in <data_dir>/store), a ClickHouse URL
@@ -154,6 +169,14 @@ class Settings:
         if not 1 <= self.max_name_bytes <= 65536:
             msg = f"max_name_bytes: {self.max_name_bytes} is not between 1 and 65536"
             raise ConfigError(msg)
+        for name in ("max_series", "max_new_series_per_minute"):
+            if getattr(self, name) < 0:
+                msg = f"{name}: {getattr(self, name)} is negative (0 for the default)"
+                raise ConfigError(msg)
+        for name in ("max_points_per_request", "max_slow_json_bytes", "series_memory"):
+            if getattr(self, name) < 1:
+                msg = f"{name}: {getattr(self, name)} is below the minimum of 1"
+                raise ConfigError(msg)
         if self.max_query_cells < 1:
             msg = f"max_query_cells: {self.max_query_cells} is below the minimum of 1"
             raise ConfigError(msg)
@@ -239,6 +262,13 @@ class Settings:
         return int(self.hot_window // 60)
 
     @property
+    def series_limit(self) -> int:
+        """``max_series``, or the series whose full ring rows fit ``series_memory``."""
+        if self.max_series:
+            return self.max_series
+        return max(1, self.series_memory // (RING_BYTES_PER_SERIES_MINUTE * self.hot_minutes))
+
+    @property
     def advertised_url(self) -> str:
         """Where other nodes reach this one."""
         scheme = "https" if self.tls_cert else "http"
@@ -261,7 +291,14 @@ _DURATIONS = {
     "header_timeout",
     "idle_timeout",
 }
-_SIZES = {"bus_max_bytes", "max_body_bytes", "writer_max_bytes", "max_header_bytes"}
+_SIZES = {
+    "bus_max_bytes",
+    "max_body_bytes",
+    "writer_max_bytes",
+    "max_header_bytes",
+    "series_memory",
+    "max_slow_json_bytes",
+}
 
 
 def _coerce(name: str, raw: Any) -> Any:

@@ -8,6 +8,8 @@
     ├── IdempotencyConflict       an Idempotency-Key reused for another body (HTTP 422)
     ├── NotFound                  an unknown server or metric (HTTP 404)
     ├── Backpressure              the bus is full: retry later (HTTP 429 with Retry-After)
+    │   ├── SeriesLimit           the request would pass a cardinality limit (HTTP 429,
+    │   │                         naming it; ``minutely.limits``)
     │   └── Unavailable           the bus is closed or unreachable, the store behind or folds
     │                             failing (HTTP 503 with Retry-After)
     ├── StoreError                the store failed: unreachable, or the engine refused a
@@ -36,16 +38,22 @@ class DecodeError(MinutelyError, ValueError):
 
 
 class PayloadTooLarge(MinutelyError, ValueError):
-    """A request body is larger than the configured limit."""
+    """A request body is larger than the configured limit; ``limit`` names the setting."""
+
+    def __init__(self, message: str, limit: str = "max_body_bytes") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class BadParameter(MinutelyError, ValueError):
     """A query parameter or a header is malformed; ``param`` names it."""
 
-    def __init__(self, param: str, problem: str) -> None:
+    def __init__(self, param: str, problem: str, limit: str | None = None) -> None:
         super().__init__(f"parameter {param!r}: {problem}")
         self.param = param
         self.problem = problem
+        #: the setting whose limit the parameter passed, if that is what is wrong
+        self.limit = limit
 
 
 class IdempotencyConflict(MinutelyError, ValueError):
@@ -66,6 +74,14 @@ class Backpressure(MinutelyError):
     def __init__(self, message: str, retry_after: float = RETRY_AFTER_SECONDS) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SeriesLimit(Backpressure):
+    """The request's new series would pass ``limit`` (a setting); nothing was enqueued."""
+
+    def __init__(self, message: str, limit: str, retry_after: float) -> None:
+        super().__init__(message, retry_after)
+        self.limit = limit
 
 
 class Unavailable(Backpressure):

@@ -211,7 +211,8 @@ class Query:
             problem += "; no step fits: ask for fewer series (metric= or server=)"
         else:
             problem += f"; step={smallest} is the smallest that fits (or use a shorter range)"
-        raise BadParameter(param="step", problem=problem)
+        limit = "max_buckets" if n_buckets > MAX_BUCKETS else "max_query_cells"
+        raise BadParameter(param="step", problem=problem, limit=limit)
 
     def fleet(
         self, metric: str, start: int, end: int, step: int = 60, only: list[str] | None = None

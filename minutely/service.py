@@ -30,7 +30,7 @@ from minutely.bus import Bus, MemoryBus
 from minutely.checkpoint import Checkpointer
 from minutely.config import Settings
 from minutely.counters import COUNTER_FILE, read_counters, write_counters
-from minutely.errors import ConfigError, Unavailable
+from minutely.errors import ConfigError, PayloadTooLarge, Unavailable
 from minutely.graphite_server import GraphiteListener
 from minutely.hot import HotRing
 from minutely.ingest import Decoded, decode
@@ -39,6 +39,7 @@ from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder, Limits
 from minutely.kinds import Kind, Kinds, KindsFile
 from minutely.letters import LetterBox, points_of
+from minutely.limits import CardinalityGuard, Refusals
 from minutely.query import Query
 from minutely.registry import Registry
 from minutely.store import Retention, Store, StoreConfig, StoreCorrupt
@@ -56,6 +57,10 @@ class _IngestPath:
     settings: Settings
     clock: Callable[[], float]
     bus: Bus
+    #: requests refused per limit (``limits.py``): status and /metrics show them
+    refusals: Refusals
+    #: refuses new series past the cardinality limits; a node without a registry has none
+    cardinality: CardinalityGuard | None = None
 
     def oldest_accepted(self, now: float) -> float:
         raise NotImplementedError
@@ -75,7 +80,23 @@ class _IngestPath:
             max_errors=self.settings.max_errors,
             horizon=self.horizon(),
             max_name_bytes=self.settings.max_name_bytes,
+            max_slow_json_bytes=self.settings.max_slow_json_bytes,
         )
+
+    def checked(self, decoded: Decoded) -> Decoded:
+        """``decoded`` if it is within the per-request limits (points, new series); raises
+        ``PayloadTooLarge`` or ``SeriesLimit`` before any of it is published."""
+        points = decoded.accepted + decoded.rejected
+        most = self.settings.max_points_per_request
+        if points > most:
+            msg = (
+                f"{points} points is over the limit of {most} points per request"
+                " (max_points_per_request): send them in smaller requests"
+            )
+            raise PayloadTooLarge(msg, "max_points_per_request")
+        if self.cardinality is not None:
+            self.cardinality.admit(decoded.batch)
+        return decoded
 
     def limits(self) -> Limits:
         """The accept window now, for a protocol decoder (``ingest_with``)."""
@@ -111,7 +132,7 @@ class _IngestPath:
         count once; the key with another body raises ``IdempotencyConflict``.
         """
         self.admit()
-        decoded = await run_in_threadpool(self.decode, body, content_type)
+        decoded = await run_in_threadpool(lambda: self.checked(self.decode(body, content_type)))
         return await self._publish(decoded, body, idempotency_key)
 
     async def ingest_with(
@@ -120,7 +141,7 @@ class _IngestPath:
         """As ``ingest``, with a protocol's own decoder (called with ``limits()`` on a worker
         thread); ``body`` is what an ``idempotency_key`` is checked against."""
         self.admit()
-        decoded = await run_in_threadpool(lambda: decoder(self.limits()))
+        decoded = await run_in_threadpool(lambda: self.checked(decoder(self.limits())))
         return await self._publish(decoded, body, idempotency_key)
 
     def admit(self) -> None:
@@ -144,6 +165,20 @@ class _IngestPath:
             self.idempotency.published(claim)
         failpoints.hit("ingest.published")
         return decoded
+
+    def limits_status(self) -> dict[str, Any]:
+        """The limits in force and how many requests each refused (``/api/v1/status``)."""
+        s = self.settings
+        return {
+            "refused": self.refusals.snapshot(),
+            "max_series": s.series_limit if self.cardinality is not None else None,
+            "max_new_series_per_minute": s.max_new_series_per_minute,
+            "max_points_per_request": s.max_points_per_request,
+            "max_body_bytes": s.max_body_bytes,
+            "max_slow_json_bytes": s.max_slow_json_bytes,
+            "max_name_bytes": s.max_name_bytes,
+            "max_query_cells": s.max_query_cells,
+        }
 
     graphite: GraphiteListener | None = None
 
@@ -183,6 +218,7 @@ class IngestNode(_IngestPath):
         self.clock = clock
         self._own_bus = bus is None
         self.bus = bus or _make_bus(settings)
+        self.refusals = Refusals()
         self.started_at = clock()
 
     def open(self) -> IngestNode:
@@ -210,6 +246,7 @@ class IngestNode(_IngestPath):
         return {
             "role": "ingest",
             "uptime": self.clock() - self.started_at,
+            "limits": self.limits_status(),
             "bus": [asdict(s) for s in self.bus.stats()],
         }
 
@@ -252,6 +289,10 @@ class Service(_IngestPath):
         )
         #: the counter state a stop leaves for the next start on the embedded bus
         self.counter_file = data / COUNTER_FILE
+        self.refusals = Refusals()
+        self.cardinality = CardinalityGuard(
+            self.registry, settings.series_limit, settings.max_new_series_per_minute, clock
+        )
         #: a bus given is the caller's, opened; one made here is opened by ``open``
         self._own_bus = bus is None
         self.bus: Bus = bus or _make_bus(settings)
@@ -505,6 +546,7 @@ class Service(_IngestPath):
             "servers": len(self.registry.servers),
             "metrics": len(self.registry.metrics),
             "series": self.registry.n_series,
+            "limits": self.limits_status(),
             "hot": {
                 "window_minutes": ring.minutes,
                 "newest_minute": None if ring.head is None else ring.head * 60,

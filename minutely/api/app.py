@@ -171,14 +171,17 @@ def _ingest_routes(node: PointSink, selfmon: SelfMetrics) -> list[Route | Mount]
             body = await read_body(request)
             decoded = await node.ingest(body, content_type, request.headers.get("idempotency-key"))
         except PayloadTooLarge as e:
+            protocols.note_refusal(node, e)
             return error(413, str(e), None)
         except encoding.UnsupportedEncoding as e:
             return error(415, str(e), None)
         except (DecodeError, BadParameter) as e:
+            protocols.note_refusal(node, e)
             return error(400, str(e), None)
         except IdempotencyConflict as e:
             return error(422, str(e), None)
         except Backpressure as e:
+            protocols.note_refusal(node, e)
             retry = str(max(1, math.ceil(e.retry_after)))
             code = 503 if isinstance(e, Unavailable) else 429
             return error(code, f"{e}; retry after {retry}s", {"Retry-After": retry})
@@ -326,6 +329,7 @@ def create_app(
                 else:
                     body, partial = answer(*args)  # memory only: a thread hop would cost more
             except BadParameter as e:
+                protocols.note_refusal(node, e)
                 return _error(400, str(e))
             except NotFound as e:
                 return _error(404, str(e))

@@ -7,6 +7,7 @@ today, a cluster's routing node later — serves the same routes by offering the
     PointSink        every node that takes points: the body limit, ingest, status
     ProtocolSink     a PointSink that also runs a protocol's own decoder (remote_write,
                      Influx, OTLP, Graphite) and says how labels map to (server, metric)
+    Refusing         a node that counts refusals per limit (``limits.Refusals``)
     Lifecycle        what the app starts and stops when it manages the node's life
     Answers          the four questions and the fleet view (``query.Query`` is one)
     QueryNode        a node that answers too: a PointSink with Answers, the names it
@@ -23,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from minutely.ingest import Decoded
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder
+from minutely.limits import Refusals
 from minutely.query import By, SeriesAnswer, SummaryAnswer
 
 
@@ -57,6 +59,14 @@ class ProtocolSink(PointSink, Protocol):
     ) -> Decoded:
         """As ``ingest``, decoding with ``decoder`` (given the node's limits)."""
         ...
+
+
+@runtime_checkable
+class Refusing(Protocol):
+    """A node that counts the requests refused by a limit (``minutely.limits``)."""
+
+    @property
+    def refusals(self) -> Refusals: ...
 
 
 class Lifecycle(Protocol):

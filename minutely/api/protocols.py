@@ -28,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from minutely.api import encoding, render
-from minutely.api.ports import PointSink, ProtocolSink
+from minutely.api.ports import PointSink, ProtocolSink, Refusing
 from minutely.errors import Backpressure, DecodeError, PayloadTooLarge, Unavailable
 from minutely.ingest import Decoded, influx, otlp
 from minutely.ingest import remote_write as rw
@@ -95,6 +95,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def note_refusal(node: object, error: BaseException) -> None:
+    """Count a refusal by the limit it names, on a node that counts them."""
+    if isinstance(node, Refusing):
+        node.refusals.note(error)
+
+
 def retry_after(e: Backpressure) -> tuple[int, dict[str, str]]:
     """The status and ``Retry-After`` header of a backpressure answer."""
     seconds = str(max(1, math.ceil(e.retry_after)))
@@ -122,12 +128,14 @@ async def take(
             body = await run_in_threadpool(encoding.decompress, body, coding, sink.max_body_bytes)
         return await sink.ingest_with(lambda limits: decode(body, limits))
     except PayloadTooLarge as e:
+        note_refusal(sink, e)
         return error(413, str(e), None)
     except encoding.UnsupportedEncoding as e:
         return error(415, str(e), None)
     except DecodeError as e:
         return error(400, str(e), None)
     except Backpressure as e:
+        note_refusal(sink, e)
         status, headers = retry_after(e)
         return error(status, str(e), headers)
 

@@ -160,6 +160,7 @@ class _Collector:
         if hot is not None:
             yield _gauge("hot_ring_bytes", "Bytes the hot ring holds.", value=hot["bytes"])
         yield from _folds(status)
+        yield from _limits(status)
         if status.get("store") is not None:
             yield from _store(status["store"])
         yield from _bus(status)
@@ -191,6 +192,17 @@ def _ingest(
             "graphite_connections", "Graphite TCP connections taken.", value=graphite["connections"]
         )
     yield from (accepted, rejected)
+
+
+def _limits(status: Mapping[str, Any]) -> Iterator[Metric]:
+    """Requests refused per limit (``minutely.limits``), from the status's ``limits``."""
+    limits = status.get("limits")
+    if limits is None:
+        return
+    family = _counter("limit_refusals", "Requests refused by a limit, by its setting.", "limit")
+    for limit, n in limits["refused"].items():
+        family.add_metric([limit], n)
+    yield family
 
 
 def _folds(status: Mapping[str, Any]) -> Iterator[Metric]:

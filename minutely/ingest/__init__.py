@@ -24,7 +24,7 @@ from minutely.errors import DecodeError
 from minutely.ingest.arrow import CONTENT_TYPE as ARROW_STREAM
 from minutely.ingest.arrow import decode_arrow
 from minutely.ingest.json import CONTENT_TYPE as JSON
-from minutely.ingest.json import decode_json
+from minutely.ingest.json import MAX_SLOW_BYTES, decode_json
 from minutely.ingest.validate import MAX_NAME_BYTES, Decoded, PointError
 
 __all__ = ["CONTENT_TYPES", "Decoded", "PointError", "decode"]
@@ -43,6 +43,7 @@ def decode(
     max_errors: int = 100,
     horizon: str = "the hot window",
     max_name_bytes: int = MAX_NAME_BYTES,
+    max_slow_json_bytes: int = MAX_SLOW_BYTES,
 ) -> Decoded:
     """Decode and validate one request body.
 
@@ -53,13 +54,20 @@ def decode(
     """
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == JSON:
-        decoder = decode_json
-    elif media_type == ARROW_STREAM:
-        decoder = decode_arrow
-    else:
+        return decode_json(
+            body,
+            now=now,
+            oldest=oldest,
+            max_future=max_future,
+            max_errors=max_errors,
+            horizon=horizon,
+            max_name_bytes=max_name_bytes,
+            max_slow_bytes=max_slow_json_bytes,
+        )
+    if media_type != ARROW_STREAM:
         msg = f"unsupported content type {content_type!r}: use {JSON} or {ARROW_STREAM}"
         raise DecodeError(msg)
-    return decoder(
+    return decode_arrow(
         body,
         now=now,
         oldest=oldest,

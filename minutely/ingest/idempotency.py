@@ -182,7 +182,7 @@ def _check_key(key: str) -> None:
     size = len(key.encode("utf-8", "surrogatepass"))
     if size == 0 or size > MAX_KEY_BYTES:
         problem = f"is {size} bytes; it must be 1 to {MAX_KEY_BYTES} bytes"
-        raise BadParameter(param=_HEADER, problem=problem)
+        raise BadParameter(param=_HEADER, problem=problem, limit="idempotency_key_bytes")
     if "\n" in key or "\r" in key:
         raise BadParameter(param=_HEADER, problem="cannot contain a line break")
 

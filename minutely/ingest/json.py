@@ -30,7 +30,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from minutely.errors import DecodeError
+from minutely.errors import DecodeError, PayloadTooLarge
 from minutely.ingest.arrow import names_column, numbers_column
 from minutely.ingest.validate import MAX_NAME_BYTES, Decoded, Explain, Names, Numbers, validate
 
@@ -50,6 +50,9 @@ _PARSE = pa_json.ParseOptions(
     unexpected_field_behavior="ignore",
 )
 _MAX_BLOCK = 2**31 - 1
+#: The largest body decoded through Python objects when the columnar fast path cannot type
+#: it: such a body costs tens of times its size in memory (``Settings.max_slow_json_bytes``).
+MAX_SLOW_BYTES = 16 << 20
 _OPEN = b'{"p":'
 _OPEN_BYTES = np.frombuffer(_OPEN, dtype=np.uint8)
 _NAME_TYPES = frozenset({str, type(None)})
@@ -66,9 +69,20 @@ def decode_json(
     max_errors: int,
     horizon: str = "the hot window",
     max_name_bytes: int = MAX_NAME_BYTES,
+    max_slow_bytes: int = MAX_SLOW_BYTES,
 ) -> Decoded:
-    """Decode a JSON array of points; raise ``DecodeError`` if the body is not one."""
+    """Decode a JSON array of points; raise ``DecodeError`` if the body is not one, and
+    ``PayloadTooLarge`` if it misses the fast path and is over ``max_slow_bytes``."""
     fast = read_fast(body)
+    if fast is None and len(body) > max_slow_bytes:
+        msg = (
+            f"body of {len(body)} bytes is over the limit of {max_slow_bytes} bytes"
+            " (max_slow_json_bytes) for JSON that is not an array of objects with a string"
+            " server and metric and a numeric ts and value (a wrong type, null element, NaN"
+            " or a value beyond 64 bits somewhere): send such points in smaller requests, or"
+            " as Arrow"
+        )
+        raise PayloadTooLarge(msg, "max_slow_json_bytes")
     columns, explain = (fast, None) if fast is not None else read_slow(body)
     return validate(
         *columns,

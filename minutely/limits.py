@@ -1,0 +1,118 @@
+"""The limits that name themselves: each refusal counted under its setting's name, and the
+cardinality guard that refuses a request's new series before its points are accepted.
+
+    setting                     answer                       checked in
+    max_name_bytes, names       the point rejected, reason   ingest/validate.py
+    max_body_bytes              413                          api/protocols.py, api/encoding.py
+    max_slow_json_bytes         413                          ingest/json.py (off the fast path)
+    max_points_per_request      413                          service.py, after decode
+    max_series                  429, Retry-After             CardinalityGuard
+    max_new_series_per_minute   429, Retry-After (minute)    CardinalityGuard
+    Idempotency-Key bytes       400                          ingest/idempotency.py
+    max_query_cells, buckets    400, smallest step           query.py
+
+``Refusals.counts`` is a plain dict (limit → refusals) that ``/api/v1/status`` shows under
+``limits`` and ``/metrics`` exports as ``minutely_limit_refusals_total{limit=…}``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from minutely.errors import SeriesLimit
+from minutely.model import PointBatch
+from minutely.registry import Registry
+
+#: how long a request's admitted new series count as pending before the registry is taken to
+#: hold them: the bus delivers and the aggregator interns well within it
+PENDING_SECONDS = 10.0
+#: what a refusal for the total series says to wait: the limit holds until an operator acts
+TOTAL_RETRY_AFTER = 60.0
+
+
+class Refusals:
+    """Refusals per limit, counted from any thread where the refusal is answered."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, limit: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[limit] = self.counts.get(limit, 0) + n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self.counts.items()))
+
+    def note(self, error: BaseException) -> None:
+        """Count ``error`` if it is a refusal that names its limit (``limit`` attribute)."""
+        limit = getattr(error, "limit", None)
+        if isinstance(limit, str):
+            self.add(limit)
+
+
+class CardinalityGuard:
+    """Refuses a batch whose new series would pass ``max_series`` in all or
+    ``max_new_per_minute`` in the current clock minute (0 turns a limit off).
+
+    New series are counted against the registry before publish; the aggregator interns them
+    later, so what was admitted in the last ``PENDING_SECONDS`` counts as well. A series sent
+    by two requests in flight at once counts twice for that long: near a limit the guard errs
+    towards refusing (429, retried), never towards holding more series than it allows.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        max_series: int,
+        max_new_per_minute: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.registry = registry
+        self.max_series = max_series
+        self.max_new_per_minute = max_new_per_minute
+        self.clock = clock
+        self._pending: deque[tuple[float, int]] = deque()
+        self._minute = -1
+        self._this_minute = 0
+        self._lock = threading.Lock()
+
+    def admit(self, batch: PointBatch) -> int:
+        """Count ``batch``'s new series in, or raise ``SeriesLimit`` naming the limit passed
+        (nothing counted then). Returns how many it adds."""
+        if not self.max_series and not self.max_new_per_minute:
+            return 0
+        new = self.registry.count_new(batch)
+        if new == 0:
+            return 0
+        with self._lock:
+            now = self.clock()
+            while self._pending and self._pending[0][0] < now - PENDING_SECONDS:
+                self._pending.popleft()
+            minute = math.floor(now / 60)
+            if minute != self._minute:
+                self._minute, self._this_minute = minute, 0
+            held = self.registry.n_series + sum(n for _, n in self._pending)
+            if self.max_series and held + new > self.max_series:
+                msg = (
+                    f"{new} new series would make {held + new}, over the limit of"
+                    f" {self.max_series} series (max_series); nothing of the request was taken"
+                )
+                raise SeriesLimit(msg, "max_series", TOTAL_RETRY_AFTER)
+            if self.max_new_per_minute and self._this_minute + new > self.max_new_per_minute:
+                msg = (
+                    f"{new} new series would make {self._this_minute + new} this minute, over"
+                    f" the limit of {self.max_new_per_minute} new series per minute"
+                    " (max_new_series_per_minute); nothing of the request was taken"
+                )
+                if new > self.max_new_per_minute:
+                    msg += "; send its series in smaller requests"
+                wait = max(1.0, (minute + 1) * 60 - now)
+                raise SeriesLimit(msg, "max_new_series_per_minute", wait)
+            self._pending.append((now, new))
+            self._this_minute += new
+            return new
