@@ -85,9 +85,10 @@ class Settings:
     #: 0, the default, derives it from ``series_memory`` (``series_limit``)
     max_series: int = 0
     #: the hot ring's memory that ``max_series`` is derived from when it is 0
-    series_memory: int = 16 << 30
-    #: the most new series taken in one clock minute (429 with Retry-After beyond); 0: off
-    max_new_series_per_minute: int = 50_000
+    series_memory: int = 12 << 30
+    #: the most new series taken in one clock minute (429 with Retry-After beyond); 0, the
+    #: default, is off: a fleet's first minute brings all its series at once
+    max_new_series_per_minute: int = 0
     #: the most points one request may carry (413 beyond)
     max_points_per_request: int = 5_000_000
     #: the largest JSON body decoded point object by point object, when the columnar fast

@@ -60,9 +60,10 @@ class CardinalityGuard:
     ``max_new_per_minute`` in the current clock minute (0 turns a limit off).
 
     New series are counted against the registry before publish; the aggregator interns them
-    later, so what was admitted in the last ``PENDING_SECONDS`` counts as well. A series sent
-    by two requests in flight at once counts twice for that long: near a limit the guard errs
-    towards refusing (429, retried), never towards holding more series than it allows.
+    later, so an admission counts as pending until the registry has grown by its new series
+    since it was admitted (or ``PENDING_SECONDS`` have passed, for a bus that lags). Near a
+    limit the count errs towards refusing (429, retried): a series in two requests in flight
+    at once counts twice until they are folded.
     """
 
     def __init__(
@@ -76,7 +77,8 @@ class CardinalityGuard:
         self.max_series = max_series
         self.max_new_per_minute = max_new_per_minute
         self.clock = clock
-        self._pending: deque[tuple[float, int]] = deque()
+        #: admitted and not yet seen in the registry: (when, new series, registry size then)
+        self._pending: deque[tuple[float, int, int]] = deque()
         self._minute = -1
         self._this_minute = 0
         self._lock = threading.Lock()
@@ -91,12 +93,16 @@ class CardinalityGuard:
             return 0
         with self._lock:
             now = self.clock()
-            while self._pending and self._pending[0][0] < now - PENDING_SECONDS:
-                self._pending.popleft()
+            n_series = self.registry.n_series
+            self._pending = deque(
+                (when, n, before)
+                for when, n, before in self._pending
+                if when >= now - PENDING_SECONDS and n_series < before + n
+            )
             minute = math.floor(now / 60)
             if minute != self._minute:
                 self._minute, self._this_minute = minute, 0
-            held = self.registry.n_series + sum(n for _, n in self._pending)
+            held = n_series + sum(n for _, n, _ in self._pending)
             if self.max_series and held + new > self.max_series:
                 msg = (
                     f"{new} new series would make {held + new}, over the limit of"
@@ -113,6 +119,6 @@ class CardinalityGuard:
                     msg += "; send its series in smaller requests"
                 wait = max(1.0, (minute + 1) * 60 - now)
                 raise SeriesLimit(msg, "max_new_series_per_minute", wait)
-            self._pending.append((now, new))
+            self._pending.append((now, new, n_series))
             self._this_minute += new
             return new

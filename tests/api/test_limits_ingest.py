@@ -27,7 +27,8 @@ JSON = {"content-type": "application/json"}
 
 def _node(**settings: object) -> tuple[TestClient, Service, FakeClock]:
     clock = FakeClock(NOW)
-    service = Service(Settings(store="none", hot_window=6 * 3600, **settings), clock=clock).open()  # type: ignore[arg-type]
+    chosen: dict[str, object] = {"store": "none", "hot_window": 6 * 3600, **settings}
+    service = Service(Settings(**chosen), clock=clock).open()  # type: ignore[arg-type]
     return (
         TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)),
         service,
@@ -48,8 +49,33 @@ def _metrics_body(first: int, n: int, t: float) -> bytes:
     return arrow_body(batch)
 
 
-def test_200000_metric_names_in_10_requests_are_refused_past_the_per_minute_limit() -> None:
-    client, service, clock = _node()  # the defaults: 50,000 new series a minute
+def test_200000_metric_names_in_10_requests_are_refused_past_the_total() -> None:
+    client, service, clock = _node(hot_window=2 * 86400)  # the defaults: 159,783 series
+    codes, errors = [], []
+    for k in range(10):
+        r = client.post(
+            "/api/v1/points",
+            content=_metrics_body(20_000 * k, 20_000, clock() - 5),
+            headers={"content-type": ARROW},
+        )
+        codes.append(r.status_code)
+        errors.append(r.json().get("error", ""))
+        _drain(service)
+    assert codes == [200] * 7 + [429] * 3, errors
+    assert "would make 160000, over the limit of 159783 series (max_series)" in errors[7]
+    assert service.registry.n_series == 140_000  # nothing of a refused request was taken
+    assert client.get("/healthz").status_code == 200
+    summary = client.get("/api/v1/metrics/metric.000007/summary", params={"start": "-1h"})
+    assert summary.json()["rows"][0]["count"] == 1
+    limits = client.get("/api/v1/status").json()["limits"]
+    assert limits["refused"] == {"max_series": 3}
+    assert limits["max_series"] == 159_783
+    metrics = client.get("/metrics").text
+    assert 'minutely_limit_refusals_total{limit="max_series"} 3.0' in metrics
+
+
+def test_new_series_per_minute_are_refused_with_the_rest_of_the_minute_to_wait() -> None:
+    client, service, clock = _node(max_new_series_per_minute=50_000)
     codes, errors, retry = [], [], []
     for k in range(10):
         r = client.post(
@@ -216,7 +242,7 @@ def test_a_query_over_the_cells_is_counted() -> None:
 
 
 @pytest.mark.parametrize(
-    "memory,window,expected", [("16GB", "2d", 213_044), ("1GB", "6h", 106_522)]
+    "memory,window,expected", [("12GB", "2d", 159_783), ("1GB", "6h", 106_522)]
 )
 def test_the_default_series_limit_follows_the_ring_memory_model(
     memory: str, window: str, expected: int
