@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
@@ -335,8 +336,12 @@ class Collector:
     clock: FakeClock
     per_request_seconds: float = 0.0
     batches: list[PointBatch] = field(default_factory=list)
+    declared: list[Any] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/kinds":
+            self.declared.append(json.loads(request.content))
+            return httpx.Response(200, json={"declared": 1, "changed": 1})
         batch = decode(request.content)
         self.batches.append(batch)
         self.clock.now += self.per_request_seconds
@@ -385,6 +390,15 @@ def test_run_backfills_then_sends_live_every_second_exactly_once() -> None:
     live = collector.batches[-10:]
     assert [set(b.ts) for b in live] == [{T0 + i + 1.0} for i in range(10)]
     assert clock.now >= T0 + 10
+
+
+def test_run_declares_the_fleets_counters_first() -> None:
+    fleet, clock = Fleet(2, 100), FakeClock(T0 + 0.5)
+    collector = Collector(clock)
+    simulate(fleet, clock, collector, backfill=5, duration=0)
+    counters = [str(m) for m in fleet.metric_names if fleet.kind(str(m)) is Kind.COUNTER]
+    assert counters and "app.requests" in counters and "cpu.user" not in counters
+    assert collector.declared == [{"counter": counters}]
 
 
 def test_run_fills_the_gap_while_the_backfill_was_sent() -> None:

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from minutely.sim.fleet import MAX_RATE, Fleet
-from minutely.sim.send import Progress, SendStats, Sleep, encode_arrow, log_progress, send
+from minutely.sim.fleet import MAX_RATE, Fleet, Kind
+from minutely.sim.send import (
+    Progress,
+    SendStats,
+    Sleep,
+    declare_counters,
+    encode_arrow,
+    log_progress,
+    send,
+)
 
 # -- the load generator ----------------------------------------------------------------------
 
@@ -93,6 +101,10 @@ async def run(
         msg = f"backfill and duration must not be negative, not {backfill} and {duration}"
         raise ValueError(msg)
     stats = stats if stats is not None else SendStats()
+    kinds = zip(fleet.metric_names.tolist(), fleet.metric_kinds, strict=True)
+    counters = [str(name) for name, kind in kinds if kind is Kind.COUNTER]
+    if counters:  # before any point, so each counter folds as its increases from the first
+        await declare_counters(url, counters, transport)
     chunk = _chunk_length(fleet, rate, batch_seconds, points_per_request)
 
     def encode(piece: _Piece) -> bytes:

@@ -24,6 +24,7 @@ from minutely.model import ARROW_SCHEMA, PointBatch
 log = logging.getLogger("minutely.sim")
 
 POINTS_PATH: Final = "/api/v1/points"
+KINDS_PATH: Final = "/api/v1/kinds"
 ARROW_STREAM: Final = model.ARROW_STREAM
 
 
@@ -198,6 +199,24 @@ class _Sender:
             self.last_progress = time.monotonic()
             self.reported_requests = self.stats.requests
             self.progress(self.stats)
+
+
+async def declare_counters(
+    url: str, names: list[str], transport: httpx.AsyncBaseTransport | None = None
+) -> bool:
+    """Tell the server which metrics are counters (``POST /api/v1/kinds``), so it answers
+    their rates. A server that will not take it (a cluster, an older minutely) is warned
+    about, not failed on: its points are taken all the same."""
+    async with httpx.AsyncClient(timeout=30.0, transport=transport) as client:
+        try:
+            r = await client.post(url.rstrip("/") + KINDS_PATH, json={"counter": names})
+        except httpx.TransportError as exc:
+            log.warning("could not declare the counters: %s", exc)
+            return False
+    if r.is_success:
+        return True
+    log.warning("the server did not take the counters (%d): %s", r.status_code, r.text[:300])
+    return False
 
 
 async def send(
