@@ -5,6 +5,8 @@
 // Every answer to a query (series, summary, fleet) reports whether it is partial: a cluster
 // node answers from its store alone, marked `"partial": true`, while a partition has no owner.
 
+import { readKinds, withRates } from "./kinds.js";
+
 export class ApiError extends Error {
   constructor(status, message, url) {
     super(message);
@@ -59,7 +61,7 @@ export function apiUrl(path, params = {}) {
 
 /** GET JSON (`path` may be a built URL); throws ApiError with the API's own message on 4xx/5xx or a network failure. */
 export async function getJSON(path, params = {}, { signal } = {}) {
-  const url = path instanceof URL ? path : apiUrl(path, params);
+  const url = withRates(new URL(path instanceof URL ? path : apiUrl(path, params)));
   let resp;
   try {
     resp = await fetch(url, { signal, cache: "no-store", headers: { accept: "application/json" } });
@@ -83,7 +85,7 @@ export async function getJSON(path, params = {}, { signal } = {}) {
   }
   report(true);
   if (QUERY_PATH.test(url.pathname)) for (const fn of partialListeners) fn(body.partial === true);
-  return body;
+  return readKinds(url, body);
 }
 
 /** Path segment for a server or metric name. */

@@ -1,9 +1,17 @@
 // Numbers, units and times as a person reads them.
 
+import { isCounter } from "./kinds.js";
+
 const PERCENT_CPU = /^cpu\.(user|system|iowait|steal|idle|nice|irq|softirq|guest)$/;
 
-/** The unit a metric's name implies, or "" when it says nothing. */
+/** The unit a metric is shown in: its name's, per second for a counter (drawn as a rate). */
 export function unitOf(metric) {
+  const unit = nameUnit(metric);
+  return isCounter(metric) ? `${unit}/s` : unit;
+}
+
+/** The unit a metric's name implies, or "" when it says nothing. */
+function nameUnit(metric) {
   const m = metric.toLowerCase();
   if (/(_pct|_percent|\.pct|\.percent)$/.test(m) || PERCENT_CPU.test(m)) return "%";
   if (/(_bytes|\.bytes)$/.test(m) || /(_bytes|\.bytes)\./.test(m)) return "B";
@@ -31,9 +39,19 @@ function withUnit(text, unit) {
   return unit === "%" ? `${text}%` : `${text} ${unit}`;
 }
 
+/** A rate's unit as its amount's unit and "/s": "B/s" is ["B", "/s"], "/s" is ["", "/s"]. */
+function perSecond(unit) {
+  return unit.endsWith("/s") ? [unit.slice(0, -2), "/s"] : [unit, ""];
+}
+
 /** A short value for axes, tables and labels: 3–4 significant digits and a unit. */
 export function fmtValue(v, unit = "") {
   if (v == null || Number.isNaN(v)) return "–";
+  const [amount, per] = perSecond(unit);
+  return shortValue(v, amount) + per;
+}
+
+function shortValue(v, unit) {
   const a = Math.abs(v);
   if (unit === "B") {
     for (const [size, name] of IEC) if (a >= size) return `${trim((v / size).toFixed(2))} ${name}`;
@@ -54,8 +72,9 @@ const GROUPED = new Intl.NumberFormat("en-US", { maximumFractionDigits: 6 });
 /** The value as sent (grouped digits, up to 6 decimals) with its unit; bytes also short. */
 export function fmtExact(v, unit = "") {
   if (v == null || Number.isNaN(v)) return "no data";
-  const text = withUnit(GROUPED.format(v), unit);
-  return unit === "B" && Math.abs(v) >= 1024 ? `${text} (${fmtValue(v, "B")})` : text;
+  const [amount, per] = perSecond(unit);
+  const text = withUnit(GROUPED.format(v), amount) + per;
+  return amount === "B" && Math.abs(v) >= 1024 ? `${text} (${fmtValue(v, unit)})` : text;
 }
 
 /** Counts: grouped digits. */
@@ -101,6 +120,11 @@ export function fmtAge(seconds) {
 
 /** Axis tick labels: one prefix for the whole axis and as many decimals as the tick step needs. */
 export function fmtAxis(splits, incr, unit = "") {
+  const [amount, per] = perSecond(unit);
+  return axisLabels(splits, incr, amount).map((text) => text + per);
+}
+
+function axisLabels(splits, incr, unit) {
   const top = Math.max(0, ...splits.map((v) => Math.abs(v)));
   const table = unit === "B" ? IEC : SI;
   let size = 1;
