@@ -8,7 +8,9 @@ sent by ``--senders`` concurrent connections in ~1M-point Arrow bodies, time-ord
 Two senders are measured on the same bodies: minutely's own (``sim.send``, httpx on asyncio)
 and a lean agent (two threads with a keep-alive ``http.client`` connection each), since the
 client shares the 2 cores with the server. Baseline, measured in the same run: the same bodies
-decoded, published and folded in-process (no HTTP, no second process).
+decoded, published and folded in-process (no HTTP, no second process). Counters: the fleet's
+counter metrics are folded as increases once declared (``kinds.py``); each run measures the
+lean sender and the in-process fold with them declared too, beside the same without.
 
     python bench/bench_pipeline.py                     # 100 x 500 x 10 min = 30M points
     python bench/bench_pipeline.py --runs 3 --json-points 2000000
@@ -153,11 +155,20 @@ def ingest_run(
     return points / (done - began)
 
 
-def in_process_baseline(bodies: list[bytes], points: int, now: float) -> float:
-    """Decode + publish + fold without HTTP: the core's own rate."""
+def counter_names(fleet: sim.Fleet) -> list[str]:
+    kinds = zip(fleet.metric_names.tolist(), fleet.metric_kinds, strict=True)
+    return [str(name) for name, kind in kinds if kind is sim.Kind.COUNTER]
+
+
+def in_process_baseline(
+    bodies: list[bytes], points: int, now: float, counters: list[str] | None = None
+) -> float:
+    """Decode + publish + fold without HTTP: the core's own rate (``counters`` declared)."""
     service = Service(
         Settings(hot_window=3600 * 6, bus_max_bytes=8 << 30, store="none"), clock=lambda: now
     ).open()
+    if counters:
+        service.kinds.declare(dict.fromkeys(counters, "counter"))
 
     async def go() -> None:
         for body in bodies:
@@ -208,17 +219,26 @@ def main() -> None:
         flush=True,
     )
 
+    counters = counter_names(fleet)
+    print(f"# {len(counters)} of {args.metrics} metrics are counters", flush=True)
     arrow_rates, lean_rates, base_rates = [], [], []
+    counter_lean_rates: list[float] = []
+    counter_base_rates: list[float] = []
     for run in range(args.runs):
         # each run sends a fresh range (older first) so every point is new to the server
         t0 = int(now // 60 * 60) - (args.runs - run) * (args.minutes + 1) * 60
         bodies = arrow_bodies(fleet, t0, args.minutes, 1_000_000)
         base_rates.append(in_process_baseline(bodies, points, now))
-        for lean, rates in ((False, arrow_rates), (True, lean_rates)):
+        counter_base_rates.append(in_process_baseline(bodies, points, now, counters))
+        runs = ((False, arrow_rates, False), (True, lean_rates, False))
+        for lean, rates, declare in (*runs, (True, counter_lean_rates, True)):
             with tempfile.TemporaryDirectory() as tmp:
                 proc = start_server(args.port, tmp, "6h", args.store)
                 try:
                     url = f"http://127.0.0.1:{args.port}"
+                    if declare:
+                        r = httpx.post(f"{url}/api/v1/kinds", json={"counter": counters})
+                        assert r.status_code == 200, r.text
                     rates.append(ingest_run(url, bodies, points, args.senders, lean=lean))
                 finally:
                     proc.terminate()
@@ -226,7 +246,9 @@ def main() -> None:
         print(
             f"run {run}: arrow {arrow_rates[-1] / 1e6:.2f} M/s end to end (simulator's sender), "
             f"{lean_rates[-1] / 1e6:.2f} M/s (lean sender), in-process "
-            f"{base_rates[-1] / 1e6:.2f} M/s",
+            f"{base_rates[-1] / 1e6:.2f} M/s; counters declared: lean "
+            f"{counter_lean_rates[-1] / 1e6:.2f} M/s, in-process "
+            f"{counter_base_rates[-1] / 1e6:.2f} M/s",
             flush=True,
         )
         del bodies
@@ -298,6 +320,13 @@ def main() -> None:
     print(
         f"| baseline: decode + publish + fold in-process, no HTTP (median) | {b / 1e6:.2f} M "
         f"points/s; end to end is {a / b:.2f}x of it |"
+    )
+    cl = statistics.median(counter_lean_rates)
+    cb = statistics.median(counter_base_rates)
+    print(
+        f"| the same with the fleet's {len(counters)} counter metrics declared (folded as "
+        f"increases): lean sender; in-process (medians) | {cl / 1e6:.2f} M points/s "
+        f"({cl / lean_median:.2f}x); {cb / 1e6:.2f} M points/s ({cb / b:.2f}x) |"
     )
     print(
         f"| JSON ingest, end to end ({jpoints:,} points) | "
