@@ -149,6 +149,8 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
     counts = counts if counts is not None else {}
     for name in ("remote_write", "influx", "otlp"):
         counts.setdefault(name, ProtocolCounts())
+    # series resolved once per app, not once per request
+    rw_cache = rw.series_cache(sink.label_mapping)
 
     async def remote_write(request: Request) -> Response:
         """Prometheus' own receiver answers 204 No Content; a sender counts any 2xx as done,
@@ -166,7 +168,7 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
         def decode(raw: bytes, limits: Limits) -> Decoded:
             nonlocal stale
             body = rw.unsnappy(raw, sink.max_body_bytes)
-            result = rw.decode_remote_write(body, sink.label_mapping, limits)
+            result = rw.decode_remote_write(body, sink.label_mapping, limits, rw_cache)
             stale = result.stale
             return result.decoded
 

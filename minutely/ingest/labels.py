@@ -54,7 +54,7 @@ class LabelMapping:
                 return value, key
         return (self.default_server or None), None
 
-    def resolve(self, name: str, labels: Mapping[str, str]) -> tuple[str | None, str]:
+    def resolve(self, name: str, labels: Mapping[str, str]) -> Resolved:
         """``(server or None, metric)`` for one series."""
         server, used = self.server_of(labels)
         rest = ((k, v) for k, v in labels.items() if k != used)
@@ -64,6 +64,10 @@ class LabelMapping:
         """The reason given for a point with no server label and no default."""
         looked = ", ".join(self.server_labels)
         return f"server: no label of {looked} and no default_server set"
+
+
+#: a series resolved: (server, or None when no label names one; metric)
+Resolved = tuple[str | None, str]
 
 
 def strip_port(instance: str) -> str:

@@ -16,8 +16,15 @@ series carrying them), exemplars ignored.
 
 A sample whose value is Prometheus' stale marker (the NaN with bits ``0x7ff0000000000002``,
 written when a series disappears) is dropped and counted, not rejected; any other NaN is
-rejected as a non-finite value. Each series is resolved to (server, metric) once
-(``labels.py``); its samples are gathered into numpy columns.
+rejected as a non-finite value.
+
+The request is read by a compiled scanner (``_scan``): one pass over the bytes gives each
+sample's value, time and series entry, and each series entry the span of its labels and a
+hash of them. A series' labels are resolved to (server, metric) once per process
+(``labels.SeriesCache``, keyed by those raw bytes), so a request of known series costs no
+Python per series or sample. Whatever the scanner does not expect (metadata, groups, a known
+field of another wire type, labels between samples, malformed bytes) goes to the protobuf
+runtime's decode instead, which reads it the same way or says what is wrong with it.
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import cramjam
+import numba
 import numpy as np
+import numpy.typing as npt
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from minutely.errors import DecodeError, PayloadTooLarge
-from minutely.ingest.labels import LabelMapping
-from minutely.ingest.series import Limits, SeriesIndex
+from minutely.ingest import wire
+from minutely.ingest.labels import LabelMapping, Resolved
+from minutely.ingest.series import Limits
 from minutely.ingest.validate import Decoded, PointError
+from minutely.ingest.wire import SeriesCache, SeriesTable
 
 CONTENT_TYPE = "application/x-protobuf"
 #: what a remote_write 2.0 sender says it sends (refused with 415)
@@ -143,15 +154,57 @@ def unsnappy(body: bytes, limit: int) -> bytes:
         raise DecodeError(msg) from None
 
 
-def decode_remote_write(body: bytes, mapping: LabelMapping, limits: Limits) -> RemoteWriteResult:
-    """Decode an uncompressed WriteRequest; raise ``DecodeError`` if it is not one."""
+def series_cache(mapping: LabelMapping) -> SeriesCache:
+    """A cache of remote_write series (raw ``Label`` fields → server, metric) for ``mapping``."""
+
+    def resolve(key: bytes) -> Resolved | None:
+        try:
+            series = TimeSeries.FromString(key)
+        except ProtobufDecodeError:
+            return None
+        labels = {label.name: label.value for label in series.labels}
+        name = labels.pop("__name__", "")
+        return mapping.resolve(name, labels)
+
+    return SeriesCache(mapping, resolve)
+
+
+def decode_remote_write(
+    body: bytes, mapping: LabelMapping, limits: Limits, cache: SeriesCache | None = None
+) -> RemoteWriteResult:
+    """Decode an uncompressed WriteRequest; raise ``DecodeError`` if it is not one.
+
+    ``cache`` keeps series resolved across requests (one per mapping; None: this request's
+    own)."""
+    if cache is None or cache.context != mapping:
+        cache = series_cache(mapping)
+    buf = np.frombuffer(body, dtype=np.uint8)
+    ok, value, stamps, owner, spans, hashes, histogram_counts = _scan(buf)
+    if not ok:
+        return decode_remote_write_reference(body, mapping, limits)
+    per_entry, table = cache.series_of(body, buf, spans, hashes)
+    if per_entry.shape[0] and int(per_entry.min()) < 0:  # labels the runtime must judge
+        return decode_remote_write_reference(body, mapping, limits)
+    ids = per_entry[owner]
+    histograms = [
+        (int(per_entry[e]), int(histogram_counts[e]))
+        for e in np.flatnonzero(histogram_counts).tolist()
+    ]
+    return _validate(table, mapping, ids, stamps / 1000.0, value, histograms, limits)
+
+
+def decode_remote_write_reference(
+    body: bytes, mapping: LabelMapping, limits: Limits
+) -> RemoteWriteResult:
+    """``decode_remote_write`` through the protobuf runtime: the reference the scanner is
+    tested against, and the decode of what the scanner does not take."""
     request = WriteRequest()
     try:
         request.ParseFromString(body)
     except ProtobufDecodeError as e:
         msg = f"body is not a prometheus.WriteRequest: {e}"
         raise DecodeError(msg) from None
-    index = SeriesIndex(mapping)
+    cache = series_cache(mapping)
     counts: list[int] = []
     values: list[float] = []
     stamps: list[int] = []
@@ -159,7 +212,7 @@ def decode_remote_write(body: bytes, mapping: LabelMapping, limits: Limits) -> R
     for series in request.timeseries:
         labels = {label.name: label.value for label in series.labels}
         name = labels.pop("__name__", "")
-        number = index.add(name, labels)
+        number = cache.add(mapping.resolve(name, labels))
         samples = series.samples
         counts.append(len(samples))
         values.extend([s.value for s in samples])
@@ -169,6 +222,28 @@ def decode_remote_write(body: bytes, mapping: LabelMapping, limits: Limits) -> R
     value = np.array(values, dtype=np.float64)
     ts = np.array(stamps, dtype=np.int64) / 1000.0
     numbers = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    result = _validate(cache.table(), mapping, numbers, ts, value, histograms, limits)
+    kinds = {
+        m.metric_family_name: _KINDS[m.type]
+        for m in request.metadata
+        if m.type in _KINDS and m.metric_family_name
+    }
+    if kinds:  # Prometheus sends each family's type now and then (metadata_config)
+        result = replace(result, decoded=replace(result.decoded, kinds=kinds))
+    return result
+
+
+def _validate(
+    table: SeriesTable,
+    mapping: LabelMapping,
+    numbers: npt.NDArray[np.int32],
+    ts: npt.NDArray[np.float64],
+    value: npt.NDArray[np.float64],
+    histograms: list[tuple[int, int]],
+    limits: Limits,
+) -> RemoteWriteResult:
+    """Drop stale markers, validate the rest, reject native histograms' samples."""
+    total = int(value.shape[0])
     stale_mask = value.view(np.uint64) == STALE_NAN_BITS
     stale = int(stale_mask.sum())
     if stale:
@@ -176,30 +251,168 @@ def decode_remote_write(body: bytes, mapping: LabelMapping, limits: Limits) -> R
         value, ts, numbers = value[keep], ts[keep], numbers[keep]
 
     def where(i: int) -> str:
-        return f"series {index.names[int(numbers[i])]!r}"
+        return f"series {table.metric(int(numbers[i]))!r}"
 
-    decoded = index.validate(numbers, ts, value, limits, where)
+    decoded = wire.validate_points(table, numbers, ts, value, limits, mapping, where)
     if stale and decoded.errors:  # number errors by the sample's place in the request
         kept = np.flatnonzero(~stale_mask)
         errors = [PointError(int(kept[e.index]), e.reason) for e in decoded.errors]
         decoded = replace(decoded, errors=errors)
-    kinds = {
-        m.metric_family_name: _KINDS[m.type]
-        for m in request.metadata
-        if m.type in _KINDS and m.metric_family_name
-    }
-    if kinds:  # Prometheus sends each family's type now and then (metadata_config)
-        decoded = replace(decoded, kinds=kinds)
-    if histograms:
-        first = int(sum(counts))  # histogram samples are numbered after the float ones
-        decoded = _reject_histograms(decoded, histograms, index, first, limits.max_errors)
+    if histograms:  # histogram samples are numbered after the float ones
+        decoded = _reject_histograms(decoded, histograms, table, total, limits.max_errors)
     return RemoteWriteResult(decoded, stale)
+
+
+_NOT_READ = (
+    False,
+    np.zeros(0, np.float64),
+    np.zeros(0, np.int64),
+    np.zeros(0, np.int64),
+    np.zeros((0, 4), np.int64),
+    np.zeros(0, np.uint64),
+    np.zeros(0, np.int32),
+)
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan_compiled(buf: Any) -> Any:
+    """WriteRequest bytes → (read?, value, timestamp ms, series entry per sample; per series
+    entry: labels' span (start, end, 0, 0), hash of them, native histograms)."""
+    n = buf.shape[0]
+    cap = n // 2 + 1
+    value = np.empty(cap, np.float64)
+    stamp = np.empty(cap, np.int64)
+    owner = np.empty(cap, np.int64)
+    spans = np.empty((cap, 4), np.int64)
+    hashes = np.empty(cap, np.uint64)
+    hists = np.empty(cap, np.int32)
+    bits = np.zeros(1, np.uint64)
+    as_double = bits.view(np.float64)
+    ns = 0
+    np_ = 0
+    i = 0
+    while i < n:
+        tag, i = wire.varint(buf, i, n)
+        if i < 0 or tag <= 7 or tag > 0xFFFFFFFF:
+            return False, value, stamp, owner, spans, hashes, hists
+        field = tag >> 3
+        wt = tag & 7
+        if field == 1 and wt == 2:
+            length, i = wire.varint(buf, i, n)
+            if i < 0 or length < 0 or length > n - i:
+                return False, value, stamp, owner, spans, hashes, hists
+            end = i + length
+            labels_start = -1
+            labels_end = -1
+            h = wire.FNV_OFFSET
+            hist = 0
+            while i < end:
+                at = i
+                t, i = wire.varint(buf, i, end)
+                if i < 0 or t <= 7 or t > 0xFFFFFFFF:
+                    return False, value, stamp, owner, spans, hashes, hists
+                f = t >> 3
+                w = t & 7
+                if f == 1 or f == 2 or f == 3 or f == 4:
+                    if w != 2:
+                        return False, value, stamp, owner, spans, hashes, hists
+                    size, j = wire.varint(buf, i, end)
+                    if j < 0 or size < 0 or size > end - j:
+                        return False, value, stamp, owner, spans, hashes, hists
+                    stop = j + size
+                    if f == 1:
+                        if labels_start < 0:
+                            labels_start = at
+                        elif labels_end != at:  # labels between samples: not read here
+                            return False, value, stamp, owner, spans, hashes, hists
+                        labels_end = stop
+                        h = wire.fnv(buf, at, stop, h)
+                    elif f == 2:
+                        v = 0.0
+                        ms = 0
+                        while j < stop:
+                            st, j = wire.varint(buf, j, stop)
+                            if j < 0 or st <= 7 or st > 0xFFFFFFFF:
+                                return False, value, stamp, owner, spans, hashes, hists
+                            sf = st >> 3
+                            sw = st & 7
+                            if sf == 1:
+                                if sw != 1 or j + 8 > stop:
+                                    return False, value, stamp, owner, spans, hashes, hists
+                                x = np.uint64(0)
+                                for k in range(7, -1, -1):
+                                    x = (x << np.uint64(8)) | np.uint64(buf[j + k])
+                                bits[0] = x
+                                v = as_double[0]
+                                j += 8
+                            elif sf == 2:
+                                if sw != 0:
+                                    return False, value, stamp, owner, spans, hashes, hists
+                                ms, j = wire.varint(buf, j, stop)
+                                if j < 0:
+                                    return False, value, stamp, owner, spans, hashes, hists
+                            else:
+                                j = wire.skip_field(buf, j, stop, sw)
+                                if j < 0:
+                                    return False, value, stamp, owner, spans, hashes, hists
+                        value[np_] = v
+                        stamp[np_] = ms
+                        owner[np_] = ns
+                        np_ += 1
+                    elif f == 4:
+                        hist += 1
+                    i = stop
+                else:
+                    i = wire.skip_field(buf, i, end, w)
+                    if i < 0:
+                        return False, value, stamp, owner, spans, hashes, hists
+            if labels_start < 0:
+                labels_start = labels_end = end
+            spans[ns, 0] = labels_start
+            spans[ns, 1] = labels_end
+            spans[ns, 2] = labels_end
+            spans[ns, 3] = labels_end
+            hashes[ns] = h
+            hists[ns] = hist
+            ns += 1
+        elif field == 1 or field == 3:  # metadata: the runtime reads it
+            return False, value, stamp, owner, spans, hashes, hists
+        else:
+            i = wire.skip_field(buf, i, n, wt)
+            if i < 0:
+                return False, value, stamp, owner, spans, hashes, hists
+    return (
+        True,
+        value[:np_],
+        stamp[:np_],
+        owner[:np_],
+        spans[:ns],
+        hashes[:ns],
+        hists[:ns],
+    )
+
+
+def _scan(
+    buf: npt.NDArray[np.uint8],
+) -> tuple[
+    bool,
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.int32],
+]:
+    ok, value, stamp, owner, spans, hashes, hists = _scan_compiled(buf)
+    if not ok:
+        return _NOT_READ
+    return True, value, stamp, owner, spans, hashes, hists
 
 
 def _reject_histograms(
     decoded: Decoded,
     histograms: list[tuple[int, int]],
-    index: SeriesIndex,
+    table: SeriesTable,
     first: int,
     max_errors: int,
 ) -> Decoded:
@@ -210,7 +423,7 @@ def _reject_histograms(
         rejected += count
         if len(errors) < max_errors:
             reason = (
-                f"series {index.names[number]!r}: {count} native histogram sample(s) "
+                f"series {table.metric(number)!r}: {count} native histogram sample(s) "
                 "not supported (only float samples are)"
             )
             errors.append(PointError(first + rejected - decoded.rejected - count, reason))
