@@ -18,9 +18,10 @@ from typing import Protocol
 
 from minutely.errors import Backpressure
 from minutely.ingest import Decoded
-from minutely.ingest.graphite import decode_graphite
+from minutely.ingest.graphite import decode_graphite, series_cache
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder, Limits
+from minutely.ingest.wire import SeriesCache
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class GraphiteListener:
         self._server: asyncio.AbstractServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._cache: SeriesCache | None = None
 
     def listen(self) -> GraphiteListener:
         """Bind now (an ``OSError`` says why not) and serve on the running loop."""
@@ -121,9 +123,12 @@ class GraphiteListener:
 
     async def _ingest(self, block: bytes, first_line: int) -> Decoded:
         mapping = self.sink.label_mapping
+        if self._cache is None:  # paths resolved once per listener, not per block
+            self._cache = series_cache(mapping, self.server_node)
+        cache = self._cache
 
         def decode(limits: Limits) -> Decoded:
-            return decode_graphite(block, mapping, self.server_node, limits, first_line)
+            return decode_graphite(block, mapping, self.server_node, limits, first_line, cache)
 
         while True:
             try:
