@@ -151,6 +151,7 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
         counts.setdefault(name, ProtocolCounts())
     # series resolved once per app, not once per request
     rw_cache = rw.series_cache(sink.label_mapping)
+    influx_cache = influx.series_cache(sink.label_mapping)
 
     async def remote_write(request: Request) -> Response:
         """Prometheus' own receiver answers 204 No Content; a sender counts any 2xx as done,
@@ -197,7 +198,8 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
             precision = request.query_params.get("precision", "ns") or "ns"
 
             def decode(body: bytes, limits: Limits) -> Decoded:
-                return influx.decode_line_protocol(body, precision, sink.label_mapping, limits)
+                mapping = sink.label_mapping
+                return influx.decode_line_protocol(body, precision, mapping, limits, influx_cache)
 
             decoded = await take(request, sink, decode, counts["influx"].counting(error))
             if isinstance(decoded, Response):
