@@ -208,6 +208,7 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage:
+            protocols.warm_up()  # compiled decoders loaded before the first request
             node.start()
         try:
             yield

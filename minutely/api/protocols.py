@@ -30,8 +30,9 @@ from starlette.routing import Route
 from minutely.api import encoding, render
 from minutely.api.ports import PointSink, ProtocolSink, Refusing
 from minutely.errors import Backpressure, DecodeError, PayloadTooLarge, Unavailable
-from minutely.ingest import Decoded, influx, otlp
+from minutely.ingest import Decoded, graphite, influx, otlp
 from minutely.ingest import remote_write as rw
+from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Limits
 
 
@@ -253,6 +254,23 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
         Route("/v1/metrics", otlp_metrics, methods=["POST"]),
         Route("/api/v1/ingest/protocols", protocol_counts),
     ]
+
+
+def warm_up() -> None:
+    """Load the compiled decoders (numba's cache on disk, or a compile) now, at startup,
+    rather than in the first request of each protocol; each decodes twice, so the second
+    finds its series in the cache as a running node's requests do."""
+    mapping = LabelMapping(default_server="warm-up")
+    limits = Limits(now=0.0, oldest=0.0, max_future=0.0)
+    request = rw.WriteRequest()
+    request.timeseries.add().samples.add(value=1.0, timestamp=0)
+    body = request.SerializeToString()
+    caches = (rw.series_cache(mapping), influx.series_cache(mapping))
+    caches_graphite = graphite.series_cache(mapping, 1)
+    for _ in range(2):
+        rw.decode_remote_write(body, mapping, limits, caches[0])
+        influx.decode_line_protocol(b"m,host=h v=1.5,w=2i 0", "s", mapping, limits, caches[1])
+        graphite.decode_graphite(b"a.h.m 1.5 0\n", mapping, 1, limits, 1, caches_graphite)
 
 
 def _summary(decoded: Decoded, line: Callable[[int, str], str] | None = None) -> str:
