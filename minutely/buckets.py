@@ -1,5 +1,6 @@
-"""Partials merged into bucket blocks: the two loops every read ends in, compiled to machine
-code (numba, nopython mode) because numpy would make several passes.
+"""Partials merged into bucket blocks: the two loops every read ends in and the one every fold
+ends in, compiled to machine code (numba, nopython mode) because numpy would make several
+passes.
 
 Only numpy arrays go in and out, and no Python object is made per element: a compiled loop is
 one pass over its columns, where the numpy spelling of the same step is a pass per
@@ -11,6 +12,10 @@ runs.
   block. numpy needs a gather (id → row), an add (+ bucket) and a scatter per field, each
   over a temporary of the answer's length; one loop reads each cell once
   (figures: docs/performance.md, Measured choices).
+- ``scatter_points``: a batch's points merged into the hot ring's live rows, one pass where
+  numpy's ``minimum.at``, ``maximum.at`` and two ``add.at`` make four, each far slower per
+  element than a loop (the fold is what the protocol benchmark waits for; figures:
+  docs/performance.md, Protocols).
 - ``merge_slots``: the hot ring's minute cells merged straight into step buckets, so that a
   read at a step of an hour never makes the ``(series × minutes)`` block first (a 2-day
   read of 2,000 series would make 161 MB of it, then merge it with a pass per field;
@@ -115,3 +120,30 @@ def _merge_slots(
 
 
 merge_slots: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_merge_slots)
+
+
+def _scatter_points(
+    flat: npt.NDArray[np.int64],
+    mn: npt.NDArray[np.float64],
+    mx: npt.NDArray[np.float64],
+    sm: npt.NDArray[np.float64],
+    ct: npt.NDArray[np.uint32],
+    out_mn: npt.NDArray[np.float64],
+    out_mx: npt.NDArray[np.float64],
+    out_sm: npt.NDArray[np.float64],
+    out_ct: npt.NDArray[np.uint32],
+) -> None:
+    """Merge entry ``i`` into ``out[flat[i]]``, in order (so sums add up exactly as
+    ``np.add.at`` adds them). ``out`` entries hold ``inf``, ``-inf``, 0 and 0 when empty;
+    values are finite and ``flat`` in bounds (the ring computed it)."""
+    for i in range(flat.shape[0]):
+        at = flat[i]
+        if mn[i] <= out_mn[at]:  # on a tie the new one, as np.minimum: -0.0 and 0.0
+            out_mn[at] = mn[i]
+        if mx[i] >= out_mx[at]:
+            out_mx[at] = mx[i]
+        out_sm[at] += sm[i]
+        out_ct[at] += ct[i]
+
+
+scatter_points: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_scatter_points)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from minutely.buckets import merge_slots
+from minutely.buckets import merge_slots, scatter_points
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
 #: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
@@ -211,10 +211,17 @@ class HotRing:
         flat = rows.take(minutes - lo)
         flat += series
         live = self._live
-        np.minimum.at(live.min.reshape(-1), flat, parts.min)
-        np.maximum.at(live.max.reshape(-1), flat, parts.max)
-        np.add.at(live.sum.reshape(-1), flat, parts.sum)
-        np.add.at(live.count.reshape(-1), flat, parts.count)
+        scatter_points(
+            flat,
+            parts.min,
+            parts.max,
+            parts.sum,
+            parts.count,
+            live.min.reshape(-1),
+            live.max.reshape(-1),
+            live.sum.reshape(-1),
+            live.count.reshape(-1),
+        )
 
     def _fold_ring(self, series: I32, minutes: I64, values: F64) -> None:
         keys = series.astype(np.int64) * self.minutes + minutes % self.minutes
