@@ -106,8 +106,8 @@ def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Lim
                     stamps.append(point.time_unix_nano)
                     present.append(ok)
 
-    ticks = np.array(stamps, dtype=np.int64)
-    whole, rest = np.divmod(ticks, 10**9)
+    ticks = np.array(stamps, dtype=np.uint64)  # fixed64: past 2**63 is a time, not an error
+    whole, rest = np.divmod(ticks, np.uint64(10**9))
     ts = whole.astype(np.float64) + rest / 1e9
 
     def where(i: int) -> str:
