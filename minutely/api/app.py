@@ -34,7 +34,9 @@ Idempotency-Key reused for another body, 429 a full bus and 503 a closed one (bo
 asks for CSV or an Arrow IPC stream (layout in ``arrow.py``); an unknown ``format`` is a 400.
 Series and fleet answers take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer
 arrays. Query answers carry a ``Server-Timing: app;dur=<ms>`` header: the time spent answering,
-without the network. In a cluster, an answer whose partition has no ready owner is given from
+without the network. Answers are made on a worker thread, and a series answer of more than
+``render.CHUNK_CELLS`` cells is streamed as JSON or CSV a few series at a time (rendered on a
+worker thread too), so no question holds up the others. In a cluster, an answer whose partition has no ready owner is given from
 the store alone and says so: ``"partial": true`` in JSON and an ``X-Minutely-Partial: true``
 header.
 """
@@ -45,7 +47,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
@@ -55,7 +57,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -90,6 +92,9 @@ PARTIAL_HEADER = "X-Minutely-Partial"
 LOCAL_PREFIX = "/api/v1/local"
 
 log = logging.getLogger(__name__)
+
+#: an answer's body: whole, or the chunks of a large JSON or CSV answer, streamed
+Body = bytes | memoryview | Iterator[bytes]
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -277,9 +282,9 @@ def create_app(
         if local:
             answers = cast(ClusterMember, node).local_answers
 
-        def answer(query: QueryParams, name: str, fmt: str) -> tuple[bytes | memoryview, bool]:
-            """Parse, ask, render (on a worker thread when the store is read); the body and
-            whether the answer is partial."""
+        def answer(query: QueryParams, name: str, fmt: str) -> tuple[Body, bool]:
+            """Parse, ask, render (on a worker thread); the body, or the chunks of a large
+            one, and whether the answer is partial."""
             only = query.getlist(other) or None
             start, end = params.parse_range(query, node.clock())
             rate = _rate_fn(query.get("fn"), fmt, local)
@@ -306,12 +311,17 @@ def create_app(
             if fmt == "arrow":
                 write = arrow.fleet_arrow if kind == "fleet" else arrow.series_arrow
                 return write(series, fields), series.partial
+            big = len(series.labels) > render.chunk_rows(series)
             if fmt == "csv":
+                if big:  # streamed: no answer is ever one body in memory
+                    return render.series_csv_chunks(series), series.partial
                 return render.series_csv(series), series.partial
             if kind == "fleet":
                 fleet_kind = node.metric_kind(name)
                 return render.fleet_json(series, fields, fleet_kind, rate), series.partial
             kinds = kinds_of(by, name, series.labels)
+            if big:
+                return render.series_json_chunks(series, fields, kinds, rate), series.partial
             return render.series_json(series, fields, kinds, rate), series.partial
 
         def kinds_of(by: str, name: str, labels: list[str]) -> list[str]:
@@ -324,11 +334,9 @@ def create_app(
             try:
                 fmt = "partials" if local else _answer_format(request)
                 args = (request.query_params, request.path_params["name"], fmt)
-                start = request.query_params.get("start", params.DEFAULT_START)
-                if answers.touches_store(params.parse_time("start", start, node.clock())):
-                    body, partial = await run_in_threadpool(answer, *args)  # keep the loop free
-                else:
-                    body, partial = answer(*args)  # memory only: a thread hop would cost more
+                # on a worker thread, even from memory: an answer as large as max_query_cells
+                # allows takes long enough to stall every other request on the loop
+                body, partial = await run_in_threadpool(answer, *args)
             except BadParameter as e:
                 protocols.note_refusal(node, e)
                 return _error(400, str(e))
@@ -341,7 +349,10 @@ def create_app(
             if partial:
                 headers[PARTIAL_HEADER] = "true"
             media = partials.MEDIA_TYPE if local else MEDIA_TYPES[fmt]
-            return Response(body, media_type=media, headers=headers)
+            if isinstance(body, bytes | memoryview):
+                return Response(body, media_type=media, headers=headers)
+            # Starlette iterates a plain iterator on a worker thread, a chunk at a time
+            return StreamingResponse(body, media_type=media, headers=headers)
 
         return endpoint
 

@@ -6,6 +6,8 @@ no per-point Python work.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -194,3 +196,50 @@ def summary_csv(a: SummaryAnswer) -> bytes:
             "count": pa.array(a.parts.count),
         }
     )
+
+
+#: the cells (series × buckets) rendered at a time when an answer is streamed: a chunk of
+#: about 300 KB of JSON, a few milliseconds, so no one call holds the GIL for long
+CHUNK_CELLS = 1 << 14
+
+
+def chunk_rows(a: SeriesAnswer) -> int:
+    """How many series one streamed chunk of ``a`` holds."""
+    return max(1, CHUNK_CELLS // max(1, len(a.timestamps)))
+
+
+def _rows(a: SeriesAnswer, lo: int, hi: int) -> SeriesAnswer:
+    return replace(a, labels=a.labels[lo:hi], parts=a.parts.take(np.s_[lo:hi]))
+
+
+def series_json_chunks(
+    a: SeriesAnswer,
+    fields: tuple[str, ...] = DEFAULT_FIELDS,
+    kinds: list[str] | None = None,
+    rate: bool = False,
+) -> Iterator[bytes]:
+    """``series_json``'s bytes, exactly, a few series at a time: each chunk is ``series_json``
+    of those series, cut out of its document (a name cannot hold the unescaped ``"series":[``
+    that opens the array)."""
+    n, rows = len(a.labels), chunk_rows(a)
+    if n <= rows:
+        yield series_json(a, fields, kinds, rate)
+        return
+    tail = b"]" + (b',"partial":true' if a.partial else b"") + b"}"
+    opening = b'"series":['
+    for lo in range(0, n, rows):
+        part = _rows(a, lo, lo + rows)
+        body = series_json(part, fields, None if kinds is None else kinds[lo : lo + rows], rate)
+        if lo == 0:
+            yield body[: -len(tail)]
+        else:
+            yield b"," + body[body.index(opening) + len(opening) : -len(tail)]
+    yield tail
+
+
+def series_csv_chunks(a: SeriesAnswer) -> Iterator[bytes]:
+    """``series_csv``'s bytes, exactly, a few series at a time (the header line once)."""
+    rows = chunk_rows(a)
+    for lo in range(0, max(1, len(a.labels)), rows):
+        body = series_csv(_rows(a, lo, lo + rows))
+        yield body if lo == 0 else body.split(b"\n", 1)[1]
