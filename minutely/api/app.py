@@ -36,9 +36,9 @@ Series and fleet answers take ``fields=min,max,avg,sum,count`` (any subset) to c
 arrays. Query answers carry a ``Server-Timing: app;dur=<ms>`` header: the time spent answering,
 without the network. Answers are made on a worker thread, and a series answer of more than
 ``render.CHUNK_CELLS`` cells is streamed as JSON or CSV a few series at a time (rendered on a
-worker thread too), so no question holds up the others. In a cluster, an answer whose partition has no ready owner is given from
-the store alone and says so: ``"partial": true`` in JSON and an ``X-Minutely-Partial: true``
-header.
+worker thread too), so no question holds up the others. In a cluster, an answer whose
+partition has no ready owner is given from the store alone and says so: ``"partial": true``
+in JSON and an ``X-Minutely-Partial: true`` header.
 """
 
 from __future__ import annotations
