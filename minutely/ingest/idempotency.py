@@ -12,6 +12,7 @@ they compare keys only, and would answer a key reused for another body ``200`` a
     seen within the window, another body          IdempotencyConflict (422), nothing applied
     empty, a line break, or over 256 bytes        BadParameter (400)
     ``max_keys`` keys already within the window   Backpressure (429) until the oldest expires
+    ``max_bytes`` of keys already within it       the same: the keys' memory is bounded too
 
 A key is remembered from its first ``check``, even if that publish then fails, so a retry of
 the same body is published again and a reuse for another body is refused either way.
@@ -51,6 +52,10 @@ IMPORT_PREFIX = "import:"
 LEDGER_NAME = "imports.log"
 
 _DIGEST_BYTES = 32  # sha256
+_ENTRY_BYTES = 200  # a dict slot, a tuple, a float and the objects' headers, about
+#: The most the keys of the window may hold (``_cost`` each): 16 MB, about 33,000 keys of
+#: the longest kind, so many long keys are refused before they are many megabytes.
+MAX_REMEMBERED_BYTES = 16 << 20
 _HEADER = "Idempotency-Key"
 
 
@@ -81,11 +86,14 @@ class IdempotencyKeys:
         *,
         window: float = DUPLICATE_WINDOW,
         max_keys: int = 100_000,
+        max_bytes: int = MAX_REMEMBERED_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._path = ledger
         self._window = window
         self._max_keys = max_keys
+        self._max_bytes = max_bytes
+        self._bytes = 0  # what the keys within the window hold (``_cost`` each)
         self._clock = clock
         self._lock = threading.Lock()
         self._recent: dict[str, tuple[bytes, float]] = {}  # key -> (digest, first seen), in order
@@ -107,14 +115,22 @@ class IdempotencyKeys:
             self._forget_before(now - self._window)
             seen = self._recent.get(key)
             if seen is None:
-                if len(self._recent) >= self._max_keys:
+                cost = _cost(key)
+                full = len(self._recent) >= self._max_keys
+                if full or self._bytes + cost > self._max_bytes:
                     oldest = next(iter(self._recent.values()))[1]
+                    held = (
+                        f"{len(self._recent)} {_HEADER}s"
+                        if full
+                        else f"{self._bytes} bytes of {_HEADER}s"
+                    )
                     msg = (
-                        f"{len(self._recent)} {_HEADER}s seen within the last"
-                        f" {_span(self._window)}, the most remembered at once"
+                        f"{held} seen within the last {_span(self._window)}, the most"
+                        " remembered at once"
                     )
                     raise Backpressure(msg, retry_after=max(1.0, oldest + self._window - now))
                 self._recent[key] = (digest, now)
+                self._bytes += cost
             elif seen[0] != digest:
                 msg = (
                     f"{_HEADER} {key!r} was used within the last {_span(self._window)}"
@@ -151,6 +167,7 @@ class IdempotencyKeys:
             if seen > horizon:
                 return
             del self._recent[key]
+            self._bytes -= _cost(key)
 
     def _ledger(self) -> dict[str, bytes]:
         """The import ledger, read from its file at the first call."""
@@ -176,6 +193,11 @@ class IdempotencyKeys:
             f.flush()
             os.fsync(f.fileno())
         self._torn = False
+
+
+def _cost(key: str) -> int:
+    """What remembering ``key`` holds: its text, its digest and their dict entry."""
+    return len(key) + _DIGEST_BYTES + _ENTRY_BYTES
 
 
 def _check_key(key: str) -> None:

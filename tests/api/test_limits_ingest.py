@@ -15,6 +15,8 @@ from starlette.testclient import TestClient
 
 from minutely.api import create_app
 from minutely.config import Settings
+from minutely.errors import Backpressure
+from minutely.ingest.idempotency import DUPLICATE_WINDOW, IdempotencyKeys
 from minutely.model import PointBatch
 from minutely.registry import Registry
 from minutely.service import Service
@@ -276,3 +278,17 @@ def test_count_new_is_what_interning_then_adds(
         assert registry.n_series == before  # counting interns nothing
         registry.series_ids(batch)
         assert registry.n_series - before == predicted
+
+
+def test_remembered_idempotency_keys_are_bounded_in_bytes_not_only_in_count() -> None:
+    clock = FakeClock(NOW)
+    keys = IdempotencyKeys(max_bytes=10 * (256 + 32 + 200), clock=clock)
+    for i in range(10):
+        keys.check(f"{i:03d}".ljust(256, "k"), b"body")
+    with pytest.raises(Backpressure, match="bytes of Idempotency-Keys seen within the last"):
+        keys.check("x".ljust(256, "k"), b"body")
+    keys.check("000".ljust(256, "k"), b"body")  # a retry of a remembered key still answers
+    clock.advance(DUPLICATE_WINDOW + 1)  # the window passes: the keys are forgotten
+    for i in range(10):
+        keys.check(f"new{i:03d}".ljust(256, "k"), b"body")
+    assert len(keys) == 10
