@@ -52,6 +52,7 @@ from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder
 from minutely.kinds import Kinds
 from minutely.letters import LetterBox, points_of
+from minutely.limits import Refusals
 from minutely.query import By
 from minutely.registry import Names
 from minutely.service import IngestNode
@@ -410,6 +411,11 @@ class ClusterNode:
     def label_mapping(self) -> LabelMapping:
         return self.ingest_node.label_mapping
 
+    @property
+    def refusals(self) -> Refusals:
+        """The ingest path's refusals per limit (the app counts into them)."""
+        return self.ingest_node.refusals
+
     def server_names(self) -> list[str]:
         self.servers.adopt(self.control.names.all("server"))
         return self.servers.names()
@@ -482,6 +488,7 @@ class ClusterNode:
             "servers": len(self.servers.names()),
             "metrics": len(self.metrics.names()),
             "series": sum(s["series"] for s in shards),
+            "limits": self.ingest_node.limits_status(),
             "hot": {"bytes": sum(s["ring_bytes"] for s in shards)},
             "shards": shards,
             "cluster": self.cluster_status(),
