@@ -105,6 +105,8 @@ class _Timing:
     def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
         self.app = app
         self.histogram = histogram
+        #: each label set's child, kept: ``labels()`` takes a lock and builds a key each call
+        self._children: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,9 +127,11 @@ class _Timing:
             route = scope.get("route")  # the router puts the matched route in the scope
             template = getattr(route, "path_format", None)
             handler = "unmatched" if template is None else template or "/"
-            self.histogram.labels(handler, scope["method"], str(status)).observe(
-                time.perf_counter() - began
-            )
+            key = (handler, scope["method"], status)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.histogram.labels(handler, key[1], str(status))
+            child.observe(time.perf_counter() - began)
 
 
 class _Collector:
