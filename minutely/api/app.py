@@ -28,15 +28,17 @@ exists, a request without one (401) or with too small a scope (403).
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
 an oversized body (decompressed, too), 415 a Content-Encoding other than gzip or zstd, 422 an
-Idempotency-Key reused for another body, 429 a full bus and 503 a closed one (both with
-``Retry-After``). Query answers are JSON unless
+Idempotency-Key reused for another body, 429 a full bus or a request past a series limit
+and 503 a closed bus (all with ``Retry-After``); a refusal by a limit names its setting
+(``minutely/limits.py``). Query answers are JSON unless
 ``?format=csv|arrow`` (or ``Accept: text/csv`` or ``application/vnd.apache.arrow.stream``)
 asks for CSV or an Arrow IPC stream (layout in ``arrow.py``); an unknown ``format`` is a 400.
 Series and fleet answers take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer
 arrays. Query answers carry a ``Server-Timing: app;dur=<ms>`` header: the time spent answering,
 without the network. Answers are made on a worker thread, and a series answer of more than
 ``render.CHUNK_CELLS`` cells is streamed as JSON or CSV a few series at a time (rendered on a
-worker thread too), so no question holds up the others. In a cluster, an answer whose
+worker thread too), so no question holds up the others; its ``Server-Timing`` is the time
+until the first chunk could be sent. In a cluster, an answer whose
 partition has no ready owner is given from the store alone and says so: ``"partial": true``
 in JSON and an ``X-Minutely-Partial: true`` header.
 """
