@@ -4,6 +4,9 @@
 // a network failure or a 5xx marks it down, any answer from the app marks it up again.
 // Every answer to a query (series, summary, fleet) reports whether it is partial: a cluster
 // node answers from its store alone, marked `"partial": true`, while a partition has no owner.
+// A 401 asks for a token (token.js) and sends the request again with it.
+
+import { authHeaders, refused, token } from "./token.js";
 
 import { readKinds, withRates } from "./kinds.js";
 
@@ -63,13 +66,22 @@ export function apiUrl(path, params = {}) {
 export async function getJSON(path, params = {}, { signal } = {}) {
   const url = withRates(new URL(path instanceof URL ? path : apiUrl(path, params)));
   let resp;
-  try {
-    resp = await fetch(url, { signal, cache: "no-store", headers: { accept: "application/json" } });
-  } catch (e) {
-    if (e.name === "AbortError") throw e;
-    const err = new ApiError(0, `cannot reach the minutely API at ${url.host}`, url);
-    report(false, err);
-    throw err;
+  for (;;) {
+    const sent = token();
+    try {
+      const headers = { accept: "application/json", ...authHeaders() };
+      resp = await fetch(url, { signal, cache: "no-store", headers });
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
+      const err = new ApiError(0, `cannot reach the minutely API at ${url.host}`, url);
+      report(false, err);
+      throw err;
+    }
+    if (resp.status !== 401) break;
+    // the API has tokens: ask for one (once for every request refused), then send again
+    const refusal = await resp.json().catch(() => null);
+    await refused(sent, refusal && refusal.error ? refusal.error : `HTTP 401 from ${url.pathname}`);
+    if (signal && signal.aborted) throw new DOMException("aborted", "AbortError");
   }
   let body = null;
   try {
