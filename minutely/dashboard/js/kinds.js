@@ -5,6 +5,8 @@
 // view draws a counter's rate as it draws a gauge's average. A bucket still filling holds only
 // part of its increase, so its rate would read low: a counter is drawn up to the last whole one.
 
+import { authHeaders } from "./token.js";
+
 const counters = new Set();
 
 /** Whether `metric` is a counter (as far as the API has said). */
@@ -66,7 +68,7 @@ export function readKinds(url, body) {
 async function learn() {
   try {
     const url = new URL("api/v1/metrics", document.baseURI);
-    const resp = await fetch(url, { cache: "no-store", headers: { accept: "application/json" } });
+    const resp = await fetch(url, { cache: "no-store", headers: { accept: "application/json", ...authHeaders() } });
     if (resp.ok) readKinds(url, await resp.json());
   } catch {
     // the API is away or wants a token: answers will say which metrics are counters
