@@ -132,6 +132,18 @@ class MemoryBus:
     def open(self) -> None:
         """Nothing to connect to: the bus is ready once built (``Bus.open``)."""
 
+    def full_message(self, incoming: int = 0) -> str | None:
+        """Why a publish of about ``incoming`` bytes would be refused now, or None; read
+        without the lock, so ingest can refuse before it decodes a body (the publish checks
+        again, exactly)."""
+        nbytes = self._nbytes
+        if nbytes < self._max_bytes and (nbytes == 0 or nbytes + incoming <= self._max_bytes):
+            return None
+        return (
+            f"the bus is full: {nbytes} of {self._max_bytes} bytes uncommitted,"
+            f" the body needs about {incoming}"
+        )
+
     async def publish(self, batch: PointBatch, idempotency_key: str | None = None) -> None:
         if len(batch) == 0:
             return

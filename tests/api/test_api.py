@@ -176,6 +176,23 @@ def test_full_bus_answers_429_and_applies_nothing(client: TestClient, service: S
     assert client.post("/api/v1/points", content=body, headers=headers).status_code == 200
 
 
+def test_a_full_bus_refuses_before_decoding(client: TestClient, service: Service) -> None:
+    """Under overload a refusal must be cheap: a bus without room for a body answers 429
+    before reading its points (so even a body that is not JSON gets the 429, not a 400)."""
+    pts = make_points(n=100_000)  # 2.4 MB of columns against a 4 MB bus
+    b = PointBatch.from_names(pts["server"], pts["metric"], pts["ts"], pts["value"])
+    headers = {"content-type": ARROW}
+    assert client.post("/api/v1/points", content=arrow_body(b), headers=headers).status_code == 200
+    garbage = b"x" * (8 << 20)  # a quarter of it does not fit beside the first body's points
+    json = {"content-type": "application/json"}
+    r = client.post("/api/v1/points", content=garbage, headers=json)
+    assert r.status_code == 429 and "the bus is full" in r.json()["error"]
+    while service.aggregator.drain(timeout=0):
+        pass
+    r = client.post("/api/v1/points", content=garbage, headers=json)
+    assert r.status_code == 400
+
+
 def test_fleet_merges_every_server_exactly(client: TestClient, service: Service) -> None:
     pts = make_points(seed=9)
     ingest(client, service, pts)
