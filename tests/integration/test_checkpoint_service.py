@@ -22,6 +22,7 @@ from minutely.service import Service
 from minutely.store.errors import StoreError
 from minutely.testing.clock import FakeClock
 from minutely.testing.natsserver import NatsServer
+from tests.counter_data import make_counters, per_minute
 from tests.integration.test_store_service import DAY, NOW, check_all, make_points
 
 pytestmark = pytest.mark.slow
@@ -190,4 +191,35 @@ def test_messages_the_checkpoint_holds_are_skipped_after_a_crash_before_their_ac
         pass
     assert again.aggregator.stats.replayed > 0 and again.aggregator.stats.points == 0
     check_all(again, pts)
+    again.close()
+
+
+def test_a_crash_between_checkpoints_refolds_the_same_counter_increases(tmp_path: Path) -> None:
+    """Counters fold as increases over each series' last sample: the checkpoint keeps that
+    state, so messages folded after it and lost in a crash fold again into the same minutes."""
+    settings = Settings(data_dir=str(tmp_path), hot_window=2 * 3600, checkpoint_every=1e6)
+    service = Service(settings, clock=FakeClock(NOW), bus=durable_bus()).open()
+    start = int(NOW // 60) * 60 - 3600
+    c = make_counters(4, start, 3000, seed=21, resets=3)
+    servers = np.array([f"web-{s}" for s in c.series.tolist()], dtype=object)
+    pts = {
+        "server": servers,
+        "metric": np.full(len(c.ts), "jobs_total", dtype=object),  # a counter by its name
+        "ts": c.ts,
+        "value": c.value,
+    }
+    half = len(c.ts) // 2
+    first = {k: v[:half] for k, v in pts.items()}
+    publish(service, first, 4)
+    assert service.aggregator.checkpoint()
+    rest = {k: v[half:] for k, v in pts.items()}
+    publish(service, rest, 4)  # folded, never checkpointed: lost with the process
+    again = Service(settings, clock=FakeClock(NOW), bus=crash(service)).open()
+    while again.aggregator.drain(timeout=0):
+        pass
+    got = again.query.series("metric", "jobs_total", start, start + 3000, 60)
+    want = per_minute(c, 4, start // 60, 50)
+    order = [int(label.split("-")[1]) for label in got.labels]
+    assert np.allclose(got.parts.sum, want[order], rtol=1e-12, atol=0)
+    assert int(got.parts.count.sum()) == len(c.ts)
     again.close()
