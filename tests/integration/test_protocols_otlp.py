@@ -58,8 +58,16 @@ def test_sdk_exporter_gauges_and_counters(minutely: Server) -> None:
             break
         time.sleep(0.1)
     cumulative = np.cumsum(increments).astype(np.float64)  # what a cumulative sum exports
-    for name, values in (('queue.depth{queue="orders"}', depths), ("orders", cumulative)):
-        row = rows[name]
-        assert row["count"] == values.size
-        assert row["min"] == values.min() and row["max"] == values.max()
-        assert row["avg"] == pytest.approx(values.mean(), rel=1e-12)
+    row = rows['queue.depth{queue="orders"}']
+    assert row["count"] == depths.size
+    assert row["min"] == depths.min() and row["max"] == depths.max()
+    assert row["avg"] == pytest.approx(depths.mean(), rel=1e-12)
+    # a monotonic sum is a counter: answered as its rate, the growth after its first export
+    rates = httpx.get(
+        f"{minutely.url}/api/v1/servers/otel-1/summary",
+        params={"start": lo, "end": hi, "fn": "rate", "metric": "orders"},
+    ).json()["rows"]
+    (orders,) = rates
+    assert orders["kind"] == "counter" and orders["count"] == cumulative.size
+    growth = cumulative[-1] - cumulative[0]
+    assert orders["rate"] == pytest.approx(growth / (hi - lo), rel=1e-12)
