@@ -20,10 +20,13 @@ from it, so a replay after a crash folds the same increases (``docs/exactly-once
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
+import numpy.typing as npt
 
 from minutely.model import F64, I32, U32
 
@@ -54,6 +57,8 @@ class CounterState:
     def __init__(self) -> None:
         self.last_ts = np.zeros(0, np.float64)
         self.last_value = np.zeros(0, np.float64)
+        #: per series, the newest time seen in the batch being checked (-inf between batches)
+        self._scratch = np.zeros(0, np.float64)
 
     def _grow(self, n: int) -> None:
         have = len(self.last_ts)
@@ -65,41 +70,23 @@ class CounterState:
         value = np.zeros(size)
         value[:have] = self.last_value
         self.last_ts, self.last_value = ts, value
+        self._scratch = np.full(size, -np.inf)
 
     def increases(self, series: I32, ts: F64, value: F64) -> F64:
-        """Each sample's increase (module docstring), in the given order; advances the state."""
+        """Each sample's increase (module docstring), in the given order; advances the state.
+
+        Each series' samples are visited in time order: in the order given when that is
+        already so (an agent sends a counter's samples in order), else sorted by (series,
+        time); one compiled pass then reads and writes the state."""
         n = len(series)
         out = np.zeros(n)
         if not n:
             return out
         self._grow(int(series.max()) + 1)
-        order = np.lexsort((ts, series))  # by series, then time; stable for equal times
-        s, t, v = series[order], ts[order], value[order]
-        first = np.ones(n, np.bool_)
-        first[1:] = s[1:] != s[:-1]
-        before = np.empty(n)
-        before[0] = -np.inf
-        before[1:] = t[:-1]
-        before[first] = -np.inf
-        # a sample is fresh when newer than the state's newest and than the one before it
-        fresh = t > np.maximum(before, self.last_ts[s])
-        if not fresh.any():
-            return out
-        fs, ft, fv = s[fresh], t[fresh], v[fresh]
-        k = len(fs)
-        head = np.ones(k, np.bool_)
-        head[1:] = fs[1:] != fs[:-1]
-        prev = np.empty(k)
-        prev[1:] = fv[:-1]
-        prev[head] = self.last_value[fs[head]]
-        based = ~head | np.isfinite(self.last_ts[fs])
-        inc = np.where(fv >= prev, fv - prev, fv)
-        inc[~based] = 0.0
-        out[order[fresh]] = inc
-        tail = np.ones(k, np.bool_)
-        tail[:-1] = head[1:]
-        self.last_ts[fs[tail]] = ft[tail]
-        self.last_value[fs[tail]] = fv[tail]
+        in_order = _in_order(series, ts, self._scratch)
+        # sorted by series, then time (stable for equal times), only when some series is not
+        order = np.arange(n) if in_order else np.lexsort((ts, series))
+        _walk(order, series, ts, value, self.last_ts, self.last_value, out)
         return out
 
     def known(self) -> I32:
@@ -114,6 +101,50 @@ class CounterState:
         newer = last_ts > self.last_ts[series]
         self.last_ts[series[newer]] = last_ts[newer]
         self.last_value[series[newer]] = last_value[newer]
+
+
+def _in_order_py(series: I32, ts: F64, scratch: F64) -> bool:
+    """Whether each series' samples come in time order (equal times allowed); leaves
+    ``scratch`` all ``-inf`` again."""
+    ordered = True
+    for i in range(series.shape[0]):
+        s = series[i]
+        if ts[i] < scratch[s]:
+            ordered = False
+        scratch[s] = ts[i]
+    for i in range(series.shape[0]):
+        scratch[series[i]] = -np.inf
+    return ordered
+
+
+def _walk_py(
+    order: npt.NDArray[np.intp],
+    series: I32,
+    ts: F64,
+    value: F64,
+    last_ts: F64,
+    last_value: F64,
+    out: F64,
+) -> None:
+    """Visit the samples in ``order`` (each series' in time order): a sample newer than its
+    series' newest gets its increase over it (0 for a baseline) and becomes the newest."""
+    for k in range(order.shape[0]):
+        i = order[k]
+        s = series[i]
+        t = ts[i]
+        if t <= last_ts[s]:
+            continue
+        v = value[i]
+        if last_ts[s] != -np.inf:
+            prev = last_value[s]
+            out[i] = v - prev if v >= prev else v
+        last_ts[s] = t
+        last_value[s] = v
+
+
+#: compiled: a numpy spelling makes a pass per temporary (about twenty), this one pass
+_in_order: Callable[..., bool] = numba.njit(nogil=True, cache=True)(_in_order_py)
+_walk: Callable[..., None] = numba.njit(nogil=True, cache=True)(_walk_py)
 
 
 def write_counters(path: Path, rows: CounterRows) -> None:
