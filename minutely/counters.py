@@ -1,4 +1,4 @@
-"""A counter's samples turned into increases, vectorised per batch, with per-series state.
+"""A counter's samples turned into increases, per batch in compiled passes, with per-series state.
 
 The ring keeps ``(min, max, sum, count)`` per series-minute. For a counter the aggregator
 folds, instead of each sample's value, its **increase** since the series' previous sample:
