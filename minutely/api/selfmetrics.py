@@ -25,8 +25,11 @@ per request, by a small ASGI middleware that labels it with the matched route's 
     minutely_bus_backlog_messages{copy,partition}       messages published and not committed
     minutely_bus_backlog_bytes{copy,partition}          their bytes (embedded bus)
     minutely_bus_backlog_seconds{copy,partition}        age of the oldest of them: the lag
+    minutely_bus_published_messages_total{copy,partition}
     minutely_hot_ring_bytes                             the ring's memory
     minutely_series, minutely_servers, minutely_metrics, minutely_uptime_seconds
+    minutely_status_up                                  0 when ``status()`` failed (the broker
+                                                        away, say): the rest still answers
 
 ``protocol`` is one of ``PROTOCOLS``; ``copy`` is empty on a single node and ``server`` or
 ``metric`` on a cluster node, whose shards each have a ``partition``.
