@@ -94,34 +94,9 @@ class SeriesIndex:
         metric_of = np.asarray(self._metric_of, dtype=np.int32)
         server = Names(_names(self._servers), server_of[series] if len(series) else _none())
         metric = Names(_names(self._metrics), metric_of[series] if len(series) else _none())
-        n = len(ts)
-        ok = np.ones(n, dtype=np.bool_) if present is None else present
-        missing = self.mapping.missing_server()
-
-        def explain(field: str, i: int) -> str | None:
-            if field == "server":
-                return missing
-            if field == "value" and explain_value is not None:
-                return explain_value(i)
-            return None
-
-        decoded = validate(
-            server,
-            metric,
-            Numbers(ts, np.ones(n, dtype=np.bool_)),
-            Numbers(value, ok),
-            now=limits.now,
-            oldest=limits.oldest,
-            max_future=limits.max_future,
-            max_errors=limits.max_errors,
-            explain=explain,
-            horizon=limits.horizon,
-            max_name_bytes=limits.max_name_bytes,
+        return validate_named(
+            server, metric, ts, value, limits, self.mapping, where, present, explain_value
         )
-        if where is None or not decoded.errors:
-            return decoded
-        errors = [PointError(e.index, f"{where(e.index)}: {e.reason}") for e in decoded.errors]
-        return replace(decoded, errors=errors)
 
 
 def _names(table: dict[str, int]) -> npt.NDArray[np.object_]:
@@ -132,3 +107,47 @@ def _names(table: dict[str, int]) -> npt.NDArray[np.object_]:
 
 def _none() -> npt.NDArray[np.int32]:
     return np.zeros(0, dtype=np.int32)
+
+
+def validate_named(
+    server: Names,
+    metric: Names,
+    ts: F64,
+    value: F64,
+    limits: Limits,
+    mapping: LabelMapping,
+    where: Callable[[int], str] | None = None,
+    present: npt.NDArray[np.bool_] | None = None,
+    explain_value: Callable[[int], str | None] | None = None,
+) -> Decoded:
+    """Validate points whose server and metric names are given, as every protocol does:
+    ``where(i)`` prefixes point ``i``'s reason, ``present`` False marks a value the decoder
+    could not use, which ``explain_value(i)`` explains."""
+    n = len(ts)
+    ok = np.ones(n, dtype=np.bool_) if present is None else present
+    missing = mapping.missing_server()
+
+    def explain(field: str, i: int) -> str | None:
+        if field == "server":
+            return missing
+        if field == "value" and explain_value is not None:
+            return explain_value(i)
+        return None
+
+    decoded = validate(
+        server,
+        metric,
+        Numbers(ts, np.ones(n, dtype=np.bool_)),
+        Numbers(value, ok),
+        now=limits.now,
+        oldest=limits.oldest,
+        max_future=limits.max_future,
+        max_errors=limits.max_errors,
+        explain=explain,
+        horizon=limits.horizon,
+        max_name_bytes=limits.max_name_bytes,
+    )
+    if where is None or not decoded.errors:
+        return decoded
+    errors = [PointError(e.index, f"{where(e.index)}: {e.reason}") for e in decoded.errors]
+    return replace(decoded, errors=errors)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -26,8 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from minutely.ingest.labels import LabelMapping, Resolved
-from minutely.ingest.series import Limits
-from minutely.ingest.validate import Decoded, Names, Numbers, PointError, validate
+from minutely.ingest.series import Limits, validate_named
+from minutely.ingest.validate import Decoded, Names
 
 #: ``decimal``'s kinds: parsed exactly here, a decimal Python must parse, not a plain decimal
 EXACT, HARD, NOT_DECIMAL = 0, 1, 2
@@ -470,31 +470,4 @@ def validate_points(
     """Validate points given by series id, time (seconds) and value, as
     ``SeriesIndex.validate`` does for a request's own series."""
     server, metric = table.names(ids)
-    n = int(ts.shape[0])
-    ok = np.ones(n, dtype=np.bool_) if present is None else present
-    missing = mapping.missing_server()
-
-    def explain(field: str, i: int) -> str | None:
-        if field == "server":
-            return missing
-        if field == "value" and explain_value is not None:
-            return explain_value(i)
-        return None
-
-    decoded = validate(
-        server,
-        metric,
-        Numbers(ts, np.ones(n, dtype=np.bool_)),
-        Numbers(value, ok),
-        now=limits.now,
-        oldest=limits.oldest,
-        max_future=limits.max_future,
-        max_errors=limits.max_errors,
-        explain=explain,
-        horizon=limits.horizon,
-        max_name_bytes=limits.max_name_bytes,
-    )
-    if where is None or not decoded.errors:
-        return decoded
-    errors = [PointError(e.index, f"{where(e.index)}: {e.reason}") for e in decoded.errors]
-    return replace(decoded, errors=errors)
+    return validate_named(server, metric, ts, value, limits, mapping, where, present, explain_value)
