@@ -124,14 +124,12 @@ def _answer_format(request: Request) -> str:
     return "csv" if "text/csv" in accept else "json"
 
 
-def _rate_fn(fn: str | None, fmt: str, local: bool) -> bool:
-    """Whether ``fn=rate`` was asked for (counters as rates per second: JSON answers)."""
+def _rate_fn(fn: str | None, local: bool) -> bool:
+    """Whether ``fn=rate`` was asked for (counters as rates per second, in every format)."""
     if fn is None or local:
         return False
     if fn != "rate":
         raise BadParameter(param="fn", problem=f"{fn!r} is not a function: the one is 'rate'")
-    if fmt != "json":
-        raise BadParameter(param="fn", problem=f"rate is answered as JSON only, not {fmt}")
     return True
 
 
@@ -289,17 +287,20 @@ def create_app(
             one, and whether the answer is partial."""
             only = query.getlist(other) or None
             start, end = params.parse_range(query, node.clock())
-            rate = _rate_fn(query.get("fn"), fmt, local)
+            rate = _rate_fn(query.get("fn"), local)
             if kind == "summary":
                 summary = answers.summary(by, name, start, end, only)
                 if local:
                     return partials.summary_bytes(summary), summary.partial
+                if fmt == "json":
+                    kinds = kinds_of(by, name, summary.labels)
+                    return render.summary_json(summary, kinds, rate), summary.partial
+                counters = None
+                if rate:
+                    counters = render.counter_rows(kinds_of(by, name, summary.labels))
                 if fmt == "arrow":
-                    return arrow.summary_arrow(summary), summary.partial
-                if fmt == "csv":
-                    return render.summary_csv(summary), summary.partial
-                kinds = kinds_of(by, name, summary.labels)
-                return render.summary_json(summary, kinds, rate), summary.partial
+                    return arrow.summary_arrow(summary, counters), summary.partial
+                return render.summary_csv(summary, counters), summary.partial
             step = params.parse_step(query.get("step"))
             if local:
                 return partials.series_bytes(
@@ -310,14 +311,19 @@ def create_app(
                 series = answers.fleet(name, start, end, step, only)
             else:
                 series = answers.series(by, name, start, end, step, only)
+            counters = None
+            if rate and fmt != "json":
+                counters = render.counter_rows(kinds_of(by, name, series.labels))
             if fmt == "arrow":
                 write = arrow.fleet_arrow if kind == "fleet" else arrow.series_arrow
-                return write(series, fields), series.partial
+                if counters is not None:
+                    fields = render.rate_fields(fields)
+                return write(series, fields, counters), series.partial
             big = len(series.labels) > render.chunk_rows(series)
             if fmt == "csv":
                 if big:  # streamed: no answer is ever one body in memory
-                    return render.series_csv_chunks(series), series.partial
-                return render.series_csv(series), series.partial
+                    return render.series_csv_chunks(series, counters), series.partial
+                return render.series_csv(series, counters), series.partial
             if kind == "fleet":
                 fleet_kind = node.metric_kind(name)
                 return render.fleet_json(series, fields, fleet_kind, rate), series.partial

@@ -21,6 +21,17 @@ The schema metadata carries what JSON has at the top level, as strings: ``server
 ``metric`` (the name asked about), ``start``, ``end`` and ``step`` (unix seconds; no step for
 summaries) and, for a fleet answer, ``servers``.
 
+With ``fn=rate`` (counters as rates per second, ``docs/counters.md``) every answer has
+``count`` among its value columns and two more after them, the numbers of the JSON answer::
+
+    kind                        dictionary<int8, utf8>     ``gauge`` or ``counter``
+    rate                        float64                    a counter's increase per second in
+                                                           the bucket; null for a gauge and
+                                                           in an empty bucket
+
+and on a counter's rows the value columns but ``count`` are null (JSON's counter entry has
+``rate`` and ``count`` only).
+
 Why long and not one ``FixedSizeList`` per label: ``to_pandas()`` gives a ready, tidy frame
 (categorical label, UTC datetimes, NaN for empty buckets; ``pl.from_arrow`` likewise in polars)
 that pivots with one call, while list cells become per-row objects in pandas.
@@ -36,10 +47,13 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from minutely.api import render
 from minutely.model import ARROW_STREAM, ipc_stream
 from minutely.query import SeriesAnswer, SummaryAnswer
 
 MEDIA_TYPE = ARROW_STREAM
+#: the ``kind`` column's dictionary: code 0 a gauge, 1 a counter
+KIND_NAMES = pa.array(["gauge", "counter"], pa.string())
 
 _TS = pa.timestamp("s", tz="UTC")
 
@@ -48,13 +62,12 @@ def _other(by: str) -> str:
     return "metric" if by == "server" else "server"
 
 
-def _validity(count: npt.NDArray[np.uint32]) -> tuple[pa.Buffer | None, int]:
-    """One validity bitmap (bit set = bucket has data) for every nullable column."""
-    empty = count == 0
-    nulls = int(np.count_nonzero(empty))
+def _validity(present: npt.NDArray[np.bool_]) -> tuple[pa.Buffer | None, int]:
+    """A validity bitmap (bit set = the row has a value) and its count of nulls."""
+    nulls = len(present) - int(np.count_nonzero(present))
     if nulls == 0:
         return None, 0
-    return pa.py_buffer(np.packbits(~empty, bitorder="little")), nulls
+    return pa.py_buffer(np.packbits(present, bitorder="little")), nulls
 
 
 def _column(
@@ -71,16 +84,26 @@ def _values(
     parts_sum: npt.NDArray[np.float64],
     count: npt.NDArray[np.uint32],
     fields: tuple[str, ...],
+    counter: npt.NDArray[np.bool_] | None = None,
+    seconds: int = 0,
 ) -> dict[str, pa.Array]:
     """The value columns asked for; min, max and avg are null where ``count == 0`` (what JSON
-    writes as ``null``), whatever the partial holds there."""
-    validity, nulls = _validity(count.reshape(-1))
+    writes as ``null``), whatever the partial holds there. ``counter`` (``fn=rate``): per
+    row, is it a counter's; those rows' fields but ``count`` are null, and ``kind`` and
+    ``rate`` (over buckets of ``seconds``) follow."""
+    has = count.reshape(-1) > 0
+    shown = has if counter is None else has & ~counter
+    validity, nulls = _validity(shown)
     out: dict[str, pa.Array] = {}
     for f in fields:
         if f == "count":
             out[f] = _column(count.astype(np.uint32, copy=False), pa.uint32())
         elif f == "sum":
-            out[f] = _column(parts_sum.astype(np.float64, copy=False), pa.float64())
+            if counter is None:
+                out[f] = _column(parts_sum.astype(np.float64, copy=False), pa.float64())
+            else:
+                sums = parts_sum.astype(np.float64, copy=False)
+                out[f] = _column(sums, pa.float64(), *_validity(~counter))
         else:
             if f == "avg":
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -88,6 +111,11 @@ def _values(
             else:
                 raw = parts_min if f == "min" else parts_max
             out[f] = _column(raw.astype(np.float64, copy=False), pa.float64(), validity, nulls)
+    if counter is not None:
+        codes = _column(counter.astype(np.int8), pa.int8())
+        out["kind"] = pa.DictionaryArray.from_arrays(codes, KIND_NAMES, safe=False)
+        rate = render.rates(parts_sum.reshape(-1), count.reshape(-1), seconds)
+        out["rate"] = _column(rate, pa.float64(), *_validity(has & counter))
     return out
 
 
@@ -101,33 +129,45 @@ def _timestamps(a: SeriesAnswer, repeat: int) -> pa.Array:
     return _column(np.tile(a.timestamps.astype(np.int64, copy=False), repeat), _TS)
 
 
-def series_arrow(a: SeriesAnswer, fields: tuple[str, ...]) -> memoryview:
-    """Q1/Q2 as one record batch, one row per (label, bucket); see the module docstring."""
+def series_arrow(
+    a: SeriesAnswer, fields: tuple[str, ...], counters: npt.NDArray[np.bool_] | None = None
+) -> memoryview:
+    """Q1/Q2 as one record batch, one row per (label, bucket); see the module docstring.
+    ``counters`` (``fn=rate``): which labels are counters."""
     n, b = a.parts.count.shape
     codes = _column(np.repeat(np.arange(n, dtype=np.int32), b), pa.int32())
     labels = pa.DictionaryArray.from_arrays(codes, pa.array(a.labels, pa.string()), safe=False)
     p = a.parts
+    counter = None if counters is None else np.repeat(counters, b)
     columns = {
         _other(a.by): labels,
         "ts": _timestamps(a, n),
-        **_values(p.min, p.max, p.sum, p.count, fields),
+        **_values(p.min, p.max, p.sum, p.count, fields, counter, a.step),
     }
     return _stream(columns, _meta(a))
 
 
-def fleet_arrow(a: SeriesAnswer, fields: tuple[str, ...]) -> memoryview:
+def fleet_arrow(
+    a: SeriesAnswer, fields: tuple[str, ...], counters: npt.NDArray[np.bool_] | None = None
+) -> memoryview:
     """The fleet's band: one row per bucket (no label column); ``servers`` in the metadata."""
     p = a.parts
-    columns = {"ts": _timestamps(a, 1), **_values(p.min, p.max, p.sum, p.count, fields)}
+    b = len(a.timestamps)
+    counter = None if counters is None else np.repeat(counters, b)
+    columns = {
+        "ts": _timestamps(a, 1),
+        **_values(p.min, p.max, p.sum, p.count, fields, counter, a.step),
+    }
     return _stream(columns, {**_meta(a), "servers": str(a.servers)})
 
 
-def summary_arrow(a: SummaryAnswer) -> memoryview:
-    """Q3/Q4: one row per label with min, max, avg and count."""
+def summary_arrow(a: SummaryAnswer, counters: npt.NDArray[np.bool_] | None = None) -> memoryview:
+    """Q3/Q4: one row per label with min, max, avg and count (and ``fn=rate``'s columns)."""
     p = a.parts
+    fields = ("min", "max", "avg", "count")
     columns = {
         _other(a.by): pa.array(a.labels, pa.string()),
-        **_values(p.min, p.max, p.sum, p.count, ("min", "max", "avg", "count")),
+        **_values(p.min, p.max, p.sum, p.count, fields, counters, a.end - a.start),
     }
     return _stream(columns, {a.by: a.name, "start": str(a.start), "end": str(a.end)})
 

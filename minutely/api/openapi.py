@@ -87,7 +87,7 @@ FIELDS = _query(
 FN = _query(
     "fn",
     {"type": "string", "enum": ["rate"]},
-    "rate: a counter's series (or row) carries its rate per second and count instead (JSON)",
+    "rate: a counter's series (or row) carries its rate per second and count instead",
 )
 NAME = {
     "name": "name",

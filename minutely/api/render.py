@@ -53,6 +53,17 @@ def rates(sums: npt.NDArray[np.float64], count: npt.NDArray[Any], seconds: float
         return np.where(count > 0, sums / seconds, np.nan)
 
 
+def counter_rows(kinds: list[str]) -> npt.NDArray[np.bool_]:
+    """Per label of an answer, given each one's kind: is it a counter (``fn=rate``'s rows)."""
+    return np.fromiter((k == "counter" for k in kinds), np.bool_, len(kinds))
+
+
+def rate_fields(fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The fields of a columnar ``fn=rate`` answer: those asked for, ``count`` always among
+    them, as every counter entry of the JSON answer has it."""
+    return fields if "count" in fields else (*fields, "count")
+
+
 def _series_entry(
     label: str, name: str, i: int, cols: dict[str, npt.NDArray[Any]], kind: str | None
 ) -> dict[str, Any]:
@@ -162,8 +173,37 @@ def _nullable(values: npt.NDArray[np.float64]) -> pa.Array:
     return pa.array(values, mask=np.isnan(values))
 
 
-def series_csv(a: SeriesAnswer) -> bytes:
-    """One row per (series, bucket) that has data: by, label, ts, min, max, avg, count."""
+def _values_csv(
+    lo: F64,
+    hi: F64,
+    avg: F64,
+    count: npt.NDArray[Any],
+    counter: npt.NDArray[np.bool_] | None,
+    rate: F64,
+) -> dict[str, pa.Array]:
+    """The value columns; with ``counter`` (``fn=rate``: is each row a counter's), a
+    counter row's min, max and avg null (JSON leaves them out), then ``kind`` and ``rate``
+    (null on a gauge's rows, which JSON gives no rate)."""
+    if counter is None:
+        return {
+            "min": _nullable(lo),
+            "max": _nullable(hi),
+            "avg": _nullable(avg),
+            "count": pa.array(count),
+        }
+    return {
+        "min": _nullable(np.where(counter, np.nan, lo)),
+        "max": _nullable(np.where(counter, np.nan, hi)),
+        "avg": _nullable(np.where(counter, np.nan, avg)),
+        "count": pa.array(count),
+        "kind": pa.array(np.where(counter, "counter", "gauge").astype(object), pa.string()),
+        "rate": _nullable(np.where(counter, rate, np.nan)),
+    }
+
+
+def series_csv(a: SeriesAnswer, counters: npt.NDArray[np.bool_] | None = None) -> bytes:
+    """One row per (series, bucket) that has data: by, label, ts, min, max, avg, count; with
+    ``counters`` (``fn=rate``: which labels are counters), then kind and rate."""
     n, b = a.parts.count.shape
     has = a.parts.count.reshape(-1) > 0
     lo, hi, avg = (x.reshape(-1)[has] for x in a.parts.masked())
@@ -171,29 +211,28 @@ def series_csv(a: SeriesAnswer) -> bytes:
     labels = pa.DictionaryArray.from_arrays(
         pa.array(label_idx.astype(np.int32)), pa.array(a.labels, pa.string())
     )
+    counter, rate = None, lo
+    if counters is not None:
+        counter = counters[label_idx]
+        rate = rates(a.parts.sum, a.parts.count, a.step).reshape(-1)[has]
     return _csv(
         {
             a.by: pa.array(np.full(int(has.sum()), a.name, dtype=object), pa.string()),
             _other(a.by): labels.cast(pa.string()),
             "ts": pa.array(np.tile(a.timestamps, n)[has]),
-            "min": _nullable(lo),
-            "max": _nullable(hi),
-            "avg": _nullable(avg),
-            "count": pa.array(a.parts.count.reshape(-1)[has]),
+            **_values_csv(lo, hi, avg, a.parts.count.reshape(-1)[has], counter, rate),
         }
     )
 
 
-def summary_csv(a: SummaryAnswer) -> bytes:
-    """One row per series: label, min, max, avg, count."""
+def summary_csv(a: SummaryAnswer, counters: npt.NDArray[np.bool_] | None = None) -> bytes:
+    """One row per series: label, min, max, avg, count; with ``counters``, kind and rate."""
     lo, hi, avg = a.parts.masked()
+    rate = lo if counters is None else rates(a.parts.sum, a.parts.count, a.end - a.start)
     return _csv(
         {
             _other(a.by): pa.array(a.labels, pa.string()),
-            "min": _nullable(lo),
-            "max": _nullable(hi),
-            "avg": _nullable(avg),
-            "count": pa.array(a.parts.count),
+            **_values_csv(lo, hi, avg, a.parts.count, counters, rate),
         }
     )
 
@@ -237,9 +276,12 @@ def series_json_chunks(
     yield tail
 
 
-def series_csv_chunks(a: SeriesAnswer) -> Iterator[bytes]:
+def series_csv_chunks(
+    a: SeriesAnswer, counters: npt.NDArray[np.bool_] | None = None
+) -> Iterator[bytes]:
     """``series_csv``'s bytes, exactly, a few series at a time (the header line once)."""
     rows = chunk_rows(a)
     for lo in range(0, max(1, len(a.labels)), rows):
-        body = series_csv(_rows(a, lo, lo + rows))
+        part = None if counters is None else counters[lo : lo + rows]
+        body = series_csv(_rows(a, lo, lo + rows), part)
         yield body if lo == 0 else body.split(b"\n", 1)[1]

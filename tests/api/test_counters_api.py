@@ -4,9 +4,13 @@ PromQL's ``rate``/``increase``, each exact against numpy over the raw samples wi
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pytest
 from starlette.testclient import TestClient
 
@@ -98,6 +102,71 @@ def test_fn_rate_is_exact_on_series_summary_and_fleet(
     assert same(rate, want[2].reshape(-1, 10).sum(axis=1) / 600, samples(counters, 600)[2])
 
 
+def table(body: bytes, fmt: str) -> pa.Table:
+    if fmt == "csv":
+        return pacsv.read_csv(io.BytesIO(body))
+    return pa.ipc.open_stream(body).read_all()
+
+
+def values(column: pa.ChunkedArray) -> list[float | None]:
+    return [None if v is None else float(v) for v in column.to_pylist()]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "arrow"])
+def test_fn_rate_in_csv_and_arrow_is_the_json_answer(
+    client: TestClient, counters: Counters, fmt: str
+) -> None:
+    """Every (label, bucket) of a series, summary and fleet answer with ``fn=rate`` carries
+    the JSON answer's numbers: a counter's rate and count, a gauge's fields."""
+    span = {"start": START, "end": START + MINUTES * 60, "fn": "rate"}
+    for path, step in [
+        ("/api/v1/servers/web-2/series", 600),
+        ("/api/v1/metrics/app.requests/series", 300),
+        ("/api/v1/metrics/cpu/series", 60),
+    ]:
+        want = client.get(path, params={**span, "step": step}).json()
+        got = table(client.get(path, params={**span, "step": step, "format": fmt}).content, fmt)
+        label = "metric" if path.startswith("/api/v1/servers") else "server"
+        assert set(got.column("kind").to_pylist()) <= {"gauge", "counter"}
+        for entry in want["series"]:
+            rows = got.filter(pc.equal(got.column(label).cast(pa.string()), entry[label]))
+            ts = [
+                int(t.timestamp()) if fmt == "arrow" else t for t in rows.column("ts").to_pylist()
+            ]
+            at = [want["timestamps"].index(t) for t in ts]
+            if fmt == "arrow":  # every bucket, empty ones too
+                assert at == list(range(len(want["timestamps"])))
+            else:  # the buckets with data
+                assert at == [i for i, c in enumerate(entry["count"]) if c > 0]
+            kind = entry.get("kind", "gauge")
+            assert set(rows.column("kind").to_pylist()) == {kind}
+            assert rows.column("count").to_pylist() == [entry["count"][i] for i in at]
+            fields = ("rate",) if kind == "counter" else ("min", "max", "avg")
+            hidden = ("min", "max", "avg") if kind == "counter" else ("rate",)
+            for f in fields:
+                assert values(rows.column(f)) == [entry[f][i] for i in at]
+            for f in hidden:
+                assert rows.column(f).null_count == len(rows)
+    fleet = client.get("/api/v1/metrics/app.requests/fleet", params={**span, "step": 300}).json()
+    got = table(
+        client.get(
+            "/api/v1/metrics/app.requests/fleet", params={**span, "step": 300, "format": fmt}
+        ).content,
+        fmt,
+    )
+    has = [i for i, c in enumerate(fleet["count"]) if c > 0 or fmt == "arrow"]
+    assert values(got.column("rate")) == [fleet["rate"][i] for i in has]
+    assert got.column("kind").to_pylist() == ["counter"] * len(has)
+    for path in ("/api/v1/servers/web-2/summary", "/api/v1/metrics/app.requests/summary"):
+        want = client.get(path, params=span).json()["rows"]
+        got = table(client.get(path, params={**span, "format": fmt}).content, fmt)
+        label = "metric" if path.startswith("/api/v1/servers") else "server"
+        assert got.column(label).to_pylist() == [row[label] for row in want]
+        assert got.column("count").to_pylist() == [row["count"] for row in want]
+        assert values(got.column("rate")) == [row.get("rate") for row in want]
+        assert values(got.column("avg")) == [row.get("avg") for row in want]
+
+
 def test_promql_rate_and_increase_agree_with_the_raw_samples(
     client: TestClient, counters: Counters
 ) -> None:
@@ -142,7 +211,7 @@ def test_kinds_are_reported(client: TestClient, counters: Counters) -> None:
     ("path", "params", "reason"),
     [
         ("/api/v1/metrics/cpu/series", {"fn": "irate"}, "fn"),
-        ("/api/v1/metrics/cpu/series", {"fn": "rate", "format": "csv"}, "JSON only"),
+        ("/api/v1/metrics/cpu/series", {"fn": "irate", "format": "csv"}, "fn"),
     ],
 )
 def test_a_bad_fn_is_a_400_naming_it(
