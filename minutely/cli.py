@@ -347,6 +347,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     fleet = sim.Fleet(args.servers, args.metrics, seed=args.seed)
     stats = sim.SendStats()
+    token = _client_token(args)
     try:
         asyncio.run(
             sim.run(
@@ -357,12 +358,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 backfill=config.parse_duration(args.backfill, "backfill"),
                 stats=stats,
                 compression=args.compression,
+                token=token,
             )
         )
     except KeyboardInterrupt:
         pass
     except sim.SendError as e:
-        print(f"minutely simulate: {e}", file=sys.stderr)
+        print(f"minutely simulate: {e}{_token_hint(e.status, 'write')}", file=sys.stderr)
         return 1
     finally:
         print(
@@ -380,10 +382,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from minutely.errors import DecodeError
     from minutely.importer import import_files
 
+    token = _client_token(args)
     try:
-        stats = import_files(args.url, [Path(f) for f in args.files])
-    except (DecodeError, sim.SendError) as e:
+        stats = import_files(args.url, [Path(f) for f in args.files], token=token)
+    except DecodeError as e:
         print(f"minutely import: {e}", file=sys.stderr)
+        return 1
+    except sim.SendError as e:
+        print(f"minutely import: {e}{_token_hint(e.status, 'write')}", file=sys.stderr)
         return 1
     return 0 if stats.rejected == 0 else 3
 
@@ -402,7 +408,8 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
         print(f"minutely dead-letters: cannot reach {args.url}: {e}", file=sys.stderr)
         return 2
     if resp.status_code != 200:
-        print(f"minutely dead-letters: {resp.status_code}: {resp.text}", file=sys.stderr)
+        hint = _token_hint(resp.status_code, "admin")
+        print(f"minutely dead-letters: {resp.status_code}: {resp.text}{hint}", file=sys.stderr)
         return 1
     data = resp.json()
     if args.action == "replay":
@@ -455,10 +462,39 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_token(args: argparse.Namespace) -> str:
+    """The token a client command sends: ``--token``, ``--token-file``'s or MINUTELY_TOKEN."""
+    return config.client_token(args.token, args.token_file)
+
+
 def _auth_headers(args: argparse.Namespace) -> dict[str, str]:
-    """The Authorization header of a client command: ``--token-file``'s or MINUTELY_TOKEN."""
-    token = config.client_token(args.token_file)
+    """The Authorization header of a client command (``_client_token``)."""
+    token = _client_token(args)
     return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def _token_hint(status: int | None, scope: str) -> str:
+    """What to do about a 401 or 403, said after the server's message (nothing otherwise)."""
+    if status == 401:
+        return (
+            f"\nThe server has tokens (401): pass a {scope} token with --token, --token-file"
+            f" or MINUTELY_TOKEN (minutely token add NAME --scope {scope})"
+        )
+    if status == 403:
+        return f"\nThe token's scope is too small (403): pass a {scope} (or admin) token"
+    return ""
+
+
+def _add_token_flags(p: argparse.ArgumentParser, scope: str) -> None:
+    """``--token`` and ``--token-file`` of a command that talks to a server."""
+    given = p.add_mutually_exclusive_group()
+    given.add_argument(
+        "--token",
+        help=f"a token with scope {scope}, sent as Authorization: Bearer (default:"
+        " MINUTELY_TOKEN, if set; other users can read a command line, the variable they"
+        " cannot)",
+    )
+    given.add_argument("--token-file", help=TOKEN_FILE_HELP.replace("SCOPE", scope))
 
 
 def _fmt(v: Any) -> str:
@@ -489,7 +525,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
         print(f"minutely query: cannot reach {args.url}: {e}", file=sys.stderr)
         return 2
     if resp.status_code != 200:
-        print(f"minutely query: {resp.status_code}: {resp.text}", file=sys.stderr)
+        hint = _token_hint(resp.status_code, "read")
+        print(f"minutely query: {resp.status_code}: {resp.text}{hint}", file=sys.stderr)
         return 1
     if args.csv:
         sys.stdout.write(resp.text)
@@ -596,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compression", choices=["lz4", "zstd"], default=None, help="compress Arrow bodies"
     )
+    _add_token_flags(p, "write")
     p.set_defaults(func=_cmd_simulate)
 
     p = command(
@@ -607,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", help="files with columns server, metric, ts, value")
     p.add_argument("--url", default="http://127.0.0.1:8080")
+    _add_token_flags(p, "write")
     p.set_defaults(func=_cmd_import)
 
     p = command(
@@ -621,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["list", "replay"], nargs="?", default="list")
     p.add_argument("--url", default="http://127.0.0.1:8080")
-    p.add_argument("--token-file", help=TOKEN_FILE_HELP.replace("SCOPE", "admin"))
+    _add_token_flags(p, "admin")
     p.set_defaults(func=_cmd_dead_letters)
 
     p = command(
@@ -659,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", help="only these metrics (or servers)")
     p.add_argument("--csv", action="store_true")
     p.add_argument("--url", default="http://127.0.0.1:8080")
-    p.add_argument("--token-file", help=TOKEN_FILE_HELP.replace("SCOPE", "read"))
+    _add_token_flags(p, "read")
     p.set_defaults(func=_cmd_query)
     return parser
 

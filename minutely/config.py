@@ -384,8 +384,15 @@ def read_token_file(path: str | Path) -> str:
     return lines[0].strip()
 
 
-def client_token(token_file: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """The token a client command sends: ``token_file``'s, else ``MINUTELY_TOKEN``, else none."""
+def client_token(
+    token: str | None = None,
+    token_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The token a client command sends: ``token`` (``--token``), else ``token_file``'s, else
+    ``MINUTELY_TOKEN``, else none."""
+    if token and token.strip():
+        return token.strip()
     if token_file:
         return read_token_file(token_file)
     env = os.environ if environ is None else environ

@@ -66,7 +66,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from minutely.errors import DecodeError
-from minutely.sim.send import ARROW_STREAM, POINTS_PATH, SendError
+from minutely.sim.send import ARROW_STREAM, POINTS_PATH, SendError, auth_headers
 
 REQUIRED = ("server", "metric", "ts", "value")
 ROWS_PER_BODY = 1_000_000
@@ -424,6 +424,7 @@ async def _send(
     problems: _FirstProblems,
     on_sent: Callable[[_Block], None],
     transport: httpx.AsyncBaseTransport | None,
+    token: str | None = None,
     concurrency: int = 2,
 ) -> None:
     """Send ``blocks`` with ``concurrency`` in flight; the server's answers go to ``stats``
@@ -445,7 +446,8 @@ async def _send(
             problems.add([(block.locate(int(e["index"])), str(e["reason"])) for e in errors])
             on_sent(block)
 
-    async with httpx.AsyncClient(timeout=300.0, transport=transport) as client:
+    headers = auth_headers(token)
+    async with httpx.AsyncClient(timeout=300.0, transport=transport, headers=headers) as client:
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(concurrency):
@@ -461,10 +463,12 @@ def import_files(
     progress: bool = True,
     block_bytes: int = CSV_BLOCK_BYTES,
     transport: httpx.AsyncBaseTransport | None = None,
+    token: str | None = None,
 ) -> ImportStats:
     """Send every point of ``paths`` to the server at ``url``; returns the totals.
 
-    ``block_bytes`` is how much of a CSV goes into one body; ``transport`` is for tests.
+    ``block_bytes`` is how much of a CSV goes into one body; ``transport`` is for tests;
+    ``token`` is sent as ``Authorization: Bearer`` (a write token, once the server has any).
     """
     stats = ImportStats()
     began = time.monotonic()
@@ -483,7 +487,7 @@ def import_files(
 
         problems = _FirstProblems()
         try:
-            asyncio.run(_send(url, blocks, stats, problems, sent, transport))
+            asyncio.run(_send(url, blocks, stats, problems, sent, transport, token))
         finally:
             label = f"{path}:" if _is_csv(path) else f"{path}:row "
             stats.errors += [f"{label}{n}: {why}" for n, why in problems.first()]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from minutely.config import Settings, load, parse_duration, parse_size
+from minutely.config import Settings, client_token, load, parse_duration, parse_size
 from minutely.errors import ConfigError
 
 
@@ -57,3 +57,16 @@ def test_connection_limits_read_with_units_and_refused_out_of_range() -> None:
         load(header_timeout="0")
     with pytest.raises(ConfigError, match="max_connections: 0 must be at least 1"):
         Settings(max_connections=0)
+
+
+def test_a_client_sends_its_token_flag_else_its_file_else_minutely_token(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("mt_from_file\nignored\n")
+    env = {"MINUTELY_TOKEN": " mt_from_env \n"}
+    assert client_token("mt_flag", str(token_file), env) == "mt_flag"
+    assert client_token(None, str(token_file), env) == "mt_from_file"
+    assert client_token(None, None, env) == "mt_from_env"
+    assert client_token(None, None, {}) == ""
+    token_file.write_text("\n")
+    with pytest.raises(ConfigError, match=r"token_file: .* is empty"):
+        client_token(None, str(token_file), env)

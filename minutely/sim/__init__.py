@@ -20,7 +20,14 @@ from __future__ import annotations
 
 from minutely.sim.fleet import EPOCH, MAX_RATE, MIN_SPACING, Fleet, Kind
 from minutely.sim.load import run
-from minutely.sim.send import SendError, SendStats, encode_arrow, log_progress, send
+from minutely.sim.send import (
+    SendError,
+    SendStats,
+    auth_headers,
+    encode_arrow,
+    log_progress,
+    send,
+)
 
 __all__ = [
     "EPOCH",
@@ -30,6 +37,7 @@ __all__ = [
     "Kind",
     "SendError",
     "SendStats",
+    "auth_headers",
     "encode_arrow",
     "log_progress",
     "run",

@@ -78,6 +78,7 @@ async def run(
     progress_every: float = 5.0,
     sleep: Sleep = asyncio.sleep,
     transport: httpx.AsyncBaseTransport | None = None,
+    token: str | None = None,
 ) -> SendStats:
     """Backfill ``backfill`` seconds of history, then send the fleet live for ``duration``.
 
@@ -92,7 +93,8 @@ async def run(
     Returns the stats; pass ``stats`` to read them after a cancellation (Ctrl-C).
     ``progress`` (default: ``log_progress()``, INFO on the ``minutely.sim`` logger) is called
     at most every ``progress_every`` seconds. ``rate`` may not exceed ``MAX_RATE``: counters
-    are monotonic only for points at least ``MIN_SPACING`` apart.
+    are monotonic only for points at least ``MIN_SPACING`` apart. ``token`` goes with every
+    request (``send``).
     """
     if not 0 < rate <= MAX_RATE:
         msg = f"rate must be above 0 and at most {MAX_RATE:g} points per second, not {rate}"
@@ -104,7 +106,7 @@ async def run(
     kinds = zip(fleet.metric_names.tolist(), fleet.metric_kinds, strict=True)
     counters = [str(name) for name, kind in kinds if kind is Kind.COUNTER]
     if counters:  # before any point, so each counter folds as its increases from the first
-        await declare_counters(url, counters, transport)
+        await declare_counters(url, counters, transport, token)
     chunk = _chunk_length(fleet, rate, batch_seconds, points_per_request)
 
     def encode(piece: _Piece) -> bytes:
@@ -147,4 +149,5 @@ async def run(
         progress_every=progress_every,
         sleep=sleep,
         transport=transport,
+        token=token,
     )

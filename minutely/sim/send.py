@@ -45,6 +45,11 @@ def encode_arrow(batch: PointBatch, *, compression: str | None = None) -> bytes:
     return body
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The ``Authorization`` header that carries ``token`` (none without one)."""
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
 class SendError(MinutelyError):
     """The server refused a body for good (4xx other than 429, 5xx other than 503), or it could
     not be reached after the transport retries. ``status`` is ``None`` for a transport failure.
@@ -202,12 +207,16 @@ class _Sender:
 
 
 async def declare_counters(
-    url: str, names: list[str], transport: httpx.AsyncBaseTransport | None = None
+    url: str,
+    names: list[str],
+    transport: httpx.AsyncBaseTransport | None = None,
+    token: str | None = None,
 ) -> bool:
     """Tell the server which metrics are counters (``POST /api/v1/kinds``), so it answers
     their rates. A server that will not take it (a cluster, an older minutely) is warned
     about, not failed on: its points are taken all the same."""
-    async with httpx.AsyncClient(timeout=30.0, transport=transport) as client:
+    headers = auth_headers(token)
+    async with httpx.AsyncClient(timeout=30.0, transport=transport, headers=headers) as client:
         try:
             r = await client.post(url.rstrip("/") + KINDS_PATH, json={"counter": names})
         except httpx.TransportError as exc:
@@ -234,6 +243,7 @@ async def send(
     transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep = asyncio.sleep,
     content_type: str = ARROW_STREAM,
+    token: str | None = None,
 ) -> SendStats:
     """POST each body to ``{url}/api/v1/points`` with up to ``concurrency`` in flight.
 
@@ -246,7 +256,8 @@ async def send(
     next body overlaps with the requests in flight.
 
     Pass ``stats`` to watch it fill (or to read it after a cancellation); ``progress`` is
-    called with it at most every ``progress_every`` seconds.
+    called with it at most every ``progress_every`` seconds. ``token`` is sent as
+    ``Authorization: Bearer`` (a server with tokens answers 401 without one).
     """
     if concurrency < 1:
         msg = f"concurrency must be at least 1, not {concurrency}"
@@ -255,7 +266,12 @@ async def send(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     pull = _puller(bodies)
     async with httpx.AsyncClient(
-        http1=True, http2=False, limits=limits, timeout=timeout, transport=transport
+        http1=True,
+        http2=False,
+        limits=limits,
+        timeout=timeout,
+        transport=transport,
+        headers=auth_headers(token),
     ) as client:
         sender = _Sender(
             client, url.rstrip("/") + POINTS_PATH, stats, sleep, max_transport_retries,
