@@ -265,13 +265,17 @@ class SeriesTable:
 
 
 def _compact(codes: npt.NDArray[np.int32], names: npt.NDArray[np.object_]) -> Names:
-    if codes.shape[0] == 0:
-        return Names(np.empty(0, dtype=object), np.zeros(0, dtype=np.int32))
-    used, inverse = np.unique(codes, return_inverse=True)
-    compact: npt.NDArray[np.int32] = inverse.reshape(-1).astype(np.int32)
-    if used[0] < 0:  # no server: code -1, as validate expects
-        return Names(names[used[1:]], compact - np.int32(1))
-    return Names(names[used], compact)
+    """The names ``codes`` use, in code order, and each code renumbered into them (-1, no
+    server, stays -1): a mark per name rather than a sort, as codes are below the table's
+    size."""
+    marks = np.zeros(names.shape[0] + 1, dtype=np.bool_)
+    marks[codes + 1] = True  # -1 → 0
+    marks[0] = False
+    used = np.flatnonzero(marks)
+    renumber = (np.cumsum(marks, dtype=np.int32) - np.int32(1)).astype(np.int32)
+    renumber[0] = -1
+    compact: npt.NDArray[np.int32] = renumber[codes + 1]
+    return Names(names[used - 1], compact)
 
 
 class SeriesCache:

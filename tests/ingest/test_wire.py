@@ -77,6 +77,18 @@ def test_varint_round_trip(n: int) -> None:
     assert wire.varint(_buf(bytes(out[:-1])), 0, len(out) - 1)[1] == -1  # cut short
 
 
+@given(st.lists(st.integers(-1, 6), max_size=30), st.integers(7, 9))
+def test_names_keep_only_the_used_names_in_code_order(codes: list[int], size: int) -> None:
+    names = np.array([f"n{i}" for i in range(size)], dtype=object)
+    table = wire.SeriesTable(
+        np.array(codes, dtype=np.int32), np.zeros(len(codes), dtype=np.int32), names, names[:1]
+    )
+    server, _ = table.names(np.arange(len(codes), dtype=np.int32))
+    assert server.names.tolist() == [f"n{c}" for c in sorted(set(codes) - {-1})]
+    got = [None if c < 0 else server.names[c] for c in server.codes.tolist()]
+    assert got == [None if c < 0 else f"n{c}" for c in codes]
+
+
 def _cache(calls: list[bytes], max_series: int = 1 << 18) -> wire.SeriesCache:
     def resolve(key: bytes) -> tuple[str | None, str] | None:
         calls.append(key)
