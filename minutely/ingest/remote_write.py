@@ -274,18 +274,44 @@ _NOT_READ = (
 )
 
 
+#: what the scanner says of a request: read, left to the runtime, or needing more room
+READ, NOT_READ, MORE = 0, 1, 2
+
+
 @numba.njit(nogil=True, cache=True)
-def _scan_compiled(buf: Any) -> Any:
-    """WriteRequest bytes → (read?, value, timestamp ms, series entry per sample; per series
-    entry: labels' span (start, end, 0, 0), hash of them, native histograms)."""
+def _count_series(buf: Any) -> int:
+    """How many top-level fields of WriteRequest bytes (at most this many series entries),
+    reading only tags and lengths, so the scanner allocates its arrays at their size; -1 if
+    malformed."""
     n = buf.shape[0]
-    cap = n // 2 + 1
-    value = np.empty(cap, np.float64)
-    stamp = np.empty(cap, np.int64)
-    owner = np.empty(cap, np.int64)
-    spans = np.empty((cap, 4), np.int64)
-    hashes = np.empty(cap, np.uint64)
-    hists = np.empty(cap, np.int32)
+    fields = 0
+    i = 0
+    while i < n:
+        tag, i = wire.varint(buf, i, n)
+        if i < 0:
+            return -1
+        i = wire.skip_field(buf, i, n, tag & 7)
+        if i < 0:
+            return -1
+        fields += 1
+    return fields
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan_compiled(buf: Any, words: Any, sample_cap: int) -> Any:
+    """WriteRequest bytes → (read?, value, timestamp ms, series entry per sample; per series
+    entry: labels' span (start, end, 0, 0), hash of them, native histograms). Room is made
+    for ``sample_cap`` samples; ``MORE`` instead of read when there are more."""
+    n = buf.shape[0]
+    series_cap = max(_count_series(buf), 0)
+    if sample_cap < 0:
+        sample_cap = series_cap
+    value = np.empty(sample_cap, np.float64)
+    stamp = np.empty(sample_cap, np.int64)
+    owner = np.empty(sample_cap, np.int64)
+    spans = np.empty((series_cap, 4), np.int64)
+    hashes = np.empty(series_cap, np.uint64)
+    hists = np.empty(series_cap, np.int32)
     bits = np.zeros(1, np.uint64)
     as_double = bits.view(np.float64)
     ns = 0
@@ -294,51 +320,51 @@ def _scan_compiled(buf: Any) -> Any:
     while i < n:
         tag, i = wire.varint(buf, i, n)
         if i < 0 or tag <= 7 or tag > 0xFFFFFFFF:
-            return False, value, stamp, owner, spans, hashes, hists
+            return NOT_READ, value, stamp, owner, spans, hashes, hists
         field = tag >> 3
         wt = tag & 7
         if field == 1 and wt == 2:
             length, i = wire.varint(buf, i, n)
             if i < 0 or length < 0 or length > n - i:
-                return False, value, stamp, owner, spans, hashes, hists
+                return NOT_READ, value, stamp, owner, spans, hashes, hists
             end = i + length
+            if ns == series_cap:
+                return NOT_READ, value, stamp, owner, spans, hashes, hists
             labels_start = -1
             labels_end = -1
-            h = wire.FNV_OFFSET
             hist = 0
             while i < end:
                 at = i
                 t, i = wire.varint(buf, i, end)
                 if i < 0 or t <= 7 or t > 0xFFFFFFFF:
-                    return False, value, stamp, owner, spans, hashes, hists
+                    return NOT_READ, value, stamp, owner, spans, hashes, hists
                 f = t >> 3
                 w = t & 7
                 if f == 1 or f == 2 or f == 3 or f == 4:
                     if w != 2:
-                        return False, value, stamp, owner, spans, hashes, hists
+                        return NOT_READ, value, stamp, owner, spans, hashes, hists
                     size, j = wire.varint(buf, i, end)
                     if j < 0 or size < 0 or size > end - j:
-                        return False, value, stamp, owner, spans, hashes, hists
+                        return NOT_READ, value, stamp, owner, spans, hashes, hists
                     stop = j + size
                     if f == 1:
                         if labels_start < 0:
                             labels_start = at
                         elif labels_end != at:  # labels between samples: not read here
-                            return False, value, stamp, owner, spans, hashes, hists
+                            return NOT_READ, value, stamp, owner, spans, hashes, hists
                         labels_end = stop
-                        h = wire.fnv(buf, at, stop, h)
                     elif f == 2:
                         v = 0.0
                         ms = 0
                         while j < stop:
                             st, j = wire.varint(buf, j, stop)
                             if j < 0 or st <= 7 or st > 0xFFFFFFFF:
-                                return False, value, stamp, owner, spans, hashes, hists
+                                return NOT_READ, value, stamp, owner, spans, hashes, hists
                             sf = st >> 3
                             sw = st & 7
                             if sf == 1:
                                 if sw != 1 or j + 8 > stop:
-                                    return False, value, stamp, owner, spans, hashes, hists
+                                    return NOT_READ, value, stamp, owner, spans, hashes, hists
                                 x = np.uint64(0)
                                 for k in range(7, -1, -1):
                                     x = (x << np.uint64(8)) | np.uint64(buf[j + k])
@@ -347,14 +373,16 @@ def _scan_compiled(buf: Any) -> Any:
                                 j += 8
                             elif sf == 2:
                                 if sw != 0:
-                                    return False, value, stamp, owner, spans, hashes, hists
+                                    return NOT_READ, value, stamp, owner, spans, hashes, hists
                                 ms, j = wire.varint(buf, j, stop)
                                 if j < 0:
-                                    return False, value, stamp, owner, spans, hashes, hists
+                                    return NOT_READ, value, stamp, owner, spans, hashes, hists
                             else:
                                 j = wire.skip_field(buf, j, stop, sw)
                                 if j < 0:
-                                    return False, value, stamp, owner, spans, hashes, hists
+                                    return NOT_READ, value, stamp, owner, spans, hashes, hists
+                        if np_ == sample_cap:
+                            return MORE, value, stamp, owner, spans, hashes, hists
                         value[np_] = v
                         stamp[np_] = ms
                         owner[np_] = ns
@@ -365,24 +393,24 @@ def _scan_compiled(buf: Any) -> Any:
                 else:
                     i = wire.skip_field(buf, i, end, w)
                     if i < 0:
-                        return False, value, stamp, owner, spans, hashes, hists
+                        return NOT_READ, value, stamp, owner, spans, hashes, hists
             if labels_start < 0:
                 labels_start = labels_end = end
             spans[ns, 0] = labels_start
             spans[ns, 1] = labels_end
             spans[ns, 2] = labels_end
             spans[ns, 3] = labels_end
-            hashes[ns] = h
+            hashes[ns] = wire.hash_span(buf, words, labels_start, labels_end)
             hists[ns] = hist
             ns += 1
         elif field == 1 or field == 3:  # metadata: the runtime reads it
-            return False, value, stamp, owner, spans, hashes, hists
+            return NOT_READ, value, stamp, owner, spans, hashes, hists
         else:
             i = wire.skip_field(buf, i, n, wt)
             if i < 0:
-                return False, value, stamp, owner, spans, hashes, hists
+                return NOT_READ, value, stamp, owner, spans, hashes, hists
     return (
-        True,
+        READ,
         value[:np_],
         stamp[:np_],
         owner[:np_],
@@ -403,8 +431,14 @@ def _scan(
     npt.NDArray[np.uint64],
     npt.NDArray[np.int32],
 ]:
-    ok, value, stamp, owner, spans, hashes, hists = _scan_compiled(buf)
-    if not ok:
+    words = wire.words_of(buf)
+    # room for one sample a series (what Prometheus sends), else for as many as could fit
+    status, value, stamp, owner, spans, hashes, hists = _scan_compiled(buf, words, -1)
+    if status == MORE:
+        status, value, stamp, owner, spans, hashes, hists = _scan_compiled(
+            buf, words, buf.shape[0] // 2 + 1
+        )
+    if status != READ:
         return _NOT_READ
     return True, value, stamp, owner, spans, hashes, hists
 

@@ -77,6 +77,23 @@ def test_varint_round_trip(n: int) -> None:
     assert wire.varint(_buf(bytes(out[:-1])), 0, len(out) - 1)[1] == -1  # cut short
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40), st.binary(max_size=20), st.binary(max_size=20))
+def test_hash_span_depends_on_the_bytes_not_where_they_sit(
+    key: bytes, before: bytes, after: bytes
+) -> None:
+    """The same key hashes the same at every offset of every buffer (words read across
+    alignments, the tail byte by byte), and a changed byte changes the hash here."""
+    alone = _buf(key)
+    want = wire.hash_span(alone, wire.words_of(alone), 0, len(key))
+    buf = _buf(before + key + after)
+    at = len(before)
+    assert wire.hash_span(buf, wire.words_of(buf), at, at + len(key)) == want
+    if key:
+        flipped = _buf(bytes([key[0] ^ 1]) + key[1:])
+        assert wire.hash_span(flipped, wire.words_of(flipped), 0, len(key)) != want
+
+
 @given(st.lists(st.integers(-1, 6), max_size=30), st.integers(7, 9))
 def test_names_keep_only_the_used_names_in_code_order(codes: list[int], size: int) -> None:
     names = np.array([f"n{i}" for i in range(size)], dtype=object)
