@@ -1,0 +1,588 @@
+"""Bit-exact compression of closed blocks of minute partials, many series per call.
+
+A block is ``n`` consecutive minutes of one series: ``min``, ``max``, ``sum`` (float64) and
+``count`` (uint32). Every entry with ``count > 0`` comes back bit for bit (±0, subnormals,
+±1e308, inf, NaN, full-precision values); an entry with ``count == 0`` comes back with
+``count == 0`` (its other fields are undefined, as everywhere in the ring). ``encode`` takes
+a ``(series, n)`` block and writes one blob per series into one byte buffer; ``decode``
+takes any set of blobs (series × blocks) and merges them straight into the caller's bucket
+arrays. Both are compiled loops (numba, ``nogil``): no Python runs per blob, and a caller
+may split a decode over threads.
+
+Each blob has a format (kept beside it by the caller, one byte per blob)::
+
+    EMPTY          no entry has data; no bytes
+    DECIMAL        u8 e, u8 variant, streams X, M, Q, D, C
+    DECIMAL_MINMAX u8 e, u8 variant, streams X, M, B(sum), C
+    BITS           u8 0, u8 variant, streams B(max), M, B(sum), C
+
+- ``e`` is the smallest number of decimals (0..``MAX_DECIMALS``) at which every minimum and
+  maximum ``v`` of the blob is ``x / 10^e`` bit for bit, for ``x = rint(v · 10^e)``. Then
+  ``X = max · 10^e`` and ``N = min · 10^e`` are integers and the minimum is stored relative
+  to the maximum: ``M = X − N`` (variant bit 0 clear) or ``M = N[t] − X[t−1]`` (set; a
+  counter's minute starts where the last one ended).
+- A sum of decimals is rarely itself a decimal in float64, so it is predicted, not tested:
+  ``S = rint(sum · 10^e)``, ``Q = S − (count · N + (count · (X − N)) >> 1)`` (a sum is near
+  count × midpoint) and ``D = bits(sum) − bits(S / 10^e)``, the float accumulation's last-bit
+  error, mostly 0. A sum too large for int64 at ``10^e`` takes ``B(sum)``.
+- ``B(v)`` is the raw 64-bit pattern as int64; ``BITS`` blobs keep the minimum as
+  ``B(min)`` (variant bit 0 clear) or ``B(max) − B(min)`` (set).
+- Empty entries repeat the previous entry's min and max (the first full one's when
+  leading), with sum 0 in ``Q`` and the previous sum in ``B(sum)``: values that cost nothing.
+
+A stream is ``n`` int64 values, byte-aligned::
+
+    u8 mode        bits 0..6: width w (0..64); bit 7: delta (values are y[t] − y[t−1])
+    varint base    zigzag LEB128: the least (delta) value
+    [varint first] zigzag LEB128, delta only: y[0]
+    packed         the ``n`` (``n − 1`` with delta) values minus base, w bits each, LSB first
+
+Integer arithmetic wraps, identically on both sides, so every transform is exact whatever
+the magnitudes; a block picks delta or not per stream and the variant per blob, whichever
+is smaller. ``BITS`` is always valid, so every block encodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from minutely.model import F64, I64, U32, Partials
+
+U8 = npt.NDArray[np.uint8]
+
+EMPTY = 0
+DECIMAL = 1
+DECIMAL_MINMAX = 2
+BITS = 3
+#: decimals tried per blob; beyond about 12, float64 rarely holds a decimal exactly
+MAX_DECIMALS = 12
+#: bytes the decoder may read past a blob's end (it loads 9 bytes at a time)
+PAD = 16
+
+_POW10 = 10.0 ** np.arange(MAX_DECIMALS + 1)
+#: ``|v · 10^e|`` below this converts to int64 without overflow
+_FITS = float(2**62)
+
+
+# -- bit and byte primitives (compiled inline into the kernels) ----------------------------
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _bits(v: float) -> np.int64:
+    return np.float64(v).view(np.int64)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _float(b: np.int64) -> float:
+    return np.int64(b).view(np.float64)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _width(span: np.uint64) -> int:
+    w = 0
+    while span != 0:
+        span >>= np.uint64(1)
+        w += 1
+    return w
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _varint_size(v: np.int64) -> int:
+    z = np.uint64((v << np.int64(1)) ^ (v >> np.int64(63)))
+    size = 1
+    while z >= np.uint64(128):
+        z >>= np.uint64(7)
+        size += 1
+    return size
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _put_varint(buf: U8, pos: int, v: np.int64) -> int:
+    z = np.uint64((v << np.int64(1)) ^ (v >> np.int64(63)))
+    while z >= np.uint64(128):
+        buf[pos] = np.uint8((z & np.uint64(127)) | np.uint64(128))
+        z >>= np.uint64(7)
+        pos += 1
+    buf[pos] = np.uint8(z)
+    return pos + 1
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _get_varint(buf: U8, pos: int) -> tuple[np.int64, int]:
+    z = np.uint64(0)
+    shift = np.uint64(0)
+    while True:
+        b = np.uint64(buf[pos])
+        pos += 1
+        z |= (b & np.uint64(127)) << shift
+        if b < np.uint64(128):
+            break
+        shift += np.uint64(7)
+    v = np.int64(z >> np.uint64(1)) ^ -np.int64(z & np.uint64(1))
+    return v, pos
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _get_bits(buf: U8, bit: int, w: int) -> np.uint64:
+    """``w`` bits at bit offset ``bit`` (the buffer has ``PAD`` bytes after any blob)."""
+    p = bit >> 3
+    s = np.uint64(bit & 7)
+    word = (
+        np.uint64(buf[p])
+        | (np.uint64(buf[p + 1]) << np.uint64(8))
+        | (np.uint64(buf[p + 2]) << np.uint64(16))
+        | (np.uint64(buf[p + 3]) << np.uint64(24))
+        | (np.uint64(buf[p + 4]) << np.uint64(32))
+        | (np.uint64(buf[p + 5]) << np.uint64(40))
+        | (np.uint64(buf[p + 6]) << np.uint64(48))
+        | (np.uint64(buf[p + 7]) << np.uint64(56))
+    )
+    v = word >> s
+    if s != np.uint64(0) and w + (bit & 7) > 64:
+        v |= np.uint64(buf[p + 8]) << (np.uint64(64) - s)
+    if w < 64:
+        v &= (np.uint64(1) << np.uint64(w)) - np.uint64(1)
+    return v
+
+
+# -- streams -------------------------------------------------------------------------------
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _plan(y: I64, n: int) -> tuple[bool, np.int64, int, int]:
+    """How to store ``y[:n]``: ``(delta, base, width, bytes)``, the smaller of the two."""
+    lo = y[0]
+    hi = y[0]
+    for t in range(1, n):
+        lo = min(lo, y[t])
+        hi = max(hi, y[t])
+    w = _width(np.uint64(hi) - np.uint64(lo))
+    size = 1 + _varint_size(lo) + (n * w + 7) // 8
+    if n < 2:
+        return False, lo, w, size
+    dlo = y[1] - y[0]
+    dhi = dlo
+    for t in range(2, n):
+        d = y[t] - y[t - 1]
+        dlo = min(dlo, d)
+        dhi = max(dhi, d)
+    dw = _width(np.uint64(dhi) - np.uint64(dlo))
+    dsize = 1 + _varint_size(dlo) + _varint_size(y[0]) + ((n - 1) * dw + 7) // 8
+    if dsize < size:
+        return True, dlo, dw, dsize
+    return False, lo, w, size
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _put_stream(buf: U8, pos: int, y: I64, n: int) -> int:
+    """Write ``y[:n]`` as a stream at ``pos`` (``buf`` zeroed there); returns the end."""
+    delta, base, w, _ = _plan(y, n)
+    buf[pos] = np.uint8(w | (128 if delta else 0))
+    pos = _put_varint(buf, pos + 1, base)
+    start = 0
+    if delta:
+        pos = _put_varint(buf, pos, y[0])
+        start = 1
+    if w == 0:
+        return pos
+    bit = pos * 8
+    for t in range(start, n):
+        v = np.uint64((y[t] - y[t - 1] if delta else y[t]) - base)
+        left = w
+        while left > 0:
+            p = bit >> 3
+            s = bit & 7
+            take = min(8 - s, left)
+            buf[p] |= np.uint8((v & np.uint64((1 << take) - 1)) << np.uint64(s))
+            v >>= np.uint64(take)
+            bit += take
+            left -= take
+    return (bit + 7) >> 3
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _stream_size(y: I64, n: int) -> int:
+    return _plan(y, n)[3]
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _open_stream(buf: U8, pos: int, n: int) -> tuple[bool, int, np.int64, np.int64, int, int]:
+    """A stream's header at ``pos``: ``(delta, width, base, first, bit offset, end)``."""
+    mode = int(buf[pos])
+    delta = mode >= 128
+    w = mode & 127
+    base, pos = _get_varint(buf, pos + 1)
+    first = np.int64(0)
+    m = n
+    if delta:
+        first, pos = _get_varint(buf, pos)
+        m = n - 1
+    return delta, w, base, first, pos * 8, (pos * 8 + m * w + 7) >> 3
+
+
+# -- encode --------------------------------------------------------------------------------
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _decimals(mn: F64, mx: F64, ct: U32, n: int) -> int:
+    """The smallest ``e`` at which every full entry's min and max is a decimal, or -1."""
+    e = 0
+    t = 0
+    while t < n:
+        if ct[t] == 0:
+            t += 1
+            continue
+        ok = True
+        for v in (mn[t], mx[t]):
+            if not np.isfinite(v):
+                return -1
+            while True:
+                p = _POW10[e]
+                a = v * p
+                if abs(a) < _FITS:
+                    x = np.int64(np.rint(a))
+                    back = np.float64(x) / p
+                    if back == v and np.signbit(back) == np.signbit(v):
+                        break
+                if e == MAX_DECIMALS:
+                    return -1
+                e += 1
+                ok = False
+        if ok:
+            t += 1
+        else:
+            t = 0  # a larger e: every earlier entry again
+    return e
+
+
+@numba.njit(nogil=True, cache=True)
+def _encode_one(
+    mn: F64, mx: F64, sm: F64, ct: U32, buf: U8, pos: int,
+    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64,
+) -> tuple[int, int, float, float, float, int]:  # fmt: skip
+    """Encode one series' block at ``pos``: ``(format, end, min, max, sum, count)``."""
+    n = mn.shape[0]
+    first = -1
+    for t in range(n):
+        if ct[t] != 0:
+            first = t
+            break
+    if first < 0:
+        return EMPTY, pos, np.inf, -np.inf, 0.0, 0
+    low, high, total, count = np.inf, -np.inf, 0.0, 0
+    for t in range(n):
+        if ct[t] != 0:
+            low = min(low, mn[t])
+            high = max(high, mx[t])
+            total += sm[t]
+            count += ct[t]
+    e = _decimals(mn, mx, ct, n)
+    fmt = BITS
+    sum_decimal = False
+    p = 1.0
+    if e >= 0:
+        fmt = DECIMAL_MINMAX
+        p = _POW10[e]
+        sum_decimal = True
+        for t in range(n):
+            if ct[t] != 0 and not abs(sm[t] * p) < _FITS:
+                sum_decimal = False
+                break
+        if sum_decimal:
+            fmt = DECIMAL
+    # the integer columns, empty entries filled as the module docstring says
+    px = mx[first]
+    pn = mn[first]
+    ps = sm[first]
+    for t in range(n):
+        if ct[t] != 0:
+            px = mx[t]
+            pn = mn[t]
+            ps = sm[t]
+        C[t] = ct[t]
+        if fmt == BITS:
+            X[t] = _bits(px)
+            nb = _bits(pn)
+            M[t] = nb
+            M2[t] = X[t] - nb
+        else:
+            xi = np.int64(np.rint(px * p))
+            ni = np.int64(np.rint(pn * p))
+            X[t] = xi
+            M[t] = xi - ni
+            M2[t] = ni - (X[t - 1] if t > 0 else xi)
+        if fmt == DECIMAL:
+            s = sm[t] if ct[t] != 0 else 0.0
+            si = np.int64(np.rint(s * p))
+            ni = X[t] - M[t]
+            c = np.int64(ct[t])
+            Q[t] = si - (c * ni + ((c * M[t]) >> np.int64(1)))
+            D[t] = _bits(s) - _bits(np.float64(si) / p)
+        else:
+            Q[t] = _bits(ps)
+    variant = 0
+    if _stream_size(M2, n) < _stream_size(M, n):
+        variant = 1
+    buf[pos] = np.uint8(e if e >= 0 else 0)
+    buf[pos + 1] = np.uint8(variant)
+    pos = _put_stream(buf, pos + 2, X, n)
+    pos = _put_stream(buf, pos, M2 if variant else M, n)
+    pos = _put_stream(buf, pos, Q, n)
+    if fmt == DECIMAL:
+        pos = _put_stream(buf, pos, D, n)
+    pos = _put_stream(buf, pos, C, n)
+    return fmt, pos, low, high, total, count
+
+
+def worst_bytes(n: int) -> int:
+    """The most bytes one series' blob of ``n`` minutes can take (``BITS``, every stream
+    at full width)."""
+    return 2 + 5 * 21 + 5 * 8 * n
+
+
+@numba.njit(nogil=True, cache=True)
+def _encode(
+    mn: F64, mx: F64, sm: F64, ct: U32, stride: int, scratch: U8,
+    fmt: U8, length: U32, s_mn: F64, s_mx: F64, s_sm: F64, s_ct: U32,
+) -> None:  # fmt: skip
+    """Encode each row ``i`` at ``scratch[i * stride]`` (zeroed), with its summary."""
+    rows, n = ct.shape
+    X = np.empty(n, np.int64)
+    M = np.empty(n, np.int64)
+    M2 = np.empty(n, np.int64)
+    Q = np.empty(n, np.int64)
+    D = np.empty(n, np.int64)
+    C = np.empty(n, np.int64)
+    for i in range(rows):
+        at = i * stride
+        f, end, lo, hi, total, count = _encode_one(
+            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C
+        )
+        fmt[i] = f
+        length[i] = end - at
+        s_mn[i] = lo
+        s_mx[i] = hi
+        s_sm[i] = total
+        s_ct[i] = count
+
+
+@numba.njit(nogil=True, cache=True)
+def _gather(scratch: U8, stride: int, length: U32, out: U8, offset: I64) -> None:
+    """Copy each row's blob from its scratch slot to ``out[offset[i]:]``."""
+    for i in range(length.shape[0]):
+        src = i * stride
+        dst = offset[i]
+        for k in range(length[i]):
+            out[dst + k] = scratch[src + k]
+
+
+class Encoded(NamedTuple):
+    """``encode``'s answer: blob ``i`` is ``data[offset[i] : offset[i] + length[i]]`` with
+    format ``fmt[i]``; ``summary`` merges each row over the block (sums in minute order)."""
+
+    data: U8
+    offset: I64
+    length: U32
+    fmt: U8
+    summary: Partials
+
+
+def encode(parts: Partials) -> Encoded:
+    """Encode each row of a ``(series, n)`` block of partials as one blob."""
+    ct = np.ascontiguousarray(parts.count, dtype=np.uint32)
+    rows, n = ct.shape
+    mn = np.ascontiguousarray(parts.min, dtype=np.float64)
+    mx = np.ascontiguousarray(parts.max, dtype=np.float64)
+    sm = np.ascontiguousarray(parts.sum, dtype=np.float64)
+    stride = worst_bytes(n)
+    scratch = np.zeros(rows * stride + PAD, np.uint8)
+    fmt = np.zeros(rows, np.uint8)
+    length = np.zeros(rows, np.uint32)
+    summary = Partials.empty(rows)
+    _encode(mn, mx, sm, ct, stride, scratch, fmt, length, *summary.fields())
+    offset = np.zeros(rows, np.int64)
+    np.cumsum(length[:-1], out=offset[1:])
+    data = np.empty(int(length.sum(dtype=np.int64)), np.uint8)
+    _gather(scratch, stride, length, data, offset)
+    return Encoded(data, offset, length, fmt, summary)
+
+
+# -- decode --------------------------------------------------------------------------------
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, out: I64) -> int:
+    """Read the stream at byte ``pos`` into ``out[:n]``; returns the stream's end.
+
+    Packed values are read from the 64-bit word view of the same bytes, two aligned loads
+    and shifts each, with no branch per value."""
+    mode = int(data[pos])
+    w = mode & 127
+    base, pos = _get_varint(data, pos + 1)
+    if mode >= 128:
+        first, pos = _get_varint(data, pos)
+        out[0] = first
+        m = n - 1
+        at = 1
+    else:
+        m = n
+        at = 0
+    if w == 0:
+        for t in range(at, n):
+            out[t] = base
+    else:
+        mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - w)
+        bit = pos * 8
+        for t in range(at, n):
+            i = bit >> 6
+            s = np.uint64(bit & 63)
+            v = (words[i] >> s) | ((words[i + 1] << np.uint64(1)) << (np.uint64(63) - s))
+            out[t] = base + np.int64(v & mask)
+            bit += w
+    if mode >= 128:
+        for t in range(1, n):
+            out[t] += out[t - 1]
+    return (pos * 8 + m * w + 7) >> 3
+
+
+@numba.njit(nogil=True, cache=True)
+def _decode_one(
+    data: U8, words: npt.NDArray[np.uint64], pos: int, fmt: int, n: int, lo: int, hi: int,
+    row: int, col0: int, step: int, xs: I64, ms: I64, qs: I64, ds: I64, cs: I64,
+    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+) -> None:  # fmt: skip
+    """Merge minutes ``[lo, hi)`` of the blob at ``pos`` into ``out[row, (col0 + t) // step]``;
+    ``xs`` … ``cs`` are scratch of at least ``n`` entries."""
+    if fmt == EMPTY:
+        return
+    e = int(data[pos])
+    variant = int(data[pos + 1])
+    p = _POW10[e]
+    pos = _unpack(data, words, pos + 2, n, xs)
+    pos = _unpack(data, words, pos, n, ms)
+    pos = _unpack(data, words, pos, n, qs)
+    if fmt == DECIMAL:
+        pos = _unpack(data, words, pos, n, ds)
+    _unpack(data, words, pos, n, cs)
+    # the minimum's own column: N (decimal) or B(min) (bits)
+    if variant:
+        if fmt == BITS:
+            for t in range(lo, hi):
+                ms[t] = xs[t] - ms[t]
+        else:
+            for t in range(hi - 1, lo - 1, -1):
+                ms[t] += xs[t - 1] if t > 0 else xs[0]
+    elif fmt != BITS:
+        for t in range(lo, hi):
+            ms[t] = xs[t] - ms[t]
+    b = (col0 + lo) // step  # the bucket advances by counting: no division per minute
+    r = (col0 + lo) % step
+    for t in range(lo, hi):
+        cv = cs[t]
+        if cv != 0:
+            if fmt == BITS:
+                high = _float(xs[t])
+                low = _float(ms[t])
+                total = _float(qs[t])
+            elif e == 0:  # integers: x / 1 is x
+                ni = ms[t]
+                high = np.float64(xs[t])
+                low = np.float64(ni)
+                if fmt == DECIMAL:
+                    si = qs[t] + (cv * ni + ((cv * (xs[t] - ni)) >> np.int64(1)))
+                    total = _float(_bits(np.float64(si)) + ds[t])
+                else:
+                    total = _float(qs[t])
+            else:
+                ni = ms[t]
+                high = np.float64(xs[t]) / p
+                low = np.float64(ni) / p
+                if fmt == DECIMAL:
+                    si = qs[t] + (cv * ni + ((cv * (xs[t] - ni)) >> np.int64(1)))
+                    total = _float(_bits(np.float64(si) / p) + ds[t])
+                else:
+                    total = _float(qs[t])
+            if out_ct[row, b] == 0:
+                out_mn[row, b] = low
+                out_mx[row, b] = high
+                out_sm[row, b] = total
+                out_ct[row, b] = np.uint32(cv)
+            else:
+                out_mn[row, b] = min(out_mn[row, b], low)
+                out_mx[row, b] = max(out_mx[row, b], high)
+                out_sm[row, b] += total
+                out_ct[row, b] += np.uint32(cv)
+        r += 1
+        if r == step:
+            r = 0
+            b += 1
+
+
+def _decode_jobs(
+    data: U8, offset: I64, fmt: U8, n: I64, lo: I64, hi: I64, row: I64, col0: I64, step: int,
+    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+) -> None:  # fmt: skip
+    """Decode job ``j``: the blob at ``offset[j]`` (format ``fmt[j]``, ``n[j]`` minutes),
+    its minutes ``[lo[j], hi[j])`` merged into row ``row[j]``, minute ``t`` into bucket
+    ``(col0[j] + t) // step``. Jobs are merged in the order given. ``data`` holds ``PAD``
+    bytes after its last blob and starts on an 8-byte boundary."""
+    if offset.shape[0] == 0:
+        return
+    words = data[: data.shape[0] // 8 * 8].view(np.uint64)
+    longest = 0
+    for j in range(n.shape[0]):
+        longest = max(longest, n[j])
+    xs = np.empty(longest, np.int64)
+    ms = np.empty(longest, np.int64)
+    qs = np.empty(longest, np.int64)
+    ds = np.empty(longest, np.int64)
+    cs = np.empty(longest, np.int64)
+    for j in range(offset.shape[0]):
+        _decode_one(
+            data, words, offset[j], fmt[j], n[j], lo[j], hi[j], row[j], col0[j], step,
+            xs, ms, qs, ds, cs, out_mn, out_mx, out_sm, out_ct,
+        )  # fmt: skip
+
+
+decode_jobs: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_decode_jobs)
+
+
+def padded(data: U8) -> U8:
+    """``data`` followed by ``PAD`` zero bytes, on an 8-byte boundary: what ``decode``
+    reads."""
+    out = np.zeros(data.shape[0] + PAD, np.uint8)
+    out[: data.shape[0]] = data
+    return out
+
+
+def decode(data: U8, offset: I64, fmt: U8, n: int, out: Partials, rows: I64 | None = None) -> None:
+    """Merge whole blobs of ``n`` minutes into ``out`` at step 1 minute: blob ``i`` into row
+    ``rows[i]`` (``i`` when None), minute ``t`` into column ``t``. ``data`` is as
+    ``padded`` makes it."""
+    k = int(offset.shape[0])
+    at = np.arange(k, dtype=np.int64) if rows is None else rows
+    decode_jobs(
+        data, offset, fmt, np.full(k, n, np.int64), np.zeros(k, np.int64),
+        np.full(k, n, np.int64), at, np.zeros(k, np.int64), 1, *out.fields(),
+    )  # fmt: skip
+
+
+__all__ = [
+    "BITS",
+    "DECIMAL",
+    "DECIMAL_MINMAX",
+    "EMPTY",
+    "MAX_DECIMALS",
+    "PAD",
+    "Encoded",
+    "decode",
+    "decode_jobs",
+    "encode",
+    "padded",
+    "worst_bytes",
+]

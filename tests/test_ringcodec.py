@@ -1,0 +1,181 @@
+"""The block codec: every full entry back bit for bit, whatever the floats and counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from minutely import ringcodec
+from minutely.model import Partials, merge
+
+SPECIAL = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e308, -1e308,
+           np.inf, -np.inf, np.nan, 0.1, 0.3, 1 / 3, 2.0**62, 2.0**63, -(2.0**70)]  # fmt: skip
+
+
+def same_bits(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> bool:
+    return bool((a.view(np.uint64) == b.view(np.uint64)).all())
+
+
+def round_trip(parts: Partials) -> Partials:
+    enc = ringcodec.encode(parts)
+    out = Partials.zeros(parts.count.shape)
+    ringcodec.decode(ringcodec.padded(enc.data), enc.offset, enc.fmt, parts.count.shape[1], out)
+    return out
+
+
+def assert_exact(got: Partials, want: Partials) -> None:
+    full = want.count > 0
+    np.testing.assert_array_equal(got.count, want.count)
+    for g, w in zip(got.fields()[:3], want.fields()[:3], strict=True):
+        assert same_bits(g[full], w[full])
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> Partials:
+    """Blocks mixing decimal rows (with float-accumulated sums), adversarial floats and
+    counts from 0 to 2^32 − 1."""
+    rows = draw(st.integers(1, 4))
+    n = draw(st.integers(1, 70))
+    shape = (rows, n)
+    kind = draw(st.sampled_from(["decimal", "floats", "mixed"]))
+    if kind == "floats":
+        floats = st.one_of(st.sampled_from(SPECIAL), st.floats(allow_subnormal=True))
+        mn = draw(hnp.arrays(np.float64, shape, elements=floats))
+        mx = draw(hnp.arrays(np.float64, shape, elements=floats))
+        sm = draw(hnp.arrays(np.float64, shape, elements=floats))
+    else:
+        d = draw(st.integers(0, 14))
+        ints = st.integers(-(2**55), 2**55) if kind == "mixed" else st.integers(-(10**6), 10**6)
+        a = draw(hnp.arrays(np.int64, shape, elements=ints)).astype(np.float64) / 10.0**d
+        span = draw(hnp.arrays(np.int64, shape, elements=st.integers(0, 1000)))
+        mn, mx = a, a + span / 10.0**d
+        noise = draw(hnp.arrays(np.float64, shape, elements=st.sampled_from([0.0, 1e-9, -3e-7])))
+        sm = (mn + mx) * 30 + noise
+    counts = st.one_of(st.sampled_from([0, 1, 59, 60, 2**32 - 1]), st.integers(0, 2**32 - 1))
+    if draw(st.booleans()):
+        ct = np.full(shape, draw(counts), np.uint32)
+        ct[draw(hnp.arrays(np.bool_, shape))] = 0
+    else:
+        ct = draw(hnp.arrays(np.uint32, shape, elements=counts))
+    return Partials(mn, mx, sm, ct)
+
+
+@settings(max_examples=300, deadline=None)
+@given(blocks())
+def test_round_trip_is_bit_exact(parts: Partials) -> None:
+    assert_exact(round_trip(parts), parts)
+
+
+@settings(max_examples=100, deadline=None)
+@given(blocks())
+def test_summary_merges_each_row(parts: Partials) -> None:
+    enc = ringcodec.encode(parts)
+    full = parts.count > 0
+    for i in range(parts.count.shape[0]):
+        f = full[i]
+        assert int(enc.summary.count[i]) == int(parts.count[i].sum(dtype=np.uint64)) % 2**32
+        if not f.any():
+            assert enc.fmt[i] == ringcodec.EMPTY and enc.length[i] == 0
+            continue
+        total = 0.0
+        for v in parts.sum[i][f]:
+            total += float(v)
+        assert same_bits(np.array([enc.summary.sum[i]]), np.array([total]))
+        if not np.isnan(parts.min[i][f]).any():
+            assert enc.summary.min[i] == parts.min[i][f].min()
+        if not np.isnan(parts.max[i][f]).any():
+            assert enc.summary.max[i] == parts.max[i][f].max()
+
+
+def test_each_kind_of_row_takes_its_format() -> None:
+    n = 60
+    rng = np.random.default_rng(3)
+    gauge = np.round(rng.uniform(0, 100, n), 2)
+    noisy = rng.normal(size=n)
+    mn = np.stack([gauge, np.round(gauge * 1000), noisy, gauge, np.zeros(n)])
+    mx = np.round(mn + 1.0, 2)
+    mx[2] = mn[2] + 1.0
+    sm = (mn + mx) * 30
+    sm[3] = 1e300  # a sum too large for int64 at 10^2
+    ct = np.full(mn.shape, 60, np.uint32)
+    ct[4] = 0
+    parts = Partials(mn, mx, sm, ct)
+    enc = ringcodec.encode(parts)
+    assert enc.fmt.tolist() == [
+        ringcodec.DECIMAL,
+        ringcodec.DECIMAL,
+        ringcodec.BITS,
+        ringcodec.DECIMAL_MINMAX,
+        ringcodec.EMPTY,
+    ]
+    assert_exact(round_trip(parts), parts)
+
+
+def test_negative_zero_and_subnormals_come_back() -> None:
+    mn = np.array([[-0.0, 0.0, 5e-324, -0.0]])
+    mx = np.array([[0.0, -0.0, 1e-310, 1e308]])
+    sm = np.array([[-0.0, 0.0, 5e-324, -1e308]])
+    parts = Partials(mn, mx, sm, np.array([[1, 2, 3, 4]], np.uint32))
+    assert_exact(round_trip(parts), parts)
+
+
+def test_a_constant_series_costs_a_few_bytes() -> None:
+    n = 360
+    parts = Partials(np.full((1, n), 16.0), np.full((1, n), 16.0),
+                     np.full((1, n), 960.0), np.full((1, n), 60, np.uint32))  # fmt: skip
+    enc = ringcodec.encode(parts)
+    assert int(enc.length[0]) <= 16
+    assert_exact(round_trip(parts), parts)
+
+
+def reference(parts: Partials, lo: int, hi: int, shift: int, step: int, out: Partials) -> None:
+    """Merge minutes ``[lo, hi)`` into ``out``'s buckets one entry at a time, in order."""
+    for i in range(parts.count.shape[0]):
+        for t in range(lo, hi):
+            if parts.count[i, t] == 0:
+                continue
+            b = (shift + t - lo) // step
+            one = Partials(*(np.array([f[i, t]]) for f in parts.fields()))
+            cell = Partials(*(np.array([f[i, b]]) for f in out.fields()))
+            merged = merge(cell, one)
+            for dst, src in zip(out.fields(), merged.fields(), strict=True):
+                dst[i, b] = src[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(blocks(), st.data())
+def test_windows_and_steps_merge_into_what_out_holds(parts: Partials, data: st.DataObject) -> None:
+    """A window ``[lo, hi)`` of each blob, in buckets of ``step`` minutes, merged into a block
+    that holds data already, equals merging minute by minute in order (the reference below,
+    one entry at a time as ``model.merge`` defines it)."""
+    rows, n = parts.count.shape
+    finite = [np.where(np.isfinite(f), f, 1.5) for f in parts.fields()[:3]]
+    parts = Partials(*finite, parts.count)  # merging NaN is the ring's question, not the codec's
+    lo = data.draw(st.integers(0, n - 1))
+    hi = data.draw(st.integers(lo + 1, n))
+    step = data.draw(st.integers(1, 7))
+    shift = data.draw(st.integers(0, step - 1))  # where the window starts in its bucket
+    buckets = (shift + hi - lo + step - 1) // step
+    shape = (rows, buckets)
+    base = Partials(np.full(shape, -1.0), np.full(shape, 9.0), np.full(shape, 0.5),
+                    np.full(shape, 3, np.uint32))  # fmt: skip
+    base.count[:, 0] = 0
+    want = Partials(*(f.copy() for f in base.fields()))
+    with np.errstate(all="ignore"):
+        reference(parts, lo, hi, shift, step, want)
+    enc = ringcodec.encode(parts)
+    out = Partials(*(f.copy() for f in base.fields()))
+    k = rows
+    with np.errstate(all="ignore"):
+        ringcodec.decode_jobs(
+            ringcodec.padded(enc.data), enc.offset, enc.fmt, np.full(k, n, np.int64),
+            np.full(k, lo, np.int64), np.full(k, hi, np.int64), np.arange(k, dtype=np.int64),
+            np.full(k, shift - lo, np.int64), step, *out.fields(),
+        )  # fmt: skip
+    np.testing.assert_array_equal(out.count, want.count)
+    has = want.count > 0
+    for g, w in zip(out.fields()[:3], want.fields()[:3], strict=True):
+        np.testing.assert_array_equal(g[has], w[has])
