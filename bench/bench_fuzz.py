@@ -47,12 +47,12 @@ def _worker(seeds: range, out: Any) -> None:
     from minutely.testing.fuzz import FastRun, fuzz_fast
 
     clock = FakeClock(1_764_000_000.0 + 3 * 3600 + 25)
-    reported = [0]
+    reported, shown = [0], [0]
 
     def progress(run: FastRun) -> None:
-        if run.cases - reported[0] >= REPORT:
-            out.put(("progress", run.cases - reported[0], len(run.problems)))
-            reported[0] = run.cases
+        if run.cases - reported[0] >= REPORT or len(run.problems) > shown[0]:
+            out.put(("progress", run.cases - reported[0], run.problems[shown[0] :]))
+            reported[0], shown[0] = run.cases, len(run.problems)
 
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(
@@ -61,7 +61,7 @@ def _worker(seeds: range, out: Any) -> None:
         node = Service(settings, clock=clock).open()
         app = create_app(node, manage_lifecycle=False, access=TESTSERVER)
         run = asyncio.run(fuzz_fast(app, node, seeds, advance=clock.advance, progress=progress))
-    out.put(("progress", run.cases - reported[0], len(run.problems)))
+    out.put(("progress", run.cases - reported[0], run.problems[shown[0] :]))
     out.put(("done", run))
 
 
@@ -133,7 +133,7 @@ def main() -> int:
     began = time.perf_counter()
     for p in procs:
         p.start()
-    done, sent, run = 0, 0, FastRun()
+    done, sent, found, run = 0, 0, 0, FastRun()
     while done < processes:
         try:
             message = out.get(timeout=5)
@@ -142,10 +142,13 @@ def main() -> int:
                 print("a worker died: see its traceback above", flush=True)
                 return 1
             continue
-        if message[0] == "progress":
+        if message[0] == "progress":  # new problems are shown as they are found
             sent += message[1]
+            found += len(message[2])
             took = time.perf_counter() - began
-            print(f"{sent:,} cases, {sent / took:,.0f}/s, {message[2]} problems", flush=True)
+            print(f"{sent:,} cases, {sent / took:,.0f}/s, {found} problems", flush=True)
+            for p in message[2]:
+                print("\n" + p + "\n", flush=True)
             continue
         done += 1
         run.merge(message[1])
@@ -163,9 +166,7 @@ def main() -> int:
     for label, n in sorted(run.labels.items()):
         shown = ", ".join(f"{s}: {k:,}" for s, k in sorted(statuses.get(label, Counter()).items()))
         print(f"{label:<50} {n:>8,}  {shown}")
-    print(f"\nproblems: {len(run.problems)}")
-    for p in run.problems[:50]:
-        print("\n" + p)
+    print(f"\nproblems: {len(run.problems)} (each shown above as it was found)")
     return 1 if run.problems else 0
 
 
