@@ -206,6 +206,12 @@ class Evaluator:
         """Buckets of ``g`` minutes over minutes ``[first, last)`` of every series matching
         ``sel`` (``first`` and ``last`` are multiples of ``g``)."""
         n_buckets = (last - first) // g
+        if n_buckets > self.max_cells:  # the windows are sized per bucket, series or none
+            msg = (
+                f"the query would read {n_buckets:,} buckets per series, over"
+                f" {self.max_cells:,}: use a shorter range or a larger step"
+            )
+            raise ExecutionError(msg)
         labels: list[Labels] = []
         chunks: list[Partials] = []
         counter: list[bool] = []

@@ -156,6 +156,17 @@ def test_a_query_over_the_cell_limit_is_refused(
         )
 
 
+@pytest.mark.parametrize("query", ["increase(nosuch[999999y])", "rate(cpu.user[999999y])"])
+def test_a_range_past_the_cell_limit_is_refused_with_or_without_series(
+    client: TestClient, points: dict[str, np.ndarray], query: str
+) -> None:
+    """The windows are sized per bucket whether any series matches or not: a 10⁶-year range
+    once asked numpy for terabytes (a 500; found by bench/bench_fuzz.py)."""
+    r = client.get("/api/v1/query", params={"query": query, "time": str(MINUTE_END)})
+    assert r.status_code == 422, r.text
+    assert "buckets per series" in r.json()["error"]
+
+
 # counters
 
 
