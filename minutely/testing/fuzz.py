@@ -166,6 +166,8 @@ class FastRun:
 
 #: cases made and answered together, then their mixed batches together, then the next block
 BLOCK = 64
+#: requests in flight at once
+LANES = 64
 #: decoder cases run beside each block (Graphite, Influx, remote_write against references)
 DECODER_CASES = 4
 
@@ -176,13 +178,15 @@ async def fuzz_fast(
     seeds: range,
     *,
     advance: Any = None,
+    lanes: int = LANES,
     timeout: float = HANG,
     progress: Any = None,
 ) -> FastRun:
     """Send the case of each seed in ``seeds`` (``fuzzcases.Cases.make``) to ``app`` over
     ``node`` (a ``Service`` on the memory bus whose aggregator this drains; not started), a
-    block of ``BLOCK`` at a time, judging every answer; each block's mixed batches go
-    together after the rest, between two drains, so the points folded are theirs alone.
+    block of ``BLOCK`` at a time with ``lanes`` in flight, judging every answer; each
+    block's mixed batches go together after the rest, between two drains, so the points
+    folded are theirs alone.
     ``advance(seconds)`` moves ``node``'s clock one second a block, so minutes close as the
     pass goes on; ``progress(run)`` is called after each block."""
     import asyncio
@@ -195,7 +199,13 @@ async def fuzz_fast(
     run = FastRun()
     began = time.perf_counter()
 
+    in_flight = asyncio.Semaphore(lanes)
+
     async def one(case: fuzzcases.Case) -> tuple[fuzzcases.Case, Any]:
+        async with in_flight:
+            return await sent(case)
+
+    async def sent(case: fuzzcases.Case) -> tuple[fuzzcases.Case, Any]:
         try:
             answer = await call(
                 app, case.method, case.path, case.query, case.headers, case.body, timeout=timeout

@@ -18,7 +18,6 @@ classes its senders use), not by the decoders' own code.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import math
 import random
@@ -702,6 +701,16 @@ def encode(body: bytes, coding: str) -> bytes:
     return body
 
 
+_ARROW_SCHEMA = pa.schema(
+    [
+        ("server", pa.string()),
+        ("metric", pa.string()),
+        ("ts", pa.float64()),
+        ("value", pa.float64()),
+    ]
+)
+
+
 def arrow_stream(
     points: Sequence[tuple[str, str, int, float]], bad: Sequence[str], now: int, chunk: int
 ) -> bytes:
@@ -715,18 +724,18 @@ def arrow_stream(
         metrics.append("bad\x00name" if kind == "name" else "cpu")
         ts.append(float(now + 10**6) if kind == "future" else float(now))
         values.append(None if kind == "null" else math.nan if kind == "nan" else 1.0)
-    table = pa.table(
-        {
-            "server": pa.array(servers, pa.string()),
-            "metric": pa.array(metrics, pa.string()),
-            "ts": pa.array(ts, pa.float64()),
-            "value": pa.array(values, pa.float64()),
-        }
-    )
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table, max_chunksize=chunk)
-    return sink.getvalue()
+    columns = [
+        pa.array(servers, pa.string()),
+        pa.array(metrics, pa.string()),
+        pa.array(ts, pa.float64()),
+        pa.array(values, pa.float64()),
+    ]
+    batch = pa.RecordBatch.from_arrays(columns, schema=_ARROW_SCHEMA)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, _ARROW_SCHEMA) as w:
+        for start in range(0, max(1, batch.num_rows), chunk):
+            w.write_batch(batch.slice(start, chunk))
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _varint(n: int) -> bytes:
