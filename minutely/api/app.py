@@ -346,6 +346,8 @@ def create_app(
                 # allows takes long enough to stall every other request on the loop
                 body, partial = await run_in_threadpool(answer, *args)
             except BadParameter as e:
+                if local:  # the asking node raises it again, and counts it where it was asked
+                    return _json(render.dumps(partials.refusal_json(e)), 400)
                 protocols.note_refusal(node, e)
                 return _error(400, str(e))
             except NotFound as e:

@@ -4,14 +4,20 @@ A node that routes a question to the partition's owner gets the owner's answer b
 partials (min, max, sum, count per bucket, bit for bit), not as the rendered min/max/avg a
 client gets, so it renders exactly what the owner would have. The form is an ``.npz``
 archive: the arrays as they are, labels as a string array, no pickles.
+
+A question the owner refuses (a bad parameter, or one over ``max_query_cells``) comes back
+as 400 with the refusal's parts in JSON (``refusal_json``), so the asking node raises the
+same ``BadParameter`` (``refusal_of``), naming the same limit and smallest step.
 """
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
+from minutely.errors import BadParameter
 from minutely.model import Partials
 from minutely.query import SeriesAnswer, SummaryAnswer
 
@@ -105,3 +111,20 @@ def summary_of(data: bytes) -> SummaryAnswer:
         _parts(f),
         partial=bool(f["partial"]),
     )
+
+
+def refusal_json(e: BadParameter) -> dict[str, Any]:
+    """What a 400 of a routed question says: the message and the refusal's parts."""
+    return {"error": str(e), "param": e.param, "problem": e.problem, "limit": e.limit}
+
+
+def refusal_of(answer: Any) -> BadParameter:
+    """The ``BadParameter`` a routed question's 400 (``refusal_json``) stands for."""
+    if not isinstance(answer, dict):
+        answer = {}
+    param, problem = answer.get("param"), answer.get("problem")
+    if not isinstance(param, str) or not isinstance(problem, str):
+        said = str(answer.get("error", "refused by the partition's owner"))
+        return BadParameter(param="query", problem=said)
+    limit = answer.get("limit")
+    return BadParameter(param, problem, limit if isinstance(limit, str) else None)

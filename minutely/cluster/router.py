@@ -11,6 +11,11 @@ is sent to more than one node. ``Router`` answers:
   store alone, marked ``partial``: every minute up to the partition's last checkpoint, never
   a wrong one.
 
+Every one of the three checks a series question against ``max_query_cells`` before it
+allocates: a question the holder refuses (400) is refused here with the holder's reason
+and smallest step (``partials.refusal_of``), not answered from the store. The holder checks
+against its own setting, so the nodes of a cluster are given the same one.
+
 ``LocalAnswers`` is what a routed question meets at its holder: the same, minus the HTTP hop.
 """
 
@@ -95,7 +100,7 @@ class LocalAnswers:
         s_ids, m_ids = store.series_pairs(by, [ident])
         registry.ensure_series(s_ids, m_ids)
         empty = HotRing(node.settings.hot_minutes, node.settings.live_minutes, capacity=1, block=1)
-        return Query(registry, empty, store)
+        return Query(registry, empty, store, node.settings.max_query_cells)
 
     def series(
         self,
@@ -161,6 +166,12 @@ class Router(LocalAnswers):
             return None
         if got.status_code == 404:
             raise NotFound(got.json().get("error", f"unknown {by} {name!r}"))
+        if got.status_code == 400:  # refused as this node would: the store cannot do better
+            try:
+                refusal = got.json()
+            except ValueError:
+                refusal = {"error": got.text[:500]}
+            raise partials.refusal_of(refusal)
         if got.status_code in (401, 403):
             log.warning(
                 "the owner at %s refused this node's token (%d): give every node an admin"

@@ -153,7 +153,7 @@ class Shard:
             reopen_if=holds_lease,
             kinds=Kinds(settings.counter_patterns),
         )
-        self.query = Query(self.registry, self.ring, store)
+        self.query = Query(self.registry, self.ring, store, settings.max_query_cells)
         self.state = ShardState(key, "opening", clock())
         self._lock = threading.Lock()
         #: let go (stopped or abandoned): an ``open`` still running must not start it
