@@ -17,6 +17,11 @@ point's own attributes, so a resource's many descriptive attributes (``service.n
 counters (``Decoded.kinds``; the aggregator folds their increases), gauges and other sums
 gauges (a delta sum's points are increases already). A point flagged
 ``NO_RECORDED_VALUE`` is rejected.
+
+Protobuf is read by a compiled scanner (``otlp_scan``) and each point's series found by its
+raw bytes in a ``wire.SeriesCache``, so a request of known series costs no Python per point;
+what the scanner does not read (histograms, exemplars, malformed bytes...) and JSON go
+through the runtime (``decode_otlp_reference``), the reference the scanner is tested against.
 """
 
 from __future__ import annotations
@@ -26,17 +31,22 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
+from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from minutely.errors import DecodeError
-from minutely.ingest.labels import LabelMapping, series_name
+from minutely.ingest import otlp_scan, wire
+from minutely.ingest.labels import LabelMapping, Resolved, series_name
 from minutely.ingest.series import Limits, SeriesIndex
 from minutely.ingest.validate import Decoded, PointError
+from minutely.ingest.wire import SeriesCache
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -49,11 +59,131 @@ _UNSUPPORTED = {
     "summary": "a summary",
 }
 
-__all__ = ["JSON", "PROTOBUF", "decode_otlp", "response", "status"]
+_NO_VALUE = "value: no recorded value"
+
+__all__ = [
+    "JSON",
+    "PROTOBUF",
+    "decode_otlp",
+    "decode_otlp_reference",
+    "response",
+    "series_cache",
+    "status",
+]
 
 
-def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Limits) -> Decoded:
-    """Decode an export request; raise ``DecodeError`` if it is not one."""
+def series_cache(mapping: LabelMapping) -> SeriesCache:
+    """A cache of OTLP series (``otlp_scan``'s keys: resource, metric name and a point's
+    attributes as raw bytes → server, metric) for ``mapping``."""
+
+    def resolve(key: bytes) -> Resolved | None:
+        parts = otlp_scan.key_parts(key)
+        if parts is None:
+            return None
+        resource_bytes, name_bytes, attribute_bytes = parts
+        try:
+            name = name_bytes.decode()
+            resource = _attributes(Resource.FromString(resource_bytes).attributes)
+            own = _attributes(NumberDataPoint.FromString(attribute_bytes).attributes)
+        except (ProtobufDecodeError, UnicodeDecodeError):
+            return None
+        server, used = mapping.server_of(resource | own)
+        return server, series_name(name, ((k, v) for k, v in sorted(own.items()) if k != used))
+
+    return SeriesCache(mapping, resolve)
+
+
+def decode_otlp(
+    body: bytes,
+    media_type: str,
+    mapping: LabelMapping,
+    limits: Limits,
+    cache: SeriesCache | None = None,
+) -> Decoded:
+    """Decode an export request; raise ``DecodeError`` if it is not one.
+
+    ``cache`` keeps series resolved across requests (one per mapping; None: this request's
+    own)."""
+    if media_type == JSON:
+        return decode_otlp_reference(body, media_type, mapping, limits)
+    buf = np.frombuffer(body, dtype=np.uint8)
+    scanned = otlp_scan.scan(buf)
+    if scanned is None:
+        return decode_otlp_reference(body, media_type, mapping, limits)
+    names = otlp_scan.metric_names(body, buf, scanned.name)
+    if names is None:
+        return decode_otlp_reference(body, media_type, mapping, limits)
+    if cache is None or cache.context != mapping:
+        cache = series_cache(mapping)
+    keys, spans, hashes = otlp_scan.keys(buf, scanned)
+    ids, table = cache.series_of(keys.tobytes(), keys, spans, hashes)
+    if ids.shape[0] and int(ids.min()) < 0:  # attributes the runtime must judge
+        return decode_otlp_reference(body, media_type, mapping, limits)
+    distinct, name_of = names
+    present = scanned.present
+
+    def where(i: int) -> str:
+        return f"metric {table.metric(int(ids[i]))!r}"
+
+    def explain(i: int) -> str | None:
+        return None if present[i] else _NO_VALUE
+
+    decoded = wire.validate_points(
+        table, ids, _seconds(scanned.ticks), scanned.value, limits, mapping, where, present, explain
+    )
+    kind, counter = scanned.kind, scanned.counter
+    data = np.flatnonzero(kind != otlp_scan.NO_DATA)
+    # the last entry of a name says its kind, as the reference's dict assignment does
+    last = {int(name_of[e]): bool(counter[e]) for e in _last_of(name_of, data).tolist()}
+    kinds = {distinct[n]: "counter" if c else "gauge" for n, c in sorted(last.items())}
+    decoded = replace(decoded, kinds=kinds)
+    empty = np.flatnonzero(kind == otlp_scan.NO_DATA).tolist()
+    unsupported = [(1, _unsupported(distinct[int(name_of[e])], None)) for e in empty]
+    return _with_unsupported(decoded, unsupported, int(ids.shape[0]), limits)
+
+
+def _last_of(name_of: npt.NDArray[np.intp], entries: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """Of ``entries``, the last one of each name."""
+    if entries.shape[0] == 0:
+        return entries
+    _, from_end = np.unique(name_of[entries][::-1], return_index=True)
+    last: npt.NDArray[np.intp] = entries[entries.shape[0] - 1 - from_end]
+    return last
+
+
+def _seconds(ticks: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
+    """Unix nanoseconds (fixed64: past 2**63 is a time, not an error) as seconds."""
+    whole, rest = np.divmod(ticks, np.uint64(10**9))
+    seconds: npt.NDArray[np.float64] = whole.astype(np.float64) + rest / 1e9
+    return seconds
+
+
+def _unsupported(name: str, kind: str | None) -> str:
+    what = _UNSUPPORTED.get(kind or "", "no data")
+    return f"metric {name!r}: {what} is not supported (gauges and sums are)"
+
+
+def _with_unsupported(
+    decoded: Decoded, unsupported: list[tuple[int, str]], first: int, limits: Limits
+) -> Decoded:
+    """``decoded`` with the points of metrics not taken rejected: one error per metric,
+    numbered after the gauges' and sums' points (``first`` of them)."""
+    if not unsupported:
+        return decoded
+    errors = list(decoded.errors)
+    for count, reason in unsupported:
+        if len(errors) < limits.max_errors:
+            errors.append(PointError(first, reason))
+        first += count
+    rejected = decoded.rejected + sum(count for count, _ in unsupported)
+    return replace(decoded, rejected=rejected, errors=errors)
+
+
+def decode_otlp_reference(
+    body: bytes, media_type: str, mapping: LabelMapping, limits: Limits
+) -> Decoded:
+    """``decode_otlp`` through the protobuf runtime (and ``json_format`` for JSON): the
+    reference the scanner is tested against, and the decode of what it does not read."""
     request = ExportMetricsServiceRequest()
     try:
         if media_type == JSON:
@@ -80,11 +210,7 @@ def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Lim
                 kind = metric.WhichOneof("data")
                 if kind not in ("gauge", "sum"):
                     points = len(getattr(metric, kind).data_points) if kind else 0
-                    what = _UNSUPPORTED.get(kind or "", "no data")
-                    reason = (
-                        f"metric {metric.name!r}: {what} is not supported (gauges and sums are)"
-                    )
-                    unsupported.append((max(points, 1), reason))
+                    unsupported.append((max(points, 1), _unsupported(metric.name, kind)))
                     continue
                 counter = kind == "sum" and metric.sum.is_monotonic
                 counter = counter and metric.sum.aggregation_temporality == _CUMULATIVE
@@ -100,15 +226,13 @@ def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Lim
                     which = point.WhichOneof("value")
                     ok = which is not None and not point.flags & _NO_RECORDED_VALUE
                     if not ok:
-                        why[len(values)] = "value: no recorded value"
+                        why[len(values)] = _NO_VALUE
                     series.append(n)
                     values.append(point.as_double if which == "as_double" else float(point.as_int))
                     stamps.append(point.time_unix_nano)
                     present.append(ok)
 
-    ticks = np.array(stamps, dtype=np.uint64)  # fixed64: past 2**63 is a time, not an error
-    whole, rest = np.divmod(ticks, np.uint64(10**9))
-    ts = whole.astype(np.float64) + rest / 1e9
+    ts = _seconds(np.array(stamps, dtype=np.uint64))
 
     def where(i: int) -> str:
         return f"metric {index.names[series[i]]!r}"
@@ -123,16 +247,7 @@ def decode_otlp(body: bytes, media_type: str, mapping: LabelMapping, limits: Lim
         why.get,
     )
     decoded = replace(decoded, kinds=kinds)
-    if not unsupported:
-        return decoded
-    errors = list(decoded.errors)
-    first = len(values)  # their points are numbered after the gauges' and sums'
-    for count, reason in unsupported:
-        if len(errors) < limits.max_errors:
-            errors.append(PointError(first, reason))
-        first += count
-    rejected = decoded.rejected + sum(count for count, _ in unsupported)
-    return replace(decoded, rejected=rejected, errors=errors)
+    return _with_unsupported(decoded, unsupported, len(values), limits)
 
 
 def response(decoded: Decoded, media_type: str) -> bytes:
