@@ -22,6 +22,9 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -153,6 +156,7 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
     # series resolved once per app, not once per request
     rw_cache = rw.series_cache(sink.label_mapping)
     influx_cache = influx.series_cache(sink.label_mapping)
+    otlp_cache = otlp.series_cache(sink.label_mapping)
 
     async def remote_write(request: Request) -> Response:
         """Prometheus' own receiver answers 204 No Content; a sender counts any 2xx as done,
@@ -224,7 +228,7 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
             return Response(otlp.status(message, otlp.JSON), 415, media_type=otlp.JSON)
 
         def decode(body: bytes, limits: Limits) -> Decoded:
-            return otlp.decode_otlp(body, media, sink.label_mapping, limits)
+            return otlp.decode_otlp(body, media, sink.label_mapping, limits, otlp_cache)
 
         def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
             return Response(otlp.status(message, media), status, headers, media_type=media)
@@ -265,12 +269,18 @@ def warm_up() -> None:
     request = rw.WriteRequest()
     request.timeseries.add().samples.add(value=1.0, timestamp=0)
     body = request.SerializeToString()
+    export = ExportMetricsServiceRequest()
+    metric = export.resource_metrics.add().scope_metrics.add().metrics.add(name="m")
+    metric.gauge.data_points.add(as_double=1.0)
+    otlp_body = export.SerializeToString()
     caches = (rw.series_cache(mapping), influx.series_cache(mapping))
     caches_graphite = graphite.series_cache(mapping, 1)
+    cache_otlp = otlp.series_cache(mapping)
     for _ in range(2):
         rw.decode_remote_write(body, mapping, limits, caches[0])
         influx.decode_line_protocol(b"m,host=h v=1.5,w=2i 0", "s", mapping, limits, caches[1])
         graphite.decode_graphite(b"a.h.m 1.5 0\n", mapping, 1, limits, 1, caches_graphite)
+        otlp.decode_otlp(otlp_body, otlp.PROTOBUF, mapping, limits, cache_otlp)
 
 
 def _summary(decoded: Decoded, line: Callable[[int, str], str] | None = None) -> str:
