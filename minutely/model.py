@@ -56,6 +56,16 @@ def ipc_stream(batch: pa.RecordBatch) -> pa.Buffer:
     return out
 
 
+def _used_names(names: npt.NDArray[np.object_], codes: I32) -> tuple[npt.NDArray[np.object_], I32]:
+    """The names ``codes`` use, and the codes renumbered into them (a mark per name)."""
+    used = np.zeros(names.shape[0], dtype=np.bool_)
+    used[codes] = True
+    if bool(used.all()):
+        return names, codes
+    renumber = (np.cumsum(used, dtype=np.int32) - np.int32(1)).astype(np.int32)
+    return names[used], renumber[codes]
+
+
 def minute_of(ts: F64) -> I64:
     """The minute index (``floor(ts / 60)``) of each unix-seconds timestamp.
 
@@ -122,6 +132,13 @@ class PointBatch:
             self.ts[index],
             self.value[index],
         )
+
+    def compacted(self) -> PointBatch:
+        """The same points without the names none of them uses (after a ``take``), so that
+        nothing downstream interns a name that has no point."""
+        s_names, s_codes = _used_names(self.server_names, self.server_codes)
+        m_names, m_codes = _used_names(self.metric_names, self.metric_codes)
+        return PointBatch(s_names, s_codes, m_names, m_codes, self.ts, self.value)
 
     def to_arrow(self) -> pa.RecordBatch:
         servers = pa.DictionaryArray.from_arrays(

@@ -211,23 +211,29 @@ class Registry:
     def count_new(self, batch: PointBatch) -> int:
         """How many series ``batch`` would add (distinct pairs not yet numbered); interns
         nothing, so ingest can refuse a request before its points are accepted."""
+        new = self.new_points(batch)
+        if new is None:
+            return 0
+        return len(_distinct(_pack(batch.server_codes[new], batch.metric_codes[new])))
+
+    def new_points(self, batch: PointBatch) -> npt.NDArray[np.bool_] | None:
+        """Per point of ``batch``, whether its series is not yet numbered; None when every
+        one is. Interns nothing."""
         with self._lock:
             s_map = self.servers.ids_of(batch.server_names)
             m_map = self.metrics.ids_of(batch.metric_names)
             index = self._index
             if len(batch) == 0:
-                return 0
+                return None
             covers = index.covers(len(self.servers), len(self.metrics))
             if covers and bool((s_map >= 0).all() and (m_map >= 0).all()):
                 n_s, n_m = len(s_map), len(m_map)
                 if n_s * n_m <= len(batch) and bool((index.sub_table(s_map, m_map) >= 0).all()):
-                    return 0  # every pair of the batch's names is a series: the common case
+                    return None  # every pair of the batch's names is a series: the common case
             s_ids = s_map[batch.server_codes].astype(np.int64)
             m_ids = m_map[batch.metric_codes].astype(np.int64)
             new = index.lookup(s_ids, m_ids) < 0  # -1 for an unknown name too
-        if not new.any():
-            return 0
-        return len(_distinct(_pack(batch.server_codes[new], batch.metric_codes[new])))
+        return new if bool(new.any()) else None
 
     def _add_series(self, s_ids: I32, m_ids: I32) -> None:
         """Number the distinct new pairs among ``(s_ids, m_ids)``, then put them in the map

@@ -129,3 +129,18 @@ def test_avg_is_nan_for_empty() -> None:
     )
     lo, hi, avg = p.masked()
     assert avg[0] == 2.0 and np.isnan(avg[1]) and np.isnan(lo[1]) and np.isnan(hi[1])
+
+
+def test_a_compacted_batch_keeps_its_points_and_only_the_names_they_use() -> None:
+    batch = PointBatch.from_names(
+        ["a", "b", "c", "b", "a"], ["x", "y", "x", "z", "y"], [1, 2, 3, 4, 5], [10, 20, 30, 40, 50]
+    )
+    kept = batch.take(np.array([False, True, False, True, False])).compacted()
+    assert kept.server_names.tolist() == ["b"] and kept.metric_names.tolist() == ["y", "z"]
+    servers = kept.server_names[kept.server_codes].tolist()
+    pairs = list(zip(servers, kept.metric_names[kept.metric_codes].tolist(), strict=True))
+    assert pairs == [("b", "y"), ("b", "z")]
+    assert kept.ts.tolist() == [2, 4] and kept.value.tolist() == [20, 40]
+    assert batch.compacted().server_names is batch.server_names  # nothing to drop
+    empty = batch.take(np.zeros(5, dtype=bool)).compacted()
+    assert len(empty) == 0 and len(empty.server_names) == 0
