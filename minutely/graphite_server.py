@@ -6,22 +6,39 @@ Each connection is read in chunks; the complete lines of a chunk are one batch, 
 (the first few per connection), never closes the connection. While the bus is full the
 listener waits ``Retry-After`` and offers the same batch again without reading more, so TCP
 pushes back on the sender, as carbon's cache pauses intake at its high watermark.
+
+A series limit (``max_series``, ``max_new_series_per_minute``) is another matter: the
+plaintext protocol has no answer to carry a 429, and waiting would hold up the sender's
+known series for as long as the limit holds (for ``max_series``, until an operator acts). So
+a batch the limit refuses is offered once more without the points of its new series: those
+points are dropped, counted by limit (``GraphiteCounts.refused``, and the node's refusals),
+and logged at most once per ``REFUSAL_LOG_EVERY`` seconds naming the limit; the good lines
+are taken. The sender resends a series every interval, so it is taken once the limit has
+room.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from minutely.errors import Backpressure
+import numpy as np
+import numpy.typing as npt
+
+from minutely.errors import Backpressure, PayloadTooLarge, SeriesLimit
 from minutely.ingest import Decoded
 from minutely.ingest.graphite import decode_graphite, series_cache
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder, Limits
 from minutely.ingest.wire import SeriesCache
+from minutely.limits import Refusals
+from minutely.model import PointBatch
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +47,22 @@ CHUNK = 1 << 18
 MAX_LINE = 1 << 16
 #: bad lines logged per connection (all are counted)
 LOGGED_PER_CONNECTION = 5
+#: seconds between two log lines about the points a series limit dropped (all are counted)
+REFUSAL_LOG_EVERY = 60.0
 
 
 class _Sink(Protocol):
     @property
     def label_mapping(self) -> LabelMapping: ...
 
+    @property
+    def refusals(self) -> Refusals: ...
+
     async def ingest_with(
         self, decoder: Decoder, body: bytes = b"", idempotency_key: str | None = None
     ) -> Decoded: ...
+
+    def new_points(self, batch: PointBatch) -> npt.NDArray[np.bool_] | None: ...
 
 
 @dataclass
@@ -47,17 +71,37 @@ class GraphiteCounts:
     accepted: int = 0
     rejected: int = 0
     waits: int = 0  #: times a batch waited for a full bus
+    #: points dropped because a series limit refused their new series, by the limit's setting
+    refused: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Counted:
+    """What one batch offered without its new series held: points left out, points kept."""
+
+    new: int = 0
+    known: int = 0
 
 
 class GraphiteListener:
     """Listens on ``host:port``; ``listen()`` binds (raising if it cannot) and serves."""
 
-    def __init__(self, sink: _Sink, host: str, port: int, server_node: int = -1) -> None:
+    def __init__(
+        self,
+        sink: _Sink,
+        host: str,
+        port: int,
+        server_node: int = -1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sink = sink
         self.host = host
         self.port = port
         self.server_node = server_node
+        self.clock = clock
         self.counts = GraphiteCounts()
+        #: when each limit's drops were last logged, and the points dropped since
+        self._logged: dict[str, tuple[float, int]] = {}
         self._server: asyncio.AbstractServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -130,9 +174,21 @@ class GraphiteListener:
         def decode(limits: Limits) -> Decoded:
             return decode_graphite(block, mapping, self.server_node, limits, first_line, cache)
 
+        refused: SeriesLimit | None = None
+        counted = _Counted()
         while True:
             try:
                 decoded = await self.sink.ingest_with(decode)
+            except SeriesLimit as e:
+                if refused is None:  # once more, without the points of its new series
+                    refused, decode = e, self._known_only(decode, counted)
+                    continue
+                # refused even so: nothing of it is taken, and it is not offered again
+                self._dropped(e.limit, str(e), counted.new + counted.known)
+                return Decoded(PointBatch.empty(), 0, 0, [])
+            except PayloadTooLarge as e:  # more points than a request may hold: none taken
+                self._dropped(e.limit, str(e), self._points(block))
+                return Decoded(PointBatch.empty(), 0, 0, [])
             except Backpressure as e:  # read nothing more until the bus has room
                 if self._closing:
                     raise
@@ -141,4 +197,47 @@ class GraphiteListener:
                 continue
             self.counts.accepted += decoded.accepted
             self.counts.rejected += decoded.rejected
+            if refused is not None and counted.new:
+                self._dropped(refused.limit, str(refused), counted.new)
             return decoded
+
+    def _known_only(self, decode: Decoder, counted: _Counted) -> Decoder:
+        """``decode`` without the points of the series the node does not hold yet; how many
+        it left out and kept goes in ``counted``."""
+
+        def known(limits: Limits) -> Decoded:
+            decoded = decode(limits)
+            new = self.sink.new_points(decoded.batch)
+            kept = decoded.batch if new is None else decoded.batch.take(~new).compacted()
+            counted.new, counted.known = len(decoded.batch) - len(kept), len(kept)
+            if new is None:
+                return decoded
+            return Decoded(kept, len(kept), decoded.rejected, decoded.errors, decoded.kinds)
+
+        return known
+
+    @staticmethod
+    def _points(block: bytes) -> int:
+        """The lines of ``block``, each a point (bad ones too: they were not looked at)."""
+        return block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+
+    def _dropped(self, limit: str, reason: str, points: int) -> None:
+        """Count ``points`` dropped by ``limit``; log it at most once per interval."""
+        self.counts.refused[limit] = self.counts.refused.get(limit, 0) + points
+        self.sink.refusals.add(limit)
+        now = self.clock()
+        last, since = self._logged.get(limit, (-math.inf, 0))
+        since += points
+        if now - last < REFUSAL_LOG_EVERY:
+            self._logged[limit] = (last, since)
+            return
+        self._logged[limit] = (now, 0)
+        # the HTTP wording says nothing was taken: here the other lines were
+        reason = reason.partition("; nothing of the request was taken")[0]
+        log.warning(
+            "graphite: dropped %d points by %s (%s); the other lines are taken, and"
+            " this is logged at most once a minute (counted in /api/v1/status, graphite)",
+            since,
+            limit,
+            reason,
+        )

@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from starlette.concurrency import run_in_threadpool
 
 from minutely import failpoints
@@ -40,6 +42,7 @@ from minutely.ingest.series import Decoder, Limits
 from minutely.kinds import Kind, Kinds, KindsFile
 from minutely.letters import LetterBox, points_of
 from minutely.limits import CardinalityGuard, Refusals
+from minutely.model import PointBatch
 from minutely.query import Query
 from minutely.registry import Registry
 from minutely.store import Retention, Store, StoreConfig, StoreCorrupt
@@ -97,6 +100,11 @@ class _IngestPath:
         if self.cardinality is not None:
             self.cardinality.admit(decoded.batch)
         return decoded
+
+    def new_points(self, batch: PointBatch) -> npt.NDArray[np.bool_] | None:
+        """Per point of ``batch``, whether its series is new to the node (None: none is, or
+        the node counts no series): Graphite drops these when a series limit refuses."""
+        return None if self.cardinality is None else self.cardinality.registry.new_points(batch)
 
     def limits(self) -> Limits:
         """The accept window now, for a protocol decoder (``ingest_with``)."""

@@ -15,6 +15,8 @@ per request, by a small ASGI middleware that labels it with the matched route's 
                                                         unsupported, undecodable, conflict,
                                                         backpressure, unavailable
     minutely_graphite_connections_total                 Graphite TCP connections taken
+    minutely_graphite_refused_points_total{limit}       Graphite points a limit dropped (the
+                                                        protocol has no answer to refuse with)
     minutely_http_request_duration_seconds{handler,method,code}   histogram per route template
     minutely_fold_seconds{copy,partition}               summary: batches folded, time folding
     minutely_folded_points_total{copy,partition}        points folded into the ring (or store)
@@ -174,7 +176,7 @@ class _Collector:
 
 
 def _ingest(
-    counts: Mapping[str, ProtocolCounts], graphite: Mapping[str, int] | None
+    counts: Mapping[str, ProtocolCounts], graphite: Mapping[str, Any] | None
 ) -> Iterator[Metric]:
     """The routes' counts per protocol, and the Graphite listener's (``GraphiteCounts``)."""
     requests = _counter("ingest_requests", "Requests whose points were decoded.", "protocol")
@@ -198,6 +200,12 @@ def _ingest(
         yield _counter(
             "graphite_connections", "Graphite TCP connections taken.", value=graphite["connections"]
         )
+        dropped = _counter(
+            "graphite_refused_points", "Graphite points a limit dropped, by its setting.", "limit"
+        )
+        for limit, n in sorted(graphite.get("refused", {}).items()):
+            dropped.add_metric([limit], n)
+        yield dropped
     yield from (accepted, rejected)
 
 
