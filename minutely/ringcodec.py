@@ -371,14 +371,19 @@ def _encode(
         s_ct[i] = count
 
 
-@numba.njit(nogil=True, cache=True)
-def _gather(scratch: U8, stride: int, length: U32, out: U8, offset: I64) -> None:
-    """Copy each row's blob from its scratch slot to ``out[offset[i]:]``."""
+def _copy_blobs(src: U8, src_offset: I64, length: U32, dst: U8, dst_offset: I64) -> None:
+    """Copy blob ``i`` from ``src[src_offset[i]:]`` to ``dst[dst_offset[i]:]``."""
     for i in range(length.shape[0]):
-        src = i * stride
-        dst = offset[i]
+        a = src_offset[i]
+        b = dst_offset[i]
         for k in range(length[i]):
-            out[dst + k] = scratch[src + k]
+            dst[b + k] = src[a + k]
+
+
+copy_blobs: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_copy_blobs)
+
+#: bytes of encoding scratch per call: rows are encoded this many worst-case blobs at a time
+SCRATCH = 1 << 26
 
 
 class Encoded(NamedTuple):
@@ -394,21 +399,29 @@ class Encoded(NamedTuple):
 
 def encode(parts: Partials) -> Encoded:
     """Encode each row of a ``(series, n)`` block of partials as one blob."""
-    ct = np.ascontiguousarray(parts.count, dtype=np.uint32)
-    rows, n = ct.shape
-    mn = np.ascontiguousarray(parts.min, dtype=np.float64)
-    mx = np.ascontiguousarray(parts.max, dtype=np.float64)
-    sm = np.ascontiguousarray(parts.sum, dtype=np.float64)
+    rows, n = parts.count.shape
     stride = worst_bytes(n)
-    scratch = np.zeros(rows * stride + PAD, np.uint8)
+    chunk = max(1, SCRATCH // stride)
     fmt = np.zeros(rows, np.uint8)
     length = np.zeros(rows, np.uint32)
     summary = Partials.empty(rows)
-    _encode(mn, mx, sm, ct, stride, scratch, fmt, length, *summary.fields())
+    pieces = []
+    for a in range(0, rows, chunk):
+        b = min(rows, a + chunk)
+        part = parts.take(np.s_[a:b])
+        ct = np.ascontiguousarray(part.count, dtype=np.uint32)
+        mn, mx, sm = (np.ascontiguousarray(f, dtype=np.float64) for f in part.fields()[:3])
+        scratch = np.zeros((b - a) * stride + PAD, np.uint8)
+        cut = summary.take(np.s_[a:b])  # views: the kernel fills them
+        _encode(mn, mx, sm, ct, stride, scratch, fmt[a:b], length[a:b], *cut.fields())
+        offset = np.zeros(b - a, np.int64)
+        np.cumsum(length[a : b - 1], out=offset[1:])
+        piece = np.empty(int(length[a:b].sum(dtype=np.int64)), np.uint8)
+        copy_blobs(scratch, np.arange(b - a, dtype=np.int64) * stride, length[a:b], piece, offset)
+        pieces.append(piece)
     offset = np.zeros(rows, np.int64)
     np.cumsum(length[:-1], out=offset[1:])
-    data = np.empty(int(length.sum(dtype=np.int64)), np.uint8)
-    _gather(scratch, stride, length, data, offset)
+    data = np.concatenate(pieces) if pieces else np.zeros(0, np.uint8)
     return Encoded(data, offset, length, fmt, summary)
 
 
@@ -579,7 +592,9 @@ __all__ = [
     "EMPTY",
     "MAX_DECIMALS",
     "PAD",
+    "SCRATCH",
     "Encoded",
+    "copy_blobs",
     "decode",
     "decode_jobs",
     "encode",
