@@ -1,0 +1,177 @@
+"""The block store against a plain dense model: seal, compact, expire, merge late partials and
+read at any step, and every full cell comes back bit for bit."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from minutely.blocks import BlockStore
+from minutely.model import Partials, merge, reduce_partials_by_key, restep
+
+B = 4  # minutes per sealed block
+SPAN = 8 * B  # minutes the tests cover
+ROWS = 5
+
+
+def cells(draw: st.DrawFn, shape: tuple[int, int]) -> Partials:
+    """Decimal or arbitrary finite floats, some entries empty."""
+    if draw(st.booleans()):
+        d = draw(st.integers(0, 3))
+        ints = hnp.arrays(np.int64, shape, elements=st.integers(-(10**5), 10**5))
+        mn = draw(ints) / 10.0**d
+        mx = mn + draw(ints) % 1000 / 10.0**d
+    else:
+        floats = st.floats(-1e9, 1e9, allow_subnormal=True)
+        mn = draw(hnp.arrays(np.float64, shape, elements=floats))
+        mx = mn + np.abs(draw(hnp.arrays(np.float64, shape, elements=floats)))
+    ct = draw(hnp.arrays(np.uint32, shape, elements=st.sampled_from([0, 1, 60, 7])))
+    sm = (mn + mx) * ct / 2 + draw(
+        hnp.arrays(np.float64, shape, elements=st.sampled_from([0, 1e-9]))
+    )
+    return Partials(mn, mx, sm, ct)
+
+
+def same(a: Partials, b: Partials) -> None:
+    """Equal counts, and bit-equal min, max and sum where there is data."""
+    np.testing.assert_array_equal(a.count, b.count)
+    full = b.count > 0
+    for x, y in zip(a.fields()[:3], b.fields()[:3], strict=True):
+        assert (x[full].view(np.uint64) == y[full].view(np.uint64)).all()
+
+
+def read_all(store: BlockStore, rows: int, pool: ThreadPoolExecutor | None = None) -> Partials:
+    out = Partials.empty((rows, SPAN))
+    store.read(np.arange(rows, dtype=np.int32), 0, SPAN, 1, out, pool)
+    return out
+
+
+def covered(store: BlockStore) -> npt.NDArray[np.bool_]:
+    """Which minutes of the span some block holds."""
+    out = np.zeros(SPAN, np.bool_)
+    for b in store.blocks:
+        out[b.start : b.end] = True
+    return out
+
+
+def held(model: Partials, sealed: npt.NDArray[np.bool_]) -> Partials:
+    """The model with minutes no block holds emptied."""
+    ct = np.where(sealed[None, :], model.count, 0).astype(np.uint32)
+    return Partials(model.min, model.max, model.sum, ct)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_store_matches_a_dense_model(data: st.DataObject) -> None:
+    draw = data.draw
+    store = BlockStore()
+    model = Partials.zeros((ROWS, SPAN))
+    rows = 1
+    pool = ThreadPoolExecutor(1)
+    for start in range(0, SPAN, B):
+        rows = draw(st.integers(rows, ROWS))  # series appear over time
+        parts = cells(draw, (rows, B))
+        store.seal(start, parts)
+        for dst, src in zip(model.fields(), parts.fields(), strict=True):
+            dst[:rows, start : start + B] = src
+        sealed = covered(store)
+        op = draw(st.sampled_from(["merge", "compact", "expire", "read", "none"]))
+        if op == "merge":
+            k = draw(st.integers(1, 12))
+            series = draw(hnp.arrays(np.int32, k, elements=st.integers(0, ROWS - 1)))
+            minutes = draw(hnp.arrays(np.int64, k, elements=st.integers(0, start + 2 * B)))
+            late = cells(draw, (1, k)).take(0)
+            taken = store.merge(series, minutes, late)
+            want_taken = (minutes < SPAN) & sealed[np.minimum(minutes, SPAN - 1)]
+            np.testing.assert_array_equal(taken, want_taken)
+            # the model merges the same way: partials of one cell first, then into it
+            flat_at = series[taken].astype(np.int64) * SPAN + minutes[taken]
+            keys, new = reduce_partials_by_key(flat_at, late.take(taken))
+            flat = Partials(*(f.reshape(-1) for f in model.fields()))
+            merged = merge(flat.take(keys), new)
+            for dst, src in zip(flat.fields(), merged.fields(), strict=True):
+                dst[keys] = src
+        elif op == "compact":
+            span = draw(st.sampled_from([2 * B, 4 * B]))
+            at = (start + B) // span * span - span  # a span that is closed already
+            if at >= 0:
+                store.compact(at, span)
+        elif op == "expire":
+            before = draw(st.integers(0, start))
+            store.expire(before)
+            assert all(b.end > before for b in store.blocks)
+            model.count[:, sealed & ~covered(store)] = 0  # whole blocks went
+            sealed = covered(store)
+        elif op == "read":
+            step = draw(st.sampled_from([1, 2, 3, B, 2 * B, SPAN]))
+            first = draw(st.integers(0, SPAN - step))
+            count = (SPAN - first) // step * step
+            series = np.arange(ROWS, dtype=np.int32)[::-1].copy()
+            out = Partials.empty((ROWS, count // step))
+            store.read(series, first, count, step, out, pool)
+            view = held(model, sealed).take(np.s_[series, first : first + count])
+            want = restep(view, step)
+            np.testing.assert_array_equal(out.count, want.count)
+            full = want.count > 0
+            np.testing.assert_array_equal(out.min[full], want.min[full])
+            np.testing.assert_array_equal(out.max[full], want.max[full])
+            size = restep(Partials(view.min, view.max, np.abs(view.sum), view.count), step).sum
+            assert (np.abs(out.sum - want.sum)[full] <= 1e-12 * size[full]).all()
+        same(read_all(store, ROWS), held(model, sealed))
+    pool.shutdown()
+
+
+def test_summaries_answer_coarse_steps_without_decoding() -> None:
+    rng = np.random.default_rng(5)
+    parts = Partials(
+        np.round(rng.uniform(0, 9, (3, 60)), 1), np.full((3, 60), 10.0),
+        np.full((3, 60), 300.0), np.full((3, 60), 60, np.uint32),
+    )  # fmt: skip
+    store = BlockStore()
+    block = store.seal(60, parts)
+    block.arena[:] = 0xFF  # a decode now would read garbage
+    out = Partials.empty((3, 1))
+    store.read(np.arange(3, dtype=np.int32), 0, 180, 180, out)
+    np.testing.assert_array_equal(out.min[:, 0], parts.min.min(axis=1))
+    np.testing.assert_array_equal(out.count[:, 0], [3600] * 3)
+    np.testing.assert_array_equal(out.sum[:, 0], [18000.0] * 3)
+
+
+def test_merge_into_a_series_new_since_the_block_closed() -> None:
+    store = BlockStore()
+    store.seal(0, Partials.zeros((1, B)))
+    one = Partials(np.array([2.5]), np.array([3.5]), np.array([6.0]), np.array([2], np.uint32))
+    taken = store.merge(np.array([3], np.int32), np.array([1]), one)
+    assert taken.tolist() == [True]
+    out = read_all(store, 4)
+    assert out.count[3, 1] == 2 and out.min[3, 1] == 2.5 and out.sum[3, 1] == 6.0
+    assert out.count.sum() == 2
+
+
+def test_dead_bytes_are_repacked() -> None:
+    store = BlockStore()
+    parts = Partials(np.full((2, 60), 1.0), np.full((2, 60), 2.0), np.full((2, 60), 90.0),
+                     np.full((2, 60), 60, np.uint32))  # fmt: skip
+    block = store.seal(0, parts)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        noisy = Partials(rng.normal(size=1), np.array([50.0]), rng.normal(size=1),
+                         np.array([1], np.uint32))  # fmt: skip
+        store.merge(np.array([0], np.int32), np.array([int(rng.integers(60))]), noisy)
+        assert block.dead * 2 <= block.used
+    usage = store.usage()[0]
+    assert usage.live == int(block.length.sum()) == block.used - block.dead
+    assert usage.bytes_per_series_minute > 0
+
+
+def test_overlapping_seal_is_refused() -> None:
+    store = BlockStore()
+    store.seal(0, Partials.zeros((1, B)))
+    with pytest.raises(ValueError, match="overlap"):
+        store.seal(B - 1, Partials.zeros((1, B)))
