@@ -16,6 +16,9 @@ runs.
   numpy's ``minimum.at``, ``maximum.at`` and two ``add.at`` make four, each far slower per
   element than a loop (the fold is what the protocol benchmark waits for; figures:
   docs/performance.md, Protocols).
+- ``merge_cells``: a batch's partials (one per cell, reduced by key) merged into a ring
+  block's cells, one pass where numpy gathers each field, merges with a ``where`` per field
+  and scatters it back.
 - ``merge_slots``: the hot ring's minute cells merged straight into step buckets, so that a
   read at a step of an hour never makes the ``(series × minutes)`` block first (a 2-day
   read of 2,000 series would make 161 MB of it, then merge it with a pass per field;
@@ -147,3 +150,34 @@ def _scatter_points(
 
 
 scatter_points: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_scatter_points)
+
+
+def _merge_cells(
+    rows: npt.NDArray[np.int64],
+    slots: npt.NDArray[np.int64],
+    mn: npt.NDArray[np.float64],
+    mx: npt.NDArray[np.float64],
+    sm: npt.NDArray[np.float64],
+    ct: npt.NDArray[np.uint32],
+    out_mn: npt.NDArray[np.float64],
+    out_mx: npt.NDArray[np.float64],
+    out_sm: npt.NDArray[np.float64],
+    out_ct: npt.NDArray[np.uint32],
+) -> None:
+    """Merge partial ``i`` into cell ``(rows[i], slots[i])`` of a ring block, as
+    ``model.merge(cell, partial)`` does, bit for bit: an empty cell (count 0, fields 0) is
+    the identity, a tie takes the partial's value (np.minimum's second argument). Cells are
+    distinct; partials are not empty."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        s = slots[i]
+        empty = out_ct[r, s] == 0
+        if empty or mn[i] <= out_mn[r, s]:
+            out_mn[r, s] = mn[i]
+        if empty or mx[i] >= out_mx[r, s]:
+            out_mx[r, s] = mx[i]
+        out_sm[r, s] = (0.0 if empty else out_sm[r, s]) + sm[i]
+        out_ct[r, s] = out_ct[r, s] + ct[i]
+
+
+merge_cells: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_merge_cells)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from minutely.buckets import merge_slots, scatter_points
+from minutely.buckets import merge_cells, merge_slots, scatter_points
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
 #: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
@@ -237,15 +237,16 @@ class HotRing:
         bounds = np.searchsorted(rows, np.arange(len(self._blocks) + 1) * self.block)
         for b in np.flatnonzero(np.diff(bounds)).tolist():
             lo, hi = int(bounds[b]), int(bounds[b + 1])
-            r, sl = rows[lo:hi] - b * self.block, slots[lo:hi]
             block = self._blocks[b]
-            old = Partials(block.min[r, sl], block.max[r, sl], block.sum[r, sl], block.count[r, sl])
-            new = merge(
-                old,
-                Partials(parts.min[lo:hi], parts.max[lo:hi], parts.sum[lo:hi], parts.count[lo:hi]),
+            merge_cells(
+                rows[lo:hi] - b * self.block,
+                slots[lo:hi],
+                parts.min[lo:hi],
+                parts.max[lo:hi],
+                parts.sum[lo:hi],
+                parts.count[lo:hi],
+                *block.fields(),
             )
-            for dst, src in zip(block.fields(), new.fields(), strict=True):
-                dst[r, sl] = src
         if self.sink is not None:  # the late points' own partials: a correction, not a total
             self.sink(rows.astype(np.int32), self.slot_minute[slots], parts)
 
