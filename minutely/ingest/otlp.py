@@ -134,21 +134,22 @@ def decode_otlp(
     kind, counter = scanned.kind, scanned.counter
     data = np.flatnonzero(kind != otlp_scan.NO_DATA)
     # the last entry of a name says its kind, as the reference's dict assignment does
-    last = {int(name_of[e]): bool(counter[e]) for e in _last_of(name_of, data).tolist()}
-    kinds = {distinct[n]: "counter" if c else "gauge" for n, c in sorted(last.items())}
+    last = _last_of(name_of, data, len(distinct)).tolist()
+    kinds = {distinct[name_of[e]]: "counter" if counter[e] else "gauge" for e in last}
     decoded = replace(decoded, kinds=kinds)
     empty = np.flatnonzero(kind == otlp_scan.NO_DATA).tolist()
     unsupported = [(1, _unsupported(distinct[int(name_of[e])], None)) for e in empty]
     return _with_unsupported(decoded, unsupported, int(ids.shape[0]), limits)
 
 
-def _last_of(name_of: npt.NDArray[np.intp], entries: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-    """Of ``entries``, the last one of each name."""
-    if entries.shape[0] == 0:
-        return entries
-    _, from_end = np.unique(name_of[entries][::-1], return_index=True)
-    last: npt.NDArray[np.intp] = entries[entries.shape[0] - 1 - from_end]
-    return last
+def _last_of(
+    name_of: npt.NDArray[np.intp], entries: npt.NDArray[np.intp], names: int
+) -> npt.NDArray[np.intp]:
+    """Of ``entries``, the last one of each of the ``names`` names, by name."""
+    last = np.full(names, -1, dtype=np.intp)
+    last[name_of[entries]] = entries  # of repeated indices the last assignment stays
+    found: npt.NDArray[np.intp] = last[last >= 0]
+    return found
 
 
 def _seconds(ticks: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
