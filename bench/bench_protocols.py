@@ -11,10 +11,14 @@ without it (``--cold``) the first touch of each new series (minutely's ring rows
 VictoriaMetrics' index entries) is timed too, and in a run of a second weighs more than the
 points. minutely and VictoriaMetrics alternate run by run, so both meet the same load on the
 shared cores. OTLP: VictoriaMetrics 1.79 has no OTLP receiver, so minutely's figure stands
-alone. Prints a Markdown table of medians.
+alone, and a second table times, in this process, the compiled decoders of remote_write and
+OTLP against the protobuf runtime's (their reference decoders, what was used before) on the
+same requests (``--decode-points`` of them, with every series known, as in a running server).
+Prints Markdown tables of medians.
 
     flock /tmp/minutely-cpu.lock .venv/bin/python bench/bench_protocols.py [--runs 3]
         [--samples 250] [--cold] [--protocols remote_write,influx,otlp,graphite]
+        [--decode-points 100000]
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
+from minutely.ingest import otlp
+from minutely.ingest import remote_write as rw
+from minutely.ingest.labels import LabelMapping
 from minutely.ingest.remote_write import WriteRequest
+from minutely.ingest.series import Limits
 from minutely.testing.natsserver import free_port
 from minutely.testing.processes import launch, stop_process, wait_healthy
 
@@ -274,6 +282,51 @@ ROUTES = {
 }
 
 
+def decode_table(payload: dict[str, object], points: int, runs: int, now: int) -> None:
+    """Points/s of each compiled decoder and its reference on the first ``points`` points'
+    requests, decoded in this process: median of ``runs``, the two alternating."""
+    mapping = LabelMapping()
+    limits = Limits(now=float(now), oldest=float(now - 2 * 86400), max_future=300.0)
+    count = points // PER_REQUEST
+    snappy: list[bytes] = payload["remote_write"][:count]  # type: ignore[index]
+    rw_bodies = [rw.unsnappy(b, 1 << 30) for b in snappy]
+    otlp_bodies_: list[bytes] = payload["otlp"][:count]  # type: ignore[index]
+    rw_cache, otlp_cache = rw.series_cache(mapping), otlp.series_cache(mapping)
+    decoders: dict[
+        str, tuple[Callable[[bytes], object], Callable[[bytes], object], list[bytes]]
+    ] = {
+        "remote_write": (
+            lambda b: rw.decode_remote_write(b, mapping, limits, rw_cache),
+            lambda b: rw.decode_remote_write_reference(b, mapping, limits),
+            rw_bodies,
+        ),
+        "otlp": (
+            lambda b: otlp.decode_otlp(b, otlp.PROTOBUF, mapping, limits, otlp_cache),
+            lambda b: otlp.decode_otlp_reference(b, otlp.PROTOBUF, mapping, limits),
+            otlp_bodies_,
+        ),
+    }
+    print(
+        f"\nDecoding alone, in process: {points:,} points in requests of {PER_REQUEST:,}, "
+        f"series known, median of {runs} runs\n"
+    )
+    print("| protocol | compiled points/s | protobuf runtime points/s | compiled / runtime |")
+    print("|---|---:|---:|---:|")
+    for name, (fast, reference, bodies) in decoders.items():
+        for body in bodies:  # series known, as in a running server
+            fast(body)
+        took: dict[str, list[float]] = {"fast": [], "reference": []}
+        for _ in range(runs):
+            for which, decode in (("fast", fast), ("reference", reference)):
+                began = time.perf_counter()
+                for body in bodies:
+                    decode(body)
+                took[which].append(time.perf_counter() - began)
+        n = len(bodies) * PER_REQUEST
+        a, b = (n / statistics.median(took[k]) for k in ("fast", "reference"))
+        print(f"| {name} | {a:,.0f} | {b:,.0f} | {a / b:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -281,6 +334,9 @@ def main() -> None:
     parser.add_argument("--protocols", default="remote_write,influx,otlp,graphite")
     parser.add_argument(
         "--cold", action="store_true", help="time the first points of new series (no warm-up)"
+    )
+    parser.add_argument(
+        "--decode-points", type=int, default=100_000, help="for the decoding table (0: none)"
     )
     args = parser.parse_args()
     if shutil.which("victoria-metrics") is None:
@@ -312,6 +368,8 @@ def main() -> None:
             continue
         vm = total / statistics.median(theirs)
         print(f"| {protocol} | {mine:,.0f} | {vm:,.0f} | {mine / vm:.2f} |", flush=True)
+    if args.decode_points:
+        decode_table(rounds[-1][0], min(args.decode_points, total), args.runs, now)
 
 
 if __name__ == "__main__":
