@@ -71,17 +71,22 @@ RETRY_AFTER_SECONDS = 1.0
 class Backpressure(MinutelyError):
     """The bus cannot take the batch now; nothing of it was enqueued. Retry after a while."""
 
-    def __init__(self, message: str, retry_after: float = RETRY_AFTER_SECONDS) -> None:
+    def __init__(
+        self, message: str, retry_after: float = RETRY_AFTER_SECONDS, limit: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        #: the limit that refused it, when one did (``limits.Refusals`` counts it by name)
+        self.limit = limit
 
 
 class SeriesLimit(Backpressure):
     """The request's new series would pass ``limit`` (a setting); nothing was enqueued."""
 
+    limit: str
+
     def __init__(self, message: str, limit: str, retry_after: float) -> None:
-        super().__init__(message, retry_after)
-        self.limit = limit
+        super().__init__(message, retry_after, limit)
 
 
 class Unavailable(Backpressure):

@@ -8,7 +8,8 @@ cardinality guard that refuses a request's new series before its points are acce
     max_points_per_request      413                          service.py, after decode
     max_series                  429, Retry-After             CardinalityGuard
     max_new_series_per_minute   429, Retry-After (minute)    CardinalityGuard
-    Idempotency-Key bytes       400                          ingest/idempotency.py
+    idempotency_key_bytes       400                          ingest/idempotency.py
+    idempotency_keys            429, Retry-After             ingest/idempotency.py
     max_query_cells, buckets    400, smallest step           query.py
 
 ``Refusals.counts`` is a plain dict (limit → refusals) that ``/api/v1/status`` shows under

@@ -57,6 +57,8 @@ _ENTRY_BYTES = 200  # a dict slot, a tuple, a float and the objects' headers, ab
 #: the longest kind, so many long keys are refused before they are many megabytes.
 MAX_REMEMBERED_BYTES = 16 << 20
 _HEADER = "Idempotency-Key"
+#: what a refusal for too many keys at once is counted as (``limits.Refusals``)
+LIMIT_NAME = "idempotency_keys"
 
 
 class Claim(NamedTuple):
@@ -119,16 +121,17 @@ class IdempotencyKeys:
                 full = len(self._recent) >= self._max_keys
                 if full or self._bytes + cost > self._max_bytes:
                     oldest = next(iter(self._recent.values()))[1]
-                    held = (
-                        f"{len(self._recent)} {_HEADER}s"
+                    held, most = (
+                        (f"{len(self._recent)} {_HEADER}s", f"{self._max_keys} keys")
                         if full
-                        else f"{self._bytes} bytes of {_HEADER}s"
+                        else (f"{self._bytes} bytes of {_HEADER}s", f"{self._max_bytes} bytes")
                     )
                     msg = (
                         f"{held} seen within the last {_span(self._window)}, the most"
-                        " remembered at once"
+                        f" remembered at once (the limit idempotency_keys is {most})"
                     )
-                    raise Backpressure(msg, retry_after=max(1.0, oldest + self._window - now))
+                    wait = max(1.0, oldest + self._window - now)
+                    raise Backpressure(msg, retry_after=wait, limit=LIMIT_NAME)
                 self._recent[key] = (digest, now)
                 self._bytes += cost
             elif seen[0] != digest:

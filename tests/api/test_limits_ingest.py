@@ -17,6 +17,7 @@ from minutely.api import create_app
 from minutely.config import Settings
 from minutely.errors import Backpressure
 from minutely.ingest.idempotency import DUPLICATE_WINDOW, IdempotencyKeys
+from minutely.limits import Refusals
 from minutely.model import PointBatch
 from minutely.registry import Registry
 from minutely.service import Service
@@ -285,10 +286,23 @@ def test_remembered_idempotency_keys_are_bounded_in_bytes_not_only_in_count() ->
     keys = IdempotencyKeys(max_bytes=10 * (256 + 32 + 200), clock=clock)
     for i in range(10):
         keys.check(f"{i:03d}".ljust(256, "k"), b"body")
-    with pytest.raises(Backpressure, match="bytes of Idempotency-Keys seen within the last"):
+    with pytest.raises(Backpressure, match="bytes of Idempotency-Keys seen within the last") as e:
         keys.check("x".ljust(256, "k"), b"body")
+    assert f"(the limit idempotency_keys is {10 * (256 + 32 + 200)} bytes)" in str(e.value)
+    refusals = Refusals()
+    refusals.note(e.value)  # what the app does with it: counted by the limit's name
+    assert refusals.snapshot() == {"idempotency_keys": 1}
     keys.check("000".ljust(256, "k"), b"body")  # a retry of a remembered key still answers
     clock.advance(DUPLICATE_WINDOW + 1)  # the window passes: the keys are forgotten
     for i in range(10):
         keys.check(f"new{i:03d}".ljust(256, "k"), b"body")
     assert len(keys) == 10
+
+
+def test_too_many_idempotency_keys_at_once_name_the_limit_and_its_value() -> None:
+    keys = IdempotencyKeys(max_keys=2, clock=FakeClock(NOW))
+    keys.check("a", b"body")
+    keys.check("b", b"body")
+    with pytest.raises(Backpressure, match=r"the limit idempotency_keys is 2 keys\)") as e:
+        keys.check("c", b"body")
+    assert e.value.limit == "idempotency_keys" and e.value.retry_after >= 1.0
