@@ -16,6 +16,12 @@ pattern for the family covers each of its series. Declarations are few (one per 
 kind differs from what 2–4 say) and are kept by the ``save`` callback the owner gives
 (``<data_dir>/kinds.json`` on a node), before the points that taught them are published, so a
 restart and a replay fold those points with the kind they were folded with.
+
+In a cluster they are also written to a ``SharedKinds`` (``cluster/kinds.py``, a JetStream
+KV bucket) before those points are published; each node reads the others' declarations from
+it (``refresh``), and an aggregator calls ``learn`` with a batch's metric names before it
+folds the batch, which reads everything stored there the first time a name is seen, so the
+first points of a counter are folded as a counter on every node (``docs/counters.md``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +49,22 @@ def family(metric: str) -> str:
     return metric.split("{", 1)[0] if metric.endswith("}") else metric
 
 
+class SharedKinds(Protocol):
+    """Declarations shared by the nodes of a cluster (``cluster/kinds.py``)."""
+
+    def write(self, changed: Mapping[str, Kind]) -> None:
+        """Store ``changed`` for every node; return once it is stored."""
+        ...
+
+    def changes(self) -> dict[str, Kind]:
+        """The declarations stored (by any node) since the last read."""
+        ...
+
+    def sync(self) -> dict[str, Kind]:
+        """As ``changes``, covering at least every declaration stored before the call."""
+        ...
+
+
 class Kinds:
     """Metric name → kind; thread-safe (ingest declares while the aggregator reads)."""
 
@@ -51,17 +73,22 @@ class Kinds:
         patterns: Iterable[str] = (),
         declared: Mapping[str, Kind] | None = None,
         save: Callable[[dict[str, Kind]], None] | None = None,
+        shared: SharedKinds | None = None,
     ) -> None:
         self.patterns = tuple(p for p in patterns if p)
         self.declared: dict[str, Kind] = dict(declared or {})
         self.save = save
+        self.shared = shared
         self._lock = threading.Lock()
         self._cache: dict[str, bool] = {}
+        #: metric names an aggregator was cleared to fold (``learn``)
+        self._learnt: set[str] = set()
         #: grows with every declaration that changed a kind (readers refresh on a change)
         self.version = 0
 
     def adopt(self, declared: Mapping[str, Kind]) -> None:
-        """Take declarations kept earlier (at start-up), without saving them again."""
+        """Take declarations kept earlier (at start-up) or made on other nodes, without
+        saving them again."""
         with self._lock:
             self.declared = self.declared | dict(declared)
             self._cache = {}
@@ -91,9 +118,32 @@ class Kinds:
         """Per name of ``names`` (a batch's distinct metric names): is it a counter."""
         return np.fromiter((self.is_counter(n) for n in names.tolist()), np.bool_, len(names))
 
+    def refresh(self) -> int:
+        """Take what other nodes declared since the last look (``shared``); how many."""
+        if self.shared is None:
+            return 0
+        got = self.shared.changes()
+        if got:
+            self.adopt(got)
+        return len(got)
+
+    def learn(self, names: Iterable[str]) -> None:
+        """Before a batch of metrics ``names`` is folded: the first time a name comes, read
+        every declaration ``shared`` holds, so one stored before its points were published
+        is known when they are folded. Raises what ``shared.sync`` raises (fold nothing)."""
+        if self.shared is None:
+            return
+        new = [name for name in names if name not in self._learnt]
+        if not new:
+            return
+        got = self.shared.sync()
+        if got:
+            self.adopt(got)
+        self._learnt.update(new)
+
     def declare(self, kinds: Mapping[str, str]) -> int:
-        """Take what a protocol or client said; keeps (``save``) the declarations that change
-        a kind before returning. Returns how many changed."""
+        """Take what a protocol or client said; keeps (``shared``, ``save``) the declarations
+        that change a kind before returning. Returns how many changed."""
         with self._lock:
             changed: dict[str, Kind] = {
                 name: kind
@@ -103,6 +153,8 @@ class Kinds:
             if not changed:
                 return 0
             declared = self.declared | changed
+            if self.shared is not None:
+                self.shared.write(changed)
             if self.save is not None:
                 self.save(declared)
             self.declared = declared

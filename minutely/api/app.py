@@ -263,6 +263,8 @@ def create_app(
             changed = await run_in_threadpool(node.declare_kinds, declared)
         except BadParameter as e:
             return _error(400, str(e))
+        except Unavailable as e:  # a cluster's kinds bucket did not answer: nothing kept
+            return _error(503, str(e), {"Retry-After": f"{max(1, math.ceil(e.retry_after))}"})
         return _json(render.dumps({"declared": len(declared), "changed": changed}))
 
     async def dead_letters(request: Request) -> Response:

@@ -491,6 +491,10 @@ def _operations() -> dict[str, Schema]:
                         "how many names were declared, and how many changed kind",
                     ),
                     **_ERRORS,
+                    "503": {
+                        **_json(_ref("Error"), "a cluster's kinds bucket did not answer"),
+                        "headers": _RETRY,
+                    },
                 },
             }
         },

@@ -11,6 +11,8 @@ binds or makes these buckets, every one with ``replicas`` copies::
                                                                               then CAS renewals
     <prefix>_names (none)          next.<kind>                 next free id   any node, by CAS
                                    <kind>.<encoded name>       its id         whoever creates it
+    <prefix>_kinds (none)          <encoded metric name>       counter|gauge  the node a kind
+                                                                              was declared to
     <prefix>_checkpoints (none)    s.<p> | m.<p>               pointer JSON   the claimant, by CAS
     object store                   <key>/<r>/<node>/<random>   the blob       the claimant
       <prefix>_checkpoints
@@ -19,6 +21,7 @@ binds or makes these buckets, every one with ``replicas`` copies::
 - ``kv.py``: blocking calls onto the connection's loop, bucket setup, whole-bucket reads;
 - ``leases.py``: ``Membership`` (who is alive) and ``Leases`` (who holds which key);
 - ``names.py``: ``GlobalNames``, dense server and metric ids shared by every node;
+- ``kinds.py``: ``GlobalKinds``, the metric kinds declared on any node;
 - ``checkpoints.py``: ``Checkpoints``, each key's last checkpoint, fenced by the pointer's
   revision;
 - ``control.py``: ``ControlConfig`` and ``ControlPlane``, which builds the rest.
@@ -38,6 +41,7 @@ from minutely.cluster.keys import (
     owner_of,
     partition_key,
 )
+from minutely.cluster.kinds import GlobalKinds
 from minutely.cluster.leases import Holder, Lease, LeaseLost, Leases, Membership, NodeInfo
 from minutely.cluster.names import GlobalNames
 
@@ -47,6 +51,7 @@ __all__ = [
     "ControlConfig",
     "ControlPlane",
     "Fenced",
+    "GlobalKinds",
     "GlobalNames",
     "Holder",
     "Lease",

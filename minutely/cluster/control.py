@@ -1,8 +1,8 @@
 """``ControlPlane``: the cluster's shared state on NATS JetStream, behind one connection.
 
 Owns the connection (its own ``Broker``, so control requests never queue behind bus
-traffic), the buckets, and the four parts built on them: ``membership``, ``leases``,
-``names`` and ``checkpoints``. Built from a ``ControlConfig`` without I/O; ``open()``
+traffic), the buckets, and the five parts built on them: ``membership``, ``leases``,
+``names``, ``kinds`` and ``checkpoints``. Built from a ``ControlConfig`` without I/O; ``open()``
 connects and binds or makes the buckets (see ``minutely.cluster`` for their layout).
 
 Every public method of the parts blocks the calling thread and runs its requests on the
@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from minutely.bus.nats import Broker
 from minutely.cluster.checkpoints import Checkpoints
+from minutely.cluster.kinds import GlobalKinds
 from minutely.cluster.kv import Remote, ensure_kv, ensure_objects
 from minutely.cluster.leases import Leases, Membership
 from minutely.cluster.names import GlobalNames
@@ -72,6 +73,10 @@ class ControlConfig:
         return f"{self.prefix}_names"
 
     @property
+    def kinds_bucket(self) -> str:
+        return f"{self.prefix}_kinds"
+
+    @property
     def checkpoints_bucket(self) -> str:
         """The KV bucket of checkpoint pointers, and the object store of their blobs."""
         return f"{self.prefix}_checkpoints"
@@ -86,6 +91,7 @@ class ControlPlane:
         self._membership: Membership | None = None
         self._leases: Leases | None = None
         self._names: GlobalNames | None = None
+        self._kinds: GlobalKinds | None = None
         self._checkpoints: Checkpoints | None = None
 
     def open(self) -> ControlPlane:
@@ -105,11 +111,13 @@ class ControlPlane:
                 nodes = await ensure_kv(js, c.nodes_bucket, replicas=c.replicas, ttl=c.lease_ttl)
                 leases = await ensure_kv(js, c.leases_bucket, replicas=c.replicas, ttl=c.lease_ttl)
                 names = await ensure_kv(js, c.names_bucket, replicas=c.replicas, ttl=None)
+                kinds = await ensure_kv(js, c.kinds_bucket, replicas=c.replicas, ttl=None)
                 pointers = await ensure_kv(js, c.checkpoints_bucket, replicas=c.replicas, ttl=None)
                 blobs = await ensure_objects(js, c.checkpoints_bucket, replicas=c.replicas)
                 self._membership = Membership(remote, nodes, c.nodes_bucket)
                 self._leases = Leases(remote, leases, c.leases_bucket, c.lease_ttl)
                 self._names = GlobalNames(remote, names, c.names_bucket)
+                self._kinds = GlobalKinds(remote, kinds, c.kinds_bucket)
                 self._checkpoints = Checkpoints(remote, pointers, blobs, broker.max_payload)
 
             remote.call(buckets(), "set up the control plane's buckets")
@@ -156,6 +164,10 @@ class ControlPlane:
     @property
     def names(self) -> GlobalNames:
         return _opened(self._names)
+
+    @property
+    def kinds(self) -> GlobalKinds:
+        return _opened(self._kinds)
 
     @property
     def checkpoints(self) -> Checkpoints:
