@@ -185,6 +185,8 @@ class Aggregator:
             msg = "this aggregator has no consumer to drain: open() it on a bus first"
             raise RuntimeError(msg)
         messages = self.consumer.poll(timeout)
+        if self.kinds is not None and messages:  # a cluster's kinds declared elsewhere
+            self.kinds.learn(name for m in messages for name in m.batch.metric_names.tolist())
         if self.checkpointer is None:
             for i, message in enumerate(messages):
                 try:

@@ -228,7 +228,11 @@ class IngestNode(_IngestPath):
     ``minutely serve`` that aggregates from the same NATS JetStream stream."""
 
     def __init__(
-        self, settings: Settings, clock: Callable[[], float] = time.time, bus: Bus | None = None
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        bus: Bus | None = None,
+        kinds: Kinds | None = None,
     ) -> None:
         if bus is None and settings.bus == "memory":
             msg = "bus: an ingest-only node needs a shared bus (--bus nats://host:4222)"
@@ -237,8 +241,13 @@ class IngestNode(_IngestPath):
         self.clock = clock
         self._own_bus = bus is None
         self.bus = bus or _make_bus(settings)
+        #: where the protocols' declarations go (a cluster node's); None: nowhere
+        self.kinds = kinds
         self.refusals = Refusals()
         self.started_at = clock()
+
+    def declare_kinds(self, kinds: dict[str, str]) -> int:
+        return 0 if self.kinds is None else self.kinds.declare(kinds)
 
     def open(self) -> IngestNode:
         """Connect the bus (unless it was given, opened); returns ``self``."""

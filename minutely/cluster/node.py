@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -46,11 +46,10 @@ from minutely.cluster.leases import Holder, Lease, LeaseLost, NodeInfo
 from minutely.cluster.router import LocalAnswers, Router
 from minutely.cluster.shard import FencedStorage, Shard, ShardClosed
 from minutely.config import Settings
-from minutely.errors import BadParameter
 from minutely.ingest import Decoded
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder
-from minutely.kinds import Kinds
+from minutely.kinds import Kind, Kinds
 from minutely.letters import LetterBox, points_of
 from minutely.limits import Refusals
 from minutely.query import By
@@ -82,13 +81,14 @@ class ClusterNode:
         self.settings = settings
         self.clock = clock
         self.name = settings.node
-        #: each metric's kind, as every shard derives it (``Shard``)
-        self.kinds = Kinds(settings.counter_patterns)
+        #: each metric's kind, declarations shared through the control plane (every shard's)
         self.partitions = settings.partitions
         self.info = NodeInfo(settings.node, settings.advertised_url, os.getpid(), clock())
         self.control = ControlPlane(
             ControlConfig(settings.bus, replicas=settings.replicas, lease_ttl=settings.lease_ttl)
         )
+        #: each metric's kind, declarations shared through the control plane (every shard's)
+        self.kinds = Kinds(settings.counter_patterns, shared=_PlaneKinds(self.control))
         self.bus_by_server = NatsBus(
             settings.bus,
             partitions=settings.partitions,
@@ -105,7 +105,7 @@ class ClusterNode:
             replicas=settings.replicas,
         )
         self.copies = TwoCopies(self.bus_by_server, self.bus_by_metric)
-        self.ingest_node = IngestNode(settings, clock, bus=self.copies)
+        self.ingest_node = IngestNode(settings, clock, bus=self.copies, kinds=self.kinds)
         retention = Retention(
             minute=settings.retention_1m, hour=settings.retention_1h, day=settings.retention_1d
         )
@@ -168,6 +168,7 @@ class ClusterNode:
             self.copies.open()
             self.servers.adopt(self.control.names.all("server"))
             self.metrics.adopt(self.control.names.all("metric"))
+            self.kinds.refresh()
         except BaseException:
             self.close()
             raise
@@ -238,6 +239,10 @@ class ClusterNode:
         if now >= self._next_lag:
             self._next_lag = now + LAG_EVERY
             self._lag = {"server": _lag(self.bus_by_server), "metric": _lag(self.bus_by_metric)}
+        try:  # what other nodes declared, for queries and the folds of known metrics
+            self.kinds.refresh()
+        except Exception as exc:
+            log.warning("could not read the kinds declared in the cluster: %s", exc)
         self._nodes = self.control.membership.nodes()
         self._holders = self.control.leases.holders()
         names = sorted({n.name for n in self._nodes} | {self.name})
@@ -313,6 +318,7 @@ class ClusterNode:
             self.metrics,
             FencedStorage(self._checkpoints, key, self.name),
             self.dead_letters[copy],
+            self.kinds,
             holds_lease=lambda: self._holds(key),
             clock=self.clock,
         )
@@ -428,12 +434,8 @@ class ClusterNode:
         return self.kinds.of(metric)
 
     def declare_kinds(self, kinds: dict[str, str]) -> int:
-        """A cluster's kinds are what every node derives alike: declarations are refused."""
-        msg = (
-            "a cluster takes metric kinds from the counters setting and the _total"
-            " convention only; declare counters with counters= on every node"
-        )
-        raise BadParameter(param="kinds", problem=msg)
+        """Store the kinds in the cluster's bucket before returning (``cluster/kinds.py``)."""
+        return self.kinds.declare(kinds)
 
     def dead_letter_list(self) -> dict[str, Any]:
         out: dict[str, Any] = {"directory": str(Path(self.settings.data_dir) / "dead-letters")}
@@ -490,6 +492,10 @@ class ClusterNode:
             "series": sum(s["series"] for s in shards),
             "limits": self.ingest_node.limits_status(),
             "hot": {"bytes": sum(s["ring_bytes"] for s in shards)},
+            "kinds": {
+                "declared": dict(sorted(self.kinds.declared.items())),
+                "read_to": self.control.kinds.read_to,
+            },
             "shards": shards,
             "cluster": self.cluster_status(),
         }
@@ -522,6 +528,23 @@ class ClusterNode:
 
     def oldest_accepted(self, now: float) -> float:
         return self.ingest_node.oldest_accepted(now)
+
+
+class _PlaneKinds:
+    """The control plane's ``GlobalKinds`` as ``Kinds`` sees it: ``Kinds`` is built with
+    the node, the bucket is bound only when the control plane opens."""
+
+    def __init__(self, control: ControlPlane) -> None:
+        self.control = control
+
+    def write(self, changed: Mapping[str, Kind]) -> None:
+        self.control.kinds.write(changed)
+
+    def changes(self) -> dict[str, Kind]:
+        return self.control.kinds.changes()
+
+    def sync(self) -> dict[str, Kind]:
+        return self.control.kinds.sync()
 
 
 def _lag(bus: NatsBus) -> dict[int, dict[str, Any]]:

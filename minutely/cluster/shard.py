@@ -116,6 +116,7 @@ class Shard:
         metrics: Names,
         storage: FencedStorage,
         dead_letters: LetterBox,
+        kinds: Kinds,
         holds_lease: Callable[[], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -151,7 +152,7 @@ class Shard:
             checkpoint_every=settings.checkpoint_every,
             dead_letters=dead_letters,
             reopen_if=holds_lease,
-            kinds=Kinds(settings.counter_patterns),
+            kinds=kinds,
         )
         self.query = Query(self.registry, self.ring, store, settings.max_query_cells)
         self.state = ShardState(key, "opening", clock())
