@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -47,9 +48,11 @@ def _worker(seeds: range, out: Any) -> None:
     from minutely.testing.fuzz import FastRun, fuzz_fast
 
     clock = FakeClock(1_764_000_000.0 + 3 * 3600 + 25)
-    reported, shown = [0], [0]
+    reported, shown, parent = [0], [0], os.getppid()
 
     def progress(run: FastRun) -> None:
+        if os.getppid() != parent:  # the bench was stopped: a spawned worker would go on
+            raise SystemExit(1)
         if run.cases - reported[0] >= REPORT or len(run.problems) > shown[0]:
             out.put(("progress", run.cases - reported[0], run.problems[shown[0] :]))
             reported[0], shown[0] = run.cases, len(run.problems)
