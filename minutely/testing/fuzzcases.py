@@ -241,9 +241,11 @@ class Cases:
             ("POST /v1/metrics otlp-protobuf", self._otlp_protobuf),
             ("POST /v1/metrics otlp-json", self._otlp_json),
         ]
-        # the ingest routes have more to them than a query's few parameters: a third of the cases
-        query_weight = 2 * 7 / max(1, len(self.operations))
-        self.weights = [query_weight] * len(self.operations) + [1.0] * 7
+        # an operation's share grows with its inputs (one without any, such as /metrics, has
+        # little to fuzz); the ingest formats, whose bodies are most of the input, a third
+        inputs = [1 + len(o.params) + len(o.form or ()) + o.json_body for o in self.operations]
+        scale = 2 * 7 / max(1, sum(inputs))
+        self.weights = [scale * n for n in inputs] + [1.0] * 7
 
     def make(self, seed: int) -> Case:
         """The case of ``seed``: the same seed gives the same case."""
