@@ -52,7 +52,11 @@ def decode_arrow(
     """Decode an Arrow IPC stream or file body; raise ``DecodeError`` if it is not one we
     can use."""
     schema, batches = _read_batches(body)
-    where = _locate(schema)
+    try:
+        where = _locate(schema)
+    except UnicodeDecodeError as e:  # pyarrow decodes the column names when they are read
+        msg = f"Arrow schema holds a name that is not UTF-8: {e}"
+        raise DecodeError(msg) from None
     for batch in batches:
         for name in COLUMNS:
             # The IPC reader checks buffer sizes only; offsets, indices and UTF-8 come from the

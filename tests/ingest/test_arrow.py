@@ -297,6 +297,13 @@ def test_truncated_stream() -> None:
         decode_arrow(body[: len(body) // 2])
 
 
+def test_a_column_name_that_is_not_utf8_is_a_decode_error() -> None:
+    """A mutated schema's name was answered 500 (found by bench/bench_fuzz.py)."""
+    body = stream(good(2, **{"x-fuzz": pa.array([1, 2])})).replace(b"x-fuzz", b"\xf3-fuzz")
+    with pytest.raises(DecodeError, match="not UTF-8"):
+        decode_arrow(body)
+
+
 @pytest.mark.parametrize("column", ["server", "metric", "ts", "value"])
 def test_missing_column(column: str) -> None:
     b = good(2)
