@@ -210,13 +210,16 @@ def _serve_on(
 
     failpoints.arm(settings.failpoints)
     if ingest_only:
-        app = create_ingest_app(IngestNode(settings).open(), access=access)
+        ingest_node = IngestNode(settings).open()
+        app, refusals = create_ingest_app(ingest_node, access=access), ingest_node.refusals
     elif settings.node:
         from minutely.cluster.node import ClusterNode
 
-        app = create_app(ClusterNode(settings).open(), access=access)
+        cluster_node = ClusterNode(settings).open()
+        app, refusals = create_app(cluster_node, access=access), cluster_node.refusals
     else:
-        app = create_app(Service(settings).open(), access=access)
+        service = Service(settings).open()
+        app, refusals = create_app(service, access=access), service.refusals
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout,
@@ -235,7 +238,7 @@ def _serve_on(
             ssl_certfile=settings.tls_cert or None,
             ssl_keyfile=settings.tls_key or None,
             # httptools with the limits uvicorn lacks (api/connections.py)
-            http=protocol_class(limits),
+            http=protocol_class(limits, refusals),
             timeout_keep_alive=max(1, math.ceil(settings.idle_timeout)),
         )
     )

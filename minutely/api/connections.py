@@ -17,7 +17,10 @@ send nothing hold their file descriptors for ever. Here each connection::
 
 A refused connection is answered, its write side shut, and what the client still sends is read
 and dropped for ``LINGER`` seconds (``LINGER_BYTES`` at most), so the client can read the answer
-instead of a reset.
+instead of a reset. Each refusal (and each connection closed for sending nothing within
+``header_timeout``) is counted under its setting's name in the node's ``limits.Refusals``,
+as every other limit is; an idle keep-alive connection closed by ``idle_timeout`` had nothing
+outstanding, so it is not a refusal.
 
 This module is the only one that touches uvicorn's protocol internals (``HttpToolsProtocol``'s
 parser callbacks and ``connections`` set); ``tests/api/test_connections.py`` checks them.
@@ -32,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from minutely.limits import Refusals
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with ``LIMITS`` enforced (``protocol_class`` sets them)."""
 
     LIMITS: ClassVar[ConnectionLimits] = ConnectionLimits()
+    #: where refusals are counted, by the setting that refused (none: not counted)
+    REFUSALS: ClassVar[Refusals | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +91,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.connections) > limit:
             message = f"too many connections: the limit max_connections is {limit}"
             self._refuse(503, "Service Unavailable", message, {"Retry-After": "1"})
+            self._count("max_connections")
             return
         self._arm_header_timer()
 
@@ -114,6 +122,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             limit = self.LIMITS.max_header_bytes
             message = f"request headers exceed the limit max_header_bytes of {limit} bytes"
             self._refuse(431, "Request Header Fields Too Large", message, {})
+            self._count("max_header_bytes")
             return
         if not self.transport.is_closing():
             self.data_received(data[room:])
@@ -145,12 +154,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self.transport.is_closing() or self._refused or not self._in_headers:
             return
+        self._count("header_timeout")
         if self._header_bytes == 0:
             self.transport.close()  # nothing asked: nothing to answer
             return
         timeout = self.LIMITS.header_timeout
         message = f"request headers not complete within the limit header_timeout of {timeout:g}s"
         self._refuse(408, "Request Timeout", message, {})
+
+    def _count(self, limit: str) -> None:
+        if self.REFUSALS is not None:
+            self.REFUSALS.add(limit)
 
     def _refuse(self, status: int, reason: str, message: str, headers: dict[str, str]) -> None:
         self._refused = True
@@ -162,11 +176,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(LINGER, self.transport.close)
 
 
-def protocol_class(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class uvicorn builds each connection with, holding ``limits``."""
+def protocol_class(
+    limits: ConnectionLimits, refusals: Refusals | None = None
+) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class uvicorn builds each connection with, holding ``limits`` and
+    counting its refusals in ``refusals``."""
     return cast(
         "type[LimitedHttpToolsProtocol]",
-        type("LimitedHttp", (LimitedHttpToolsProtocol,), {"LIMITS": limits}),
+        type(
+            "LimitedHttp",
+            (LimitedHttpToolsProtocol,),
+            {"LIMITS": limits, "REFUSALS": refusals},
+        ),
     )
 
 

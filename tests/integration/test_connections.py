@@ -195,3 +195,28 @@ def test_more_idle_sockets_than_the_inherited_open_files_limit(tmp_path: Path) -
                 s.close()
     finally:
         cm.__exit__(None, None, None)
+
+
+def test_each_connection_refusal_is_counted_by_its_limit(tmp_path: Path) -> None:
+    """431, 408 (and a socket closed for sending nothing) and 503 are counted under their
+    settings on /api/v1/status and /metrics, as every other limit is."""
+    flags = ("--max-connections", "4", "--header-timeout", "2s", "--max-header-bytes", "4KB")
+    with serving(tmp_path, *flags) as server:
+        with socket.create_connection(address(server)) as big:
+            big.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 8192)
+            assert read_all(big, 2.0).startswith(b"HTTP/1.1 431 ")
+        silent = [socket.create_connection(address(server)) for _ in range(3)]
+        slow = socket.create_connection(address(server))
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+        time.sleep(0.2)
+        with socket.create_connection(address(server)) as extra:  # a 5th: one too many
+            assert read_all(extra, 1.0).startswith(b"HTTP/1.1 503 ")
+        assert read_all(slow, 4.0).startswith(b"HTTP/1.1 408 ")
+        assert all(read_all(s, 1.0) == b"" for s in silent)  # closed, nothing said
+        for s in (*silent, slow):
+            s.close()
+        refused = httpx.get(f"{server.url}/api/v1/status", timeout=5).json()["limits"]["refused"]
+        assert refused == {"max_header_bytes": 1, "max_connections": 1, "header_timeout": 4}
+        scraped = httpx.get(f"{server.url}/metrics", timeout=5).text
+        for limit, n in refused.items():
+            assert f'minutely_limit_refusals_total{{limit="{limit}"}} {n}.0' in scraped
