@@ -20,6 +20,7 @@ room.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import socket
@@ -212,7 +213,7 @@ class GraphiteListener:
             counted.new, counted.known = len(decoded.batch) - len(kept), len(kept)
             if new is None:
                 return decoded
-            return Decoded(kept, len(kept), decoded.rejected, decoded.errors, decoded.kinds)
+            return dataclasses.replace(decoded, batch=kept, accepted=len(kept))
 
         return known
 

@@ -2,7 +2,8 @@
 cardinality guard that refuses a request's new series before its points are accepted.
 
     setting                     answer                       checked in
-    max_name_bytes, names       the point rejected, reason   ingest/validate.py
+    max_name_bytes              the point rejected, reason   ingest/validate.py (counted a
+    name_characters             the point rejected, reason   point at a time, once taken)
     max_body_bytes              413                          api/protocols.py, api/encoding.py
     max_slow_json_bytes         413                          ingest/json.py (off the fast path)
     max_points_per_request      413                          service.py, after decode
@@ -11,6 +12,9 @@ cardinality guard that refuses a request's new series before its points are acce
     idempotency_key_bytes       400                          ingest/idempotency.py
     idempotency_keys            429, Retry-After             ingest/idempotency.py
     max_query_cells, buckets    400, smallest step           query.py
+    max_header_bytes            431                          api/connections.py
+    header_timeout              408 (or closed)              api/connections.py
+    max_connections             503, Retry-After             api/connections.py
 
 ``Refusals.counts`` is a plain dict (limit → refusals) that ``/api/v1/status`` shows under
 ``limits`` and ``/metrics`` exports as ``minutely_limit_refusals_total{limit=…}``.

@@ -99,6 +99,8 @@ class _IngestPath:
             raise PayloadTooLarge(msg, "max_points_per_request")
         if self.cardinality is not None:
             self.cardinality.admit(decoded.batch)
+        for limit, n in decoded.by_limit.items():  # points, counted once the request is taken
+            self.refusals.add(limit, n)
         return decoded
 
     def new_points(self, batch: PointBatch) -> npt.NDArray[np.bool_] | None:

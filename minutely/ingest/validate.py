@@ -38,6 +38,11 @@ MAX_NAME_BYTES = 256
 
 #: What ``name_problems`` finds wrong with a name (0: nothing), in the order it checks.
 NAME_OK, NAME_EMPTY, NAME_LONG, NAME_SURROGATE, NAME_CONTROL, NAME_BLANK, NAME_DOTS = range(7)
+#: The limits a name can break, as refusals are counted (``limits.Refusals``): its length
+#: (a setting) and its characters (surrogate, control, blank, "." or ".."; no setting).
+NAME_LIMITS = {NAME_LONG: "max_name_bytes"} | dict.fromkeys(
+    (NAME_SURROGATE, NAME_CONTROL, NAME_BLANK, NAME_DOTS), "name_characters"
+)
 #: Code points that are whitespace but not control characters: a name of only these is blank.
 _SPACES = np.array(
     [0x20, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000], dtype=np.uint32
@@ -70,6 +75,8 @@ class Decoded:
     errors: list[PointError]  #: the first ``max_errors`` rejected points, in index order
     #: metric (family) name -> "counter" or "gauge", as the protocol declared it
     kinds: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: of ``rejected``, the points a name limit rejected, by limit (``NAME_LIMITS``)
+    by_limit: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +150,25 @@ def validate(
         for i in bad[: max(0, max_errors)]
     ]
     batch = _batch(server, server_usable, metric, metric_usable, ts, value, good)
-    return Decoded(batch, len(batch), int(bad.shape[0]), errors)
+    by_limit = _by_limit(server, server_problems, metric, metric_problems)
+    return Decoded(batch, len(batch), int(bad.shape[0]), errors, by_limit=by_limit)
+
+
+def _by_limit(
+    server: Names, server_problems: Problems, metric: Names, metric_problems: Problems
+) -> dict[str, int]:
+    """Points rejected by a name limit, by limit: a point counts once, for its server's
+    problem if it has one, else its metric's (the order its reason is given in)."""
+    ok = np.int8(NAME_OK)
+    per_point = np.append(server_problems, ok)[server.codes]  # code -1 (missing): no limit
+    of_metric = np.append(metric_problems, ok)[metric.codes]
+    per_point = np.where(per_point == NAME_OK, of_metric, per_point)
+    counts = np.bincount(per_point, minlength=NAME_DOTS + 1)
+    out: dict[str, int] = {}
+    for problem, limit in NAME_LIMITS.items():
+        if counts[problem]:
+            out[limit] = out.get(limit, 0) + int(counts[problem])
+    return out
 
 
 def name_problems(names: npt.NDArray[np.object_], max_bytes: int) -> Problems:

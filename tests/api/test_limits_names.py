@@ -125,6 +125,14 @@ def test_bad_names_are_refused_per_point_and_the_good_points_kept(
         pass
     assert service.server_names() == ["good"]
     assert service.metric_names() == ["m"]
+    # counted by limit, a point at a time: the length's setting, or the characters
+    long = sum("over the limit of 256 bytes" in why for why in REFUSED.values())
+    other = len(REFUSED) - long - 1  # the empty name is missing, not refused by a limit
+    refused = client.get("/api/v1/status").json()["limits"]["refused"]
+    assert refused == {"max_name_bytes": 2 * long, "name_characters": 2 * other}
+    scraped = client.get("/metrics").text
+    assert f'minutely_limit_refusals_total{{limit="max_name_bytes"}} {2 * long}.0' in scraped
+    assert f'minutely_limit_refusals_total{{limit="name_characters"}} {2 * other}.0' in scraped
 
 
 def test_the_limit_is_the_setting() -> None:
