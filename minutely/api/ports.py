@@ -78,6 +78,11 @@ class Lifecycle(Protocol):
 class Answers(Protocol):
     """The questions, as ``query.Query`` answers them (times in unix seconds)."""
 
+    @property
+    def max_cells(self) -> int:
+        """The cells (series × buckets) one series answer may hold: ``max_query_cells``."""
+        ...
+
     def series(
         self,
         by: By,

@@ -18,7 +18,8 @@ data source's URL is the node's URL. Each series is ``{__name__=<metric>, instan
 durations seconds or ``5m``; ``series`` and the label endpoints default to the last 2 days.
 Errors are ``{"status":"error","errorType":…,"error":…}``: ``bad_data`` (400) for a bad
 parameter, a parse error or an unsupported construct; ``execution`` (422) for an answer
-over the limits (11,000 points per series, as Prometheus; ``promql.MAX_CELLS`` buckets read);
+over the limits (11,000 points per series, as Prometheus; ``max_query_cells`` buckets read,
+counted as a refusal by that limit);
 ``unavailable`` (503). A cluster answer read partly from the store alone carries a warning.
 """
 
@@ -40,7 +41,7 @@ from starlette.routing import Route
 
 from minutely import __version__
 from minutely.api.params import LATEST
-from minutely.api.ports import QueryNode
+from minutely.api.ports import QueryNode, Refusing
 from minutely.errors import Unavailable
 from minutely.model import F64
 from minutely.promql import Evaluator, PromQLError, Scalar, Vector, parse
@@ -244,7 +245,7 @@ def routes(node: QueryNode) -> list[Route]:
     def instant(params: Params, path: dict[str, str]) -> tuple[dict[str, Any], bool]:
         expr = parse(_one(params, "query"))
         t = parse_time("time", _one(params, "time", repr(node.clock())))
-        evaluator = Evaluator(source)
+        evaluator = Evaluator(source, node.answers.max_cells)
         value = evaluator.evaluate(expr, np.array([t]))
         return render_instant(value, t), evaluator.partial
 
@@ -264,7 +265,7 @@ def routes(node: QueryNode) -> list[Route]:
             )
             raise BadData(msg)
         times: F64 = start + np.arange(points, dtype=np.float64) * step
-        evaluator = Evaluator(source)
+        evaluator = Evaluator(source, node.answers.max_cells)
         value = evaluator.evaluate(expr, times)
         return render_range(value, times), evaluator.partial
 
@@ -280,7 +281,7 @@ def routes(node: QueryNode) -> list[Route]:
 
     def matched(params: Params) -> tuple[list[Labels], bool]:
         start, end = span(params)
-        evaluator = Evaluator(source)
+        evaluator = Evaluator(source, node.answers.max_cells)
         found: set[Labels] = set()
         for text in params["match[]"]:
             sel = parse(text)
@@ -332,6 +333,8 @@ def routes(node: QueryNode) -> list[Route]:
                 params = await _params(request)
                 data, partial = await run_in_threadpool(handler, params, request.path_params)
             except PromQLError as e:
+                if isinstance(node, Refusing):  # counted when a limit refused it (its .limit)
+                    node.refusals.note(e)
                 return _failure(e.error_type, str(e), 422 if e.error_type == "execution" else 400)
             except BadData as e:
                 return _failure("bad_data", str(e), 400)

@@ -76,6 +76,10 @@ class LocalAnswers:
     def __init__(self, node: Owners) -> None:
         self.node = node
 
+    @property
+    def max_cells(self) -> int:
+        return self.node.settings.max_query_cells
+
     def touches_store(self, start: int) -> bool:
         return True  # a shard may be taken over at any moment: always answer on a thread
 

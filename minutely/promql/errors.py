@@ -29,6 +29,11 @@ class NotSupported(PromQLError):
 
 
 class ExecutionError(PromQLError):
-    """A query that parses but whose answer cannot be given (too large, ambiguous)."""
+    """A query that parses but whose answer cannot be given (too large, ambiguous); ``limit``
+    names the setting that refused it, when one did (``limits.Refusals`` counts it by it)."""
 
     error_type = "execution"
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit

@@ -194,7 +194,7 @@ class Evaluator:
             except NotFound:
                 continue
             except BadParameter as e:
-                raise ExecutionError(str(e)) from None
+                raise ExecutionError(str(e), e.limit) from None
             self.partial |= answer.partial
             if by == "server":
                 found += [series_labels(name, metric) for metric in answer.labels]
@@ -208,10 +208,10 @@ class Evaluator:
         n_buckets = (last - first) // g
         if n_buckets > self.max_cells:  # the windows are sized per bucket, series or none
             msg = (
-                f"the query would read {n_buckets:,} buckets per series, over"
-                f" {self.max_cells:,}: use a shorter range or a larger step"
+                f"the query would read {n_buckets:,} buckets per series, over the limit of"
+                f" {self.max_cells:,} (max_query_cells): use a shorter range or a larger step"
             )
-            raise ExecutionError(msg)
+            raise ExecutionError(msg, "max_query_cells")
         labels: list[Labels] = []
         chunks: list[Partials] = []
         counter: list[bool] = []
@@ -228,15 +228,16 @@ class Evaluator:
             except NotFound:
                 continue
             except BadParameter as e:
-                raise ExecutionError(str(e)) from None
+                raise ExecutionError(str(e), e.limit) from None
             self.partial |= answer.partial
             self.cells += answer.parts.count.size
             if self.cells > self.max_cells:
                 msg = (
-                    f"the query would read over {self.max_cells:,} buckets (series × "
-                    "buckets); select fewer series, or use a shorter range or a larger step"
+                    f"the query would read over the limit of {self.max_cells:,} buckets"
+                    " (series × buckets, max_query_cells); select fewer series, or use a"
+                    " shorter range or a larger step"
                 )
-                raise ExecutionError(msg)
+                raise ExecutionError(msg, "max_query_cells")
             if by == "server":
                 labels += [series_labels(name, metric) for metric in answer.labels]
                 counter += [self.source.metric_kind(m) == "counter" for m in answer.labels]

@@ -40,6 +40,8 @@ class FakeAnswers:
     ) -> SeriesAnswer:
         raise NotFound(metric)
 
+    max_cells = 1000
+
     def touches_store(self, start: int) -> bool:
         return False
 

@@ -179,3 +179,23 @@ def test_smallest_step_is_smallest(start: int, span: int, buckets: int) -> None:
     if step > 60:
         less = step - 60
         assert -(-end // less) - start // less > buckets
+
+
+def test_promql_honours_max_query_cells_names_it_and_counts_the_refusal() -> None:
+    client, _ = _client(20, max_cells=100)
+    end = (NOW // 60 + 1) * 60
+    fits = {"query": "m00003", "start": end - 90 * 60, "end": end, "step": "60"}
+    r = client.get("/api/v1/query_range", params=fits)
+    assert r.status_code == 200, r.text
+    (series,) = r.json()["data"]["result"]
+    assert series["values"][-1][1] == "3"  # the point sent at NOW - 60, value 3
+    too_long = {**fits, "start": end - 86400}  # one series, 1,441 buckets
+    r = client.get("/api/v1/query_range", params=too_long)
+    assert r.status_code == 422 and r.json()["errorType"] == "execution"
+    assert "over the limit of 100" in r.json()["error"] and "max_query_cells" in r.json()["error"]
+    # every metric at once: 20 series of 91 buckets is over 100 cells too
+    many = {**fits, "query": '{__name__=~"m.*"}'}
+    r = client.get("/api/v1/query_range", params=many)
+    assert r.status_code == 422 and "max_query_cells" in r.json()["error"], r.text
+    refused = client.get("/api/v1/status").json()["limits"]["refused"]
+    assert refused == {"max_query_cells": 2}

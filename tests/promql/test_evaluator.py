@@ -150,10 +150,11 @@ def test_a_query_over_the_cell_limit_is_refused(
     source: NodeSource, points: dict[str, np.ndarray]
 ) -> None:
     evaluator = Evaluator(source, max_cells=300)
-    with pytest.raises(ExecutionError, match="over 300 buckets"):
+    with pytest.raises(ExecutionError, match="over the limit of 300 buckets") as refused:
         evaluator.evaluate(
             parse("max_over_time(cpu.user[1h])"), MINUTE_END - 7200 + 60 * np.arange(120)
         )
+    assert refused.value.limit == "max_query_cells"  # counted under it by the API
 
 
 @pytest.mark.parametrize("query", ["increase(nosuch[999999y])", "rate(cpu.user[999999y])"])
