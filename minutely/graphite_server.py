@@ -74,6 +74,8 @@ class GraphiteCounts:
     waits: int = 0  #: times a batch waited for a full bus
     #: points dropped because a series limit refused their new series, by the limit's setting
     refused: dict[str, int] = field(default_factory=dict)
+    #: rejected points by their code (``minutely.ingest.validate.REASONS``)
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -198,6 +200,8 @@ class GraphiteListener:
                 continue
             self.counts.accepted += decoded.accepted
             self.counts.rejected += decoded.rejected
+            for code, n in decoded.reasons.items():
+                self.counts.reasons[code] = self.counts.reasons.get(code, 0) + n
             if refused is not None and counted.new:
                 self._dropped(refused.limit, str(refused), counted.new)
             return decoded

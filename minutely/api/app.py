@@ -191,7 +191,9 @@ def _ingest_routes(node: PointSink, selfmon: SelfMetrics) -> list[Route | Mount]
             code = 503 if isinstance(e, Unavailable) else 429
             return error(code, f"{e}; retry after {retry}s", {"Retry-After": retry})
         counts.add(decoded)
-        errors = [{"index": err.index, "reason": err.reason} for err in decoded.errors]
+        errors = [
+            {"index": err.index, "reason": err.reason, "code": err.code} for err in decoded.errors
+        ]
         return _json(
             render.dumps(
                 {"accepted": decoded.accepted, "rejected": decoded.rejected, "errors": errors}

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from minutely import __version__
 from minutely.api import render
 from minutely.api.params import LATEST, MAX_STEP
+from minutely.ingest.validate import REASONS
 
 PATH = "/openapi.json"
 
@@ -669,7 +670,11 @@ _COMPONENTS: Schema = {
                     "description": "the first max_errors rejected points, with their reasons",
                     "items": {
                         "type": "object",
-                        "properties": {"index": {"type": "integer"}, "reason": {"type": "string"}},
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "reason": {"type": "string"},
+                            "code": {"type": "string", "enum": list(REASONS)},
+                        },
                     },
                 },
             },

@@ -50,12 +50,16 @@ class ProtocolCounts:
     dropped: int = 0
     #: requests refused whole, by ``REFUSALS``' reason for their status
     refused: dict[str, int] = field(default_factory=dict)
+    #: points rejected one by one, by their code (``minutely.ingest.validate.REASONS``)
+    reasons: dict[str, int] = field(default_factory=dict)
 
     def add(self, decoded: Decoded, dropped: int = 0) -> None:
         self.requests += 1
         self.accepted += decoded.accepted
         self.rejected += decoded.rejected
         self.dropped += dropped
+        for code, n in decoded.reasons.items():
+            self.reasons[code] = self.reasons.get(code, 0) + n
 
     def refuse(self, status: int) -> None:
         reason = REFUSALS.get(status, str(status))
@@ -245,7 +249,7 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
     async def protocol_counts(request: Request) -> Response:
         # the refusals by reason are /metrics' (``selfmetrics.py``); this shape stays as it was
         body = {
-            name: {k: v for k, v in asdict(counts[name]).items() if k != "refused"}
+            name: {k: v for k, v in asdict(counts[name]).items() if k not in ("refused", "reasons")}
             for name in ("remote_write", "influx", "otlp")
         }
         return Response(render.dumps(body), media_type="application/json")

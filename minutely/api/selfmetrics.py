@@ -8,8 +8,10 @@ per request, by a small ASGI middleware that labels it with the matched route's 
 
     minutely_ingest_requests_total{protocol}            requests answered (points decoded)
     minutely_points_accepted_total{protocol}            points accepted
-    minutely_points_rejected_total{protocol}            points refused one by one (the answer
-                                                        lists each one's reason)
+    minutely_points_rejected_total{protocol,reason}     points refused one by one, by their
+                                                        reason's code (``REASONS`` of
+                                                        ``minutely.ingest.validate``; the
+                                                        answer lists each one's text)
     minutely_points_dropped_total{protocol}             remote_write's stale markers
     minutely_ingest_refused_total{protocol,reason}      requests refused whole: too_large,
                                                         unsupported, undecodable, conflict,
@@ -61,6 +63,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minutely.api.ports import PointSink
 from minutely.api.protocols import ProtocolCounts
+from minutely.ingest.validate import REASONS
 
 log = logging.getLogger(__name__)
 
@@ -182,21 +185,21 @@ def _ingest(
     requests = _counter("ingest_requests", "Requests whose points were decoded.", "protocol")
     accepted = _counter("points_accepted", "Points accepted.", "protocol")
     rejected = _counter(
-        "points_rejected", "Points refused one by one, each with its reason.", "protocol"
+        "points_rejected", "Points refused one by one, by reason.", "protocol", "reason"
     )
     dropped = _counter("points_dropped", "remote_write stale markers, dropped.", "protocol")
     refused = _counter("ingest_refused", "Requests refused whole, by reason.", "protocol", "reason")
     for name, c in counts.items():
         requests.add_metric([name], c.requests)
         accepted.add_metric([name], c.accepted)
-        rejected.add_metric([name], c.rejected)
+        _by_reason(rejected, name, c.reasons)
         dropped.add_metric([name], c.dropped)
         for reason, n in sorted(c.refused.items()):
             refused.add_metric([name, reason], n)
     yield from (requests, dropped, refused)
     if graphite is not None:
         accepted.add_metric(["graphite"], graphite["accepted"])
-        rejected.add_metric(["graphite"], graphite["rejected"])
+        _by_reason(rejected, "graphite", graphite.get("reasons", {}))
         yield _counter(
             "graphite_connections", "Graphite TCP connections taken.", value=graphite["connections"]
         )
@@ -207,6 +210,13 @@ def _ingest(
             dropped.add_metric([limit], n)
         yield dropped
     yield from (accepted, rejected)
+
+
+def _by_reason(family: CounterMetricFamily, protocol: str, reasons: Mapping[str, int]) -> None:
+    """One sample per code of ``REASONS``, 0 for those a protocol has not rejected for: a
+    fixed set, so a rate over any of them starts from 0."""
+    for code in REASONS:
+        family.add_metric([protocol, code], reasons.get(code, 0))
 
 
 def _limits(status: Mapping[str, Any]) -> Iterator[Metric]:

@@ -17,7 +17,7 @@ bad number, ``nan``, a path that does not resolve) is read by the reference loop
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -27,7 +27,7 @@ import numpy.typing as npt
 from minutely.ingest import wire
 from minutely.ingest.labels import LabelMapping, Resolved
 from minutely.ingest.series import Limits
-from minutely.ingest.validate import Decoded, PointError
+from minutely.ingest.validate import MALFORMED, Decoded, PointError
 from minutely.ingest.wire import SeriesCache
 
 
@@ -89,13 +89,7 @@ def decode_graphite(
     if not broken:
         return decoded
     first = int(value.shape[0])  # broken lines are numbered after the parsed points
-    errors = list(decoded.errors)
-    errors += [
-        PointError(first + k, f"line {n + first_line}: {why}") for k, (n, why) in enumerate(broken)
-    ]
-    return replace(
-        decoded, rejected=decoded.rejected + len(broken), errors=errors[: limits.max_errors]
-    )
+    return _with_broken(decoded, broken, first, first_line, limits.max_errors)
 
 
 def decode_graphite_reference(
@@ -116,13 +110,18 @@ def decode_graphite_reference(
     if not broken:
         return decoded
     first = int(points.value.shape[0])
-    errors = list(decoded.errors)
-    errors += [
-        PointError(first + k, f"line {n + first_line}: {why}") for k, (n, why) in enumerate(broken)
+    return _with_broken(decoded, broken, first, first_line, limits.max_errors)
+
+
+def _with_broken(
+    decoded: Decoded, broken: list[tuple[int, str]], first: int, first_line: int, max_errors: int
+) -> Decoded:
+    """``decoded`` with the lines that did not parse rejected too, numbered from ``first``."""
+    errors = [
+        PointError(first + k, f"line {n + first_line}: {why}", MALFORMED)
+        for k, (n, why) in enumerate(broken[:max_errors])
     ]
-    return replace(
-        decoded, rejected=decoded.rejected + len(broken), errors=errors[: limits.max_errors]
-    )
+    return decoded.rejecting(errors, len(broken), MALFORMED, max_errors)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from minutely.errors import DecodeError
 from minutely.ingest import wire
 from minutely.ingest.labels import LabelMapping, Resolved
 from minutely.ingest.series import Limits
-from minutely.ingest.validate import Decoded, PointError
+from minutely.ingest.validate import MALFORMED, Decoded, PointError
 from minutely.ingest.wire import SeriesCache
 
 CONTENT_TYPE = "text/plain"
@@ -435,12 +435,11 @@ def _with_broken_lines(
     places = np.array([place for place, _, _ in broken], dtype=np.int64)
     parsed_before = places - np.arange(len(places))
     errors = [
-        PointError(e.index + int(np.searchsorted(parsed_before, e.index, side="right")), e.reason)
+        replace(e, index=e.index + int(np.searchsorted(parsed_before, e.index, side="right")))
         for e in decoded.errors
     ]
-    errors += [PointError(place, f"line {line}: {why}") for place, line, why in broken]
-    errors.sort(key=lambda e: e.index)
-    return replace(decoded, rejected=decoded.rejected + len(broken), errors=errors[:max_errors])
+    more = [PointError(place, f"line {line}: {why}", MALFORMED) for place, line, why in broken]
+    return replace(decoded, errors=errors).rejecting(more, len(broken), MALFORMED, max_errors)
 
 
 @numba.njit(nogil=True, cache=True)

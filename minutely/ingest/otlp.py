@@ -45,7 +45,7 @@ from minutely.errors import DecodeError
 from minutely.ingest import otlp_scan, wire
 from minutely.ingest.labels import LabelMapping, Resolved, series_name
 from minutely.ingest.series import Limits, SeriesIndex
-from minutely.ingest.validate import Decoded, PointError
+from minutely.ingest.validate import UNSUPPORTED, Decoded, PointError
 from minutely.ingest.wire import SeriesCache
 
 PROTOBUF = "application/x-protobuf"
@@ -171,13 +171,12 @@ def _with_unsupported(
     numbered after the gauges' and sums' points (``first`` of them)."""
     if not unsupported:
         return decoded
-    errors = list(decoded.errors)
+    errors = []
     for count, reason in unsupported:
-        if len(errors) < limits.max_errors:
-            errors.append(PointError(first, reason))
+        errors.append(PointError(first, reason, UNSUPPORTED))
         first += count
-    rejected = decoded.rejected + sum(count for count, _ in unsupported)
-    return replace(decoded, rejected=rejected, errors=errors)
+    rejected = sum(count for count, _ in unsupported)
+    return decoded.rejecting(errors, rejected, UNSUPPORTED, limits.max_errors)
 
 
 def decode_otlp_reference(

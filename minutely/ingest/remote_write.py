@@ -43,7 +43,7 @@ from minutely.errors import DecodeError, PayloadTooLarge
 from minutely.ingest import wire
 from minutely.ingest.labels import LabelMapping, Resolved
 from minutely.ingest.series import Limits
-from minutely.ingest.validate import Decoded, PointError
+from minutely.ingest.validate import UNSUPPORTED, Decoded, PointError
 from minutely.ingest.wire import SeriesCache, SeriesTable
 
 CONTENT_TYPE = "application/x-protobuf"
@@ -256,7 +256,7 @@ def _validate(
     decoded = wire.validate_points(table, numbers, ts, value, limits, mapping, where)
     if stale and decoded.errors:  # number errors by the sample's place in the request
         kept = np.flatnonzero(~stale_mask)
-        errors = [PointError(int(kept[e.index]), e.reason) for e in decoded.errors]
+        errors = [replace(e, index=int(kept[e.index])) for e in decoded.errors]
         decoded = replace(decoded, errors=errors)
     if histograms:  # histogram samples are numbered after the float ones
         decoded = _reject_histograms(decoded, histograms, table, total, limits.max_errors)
@@ -451,14 +451,14 @@ def _reject_histograms(
     max_errors: int,
 ) -> Decoded:
     """Native histogram samples are points minutely cannot keep: one error per series."""
-    errors = list(decoded.errors)
-    rejected = decoded.rejected
+    errors: list[PointError] = []
+    rejected = 0
     for number, count in histograms:
         rejected += count
-        if len(errors) < max_errors:
+        if len(decoded.errors) + len(errors) < max_errors:
             reason = (
                 f"series {table.metric(number)!r}: {count} native histogram sample(s) "
                 "not supported (only float samples are)"
             )
-            errors.append(PointError(first + rejected - decoded.rejected - count, reason))
-    return replace(decoded, rejected=rejected, errors=errors)
+            errors.append(PointError(first + rejected - count, reason, UNSUPPORTED))
+    return decoded.rejecting(errors, rejected, UNSUPPORTED, max_errors)

@@ -24,7 +24,6 @@ from minutely.ingest.validate import (
     Decoded,
     Names,
     Numbers,
-    PointError,
     validate,
 )
 from minutely.model import F64
@@ -149,5 +148,5 @@ def validate_named(
     )
     if where is None or not decoded.errors:
         return decoded
-    errors = [PointError(e.index, f"{where(e.index)}: {e.reason}") for e in decoded.errors]
+    errors = [replace(e, reason=f"{where(e.index)}: {e.reason}") for e in decoded.errors]
     return replace(decoded, errors=errors)

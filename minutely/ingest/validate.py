@@ -14,7 +14,9 @@ mask); the rules live here, once:
 The masks are computed with numpy over whole columns. Reason strings are built in Python, but
 only for the first ``max_errors`` rejected points: a request of a million bad points costs a
 handful of vector operations and ``max_errors`` f-strings. Each rejected point gets one reason,
-for the first field that fails, in the order server, metric, ts, value.
+for the first field that fails, in the order server, metric, ts, value, and beside it one of
+the short codes of ``REASONS`` (``PointError.code``), which every rejected point is also
+counted by (``Decoded.reasons``, whose codes ``/metrics`` labels ``reason`` with).
 """
 
 from __future__ import annotations
@@ -52,6 +54,38 @@ _SPACES = np.array(
 #: summary's count) stays below float64's largest number, so no sum ever overflows.
 MAX_MAGNITUDE = 1e288
 
+#: Why a point is rejected, in one word each: a fixed set (``/metrics``' ``reason`` label).
+REASONS = (
+    "server_missing",  # no server name; for a protocol, none of its server labels
+    "metric_missing",  # no metric name
+    "name_too_long",  # a name over max_name_bytes
+    "name_chars",  # a control character, a lone surrogate, only spaces, "." or ".."
+    "bad_time",  # ts missing, not a number or not finite
+    "too_old",  # ts older than the oldest accepted (the hot window, or retention)
+    "too_new",  # ts more than max_future ahead of the server's clock
+    "bad_value",  # value missing, not a number (a string, a boolean...) or not finite
+    "value_too_large",  # |value| over MAX_MAGNITUDE
+    "unsupported",  # a kind of point minutely does not keep (histograms, summaries)
+    "malformed",  # a line that does not parse (Influx, Graphite), a record with no field
+)
+(
+    SERVER_MISSING,
+    METRIC_MISSING,
+    NAME_TOO_LONG,
+    NAME_CHARS,
+    BAD_TIME,
+    TOO_OLD,
+    TOO_NEW,
+    BAD_VALUE,
+    VALUE_TOO_LARGE,
+    UNSUPPORTED,
+    MALFORMED,
+) = REASONS
+#: each ``name_problems`` problem's code (NAME_EMPTY: the field's own ``*_missing``)
+_NAME_REASONS = np.array(
+    [-1, -1, REASONS.index(NAME_TOO_LONG), *[REASONS.index(NAME_CHARS)] * 4], dtype=np.int8
+)
+
 #: ``explain(field, index)``: a decoder's own reason for a point whose ``field`` is unusable
 #: (not a string, not a number, not an object...), or None for the generic reason.
 Explain = Callable[[str, int], str | None]
@@ -63,6 +97,7 @@ class PointError:
 
     index: int  #: position of the point in the request (0-based, across Arrow record batches)
     reason: str  #: names the field and what is wrong with it, e.g. "value: not finite (nan)"
+    code: str  #: the reason in one word, one of ``REASONS``: "bad_value"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +112,20 @@ class Decoded:
     kinds: dict[str, str] = dataclasses.field(default_factory=dict)
     #: of ``rejected``, the points a name limit rejected, by limit (``NAME_LIMITS``)
     by_limit: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: every rejected point (listed or not) counted by its code (``REASONS``)
+    reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def rejecting(
+        self, more: list[PointError], counted: int, code: str, max_errors: int
+    ) -> Decoded:
+        """With ``counted`` more points rejected for ``code`` (a decoder's own: a line that
+        does not parse, a histogram), ``more`` of them listed; errors kept in index order."""
+        errors = sorted([*self.errors, *more], key=lambda e: e.index)[:max_errors]
+        reasons = dict(self.reasons)
+        reasons[code] = reasons.get(code, 0) + counted
+        return dataclasses.replace(
+            self, rejected=self.rejected + counted, errors=errors, reasons=reasons
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +180,20 @@ def validate(
         return Decoded(batch, n, 0, [])
 
     bad = np.flatnonzero(~good)
+    codes = _codes(
+        bad,
+        server_ok,
+        server,
+        server_problems,
+        metric_ok,
+        metric,
+        metric_problems,
+        ts,
+        value,
+        oldest,
+        latest,
+    )
+    limit = max(0, max_errors)
     errors = [
         PointError(
             int(i),
@@ -146,12 +209,15 @@ def validate(
                 explain,
                 horizon,
             ),
+            REASONS[code],
         )
-        for i in bad[: max(0, max_errors)]
+        for i, code in zip(bad[:limit].tolist(), codes[:limit].tolist(), strict=True)
     ]
     batch = _batch(server, server_usable, metric, metric_usable, ts, value, good)
     by_limit = _by_limit(server, server_problems, metric, metric_problems)
-    return Decoded(batch, len(batch), int(bad.shape[0]), errors, by_limit=by_limit)
+    counted = np.bincount(codes, minlength=len(REASONS))
+    reasons = {REASONS[k]: int(n) for k, n in enumerate(counted.tolist()) if n}
+    return Decoded(batch, len(batch), int(bad.shape[0]), errors, by_limit=by_limit, reasons=reasons)
 
 
 def _by_limit(
@@ -168,6 +234,46 @@ def _by_limit(
     for problem, limit in NAME_LIMITS.items():
         if counts[problem]:
             out[limit] = out.get(limit, 0) + int(counts[problem])
+    return out
+
+
+def _codes(
+    bad: npt.NDArray[np.intp],
+    server_ok: Mask,
+    server: Names,
+    server_problems: Problems,
+    metric_ok: Mask,
+    metric: Names,
+    metric_problems: Problems,
+    ts: Numbers,
+    value: Numbers,
+    oldest: float,
+    latest: float,
+) -> npt.NDArray[np.int8]:
+    """The code (an index of ``REASONS``) of each of the ``bad`` points, for its first failing
+    field as ``_reason`` says it: the rules in reverse order over whole columns, each
+    overwriting the ones after it."""
+    v, t = value.values[bad], ts.values[bad]
+    out = np.full(bad.shape[0], REASONS.index(VALUE_TOO_LARGE), dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        out[~value.present[bad] | ~np.isfinite(v)] = REASONS.index(BAD_VALUE)
+        out[t > latest] = REASONS.index(TOO_NEW)
+        out[t < oldest] = REASONS.index(TOO_OLD)
+    out[~ts.present[bad] | ~np.isfinite(t)] = REASONS.index(BAD_TIME)
+    for ok, column, problems, missing in (
+        (metric_ok, metric, metric_problems, METRIC_MISSING),
+        (server_ok, server, server_problems, SERVER_MISSING),
+    ):
+        broken = ~ok[bad]
+        if broken.any():
+            # a missing name (code -1) reads the appended NAME_EMPTY
+            problem = np.append(problems, NAME_EMPTY)[column.codes[bad[broken]]]
+            code = _NAME_REASONS[problem]
+            out[broken] = np.where(code < 0, REASONS.index(missing), code)
+    # a record with none of the fields (a JSON element that is not an object, say)
+    nothing = (server.codes[bad] < 0) & (metric.codes[bad] < 0)
+    nothing &= ~ts.present[bad] & ~value.present[bad]
+    out[nothing] = REASONS.index(MALFORMED)
     return out
 
 

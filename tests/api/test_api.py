@@ -123,6 +123,8 @@ def test_json_ingest_reports_bad_points(client: TestClient, service: Service) ->
     assert set(reasons) == {1, 2, 3, 4}
     assert reasons[1].startswith("server") and reasons[2].startswith("ts")
     assert reasons[3].startswith("ts") and reasons[4].startswith("value")
+    codes = {e["index"]: e["code"] for e in body["errors"]}
+    assert codes == {1: "server_missing", 2: "too_old", 3: "too_new", 4: "bad_value"}
     service.aggregator.drain(timeout=0)
     rows = client.get("/api/v1/servers/a/summary?start=-1h").json()["rows"]
     assert rows == [{"metric": "m", "min": 1.5, "max": 2.5, "avg": 2.0, "count": 2}]

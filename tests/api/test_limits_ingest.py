@@ -211,7 +211,8 @@ def test_json_that_misses_the_fast_path_has_a_lower_bound() -> None:
     )
     small = client.post("/api/v1/points", content=_rows(100, bad_at=7), headers=JSON)
     assert small.status_code == 200
-    assert small.json()["errors"] == [{"index": 7, "reason": "value: not a number ('x')"}]
+    want = {"index": 7, "reason": "value: not a number ('x')", "code": "bad_value"}
+    assert small.json()["errors"] == [want]
     assert client.get("/api/v1/status").json()["limits"]["refused"] == {"max_slow_json_bytes": 1}
 
 

@@ -12,7 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from minutely.api import create_app, create_ingest_app
+from minutely.api.selfmetrics import PROTOCOLS
 from minutely.config import Settings
+from minutely.ingest.validate import REASONS
 from minutely.service import IngestNode, Service
 from minutely.testing.access import TESTSERVER
 from minutely.testing.clock import FakeClock
@@ -70,14 +72,24 @@ def test_points_accepted_and_rejected_per_protocol(client: TestClient, service: 
     samples = scrape(client)
     assert value(samples, "minutely_points_accepted_total", protocol="arrow") == 1000
     assert value(samples, "minutely_points_accepted_total", protocol="json") == 1
-    assert value(samples, "minutely_points_rejected_total", protocol="json") == 2
+    rejected = {
+        labels: v for (n, labels), v in samples.items() if n == "minutely_points_rejected_total"
+    }
+    # every protocol (Graphite's listener is off here) × every code, 0 where none: a fixed set
+    http = set(PROTOCOLS) - {"graphite"}
+    assert {dict(k)["protocol"] for k in rejected} == http
+    assert len(rejected) == len(http) * len(REASONS)
+    by_reason = {dict(k)["reason"]: v for k, v in rejected.items() if dict(k)["protocol"] == "json"}
+    assert by_reason == {**dict.fromkeys(REASONS, 0), "bad_value": 1, "server_missing": 1}
     assert value(samples, "minutely_ingest_requests_total", protocol="json") == 1
     assert (
         value(samples, "minutely_ingest_refused_total", protocol="json", reason="undecodable") == 1
     )
     assert value(samples, "minutely_ingest_refused_total", protocol="json", reason="too_large") == 1
     assert value(samples, "minutely_points_accepted_total", protocol="influx") == 1
-    assert value(samples, "minutely_points_rejected_total", protocol="influx") == 1
+    assert (
+        value(samples, "minutely_points_rejected_total", protocol="influx", reason="malformed") == 1
+    )
     assert value(samples, "minutely_points_accepted_total", protocol="otlp") == 0
     # the fold: every accepted point, in the batches the aggregator folded
     assert value(samples, "minutely_folded_points_total", copy="", partition="") == 1000

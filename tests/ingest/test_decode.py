@@ -48,7 +48,7 @@ def test_result_shapes() -> None:
         "application/json",
         **LIMITS,
     )
-    assert d.errors == [PointError(0, "server: missing or empty")]
+    assert d.errors == [PointError(0, "server: missing or empty", "server_missing")]
     with pytest.raises(AttributeError):
         d.accepted = 3  # type: ignore[misc]
 

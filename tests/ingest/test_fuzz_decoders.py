@@ -35,9 +35,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from minutely.ingest.graphite import decode_graphite
+from minutely.ingest.validate import REASONS
 from minutely.service import Service
 from tests.ingest.protocol_helpers import NOW, drain, serving
 
@@ -110,6 +112,19 @@ def check_answer(r: Any) -> None:
     else:
         reason = r.text
     assert reason.strip(), (r.status_code, media, r.content[:200])
+
+
+def check_counted(client: TestClient, protocol: str) -> None:
+    """Every point ``protocol`` rejected so far is counted under one code of ``REASONS`` on
+    ``/metrics`` (the per-protocol total is ``/api/v1/ingest/protocols``')."""
+    total = client.get("/api/v1/ingest/protocols").json()[protocol]["rejected"]
+    by_reason = {
+        s.labels["reason"]: s.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for s in family.samples
+        if s.name == "minutely_points_rejected_total" and s.labels["protocol"] == protocol
+    }
+    assert set(by_reason) == set(REASONS) and sum(by_reason.values()) == total
 
 
 def raw(headers: dict[str, str]) -> dict[bytes, bytes]:
@@ -188,7 +203,7 @@ def test_json_keeps_every_good_point(
     assert r.status_code == 200, r.text
     answer = r.json()
     assert (answer["accepted"], answer["rejected"]) == (good, len(mix) - good)
-    assert all(e["reason"] for e in answer["errors"])
+    assert all(e["reason"] and e["code"] in REASONS for e in answer["errors"])
     assert folded == good
 
 
@@ -369,6 +384,7 @@ def test_remote_write_keeps_every_good_sample(
     else:
         assert r.status_code == 204, r.text
     assert folded == len(points)
+    check_counted(client, "remote_write")
 
 
 @FUZZ
@@ -442,6 +458,7 @@ def test_influx_keeps_every_good_line(
         message = r.json()["message" if v2 else "error"]
         assert _counts(message) == (good, len(mix) - good)
     assert folded == good
+    check_counted(client, "influx")
 
 
 influx_text = st.lists(
@@ -539,6 +556,7 @@ def test_otlp_keeps_every_good_point(
         response.ParseFromString(r.content)
     assert response.partial_success.rejected_data_points == len(bad)
     assert folded == len(points)
+    check_counted(client, "otlp")
 
 
 def _otlp_json_values() -> st.SearchStrategy[Any]:
@@ -638,7 +656,8 @@ def test_graphite_keeps_every_good_line(
     good = sum(isinstance(p, tuple) for p in mix)
     decoded = decode_graphite(b"\r\n".join(lines), service.label_mapping, 1, service.limits())
     assert (decoded.accepted, decoded.rejected) == (good, len(mix) - good)
-    assert all(e.reason.strip() for e in decoded.errors)
+    assert all(e.reason.strip() and e.code in REASONS for e in decoded.errors)
+    assert sum(decoded.reasons.values()) == decoded.rejected
 
 
 graphite_edges = st.tuples(st.sampled_from(EDGE_NUMBERS), st.sampled_from(EDGE_NUMBERS)).map(
@@ -658,7 +677,8 @@ def test_graphite_never_raises(
     decoded = decode_graphite(body, service.label_mapping, server_node, service.limits())
     lines = sum(1 for line in body.split(b"\n") if line.split())
     assert decoded.accepted + decoded.rejected == lines
-    assert all(e.reason.strip() for e in decoded.errors)
+    assert all(e.reason.strip() and e.code in REASONS for e in decoded.errors)
+    assert sum(decoded.reasons.values()) == decoded.rejected
 
 
 @pytest.mark.parametrize("media", ["application/x-protobuf", "application/json"])
