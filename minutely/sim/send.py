@@ -213,8 +213,8 @@ async def declare_counters(
     token: str | None = None,
 ) -> bool:
     """Tell the server which metrics are counters (``POST /api/v1/kinds``), so it answers
-    their rates. A server that will not take it (a cluster, an older minutely) is warned
-    about, not failed on: its points are taken all the same."""
+    their rates. A server that will not take it (an older minutely) is warned about, not
+    failed on: its points are taken all the same."""
     headers = auth_headers(token)
     async with httpx.AsyncClient(timeout=30.0, transport=transport, headers=headers) as client:
         try:
