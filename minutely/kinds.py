@@ -80,6 +80,9 @@ class Kinds:
         self.save = save
         self.shared = shared
         self._lock = threading.Lock()
+        #: held from a read of ``shared`` until what it read is adopted: ``shared`` hands each
+        #: entry out once, so no reader may conclude it is up to date before then
+        self._reading = threading.Lock()
         self._cache: dict[str, bool] = {}
         #: metric names an aggregator was cleared to fold (``learn``)
         self._learnt: set[str] = set()
@@ -122,9 +125,10 @@ class Kinds:
         """Take what other nodes declared since the last look (``shared``); how many."""
         if self.shared is None:
             return 0
-        got = self.shared.changes()
-        if got:
-            self.adopt(got)
+        with self._reading:
+            got = self.shared.changes()
+            if got:
+                self.adopt(got)
         return len(got)
 
     def learn(self, names: Iterable[str]) -> None:
@@ -136,9 +140,10 @@ class Kinds:
         new = [name for name in names if name not in self._learnt]
         if not new:
             return
-        got = self.shared.sync()
-        if got:
-            self.adopt(got)
+        with self._reading:
+            got = self.shared.sync()
+            if got:
+                self.adopt(got)
         self._learnt.update(new)
 
     def declare(self, kinds: Mapping[str, str]) -> int:

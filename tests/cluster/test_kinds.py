@@ -4,6 +4,7 @@ periodic read."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -75,3 +76,49 @@ def test_many_declarations_are_read_whole(make_plane: MakePlane) -> None:
     there = Kinds(shared=b.kinds)
     there.learn(["app.2999"])
     assert there.declared == names and b.kinds.read_to > 0
+
+
+class HandedOnce:
+    """A ``SharedKinds`` whose ``changes`` hands an entry out, then waits to be let go, as a
+    read that took the entry and has not returned yet; ``sync`` finds nothing left."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Kind] = {"jobs": "counter"}
+        self.taken = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, changed: Mapping[str, Kind]) -> None:
+        self.pending |= dict(changed)
+
+    def changes(self) -> dict[str, Kind]:
+        got, self.pending = self.pending, {}
+        self.taken.set()
+        self.release.wait(30)
+        return got
+
+    def sync(self) -> dict[str, Kind]:
+        got, self.pending = self.pending, {}
+        return got
+
+
+def test_a_first_fold_waits_for_a_read_in_flight() -> None:
+    """The periodic read has taken the declaration but not adopted it yet: a first fold
+    must not conclude it is up to date and fold the counter as a gauge meanwhile."""
+    shared = HandedOnce()
+    kinds = Kinds(shared=shared)
+    seen: list[str] = []
+    reader = threading.Thread(target=kinds.refresh)
+    reader.start()
+    assert shared.taken.wait(30)
+
+    def fold() -> None:
+        kinds.learn(["jobs"])
+        seen.append(kinds.of("jobs"))
+
+    folder = threading.Thread(target=fold)
+    folder.start()
+    folder.join(0.5)  # without the wait, the fold is done by now, with what it saw
+    shared.release.set()
+    reader.join(30)
+    folder.join(30)
+    assert seen == ["counter"]
