@@ -32,10 +32,13 @@ Each blob has a format (kept beside it by the caller, one byte per blob)::
 
 A stream is ``n`` int64 values, byte-aligned::
 
-    u8 mode        bits 0..6: width w (0..64); bit 7: delta (values are y[t] − y[t−1])
+    u8 mode        bits 0..6: width w (0..64), or 65 + w (w ≤ 62) when a factor follows;
+                   bit 7: delta (values are y[t] − y[t−1])
     varint base    zigzag LEB128: the least (delta) value
+    [varint g]     the factor: every value minus base is a multiple of g (memory in pages)
     [varint first] zigzag LEB128, delta only: y[0]
-    packed         the ``n`` (``n − 1`` with delta) values minus base, w bits each, LSB first
+    packed         the ``n`` (``n − 1`` with delta) values, (v − base) / g, w bits each,
+                   LSB first
 
 Integer arithmetic wraps, identically on both sides, so every transform is exact whatever
 the magnitudes; a block picks delta or not per stream and the variant per blob, whichever
@@ -154,36 +157,67 @@ def _get_bits(buf: U8, bit: int, w: int) -> np.uint64:
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def _plan(y: I64, n: int) -> tuple[bool, np.int64, int, int]:
-    """How to store ``y[:n]``: ``(delta, base, width, bytes)``, the smaller of the two."""
+def _factor(y: I64, start: int, n: int, delta: bool, base: np.int64, span: np.uint64) -> np.uint64:
+    """The greatest common divisor of the stored values minus ``base`` (1 when it does not
+    narrow the width enough to leave the mode byte room: see ``_put_stream``)."""
+    g = np.uint64(0)
+    for t in range(start, n):
+        a = np.uint64((y[t] - y[t - 1] if delta else y[t]) - base)
+        while a != np.uint64(0):
+            g, a = a, g % a
+        if g == np.uint64(1):
+            return g
+    if g < np.uint64(2) or _width(span // g) > 62:
+        return np.uint64(1)
+    return g
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _plan(y: I64, n: int) -> tuple[bool, np.int64, int, int, np.uint64]:
+    """How to store ``y[:n]``: ``(delta, base, width, bytes, factor)``, the smaller of the
+    two (memory in pages, say, has every difference a multiple of 4096: the factor)."""
     lo = y[0]
     hi = y[0]
     for t in range(1, n):
         lo = min(lo, y[t])
         hi = max(hi, y[t])
-    w = _width(np.uint64(hi) - np.uint64(lo))
+    span = np.uint64(hi) - np.uint64(lo)
+    g = _factor(y, 0, n, False, lo, span)
+    w = _width(span // g)
     size = 1 + _varint_size(lo) + (n * w + 7) // 8
+    if g > np.uint64(1):
+        size += _varint_size(np.int64(g))
     if n < 2:
-        return False, lo, w, size
+        return False, lo, w, size, g
     dlo = y[1] - y[0]
     dhi = dlo
     for t in range(2, n):
         d = y[t] - y[t - 1]
         dlo = min(dlo, d)
         dhi = max(dhi, d)
-    dw = _width(np.uint64(dhi) - np.uint64(dlo))
+    dspan = np.uint64(dhi) - np.uint64(dlo)
+    dg = _factor(y, 1, n, True, dlo, dspan)
+    dw = _width(dspan // dg)
     dsize = 1 + _varint_size(dlo) + _varint_size(y[0]) + ((n - 1) * dw + 7) // 8
+    if dg > np.uint64(1):
+        dsize += _varint_size(np.int64(dg))
     if dsize < size:
-        return True, dlo, dw, dsize
-    return False, lo, w, size
+        return True, dlo, dw, dsize, dg
+    return False, lo, w, size, g
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
 def _put_stream(buf: U8, pos: int, y: I64, n: int) -> int:
-    """Write ``y[:n]`` as a stream at ``pos`` (``buf`` zeroed there); returns the end."""
-    delta, base, w, _ = _plan(y, n)
-    buf[pos] = np.uint8(w | (128 if delta else 0))
+    """Write ``y[:n]`` as a stream at ``pos`` (``buf`` zeroed there); returns the end.
+
+    The mode byte holds the width (0..64), or 65 + the width (0..62) when a factor follows
+    the base; bit 7 is delta."""
+    delta, base, w, _, g = _plan(y, n)
+    code = w if g == np.uint64(1) else 65 + w
+    buf[pos] = np.uint8(code | (128 if delta else 0))
     pos = _put_varint(buf, pos + 1, base)
+    if g != np.uint64(1):
+        pos = _put_varint(buf, pos, np.int64(g))
     start = 0
     if delta:
         pos = _put_varint(buf, pos, y[0])
@@ -192,7 +226,7 @@ def _put_stream(buf: U8, pos: int, y: I64, n: int) -> int:
         return pos
     bit = pos * 8
     for t in range(start, n):
-        v = np.uint64((y[t] - y[t - 1] if delta else y[t]) - base)
+        v = np.uint64((y[t] - y[t - 1] if delta else y[t]) - base) // g
         left = w
         while left > 0:
             p = bit >> 3
@@ -208,21 +242,6 @@ def _put_stream(buf: U8, pos: int, y: I64, n: int) -> int:
 @numba.njit(inline="always", nogil=True, cache=True)
 def _stream_size(y: I64, n: int) -> int:
     return _plan(y, n)[3]
-
-
-@numba.njit(inline="always", nogil=True, cache=True)
-def _open_stream(buf: U8, pos: int, n: int) -> tuple[bool, int, np.int64, np.int64, int, int]:
-    """A stream's header at ``pos``: ``(delta, width, base, first, bit offset, end)``."""
-    mode = int(buf[pos])
-    delta = mode >= 128
-    w = mode & 127
-    base, pos = _get_varint(buf, pos + 1)
-    first = np.int64(0)
-    m = n
-    if delta:
-        first, pos = _get_varint(buf, pos)
-        m = n - 1
-    return delta, w, base, first, pos * 8, (pos * 8 + m * w + 7) >> 3
 
 
 # -- encode --------------------------------------------------------------------------------
@@ -437,6 +456,11 @@ def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, out: I64)
     mode = int(data[pos])
     w = mode & 127
     base, pos = _get_varint(data, pos + 1)
+    g = np.uint64(1)
+    if w > 64:
+        w -= 65
+        factor, pos = _get_varint(data, pos)
+        g = np.uint64(factor)
     if mode >= 128:
         first, pos = _get_varint(data, pos)
         out[0] = first
@@ -451,12 +475,20 @@ def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, out: I64)
     else:
         mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - w)
         bit = pos * 8
-        for t in range(at, n):
-            i = bit >> 6
-            s = np.uint64(bit & 63)
-            v = (words[i] >> s) | ((words[i + 1] << np.uint64(1)) << (np.uint64(63) - s))
-            out[t] = base + np.int64(v & mask)
-            bit += w
+        if g == np.uint64(1):
+            for t in range(at, n):
+                i = bit >> 6
+                s = np.uint64(bit & 63)
+                v = (words[i] >> s) | ((words[i + 1] << np.uint64(1)) << (np.uint64(63) - s))
+                out[t] = base + np.int64(v & mask)
+                bit += w
+        else:
+            for t in range(at, n):
+                i = bit >> 6
+                s = np.uint64(bit & 63)
+                v = (words[i] >> s) | ((words[i + 1] << np.uint64(1)) << (np.uint64(63) - s))
+                out[t] = base + np.int64((v & mask) * g)
+                bit += w
     if mode >= 128:
         for t in range(1, n):
             out[t] += out[t - 1]
