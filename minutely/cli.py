@@ -238,7 +238,7 @@ def _serve_on(
             ssl_certfile=settings.tls_cert or None,
             ssl_keyfile=settings.tls_key or None,
             # httptools with the limits uvicorn lacks (api/connections.py)
-            http=protocol_class(limits, refusals),
+            http=protocol_class(limits, refusals, access.allowed_hosts),
             timeout_keep_alive=max(1, math.ceil(settings.idle_timeout)),
         )
     )

@@ -1,5 +1,6 @@
 """Connection-level limits for the HTTP server: header size, header and idle timeouts, and a
-cap on open connections, as a subclass of uvicorn's httptools protocol.
+cap on open connections, as a subclass of uvicorn's httptools protocol; and ``GET /healthz``,
+answered here as soon as its headers are parsed.
 
 uvicorn (with httptools) has none of the first three for what happens before a request is
 complete: httptools grows a header by concatenating each fragment it is fed (quadratic in the
@@ -14,6 +15,12 @@ send nothing hold their file descriptors for ever. Here each connection::
         │          └──► timer fires ──► 408 (or closed if nothing came), closed
         ▼
     body, answer ──► idle (uvicorn's keep-alive timer: idle_timeout) ──► closed
+
+A ``GET /healthz`` whose ``Host`` is allowed is answered by the protocol itself, from the
+parser callback that completes its headers, unless an answer is still being made on the same
+connection (a pipelined probe waits its turn): the probe then needs no task, middleware or
+route, so it waits for nothing but the loop's current callback. Any other ``Host`` goes on to
+the app, which refuses it (421).
 
 A refused connection is answered, its write side shut, and what the client still sends is read
 and dropped for ``LINGER`` seconds (``LINGER_BYTES`` at most), so the client can read the answer
@@ -36,6 +43,7 @@ from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from minutely.api.auth import LOOPBACK_NAMES, host_name
 from minutely.limits import Refusals
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,9 @@ LINGER = 2.0
 LINGER_BYTES = 1 << 20
 #: file descriptors kept for everything that is not a client connection (store, bus, logs)
 FD_RESERVE = 256
+#: the liveness probe answered before the app, and its answer's body (as the app's route says)
+HEALTHZ_PATH = b"/healthz"
+HEALTHZ_BODY = b'{"status":"ok"}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +81,23 @@ def _response(status: int, reason: str, message: str, headers: dict[str, str]) -
     return "\r\n".join(lines).encode() + body
 
 
+def _healthz(default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
+    lines = [b"HTTP/1.1 200 OK", b"content-type: application/json"]
+    lines += [name + b": " + value for name, value in default_headers]
+    lines.append(b"content-length: %d" % len(HEALTHZ_BODY))
+    if not keep_alive:
+        lines.append(b"connection: close")
+    return b"\r\n".join([*lines, b"", HEALTHZ_BODY])
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with ``LIMITS`` enforced (``protocol_class`` sets them)."""
 
     LIMITS: ClassVar[ConnectionLimits] = ConnectionLimits()
     #: where refusals are counted, by the setting that refused (none: not counted)
     REFUSALS: ClassVar[Refusals | None] = None
+    #: the ``Host`` names whose ``/healthz`` is answered here (None: any)
+    ALLOWED_HOSTS: ClassVar[frozenset[str] | None] = LOOPBACK_NAMES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +106,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._drained = 0
+        self._probe = False  # the request being read is a /healthz answered here
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -130,12 +153,46 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         self._cancel_header_timer()
+        if self._answer_probe():
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._probe:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        if self._probe:
+            self._probe = False
+            if not self.transport.is_closing():
+                # as uvicorn does once an answer is sent: the keep-alive timer runs until the
+                # next request's first byte
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+        else:
+            super().on_message_complete()
         self._in_headers = True
         self._header_bytes = 0
+
+    def _answer_probe(self) -> bool:
+        """Answer a ``GET /healthz`` here if its ``Host`` is allowed and no answer is being
+        made on this connection; whether it was."""
+        if self.url != HEALTHZ_PATH or self.parser.get_method() != b"GET":
+            return False
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False
+        if self.ALLOWED_HOSTS is not None:
+            hosts = [value for name, value in self.headers if name == b"host"]
+            if len(hosts) != 1 or host_name(hosts[0].decode("latin-1")) not in self.ALLOWED_HOSTS:
+                return False
+        keep_alive = self.parser.should_keep_alive()
+        self._probe = True
+        self.server_state.total_requests += 1
+        self.transport.write(_healthz(self.server_state.default_headers, keep_alive))
+        if not keep_alive:
+            self.transport.close()
+        return True
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -177,17 +234,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def protocol_class(
-    limits: ConnectionLimits, refusals: Refusals | None = None
+    limits: ConnectionLimits,
+    refusals: Refusals | None = None,
+    allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES,
 ) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class uvicorn builds each connection with, holding ``limits`` and
-    counting its refusals in ``refusals``."""
+    """The protocol class uvicorn builds each connection with, holding ``limits``, counting
+    its refusals in ``refusals``, and answering ``/healthz`` for the ``Host`` names
+    ``allowed_hosts`` (``auth.Access.allowed_hosts``)."""
+    attributes = {"LIMITS": limits, "REFUSALS": refusals, "ALLOWED_HOSTS": allowed_hosts}
     return cast(
         "type[LimitedHttpToolsProtocol]",
-        type(
-            "LimitedHttp",
-            (LimitedHttpToolsProtocol,),
-            {"LIMITS": limits, "REFUSALS": refusals},
-        ),
+        type("LimitedHttp", (LimitedHttpToolsProtocol,), attributes),
     )
 
 

@@ -220,3 +220,31 @@ def test_each_connection_refusal_is_counted_by_its_limit(tmp_path: Path) -> None
         scraped = httpx.get(f"{server.url}/metrics", timeout=5).text
         for limit, n in refused.items():
             assert f'minutely_limit_refusals_total{{limit="{limit}"}} {n}.0' in scraped
+
+
+def test_healthz_is_answered_before_the_app_and_keeps_the_connection(tmp_path: Path) -> None:
+    with serving(tmp_path) as server, socket.create_connection(address(server), 5) as s:
+        s.settimeout(5)
+        probe = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        # two probes, then a request the app answers, pipelined on one connection
+        s.sendall(probe + probe + b"GET /api/v1/servers HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        got = b""
+        while got.count(b"HTTP/1.1 200 OK") < 3 or not got.endswith(b"}"):
+            got += s.recv(65536)
+        answers = got.split(b"HTTP/1.1 ")[1:]
+        assert [a.rsplit(b"\r\n\r\n", 1)[1] for a in answers] == [
+            b'{"status":"ok"}',
+            b'{"status":"ok"}',
+            b'{"servers":[]}',
+        ]
+        assert all(b"connection: close" not in a for a in answers)
+        s.sendall(probe.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        last = read_all(s, 5)
+        assert last.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in last
+        assert last.endswith(b'{"status":"ok"}')  # and then the server closed it
+
+
+def test_healthz_with_a_host_not_allowed_is_refused_by_the_app(tmp_path: Path) -> None:
+    with serving(tmp_path) as server:
+        r = httpx.get(f"{server.url}/healthz", headers={"host": "evil.example.com"})
+        assert r.status_code == 421 and "evil.example.com" in r.json()["error"]
