@@ -209,17 +209,27 @@ def _serve_on(
     from minutely.service import IngestNode, Service
 
     failpoints.arm(settings.failpoints)
+    bodies = settings.max_inflight_body_bytes
     if ingest_only:
         ingest_node = IngestNode(settings).open()
-        app, refusals = create_ingest_app(ingest_node, access=access), ingest_node.refusals
+        app, refusals = (
+            create_ingest_app(ingest_node, access=access, max_inflight_body_bytes=bodies),
+            ingest_node.refusals,
+        )
     elif settings.node:
         from minutely.cluster.node import ClusterNode
 
         cluster_node = ClusterNode(settings).open()
-        app, refusals = create_app(cluster_node, access=access), cluster_node.refusals
+        app, refusals = (
+            create_app(cluster_node, access=access, max_inflight_body_bytes=bodies),
+            cluster_node.refusals,
+        )
     else:
         service = Service(settings).open()
-        app, refusals = create_app(service, access=access), service.refusals
+        app, refusals = (
+            create_app(service, access=access, max_inflight_body_bytes=bodies),
+            service.refusals,
+        )
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout,

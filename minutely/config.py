@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from minutely.errors import ConfigError
+from minutely.limits import MAX_INFLIGHT_BODY_BYTES
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -94,6 +95,9 @@ class Settings:
     #: the largest JSON body decoded point object by point object, when the columnar fast
     #: path cannot type it (413 beyond): such a body costs tens of times its size in memory
     max_slow_json_bytes: int = 16 << 20
+    #: the request body bytes all requests in flight may hold at once (429 beyond, before the
+    #: body is read): each body is bounded by ``max_body_bytes``, their sum by this
+    max_inflight_body_bytes: int = MAX_INFLIGHT_BODY_BYTES
     #: minutes kept in the time-major live buffer before they move into the ring
     live_minutes: int = 4
     #: the storage tier: "chdb" (embedded, in <data_dir>/store), a ClickHouse URL
@@ -178,6 +182,12 @@ class Settings:
             if getattr(self, name) < 1:
                 msg = f"{name}: {getattr(self, name)} is below the minimum of 1"
                 raise ConfigError(msg)
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            msg = (
+                f"max_inflight_body_bytes: {self.max_inflight_body_bytes} is below"
+                f" max_body_bytes ({self.max_body_bytes}): a body that large could never be read"
+            )
+            raise ConfigError(msg)
         if self.max_query_cells < 1:
             msg = f"max_query_cells: {self.max_query_cells} is below the minimum of 1"
             raise ConfigError(msg)
@@ -299,6 +309,7 @@ _SIZES = {
     "max_header_bytes",
     "series_memory",
     "max_slow_json_bytes",
+    "max_inflight_body_bytes",
 }
 
 

@@ -10,6 +10,8 @@
     ├── Backpressure              the bus is full: retry later (HTTP 429 with Retry-After)
     │   ├── SeriesLimit           the request would pass a cardinality limit (HTTP 429,
     │   │                         naming it; ``minutely.limits``)
+    │   ├── BodyBytesLimit        the bodies in flight would pass max_inflight_body_bytes
+    │   │                         (HTTP 429, naming it; ``minutely.limits``)
     │   └── Unavailable           the bus is closed or unreachable, the store behind or folds
     │                             failing (HTTP 503 with Retry-After)
     ├── StoreError                the store failed: unreachable, or the engine refused a
@@ -87,6 +89,14 @@ class SeriesLimit(Backpressure):
 
     def __init__(self, message: str, limit: str, retry_after: float) -> None:
         super().__init__(message, retry_after, limit)
+
+
+class BodyBytesLimit(Backpressure):
+    """The request's body would take the bodies being read past ``max_inflight_body_bytes``;
+    none of it was read."""
+
+    def __init__(self, message: str, retry_after: float = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(message, retry_after, "max_inflight_body_bytes")
 
 
 class Unavailable(Backpressure):

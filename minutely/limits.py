@@ -1,10 +1,12 @@
-"""The limits that name themselves: each refusal counted under its setting's name, and the
-cardinality guard that refuses a request's new series before its points are accepted.
+"""The limits that name themselves: each refusal counted under its setting's name, the
+cardinality guard that refuses a request's new series before its points are accepted, and the
+budget of body bytes that the requests in flight may hold.
 
     setting                     answer                       checked in
     max_name_bytes              the point rejected, reason   ingest/validate.py (counted a
     name_characters             the point rejected, reason   point at a time, once taken)
     max_body_bytes              413                          api/protocols.py, api/encoding.py
+    max_inflight_body_bytes     429, Retry-After             BodyBudget (api/inflight.py)
     max_slow_json_bytes         413                          ingest/json.py (off the fast path)
     max_points_per_request      413                          service.py, after decode
     max_series                  429, Retry-After             CardinalityGuard
@@ -27,7 +29,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from minutely.errors import SeriesLimit
+from minutely.errors import BodyBytesLimit, SeriesLimit
 from minutely.model import PointBatch
 from minutely.registry import Registry
 
@@ -36,6 +38,10 @@ from minutely.registry import Registry
 PENDING_SECONDS = 10.0
 #: what a refusal for the total series says to wait: the limit holds until an operator acts
 TOTAL_RETRY_AFTER = 60.0
+#: ``max_inflight_body_bytes`` by default: two bodies as large as ``max_body_bytes`` allows
+MAX_INFLIGHT_BODY_BYTES = 1 << 30
+#: what a refusal for the bodies in flight says to wait: bodies are read in well under this
+BODY_RETRY_AFTER = 1.0
 
 
 class Refusals:
@@ -127,3 +133,32 @@ class CardinalityGuard:
             self._pending.append((now, new, n_series))
             self._this_minute += new
             return new
+
+
+class BodyBudget:
+    """The request body bytes that the requests in flight hold, against ``max_bytes`` (the
+    setting ``max_inflight_body_bytes``): each body is bounded by ``max_body_bytes``, and
+    this bounds their sum. Taken before a body is read, given back once its answer is sent;
+    used from the event loop only.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        #: bytes taken and not yet given back, and the most ever taken at once
+        self.held = 0
+        self.peak = 0
+
+    def take(self, n: int) -> None:
+        """Count ``n`` more bytes in, or raise ``BodyBytesLimit`` (nothing counted then)."""
+        if self.held + n > self.max_bytes:
+            msg = (
+                f"the request bodies in flight hold {self.held} bytes, and this one's {n} would"
+                f" pass the limit max_inflight_body_bytes of {self.max_bytes} bytes; none of"
+                " it was read"
+            )
+            raise BodyBytesLimit(msg, BODY_RETRY_AFTER)
+        self.held += n
+        self.peak = max(self.peak, self.held)
+
+    def give(self, n: int) -> None:
+        self.held -= n

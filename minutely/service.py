@@ -196,6 +196,7 @@ class _IngestPath:
             "max_new_series_per_minute": s.max_new_series_per_minute,
             "max_points_per_request": s.max_points_per_request,
             "max_body_bytes": s.max_body_bytes,
+            "max_inflight_body_bytes": s.max_inflight_body_bytes,
             "max_slow_json_bytes": s.max_slow_json_bytes,
             "max_name_bytes": s.max_name_bytes,
             "max_query_cells": s.max_query_cells,

@@ -24,7 +24,9 @@
                                                     dashboard/vendor/ when the package is built)
 
 Before any route, ``auth.Guard`` refuses a ``Host`` that is not allowed (421) and, once a token
-exists, a request without one (401) or with too small a scope (403).
+exists, a request without one (401) or with too small a scope (403); then
+``inflight.BodyBudgetGuard`` refuses a body that would take the bodies in flight past
+``max_inflight_body_bytes`` (429 with ``Retry-After``) before any of it is read.
 
 Errors are JSON ``{"error": "..."}``: 400 names the bad parameter, 404 the unknown name, 413
 an oversized body (decompressed, too), 415 a Content-Encoding other than gzip or zstd, 422 an
@@ -65,6 +67,7 @@ from starlette.staticfiles import StaticFiles
 
 from minutely.api import arrow, encoding, openapi, params, partials, protocols, render
 from minutely.api.auth import LOOPBACK_ONLY, Access, Guard
+from minutely.api.inflight import BodyBudgetGuard
 from minutely.api.ports import Answers, ClusterMember, Lifecycle, PointSink, QueryNode
 from minutely.api.prometheus import routes as prometheus_routes
 from minutely.api.selfmetrics import SelfMetrics
@@ -78,6 +81,7 @@ from minutely.errors import (
     Unavailable,
 )
 from minutely.ingest.arrow import CONTENT_TYPE as ARROW_STREAM
+from minutely.limits import MAX_INFLIGHT_BODY_BYTES, BodyBudget
 
 JSON = "application/json"
 CSV = "text/csv; charset=utf-8"
@@ -230,26 +234,49 @@ class _IngestNode(PointSink, Lifecycle, Protocol):
     """What an ingest-only node offers the app."""
 
 
+def _middleware(
+    node: object, selfmon: SelfMetrics, access: Access, bodies: int
+) -> list[Middleware]:
+    """The self-metrics outermost, so the request counts see every refusal; then the
+    ``Host`` and token guard; then the budget of body bytes in flight (``inflight.py``)."""
+    budget = BodyBudget(bodies)
+    return [
+        selfmon.middleware(),
+        Middleware(Guard, access=access),
+        Middleware(
+            BodyBudgetGuard, budget=budget, on_refusal=lambda e: protocols.note_refusal(node, e)
+        ),
+    ]
+
+
 def create_ingest_app(
-    node: _IngestNode, *, manage_lifecycle: bool = True, access: Access = LOOPBACK_ONLY
+    node: _IngestNode,
+    *,
+    manage_lifecycle: bool = True,
+    access: Access = LOOPBACK_ONLY,
+    max_inflight_body_bytes: int = MAX_INFLIGHT_BODY_BYTES,
 ) -> Starlette:
     """An ingest-only node's app: health, status, metrics and ``POST /api/v1/points``."""
     selfmon = SelfMetrics(node)
     routes = _ingest_routes(node, selfmon)
     return Starlette(
         routes=[*routes, openapi.route(routes)],
-        # outside the guard, the request counts see its refusals too
-        middleware=[selfmon.middleware(), Middleware(Guard, access=access)],
+        middleware=_middleware(node, selfmon, access, max_inflight_body_bytes),
         lifespan=_lifespan(node, manage_lifecycle),
     )
 
 
 def create_app(
-    node: QueryNode, *, manage_lifecycle: bool = True, access: Access = LOOPBACK_ONLY
+    node: QueryNode,
+    *,
+    manage_lifecycle: bool = True,
+    access: Access = LOOPBACK_ONLY,
+    max_inflight_body_bytes: int = MAX_INFLIGHT_BODY_BYTES,
 ) -> Starlette:
     """The ASGI app over ``node`` (a ``Service``, or anything with ``QueryNode``'s methods);
     with ``manage_lifecycle`` it starts and stops it. ``access`` says which ``Host`` names
-    and tokens it lets in (``auth.py``): by default loopback names and no tokens."""
+    and tokens it lets in (``auth.py``): by default loopback names and no tokens;
+    ``max_inflight_body_bytes`` bounds the body bytes all requests in flight hold."""
 
     async def servers(request: Request) -> Response:
         return _json(render.dumps({"servers": sorted(node.server_names())}))
@@ -413,6 +440,6 @@ def create_app(
 
     return Starlette(
         routes=routes,
-        middleware=[selfmon.middleware(), Middleware(Guard, access=access)],
+        middleware=_middleware(node, selfmon, access, max_inflight_body_bytes),
         lifespan=_lifespan(node, manage_lifecycle),
     )
