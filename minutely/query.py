@@ -125,6 +125,15 @@ class Query:
             labels = [label for label, k in zip(labels, keep.tolist(), strict=True) if k]
         return _Selection(ident, series, other_ids, labels, bool(only))
 
+    def series_count(self, by: By, name: str) -> int:
+        """How many series a question about ``name`` reads (0 if ``name`` is unknown)."""
+        reg = self.registry
+        ident = (reg.servers if by == "server" else reg.metrics).get(name)
+        if ident is None:
+            return 0
+        series, _ = reg.by_server(ident) if by == "server" else reg.by_metric(ident)
+        return len(series)
+
     def touches_store(self, start: int) -> bool:
         """Would a question starting at ``start`` (unix seconds) read the store?"""
         oldest = self.ring.oldest_minute()

@@ -37,10 +37,14 @@ and 503 a closed bus (all with ``Retry-After``); a refusal by a limit names its 
 asks for CSV or an Arrow IPC stream (layout in ``arrow.py``); an unknown ``format`` is a 400.
 Series and fleet answers take ``fields=min,max,avg,sum,count`` (any subset) to carry fewer
 arrays. Query answers carry a ``Server-Timing: app;dur=<ms>`` header: the time spent answering,
-without the network. Answers are made on a worker thread, and a series answer of more than
-``render.CHUNK_CELLS`` cells is streamed as JSON or CSV a few series at a time (rendered on a
-worker thread too), so no question holds up the others; its ``Server-Timing`` is the time
-until the first chunk could be sent. In a cluster, an answer whose
+without the network. An answer of at most ``INLINE_CELLS`` cells (series × buckets, known
+from the question and the registry before anything is read) that reads only memory is made
+on the event loop, where a thread hop would cost more than the answer; any other is made on a
+worker thread, and a series answer of more than ``render.CHUNK_CELLS`` cells is streamed as
+JSON or CSV a few series at a time (rendered on a worker thread too), so no question holds up
+the others. A streamed answer's headers are sent before its chunks are made, so its
+``Server-Timing`` is ``app;desc="until the first chunk";dur=<ms>``; the whole answer's time
+is logged at debug level once its last chunk is made. In a cluster, an answer whose
 partition has no ready owner is given from the store alone and says so: ``"partial": true``
 in JSON and an ``X-Minutely-Partial: true`` header.
 """
@@ -101,6 +105,20 @@ log = logging.getLogger(__name__)
 
 #: an answer's body: whole, or the chunks of a large JSON or CSV answer, streamed
 Body = bytes | memoryview | Iterator[bytes]
+#: an answer of at most this many cells, read from memory, is made on the event loop: it
+#: holds the loop no longer than one chunk of a streamed answer holds the interpreter
+INLINE_CELLS = render.CHUNK_CELLS
+
+
+def _timed(chunks: Iterator[bytes], path: str, began: float) -> Iterator[bytes]:
+    """``chunks``, logging (at debug) how long the whole answer took once the last is made:
+    the ``Server-Timing`` header was sent before it."""
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        yield chunk
+    took = (time.perf_counter() - began) * 1000
+    log.debug("streamed %s: %d bytes in %.1f ms", path, size, took)
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -368,14 +386,35 @@ def create_app(
                 return [node.metric_kind(name)] * len(labels)
             return [node.metric_kind(metric) for metric in labels]
 
+        def small(query: QueryParams, name: str) -> bool:
+            """Whether the answer holds at most ``INLINE_CELLS`` cells, read from memory
+            alone: known from the question and the registry, before anything is read."""
+            if local:
+                return False
+            start, end = params.parse_range(query, node.clock())
+            if answers.touches_store(start):
+                return False
+            n = answers.series_count(by, name)
+            if n is None:
+                return False
+            if only := query.getlist(other):
+                n = min(n, len(only))
+            if kind != "summary":
+                step = params.parse_step(query.get("step"))
+                n *= -(-end // step) - start // step  # the buckets, the range aligned to step
+            return n <= INLINE_CELLS
+
         async def endpoint(request: Request) -> Response:
             began = time.perf_counter()
             try:
                 fmt = "partials" if local else _answer_format(request)
                 args = (request.query_params, request.path_params["name"], fmt)
-                # on a worker thread, even from memory: an answer as large as max_query_cells
-                # allows takes long enough to stall every other request on the loop
-                body, partial = await run_in_threadpool(answer, *args)
+                if small(*args[:2]):
+                    body, partial = answer(*args)  # a thread hop would cost more than this
+                else:
+                    # an answer as large as max_query_cells allows takes long enough to stall
+                    # every other request on the loop
+                    body, partial = await run_in_threadpool(answer, *args)
             except BadParameter as e:
                 if local:  # the asking node raises it again, and counts it where it was asked
                     return _json(render.dumps(partials.refusal_json(e)), 400)
@@ -386,14 +425,19 @@ def create_app(
             except Unavailable as e:
                 return _error(503, str(e), {"Retry-After": f"{e.retry_after:.0f}"})
             took = (time.perf_counter() - began) * 1000
-            headers = {"Server-Timing": f"app;dur={took:.3f}"}
-            if partial:
-                headers[PARTIAL_HEADER] = "true"
             media = partials.MEDIA_TYPE if local else MEDIA_TYPES[fmt]
             if isinstance(body, bytes | memoryview):
+                headers = {"Server-Timing": f"app;dur={took:.3f}"}
+                if partial:
+                    headers[PARTIAL_HEADER] = "true"
                 return Response(body, media_type=media, headers=headers)
+            # headers go before the chunks are made: they can only say when the first could be
+            headers = {"Server-Timing": f'app;desc="until the first chunk";dur={took:.3f}'}
+            if partial:
+                headers[PARTIAL_HEADER] = "true"
             # Starlette iterates a plain iterator on a worker thread, a chunk at a time
-            return StreamingResponse(body, media_type=media, headers=headers)
+            chunks = _timed(body, request.url.path, began)
+            return StreamingResponse(chunks, media_type=media, headers=headers)
 
         return endpoint
 

@@ -105,6 +105,12 @@ class Answers(Protocol):
         """Does an answer from ``start`` read the store (the app then answers on a thread)?"""
         ...
 
+    def series_count(self, by: By, name: str) -> int | None:
+        """How many series a question about ``name`` reads, known without reading them (0
+        for an unknown name; None if not known here): the app answers a small question on
+        the event loop."""
+        ...
+
 
 class QueryNode(PointSink, Lifecycle, Protocol):
     """A node that takes points and answers queries."""

@@ -83,6 +83,9 @@ class LocalAnswers:
     def touches_store(self, start: int) -> bool:
         return True  # a shard may be taken over at any moment: always answer on a thread
 
+    def series_count(self, by: By, name: str) -> int | None:
+        return None  # the owner may be another node: not known here
+
     def _key(self, by: By, name: str) -> str:
         p = int(partition_of(np.asarray([name], dtype=object), self.node.partitions)[0])
         return partition_key(by, p)

@@ -3,6 +3,7 @@ and maps what the node raises to the HTTP answers the README promises."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 from starlette.testclient import TestClient
 
 from minutely.api import create_app
+from minutely.api.app import INLINE_CELLS
 from minutely.errors import Backpressure, IdempotencyConflict, NotFound, Unavailable
 from minutely.ingest import Decoded
 from minutely.model import Partials, PointBatch
@@ -17,18 +19,31 @@ from minutely.query import By, SeriesAnswer, SummaryAnswer
 from minutely.testing.access import TESTSERVER
 
 
+def _on_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class FakeAnswers:
     def __init__(self) -> None:
         self.asked: list[tuple[Any, ...]] = []
+        #: what ``series_count`` says, and whether each question was answered on the loop
+        self.count: int | None = None
+        self.on_loop: list[bool] = []
 
     def series(
         self, by: By, name: str, start: int, end: int, step: int = 60, only: list[str] | None = None
     ) -> SeriesAnswer:
+        self.on_loop.append(_on_loop())
         raise NotFound(f"no {by} named {name!r}")
 
     def summary(
         self, by: By, name: str, start: int, end: int, only: list[str] | None = None
     ) -> SummaryAnswer:
+        self.on_loop.append(_on_loop())
         self.asked.append((by, name, start, end, only))
         parts = Partials(
             np.array([1.0]), np.array([3.0]), np.array([4.0]), np.array([2], np.uint32)
@@ -44,6 +59,9 @@ class FakeAnswers:
 
     def touches_store(self, start: int) -> bool:
         return False
+
+    def series_count(self, by: By, name: str) -> int | None:
+        return self.count
 
 
 class FakeNode:
@@ -134,3 +152,23 @@ def test_what_the_node_raises_becomes_the_promised_status() -> None:
             assert got.status_code == code, error
             assert got.headers.get("retry-after") == retry
             assert str(error) in got.json()["error"]
+
+
+def test_small_questions_are_answered_on_the_loop_and_the_others_on_a_thread() -> None:
+    node = FakeNode()
+    day = "start=1763913600&end=1764000000"  # 1,440 buckets of a minute
+    cases = [  # (series the node counts, the question, answered on the loop)
+        (None, "summary", False),  # not known here: a thread
+        (3, "summary", True),
+        (INLINE_CELLS, "summary", True),
+        (INLINE_CELLS + 1, "summary", False),
+        (INLINE_CELLS // 1440, f"series?{day}", True),
+        (INLINE_CELLS // 1440 + 1, f"series?{day}", False),
+        (INLINE_CELLS // 24 + 1, f"series?{day}&step=3600", False),
+        (INLINE_CELLS // 24 + 1, f"series?{day}&step=3600&metric=a&metric=b", True),
+    ]
+    with client(node) as c:
+        for count, question, _ in cases:
+            node.answers.count = count
+            c.get(f"/api/v1/servers/web-1/{question}")
+    assert node.answers.on_loop == [inline for _, _, inline in cases]
