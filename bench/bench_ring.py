@@ -1,0 +1,196 @@
+"""The hot ring alone: a fresh ring's ingest rate at two windows, and its reads, against
+another checkout of minutely in the same run.
+
+Ingest: the simulator's fleet (``--servers`` × ``--metrics``, 1 Hz, ``--minutes`` minutes,
+~1M-point Arrow bodies) decoded, published and folded in-process (no HTTP, no store) by a
+fresh ``Service`` in a fresh process, at the default 2-day window and at 6 h. Reads: a ring of
+``--series`` series filled for 2 days (one partial per series-minute, loaded as a start-up
+does), then ``read`` and ``read_buckets`` of 2,000 neighbouring series (one server's, Q1) and
+of 1,000 series spread over the ring (one metric's, Q2) at steps of 1 min, 1 h and 1 d, the
+median of ``--reads`` calls each, in CPU time of the reading thread.
+
+Each measurement runs in its own process, this checkout's and ``--baseline``'s alternating,
+``--runs`` times; the table gives medians and their ratio.
+
+    flock /tmp/minutely-cpu.lock python bench/bench_ring.py --baseline /work/main
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent.parent
+WINDOWS = {"2d": 2 * 86400, "6h": 6 * 3600}
+STEPS = {"1min": 1, "1h": 60, "1d": 1440}
+
+
+def ingest(window: int, servers: int, metrics: int, minutes: int) -> dict[str, Any]:
+    """A fresh service folds the fleet's points: points/s, ring memory, process RSS."""
+    import psutil
+
+    from minutely import sim
+    from minutely.config import Settings
+    from minutely.ingest import decode
+    from minutely.model import ARROW_STREAM
+    from minutely.service import Service
+
+    fleet = sim.Fleet(servers, metrics, seed=1)
+    now = float(int(time.time()) // 60 * 60)
+    t0 = int(now) - minutes * 60
+    step = max(1, 1_000_000 // len(fleet))
+    bodies = [
+        sim.encode_arrow(fleet.batch(t, min(step, t0 + minutes * 60 - t)))
+        for t in range(t0, t0 + minutes * 60, step)
+    ]
+    points = len(fleet) * minutes * 60
+    settings = Settings(hot_window=window, bus_max_bytes=8 << 30, store="none")
+    service = Service(settings, clock=lambda: now).open()
+    rss0 = psutil.Process().memory_info().rss
+
+    async def go() -> None:
+        for body in bodies:
+            d = decode(body, ARROW_STREAM, now=now, oldest=now - window, max_future=300)
+            await service.bus.publish(d.batch)
+            while service.aggregator.drain(timeout=0):
+                pass
+
+    cpu0, began = os.times(), time.perf_counter()
+    asyncio.run(go())
+    took, cpu1 = time.perf_counter() - began, os.times()
+    assert service.aggregator.stats.points == points
+    ring = service.ring
+    return {
+        "rate": points / took,
+        "sys": cpu1.system - cpu0.system,
+        "user": cpu1.user - cpu0.user,
+        "ring_bytes": ring.nbytes,
+        "rss_growth": psutil.Process().memory_info().rss - rss0,
+    }
+
+
+def reads(n_series: int, runs: int) -> dict[str, float]:
+    """CPU milliseconds of the reading thread per read of a 2-day ring, median of ``runs``
+    (CPU time, not wall time: the machine is shared, and a read is one thread's work)."""
+    import numpy as np
+
+    from minutely.hot import HotRing
+    from minutely.model import Partials
+
+    window = 2880
+    ring = HotRing(window, 4)
+    rng = np.random.default_rng(1)
+    head = 30_000_000
+    series = np.arange(n_series, dtype=np.int32)
+    for hour in range(head - window + 1, head + 1, 60):
+        mins = np.arange(hour, min(hour + 60, head + 1), dtype=np.int64)
+        s = np.repeat(series, mins.shape[0])
+        m = np.tile(mins, n_series)
+        v = rng.normal(50, 10, s.shape[0])
+        ring.load(s, m, Partials(v - 1, v + 1, v * 60, np.full(s.shape[0], 60, np.uint32)), True)
+    ring.fold(series, np.full(n_series, head), np.ones(n_series))  # live rows too
+    q1 = np.arange(2000, dtype=np.int32)
+    q2 = np.arange(0, n_series, n_series // 1000, dtype=np.int32)[:1000]
+    first = head - window + 1
+    out: dict[str, float] = {}
+    for name, ids in (("Q1", q1), ("Q2", q2)):
+        for label, step in STEPS.items():
+            ms = []
+            for _ in range(runs + 1):
+                began = time.thread_time()
+                if step == 1:
+                    got = ring.read(ids, first, window)
+                else:
+                    got = ring.read_buckets(ids, first, window, step)
+                ms.append((time.thread_time() - began) * 1000)
+            assert int(got.count.sum()) > 0
+            out[f"{name} {len(ids)} series × 2 d, step {label}, CPU"] = statistics.median(ms[1:])
+    return out
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.child == "reads":
+        print(json.dumps(reads(args.series, args.reads)))
+    else:
+        print(json.dumps(ingest(WINDOWS[args.child], args.servers, args.metrics, args.minutes)))
+
+
+def run_child(tree: Path, what: str, args: argparse.Namespace) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what]
+    cmd += ["--servers", str(args.servers), "--metrics", str(args.metrics)]
+    cmd += ["--minutes", str(args.minutes), "--series", str(args.series)]
+    cmd += ["--reads", str(args.reads)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(done.stderr)
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", type=Path, help="another checkout to measure in the same run")
+    ap.add_argument("--servers", type=int, default=100)
+    ap.add_argument("--metrics", type=int, default=500)
+    ap.add_argument("--minutes", type=int, default=10)
+    ap.add_argument("--series", type=int, default=32_000, help="series of the 2-day read ring")
+    ap.add_argument("--reads", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--skip-reads", action="store_true")
+    ap.add_argument("--child", choices=[*WINDOWS, "reads"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args)
+        return
+    trees = {"this": HERE}
+    if args.baseline is not None:
+        trees["baseline"] = args.baseline.resolve()
+    whats = [*WINDOWS] + ([] if args.skip_reads else ["reads"])
+    got: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for i in range(args.runs):
+        for what in whats:
+            for name, tree in trees.items():
+                r = run_child(tree, what, args)
+                got.setdefault((name, what), []).append(r)
+                print(f"# run {i + 1} {name} {what}: {json.dumps(r)}", flush=True)
+    points = args.servers * args.metrics * args.minutes * 60
+    print(
+        f"\n{os.cpu_count()} cores; fleet {args.servers} × {args.metrics}, {args.minutes} min"
+        f" ({points / 1e6:.0f}M points); medians of {args.runs} runs, each in a fresh process\n"
+    )
+    names = list(trees)
+    print("| measure | " + " | ".join(names) + (" | this / baseline |" if len(names) > 1 else " |"))
+    print("|---|" + "---|" * (len(names) + (len(names) > 1)))
+
+    def row(label: str, values: list[float], fmt: str, ratio: bool = True) -> None:
+        cells = [format(v, fmt) for v in values]
+        tail = f" {values[0] / values[1]:.2f}x |" if len(values) > 1 and ratio else ""
+        print(f"| {label} | " + " | ".join(cells) + " |" + tail)
+
+    for w in WINDOWS:
+
+        def med(key: str, w: str = w) -> list[float]:
+            return [statistics.median(r[key] for r in got[(n, w)]) for n in names]
+
+        row(f"fresh ingest, {w} window, M points/s", [v / 1e6 for v in med("rate")], ".2f")
+        row(f"fresh ingest, {w} window, kernel CPU s", med("sys"), ".2f")
+        ring_mb = [v / 1e6 for v in med("ring_bytes")]
+        row(f"ring bytes after, {w} window, MB (own report)", ring_mb, ".0f")
+        row(f"RSS growth, {w} window, MB", [v / 1e6 for v in med("rss_growth")], ".0f")
+    if not args.skip_reads:
+        for key in got[(names[0], "reads")][0]:
+            vals = [statistics.median(r[key] for r in got[(n, "reads")]) for n in names]
+            row(f"{key}, ms", vals, ".1f")
+
+
+if __name__ == "__main__":
+    main()
