@@ -10,13 +10,20 @@ median of 20 each and their ratio.
 
 Phase 2, real time: ``minutely simulate`` sends the whole fleet at 1 Hz (2M points/s) for
 ``--live`` seconds; we sample the server's CPU share and how far behind real time the newest
-folded minute is. ``--live 0`` skips it.
+folded minute is, and sample where the server's memory goes (its RSS, the ring's own report,
+the store writer's queue). ``--live 0`` skips it.
+
+The server runs with the default store (chDB) unless ``--store none``. A watchdog kills it
+when its RSS passes ``--max-rss`` GiB (default 16: the machine is shared), and the run then
+says so.
 
     python bench/bench_seed.py                       # 2 h of history, 5 min live
     python bench/bench_seed.py --history 30 --live 60
     python bench/bench_seed.py --servers 100 --live 0   # Q1 at the seed's size, ~1 GiB ring
 
-The hot window is ``--window`` (default 3h): 2 days for 2M series would need ~161 GB.
+The hot window is ``--window`` (default 3h): 2 days for 2M series would need ~161 GB; the
+ring's memory grows with the minutes it holds, so a longer window costs only what the run
+fills.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -87,11 +95,56 @@ def history_bodies(fleet: sim.Fleet, first_minute: int, minutes: int):  # type: 
         yield sim.encode_arrow(fleet.batch(m * 60 + 30, 1))
 
 
+class Watchdog:
+    """Kills ``proc`` when its RSS passes ``limit`` bytes; keeps the highest RSS seen."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], limit: int) -> None:
+        self.proc = proc
+        self.limit = limit
+        self.peak = 0
+        self.killed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        server = psutil.Process(self.proc.pid)
+        while not self._stop.wait(0.2):
+            try:
+                rss = server.memory_info().rss
+            except psutil.Error:
+                return
+            self.peak = max(self.peak, rss)
+            if rss > self.limit:
+                self.killed = True
+                self.proc.kill()
+                return
+
+
+def memory_sample(url: str, server: psutil.Process) -> dict[str, int]:
+    """Where the server's memory is: its RSS, the ring's own report, the writer's queue."""
+    status = httpx.get(f"{url}/api/v1/status", timeout=30).json()
+    store = status.get("store") or {}
+    return {
+        "rss": server.memory_info().rss,
+        "hot": status["hot"]["bytes"],
+        "index": status["hot"].get("memory", {}).get("index", 0),
+        "writer_pending": store.get("pending_bytes", 0),
+    }
+
+
 def live_load(
     args: argparse.Namespace, url: str, server: psutil.Process
-) -> tuple[float, float, float, list[float], dict[str, Any]]:
+) -> tuple[float, float, float, list[float], dict[str, Any], list[dict[str, int]]]:
     """Phase 2: the whole fleet at 1 Hz for ``--live`` seconds. Returns the seconds measured,
-    the server's and the simulator's CPU share over them, the lag samples and the final status."""
+    the server's and the simulator's CPU share over them, the lag samples, the final status
+    and the memory samples."""
     sim_proc = subprocess.Popen(
         [
             sys.executable,
@@ -115,15 +168,16 @@ def live_load(
     client = psutil.Process(sim_proc.pid)
     time.sleep(10)  # fleet set-up and the first seconds
     c0, k0, t0 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2]), time.time()
-    lags = []
+    lags, samples = [], []
     while sim_proc.poll() is None and time.time() - t0 < args.live - 15:
         time.sleep(5)
-        head = httpx.get(f"{url}/api/v1/status").json()["hot"]["newest_minute"]
+        head = httpx.get(f"{url}/api/v1/status", timeout=30).json()["hot"]["newest_minute"]
         lags.append(time.time() - head)
+        samples.append(memory_sample(url, server))
     c1, k1, t1 = sum(server.cpu_times()[:2]), sum(client.cpu_times()[:2]), time.time()
     sim_proc.wait()
-    live_status = httpx.get(f"{url}/api/v1/status").json()
-    return t1 - t0, (c1 - c0) / (t1 - t0), (k1 - k0) / (t1 - t0), lags, live_status
+    live_status = httpx.get(f"{url}/api/v1/status", timeout=30).json()
+    return t1 - t0, (c1 - c0) / (t1 - t0), (k1 - k0) / (t1 - t0), lags, live_status, samples
 
 
 def main() -> None:
@@ -134,7 +188,8 @@ def main() -> None:
     ap.add_argument("--live", type=float, default=300, help="seconds of real-time load")
     ap.add_argument("--window", default="3h")
     ap.add_argument("--port", type=int, default=18090)
-    ap.add_argument("--store", default="none", help="the server's store: none (default) or chdb")
+    ap.add_argument("--store", default="chdb", help="the server's store: chdb (default) or none")
+    ap.add_argument("--max-rss", type=float, default=16, help="GiB: kill the server above it")
     args = ap.parse_args()
 
     fleet = sim.Fleet(args.servers, args.metrics, seed=2)
@@ -148,6 +203,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc = start_server(args.port, tmp, args.window, args.store)
         server = psutil.Process(proc.pid)
+        watchdog = Watchdog(proc, int(args.max_rss * 2**30))
+        watchdog.start()
         try:
             now_minute = int(time.time() // 60)
             first = now_minute - args.history
@@ -192,7 +249,12 @@ def main() -> None:
             status = httpx.get(f"{url}/api/v1/status").json()
             rss = server.memory_info().rss
             live = live_load(args, url, server) if args.live > 0 else None
+        except Exception:
+            if watchdog.killed:
+                print(f"# the server passed {args.max_rss} GiB of RSS and was killed")
+            raise
         finally:
+            watchdog.stop()
             proc.terminate()
             proc.wait()
 
@@ -224,9 +286,18 @@ def main() -> None:
         f"{hot['bytes_per_series_minute']} B per series-minute; server RSS "
         f"{rss / 2**30:.1f} GiB |"
     )
+    print(f"| server RSS, highest seen (sampled every 0.2 s) | {watchdog.peak / 2**30:.1f} GiB |")
     if live is None:
         return
-    seconds, share, sim_share, lags, live_status = live
+    seconds, share, sim_share, lags, live_status, samples = live
+    for at in ("first", "last"):
+        m = samples[0 if at == "first" else -1] if samples else None
+        if m is not None:
+            print(
+                f"| live, {at} sample: RSS / ring / index / writer queue | "
+                f"{m['rss'] / 2**30:.2f} / {m['hot'] / 2**30:.2f} / {m['index'] / 2**20:.0f} MiB"
+                f" / {m['writer_pending'] / 2**20:.0f} MiB |"
+            )
     print(
         f"| live {series / 1e6:.2f}M points/s for {seconds:.0f} s: server CPU | "
         f"{share * 100:.0f}% of one core "
