@@ -35,6 +35,9 @@ REPORT = 20_000
 #: the compare rounds' sizes: each about 15 s on a quiet machine
 SCHEMATHESIS_EXAMPLES = 5
 FAST_CASES = 5000
+#: seconds without a progress line after which a worker counts as hung (its event loop
+#: blocked, where a case's own timeout cannot fire)
+STALLED = 900
 #: series a fuzzed body may make before new ones get 429 (a fuzz run's memory stays bounded)
 MAX_SERIES = 20_000
 
@@ -137,14 +140,21 @@ def main() -> int:
     for p in procs:
         p.start()
     done, sent, found, run = 0, 0, 0, FastRun()
+    heard = time.perf_counter()
     while done < processes:
         try:
             message = out.get(timeout=5)
-        except Exception:  # a worker that died (a hang the watchdog ended) sends nothing more
+        except Exception:  # nothing yet: a worker may have died, or hang on a blocked loop
             if any(p.exitcode not in (None, 0) for p in procs):
                 print("a worker died: see its traceback above", flush=True)
                 return 1
+            if time.perf_counter() - heard > STALLED:
+                print(f"no progress for {STALLED} s: a worker hangs", flush=True)
+                for p in procs:
+                    p.terminate()
+                return 1
             continue
+        heard = time.perf_counter()
         if message[0] == "progress":  # new problems are shown as they are found
             sent += message[1]
             found += len(message[2])

@@ -206,6 +206,7 @@ async def fuzz_fast(
             return await sent(case)
 
     async def sent(case: fuzzcases.Case) -> tuple[fuzzcases.Case, Any]:
+        began = time.perf_counter()
         try:
             answer = await call(
                 app, case.method, case.path, case.query, case.headers, case.body, timeout=timeout
@@ -214,6 +215,9 @@ async def fuzz_fast(
             return case, e
         except Exception as e:  # the app raised instead of answering: a 500 to a client
             return case, e
+        took = time.perf_counter() - began
+        if took > timeout:  # the answer held the event loop, so the timeout could not fire
+            return case, Hang(f"{case.method} {case.path} took {took:.1f} s")
         return case, answer
 
     def judge(case: fuzzcases.Case, answer: Any) -> bool:
