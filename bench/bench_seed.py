@@ -50,7 +50,9 @@ from minutely.model import ARROW_STREAM
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 
-from bench_pipeline import start_server, time_query, wait_folded  # noqa: E402
+from bench_pipeline import time_query, wait_folded  # noqa: E402
+
+from minutely.testing.processes import launch, wait_healthy  # noqa: E402
 
 ARROW = ARROW_STREAM
 
@@ -88,6 +90,16 @@ def time_formats(
         f: (statistics.median(client_ms[f]), statistics.median(server_ms[f]), size[f])
         for f in client_ms
     }
+
+
+def start_server(port: int, data_dir: str, window: str, store: str) -> subprocess.Popen[bytes]:
+    """``minutely serve``, given two minutes to answer: a start with the store on a loaded
+    machine takes longer than the 30 s ``bench_pipeline`` waits."""
+    proc = launch("serve", port, data_dir, "--hot-window", window, "--store", store)
+    if wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120):
+        return proc
+    proc.kill()
+    raise RuntimeError("server did not start")
 
 
 def history_bodies(fleet: sim.Fleet, first_minute: int, minutes: int):  # type: ignore[no-untyped-def]
