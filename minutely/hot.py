@@ -106,6 +106,8 @@ class HotRing:
         self._dirty = np.zeros(live_minutes, dtype=np.bool_)
         #: the newest minute any point has reached (None before the first point)
         self.head: int | None = None
+        #: the oldest minute any point or partial has reached (None before the first)
+        self._since: int | None = None
         self.expired_points = 0
         self._grow(capacity)
 
@@ -122,8 +124,31 @@ class HotRing:
 
     @property
     def bytes_per_series_minute(self) -> float:
-        """Memory per series-minute held, live rows included."""
-        return self.nbytes / max(1, self.capacity * self.minutes)
+        """Memory per series-minute held (``memory``): ring rows, live rows and stamps."""
+        parts = self.memory()
+        held = parts.pop("series_minutes")
+        return sum(parts.values()) / max(1, held)
+
+    def memory(self) -> dict[str, int]:
+        """Bytes the ring holds, by part: ``ring``, the rows of the series written, each its
+        whole window once a minute of it is written (a block's huge pages make the rows
+        resident whole); ``live``, the live rows; ``stamps``, the minute of each slot and
+        row; and ``series_minutes``, the cells held: series written × ``held_minutes``."""
+        with self.lock:
+            written = bool((self.slot_minute != _NO_MINUTE).any())
+            return {
+                "ring": self._used * self.minutes * 28 if written else 0,
+                "live": sum(a.nbytes for a in self._live.fields()),
+                "stamps": self.slot_minute.nbytes + self.live_minute.nbytes + self._dirty.nbytes,
+                "series_minutes": self._used * self.held_minutes(),
+            }
+
+    def held_minutes(self) -> int:
+        """How many minutes the window spans: from the oldest it still holds, or the oldest
+        any point reached when that is newer, to the newest."""
+        if self.head is None or self._since is None:
+            return 0
+        return self.head - max(self._since, self.head - self.minutes + 1) + 1
 
     def _grow(self, needed: int) -> None:
         old_cap = self.capacity
@@ -190,6 +215,8 @@ class HotRing:
         if top > self.capacity:
             self._grow(top)
         self._used = max(self._used, top)
+        oldest = int(minutes.min())
+        self._since = oldest if self._since is None else min(self._since, oldest)
         newest = int(minutes.max())
         if self.head is None or newest > self.head:
             self._advance(newest)

@@ -117,8 +117,21 @@ def test_growth_keeps_data_and_reports_bytes() -> None:
     ring.fold(np.array([1], dtype=np.int32), np.array([103]), np.array([1.0]))
     got = ring.read(np.array([5000, 0, 1], dtype=np.int32), 100, 4)
     assert got.min[:2, 0].tolist() == [7.0, 5.0] and got.count[2].tolist() == [0, 0, 0, 1]
-    # 3 float64 + 1 uint32 per series-minute, plus the live rows spread over the window
-    assert 28 <= ring.bytes_per_series_minute <= 28 * (1 + 2 / 10) + 1e-9
+    # the 5,001 rows written hold their whole window (10 minutes of 28 B), over the 4
+    # minutes held; the live rows are the capacity's
+    parts = ring.memory()
+    assert parts["ring"] == 5001 * 10 * 28 and parts["series_minutes"] == 5001 * 4
+    assert parts["live"] == 2 * ring.capacity * 28
+
+
+def test_bytes_per_series_minute_of_a_full_window() -> None:
+    """3 float64 + 1 uint32 per series-minute held, plus the live rows and the stamps."""
+    ring = HotRing(120, 4, capacity=1024, block=1024)
+    series = np.arange(1000, dtype=np.int32)
+    for minute in range(1000, 1125):
+        ring.fold(series, np.full(1000, minute), np.ones(1000))
+    assert ring.memory()["series_minutes"] == 1000 * 120
+    assert 28 < ring.bytes_per_series_minute < 28 + 1.25  # live rows: 4 × 28 B / 120
 
 
 def test_rejects_window_not_longer_than_live_rows() -> None:
