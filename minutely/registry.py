@@ -176,6 +176,13 @@ class Registry:
         return self._n_series
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the series map and indexes (arrays; the name dictionaries not counted)."""
+        with self._lock:
+            own = self._series_server.nbytes + self._series_metric.nbytes
+            return own + self._index.nbytes
+
+    @property
     def layout(self) -> Literal["dense", "sparse"]:
         """Which pair → series map is in use (module docstring)."""
         return "dense" if isinstance(self._index, _Dense) else "sparse"
@@ -320,6 +327,10 @@ class _Dense:
     def __init__(self, rows: int, cols: int) -> None:
         self.table = np.full((rows, cols), -1, dtype=np.int32)
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.table.nbytes)
+
     def covers(self, n_servers: int, n_metrics: int) -> bool:
         rows, cols = self.table.shape
         return n_servers <= rows and n_metrics <= cols
@@ -378,6 +389,10 @@ class _Sparse:
         self._by_server = _SortedPairs()  # keys (server << 32) | metric
         self._by_metric = _SortedPairs()  # keys (metric << 32) | server
 
+    @property
+    def nbytes(self) -> int:
+        return self._hash.nbytes + self._by_server.nbytes + self._by_metric.nbytes
+
     def covers(self, n_servers: int, n_metrics: int) -> bool:
         return True
 
@@ -416,6 +431,10 @@ class _SortedPairs:
         self._keys = np.zeros(0, dtype=np.int64)
         self._ids = np.zeros(0, dtype=np.int32)
 
+    @property
+    def nbytes(self) -> int:
+        return int(self._keys.nbytes + self._ids.nbytes)
+
     def merge(self, keys: I64, ids: I32) -> None:
         """Add new (absent) keys: one pass over the held ones."""
         order = np.argsort(keys)
@@ -443,6 +462,10 @@ class _PairHash:
         self._keys = np.full(1 << self._bits, _EMPTY, dtype=np.int64)
         self._ids = np.full(1 << self._bits, -1, dtype=np.int32)
         self._n = 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._keys.nbytes + self._ids.nbytes)
 
     def _home(self, keys: I64) -> I64:
         slots = keys.view(np.uint64) * _MIX  # the top bits mix every bit of the key

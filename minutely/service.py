@@ -569,8 +569,25 @@ class Service(_IngestPath):
             self.store.close()
             self.store = None
 
-    def status(self) -> dict[str, Any]:
+    def hot_status(self) -> dict[str, Any]:
+        """The ring's size and what its memory holds: ``bytes`` (the ring's own), and
+        ``bytes_per_series_minute`` over the whole ring (ring pages, live rows, stamps and
+        the registry's indexes, each in ``memory``) per series-minute held."""
         ring = self.ring
+        memory = ring.memory()
+        held = memory.pop("series_minutes")
+        memory["index"] = self.registry.nbytes
+        return {
+            "window_minutes": ring.minutes,
+            "newest_minute": None if ring.head is None else ring.head * 60,
+            "capacity": ring.capacity,
+            "bytes": memory["ring"] + memory["live"] + memory["stamps"],
+            "series_minutes": held,
+            "memory": memory,
+            "bytes_per_series_minute": round(sum(memory.values()) / max(1, held), 2),
+        }
+
+    def status(self) -> dict[str, Any]:
         return {
             "role": "serve",
             "uptime": self.clock() - self.started_at,
@@ -578,13 +595,7 @@ class Service(_IngestPath):
             "metrics": len(self.registry.metrics),
             "series": self.registry.n_series,
             "limits": self.limits_status(),
-            "hot": {
-                "window_minutes": ring.minutes,
-                "newest_minute": None if ring.head is None else ring.head * 60,
-                "capacity": ring.capacity,
-                "bytes": ring.nbytes,
-                "bytes_per_series_minute": round(ring.bytes_per_series_minute, 2),
-            },
+            "hot": self.hot_status(),
             "aggregator": asdict(self.aggregator.stats),
             "store": None if self.writer is None else asdict(self.writer.stats),
             "dead_letters": self.dead_letters.summary(),

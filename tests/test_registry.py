@@ -328,3 +328,19 @@ def test_names_from_an_allocator_keep_its_ids_and_are_shared() -> None:
     assert b.ensure_series(np.array([9]), np.array([0])).tolist() == [1]
     with pytest.raises(KeyError):
         servers.name(3)
+
+
+def test_the_index_of_17k_servers_by_17k_names_follows_its_34k_series() -> None:
+    """Two metrics a server, each name on two servers: a dense table would be 2^15 × 2^15
+    cells (4 GiB); the registry's arrays hold tens of bytes a series."""
+    n = 17_000
+    servers = np.array([f"host-{i}" for i in range(n)], dtype=object)
+    metrics = np.array([f"app.metric.{i}" for i in range(n)], dtype=object)
+    s_codes = np.repeat(np.arange(n, dtype=np.int32), 2)
+    m_codes = (s_codes + np.tile(np.arange(2, dtype=np.int32), n)) % n
+    zeros = np.zeros(2 * n)
+    reg = Registry()
+    ids = reg.series_ids(PointBatch(servers, s_codes, metrics, m_codes, zeros, zeros))
+    assert reg.layout == "sparse" and reg.n_series == 2 * n
+    assert np.array_equal(np.sort(ids), np.arange(2 * n))
+    assert reg.nbytes < 100 * 2 * n, reg.nbytes

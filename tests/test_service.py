@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from minutely.config import Settings
+from minutely.model import PointBatch
 from minutely.service import Service
 
 
@@ -41,5 +43,26 @@ def test_the_whole_service_is_assembled_with_nothing_opened(tmp_path: Path) -> N
         body = orjson.dumps([{"server": "a", "metric": "m", "ts": now - 5, "value": 2.5}])
         decoded = service.decode(body, "application/json")
         assert decoded.accepted == 1
+    finally:
+        service.close()
+
+
+def test_status_reports_the_whole_ring_per_series_minute(tmp_path: Path) -> None:
+    """The ring's pages, live rows, stamps and the registry's indexes, over the series
+    written × the minutes held."""
+    now = 1_700_000_000.0
+    service = Service(Settings(data_dir=str(tmp_path), store="none"), clock=lambda: now).open()
+    try:
+        series = service.registry.series_ids(
+            PointBatch.from_names(["a", "a", "b"], ["x", "y", "x"], [now] * 3, [1.0] * 3)
+        )
+        service.ring.fold(series, np.full(3, int(now // 60)), np.ones(3))
+        hot = service.status()["hot"]
+        memory = hot["memory"]
+        assert set(memory) == {"ring", "live", "stamps", "index"}
+        assert memory["index"] == service.registry.nbytes > 0
+        assert hot["series_minutes"] == 3
+        assert hot["bytes"] == memory["ring"] + memory["live"] + memory["stamps"]
+        assert hot["bytes_per_series_minute"] == round(sum(memory.values()) / 3, 2)
     finally:
         service.close()
