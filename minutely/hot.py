@@ -28,9 +28,11 @@ partial per (series, minute) and merged exactly into the ring. Points at or beyo
 minutes behind the newest minute are expired and counted, never merged.
 
 The ring is stored in blocks of ``BLOCK`` series (rows ``[b * BLOCK, (b + 1) * BLOCK)``), so
-growing capacity appends a block instead of copying gigabytes, and a new block is lazily
-zeroed memory that costs nothing until written. Column writes (a minute's flush, a stale slot's
-reset) touch only the rows of series that exist.
+growing capacity appends a block instead of copying gigabytes. A block is anonymous memory
+mapped with small pages (``_arena``): a page costs memory and a fault at its first write, so a
+block holds the pages of the rows and minutes written, not the block (huge pages would make
+2 MiB of rows, all their minutes, resident at the first minute written). Column writes (a
+minute's flush, a stale slot's reset) touch only the rows of series that exist.
 
 Read and fold take the ring's lock, so a query sees either all of a batch or none of it.
 Empty entries are those with ``count == 0``; the ring's other fields are then undefined.
@@ -38,6 +40,7 @@ Empty entries are those with ``count == 0``; the ring's other fields are then un
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +69,41 @@ def _distinct(minutes: I64) -> I64:
 
 #: series per ring block: growth appends a block, never copies the ring
 BLOCK = 16384
+#: the page size of the ring's memory (huge pages are refused)
+PAGE = mmap.PAGESIZE
+#: bytes of one cell over the four fields (min, max, sum as float64, count as uint32)
+CELL_BYTES = 3 * 8 + 4
+
+
+def _arena(rows: int, cols: int) -> Partials:
+    """Zeroed ``(rows, cols)`` fields in one private anonymous mapping of small pages."""
+    cells = rows * cols
+    arena = mmap.mmap(-1, cells * CELL_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # Linux; elsewhere pages are small anyway
+        arena.madvise(mmap.MADV_NOHUGEPAGE)
+    f8 = cells * 8
+    return Partials(
+        np.frombuffer(arena, np.float64, cells, 0).reshape(rows, cols),
+        np.frombuffer(arena, np.float64, cells, f8).reshape(rows, cols),
+        np.frombuffer(arena, np.float64, cells, 2 * f8).reshape(rows, cols),
+        np.frombuffer(arena, np.uint32, cells, 3 * f8).reshape(rows, cols),
+    )
+
+
+def _row_pages(window: int, itemsize: int, slots: I64) -> float:
+    """Pages one row of ``window`` cells of ``itemsize`` bytes touches, on average over the
+    rows of a block, when ``slots`` of it are written (rows start at every offset into a
+    page that ``window * itemsize`` steps through)."""
+    row = window * itemsize
+    if row <= PAGE:  # rows share pages: every page of the rows is written
+        return row / PAGE
+    period = PAGE // int(np.gcd(row, PAGE))
+    rows = np.linspace(0, period - 1, min(period, 16)).astype(np.int64)  # a sample suffices
+    starts = (rows * row) % PAGE
+    pages = (starts[:, None] + slots[None, :] * itemsize) // PAGE
+    pages.sort(axis=1)
+    distinct = 1 + (np.diff(pages, axis=1) != 0).sum(axis=1)
+    return float(distinct.mean())
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,29 +155,24 @@ class HotRing:
     def capacity(self) -> int:
         return len(self._blocks) * self.block
 
-    @property
-    def nbytes(self) -> int:
-        arrays = [a for block in self._blocks for a in block.fields()]
-        return sum(a.nbytes for a in (*arrays, *self._live.fields()))
-
-    @property
-    def bytes_per_series_minute(self) -> float:
-        """Memory per series-minute held (``memory``): ring rows, live rows and stamps."""
-        parts = self.memory()
-        held = parts.pop("series_minutes")
-        return sum(parts.values()) / max(1, held)
-
     def memory(self) -> dict[str, int]:
-        """Bytes the ring holds, by part: ``ring``, the rows of the series written, each its
-        whole window once a minute of it is written (a block's huge pages make the rows
-        resident whole); ``live``, the live rows; ``stamps``, the minute of each slot and
-        row; and ``series_minutes``, the cells held: series written × ``held_minutes``."""
+        """Bytes the ring holds, by part: ``ring`` (the pages written of the rows of series
+        that exist, reckoned from the slots written), ``live`` (the live rows), ``stamps``
+        (the minute of each slot and row); and ``series_minutes``, the cells they hold:
+        series written × ``held_minutes``."""
         with self.lock:
-            written = bool((self.slot_minute != _NO_MINUTE).any())
+            slots = np.flatnonzero(self.slot_minute != _NO_MINUTE)
+            ring = 0.0
+            if slots.shape[0]:
+                per_row = 3 * _row_pages(self.minutes, 8, slots)
+                per_row += _row_pages(self.minutes, 4, slots)
+                ring = per_row * PAGE * self._used
+            live = sum(a.nbytes for a in self._live.fields())
+            stamps = self.slot_minute.nbytes + self.live_minute.nbytes + self._dirty.nbytes
             return {
-                "ring": self._used * self.minutes * 28 if written else 0,
-                "live": sum(a.nbytes for a in self._live.fields()),
-                "stamps": self.slot_minute.nbytes + self.live_minute.nbytes + self._dirty.nbytes,
+                "ring": int(ring),
+                "live": live,
+                "stamps": stamps,
                 "series_minutes": self._used * self.held_minutes(),
             }
 
@@ -150,21 +183,26 @@ class HotRing:
             return 0
         return self.head - max(self._since, self.head - self.minutes + 1) + 1
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the ring's written pages, live rows and stamps (``memory``)."""
+        parts = self.memory()
+        return parts["ring"] + parts["live"] + parts["stamps"]
+
+    @property
+    def bytes_per_series_minute(self) -> float:
+        """Memory per series-minute held, live rows and stamps included."""
+        parts = self.memory()
+        held = parts["ring"] + parts["live"] + parts["stamps"]
+        return held / max(1, parts["series_minutes"])
+
     def _grow(self, needed: int) -> None:
         old_cap = self.capacity
         if needed <= old_cap:
             return
-        w = self.minutes
         while self.capacity < needed:
-            # np.zeros is lazily mapped: a block costs address space until it is written.
-            self._blocks.append(
-                Partials(
-                    np.zeros((self.block, w)),
-                    np.zeros((self.block, w)),
-                    np.zeros((self.block, w)),
-                    np.zeros((self.block, w), dtype=np.uint32),
-                )
-            )
+            # a block costs address space until it is written
+            self._blocks.append(_arena(self.block, self.minutes))
         live = Partials.empty((self.live_minutes, self.capacity))
         for dst, src in zip(live.fields(), self._live.fields(), strict=True):
             dst[:, :old_cap] = src
