@@ -18,7 +18,10 @@ Prints Markdown tables of medians.
 
     flock /tmp/minutely-cpu.lock .venv/bin/python bench/bench_protocols.py [--runs 3]
         [--samples 250] [--cold] [--protocols remote_write,influx,otlp,graphite]
-        [--decode-points 100000]
+        [--decode-points 100000] [--baseline TREE]
+
+``--baseline TREE`` runs minutely from another source tree (``git archive COMMIT | tar -x
+-C TREE``) alternating with this one, for a before and after in one run.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from minutely.ingest.labels import LabelMapping
 from minutely.ingest.remote_write import WriteRequest
 from minutely.ingest.series import Limits
 from minutely.testing.natsserver import free_port
-from minutely.testing.processes import launch, stop_process, wait_healthy
+from minutely.testing.processes import clean_env, launch, stop_process, wait_healthy
 
 SERVERS, METRICS = 50, 40  # 2,000 series
 WARM_SAMPLES = 6  # per series before the timed round: past minutely's 4 live minutes
@@ -192,19 +195,23 @@ def run_rounds(
     raise ValueError("no rounds")
 
 
-def run_minutely(protocol: str, rounds: list[Round]) -> float:
+def run_minutely(protocol: str, rounds: list[Round], tree: str = "") -> float:
+    """One run against a fresh server: this checkout's, or the one of source ``tree``."""
     port, gport = free_port(), free_port()
+    args = ["--store", "none", "--graphite-port", str(gport)]
+    env = {"MINUTELY_GRAPHITE_SERVER_NODE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
-        proc = launch(
-            "serve",
-            port,
-            tmp,
-            "--store",
-            "none",
-            "--graphite-port",
-            str(gport),
-            env={"MINUTELY_GRAPHITE_SERVER_NODE": "1"},
-        )
+        if tree:  # run from the tree: ``-m minutely`` finds the package in its cwd first
+            command = [sys.executable, "-m", "minutely", "serve", "--port", str(port)]
+            proc = subprocess.Popen(
+                [*command, "--data-dir", tmp, *args],
+                cwd=tree,
+                env=clean_env(env | {"PYTHONPATH": tree}),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        else:
+            proc = launch("serve", port, tmp, *args, env=env)
         url = f"http://127.0.0.1:{port}"
         try:
             assert wait_healthy(url, proc)
@@ -338,6 +345,11 @@ def main() -> None:
     parser.add_argument(
         "--decode-points", type=int, default=100_000, help="for the decoding table (0: none)"
     )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a source tree of minutely (git archive of a commit) run alternating with this one",
+    )
     args = parser.parse_args()
     if shutil.which("victoria-metrics") is None:
         sys.exit("needs Debian's victoria-metrics (apt-get install victoria-metrics)")
@@ -358,11 +370,17 @@ def main() -> None:
     for protocol in args.protocols.split(","):
         ours: list[float] = []
         theirs: list[float] = []
+        before: list[float] = []
         for _ in range(args.runs):  # alternating, so both see the same load on shared cores
             ours.append(run_minutely(protocol, rounds))
             if protocol != "otlp":
                 theirs.append(run_vm(protocol, rounds))
+            if args.baseline:
+                before.append(run_minutely(protocol, rounds, args.baseline))
         mine = total / statistics.median(ours)
+        if before:
+            base = total / statistics.median(before)
+            print(f"| {protocol} (baseline {args.baseline}) | {base:,.0f} | | |", flush=True)
         if not theirs:
             print(f"| {protocol} | {mine:,.0f} | n/a (no OTLP in 1.79) | |", flush=True)
             continue
