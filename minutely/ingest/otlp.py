@@ -38,8 +38,6 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
-from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from minutely.errors import DecodeError
 from minutely.ingest import otlp_scan, wire
@@ -81,10 +79,17 @@ def series_cache(mapping: LabelMapping) -> SeriesCache:
         if parts is None:
             return None
         resource_bytes, name_bytes, attribute_bytes = parts
+        # each part parsed as deep in a request as it was sent, so the runtime's nesting
+        # limit refuses here what it refuses there
+        at_resource = _field(1, _field(1, resource_bytes))
+        at_point = _field(1, _field(2, _field(2, _field(5, _field(1, attribute_bytes)))))
         try:
             name = name_bytes.decode()
-            resource = _attributes(Resource.FromString(resource_bytes).attributes)
-            own = _attributes(NumberDataPoint.FromString(attribute_bytes).attributes)
+            request = ExportMetricsServiceRequest.FromString(at_resource)
+            resource = _attributes(request.resource_metrics[0].resource.attributes)
+            request = ExportMetricsServiceRequest.FromString(at_point)
+            metric = request.resource_metrics[0].scope_metrics[0].metrics[0]
+            own = _attributes(metric.gauge.data_points[0].attributes)
         except (ProtobufDecodeError, UnicodeDecodeError):
             return None
         server, used = mapping.server_of(resource | own)
@@ -268,6 +273,11 @@ def status(message: str, media_type: str) -> bytes:
         return json.dumps({"code": 3, "message": message}).encode()
     text = message.encode()
     return b"\x08\x03\x12" + _varint(len(text)) + text
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _varint(n: int) -> bytes:

@@ -191,6 +191,31 @@ def test_fields_given_twice_and_bad_utf8_where_the_scanner_skips() -> None:
         check(b"\x0a" + bytes([len(rm)]) + rm)
 
 
+def _field(number: int, payload: bytes) -> bytes:
+    head = number << 3 | 2
+    size = len(payload)
+    out = bytearray([head])
+    while size >= 0x80:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out) + payload
+
+
+def test_attributes_nested_near_the_runtimes_depth_limit() -> None:
+    """A new series' resource and attributes are parsed as deep as in the request, so the
+    runtime's nesting limit refuses the same bodies."""
+    point = b"\x19" + (NOW * 10**9).to_bytes(8, "little") + b"\x21" + bytes(8)
+    for depth in range(40, 56):
+        value = _field(1, b"x")  # AnyValue.string_value
+        for _ in range(depth):
+            value = _field(5, _field(1, value))  # AnyValue.array_value.values
+        kv = _field(1, b"deep") + _field(2, value)
+        for resource, attrs in ((_field(1, _field(1, kv)), b""), (b"", _field(7, kv))):
+            metric = _field(1, b"m") + _field(5, _field(1, point + attrs))
+            check(_field(1, resource + _field(2, _field(2, metric))))
+
+
 def test_known_series_are_not_resolved_again() -> None:
     calls: list[bytes] = []
     cache = otlp.series_cache(MAPPING)
