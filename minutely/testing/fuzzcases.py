@@ -559,7 +559,7 @@ class Cases:
         if source < 0.6:
             body = mutated(rng, serialized())
         elif source < 0.75:
-            body = json.dumps(_json_value(rng, _OTLP_KEYS, 20)).encode()
+            body = json.dumps(_json_value(rng, OTLP_KEYS, 20)).encode()
         elif source < 0.9 and points:
             point = request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
             point.time_unix_nano = rng.choice((0, 1, 2**63 - 1, 2**63, 2**64 - 1))
@@ -802,7 +802,8 @@ def otlp_request(
     return request
 
 
-_OTLP_KEYS = (
+#: the keys of OTLP's JSON, so random JSON shaped like it gets past the outer layers
+OTLP_KEYS = (
     "resourceMetrics",
     "scopeMetrics",
     "metrics",

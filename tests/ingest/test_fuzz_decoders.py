@@ -9,30 +9,26 @@ Three properties, over random bodies, valid bodies mutated byte by byte, and ran
 - in a batch of good and bad points, every good point is kept: the answer counts them and
   the aggregator folds exactly them, and every bad one is counted as rejected.
 
-The bodies are built here by hand (the remote_write protobuf field by field; OTLP through
-the ``opentelemetry-proto`` classes its senders use), not by the decoders' own code.
+The bodies are built by hand in ``minutely.testing.fuzzcases``, which the long pass shares
+(the remote_write protobuf field by field; OTLP through the ``opentelemetry-proto`` classes
+its senders use), not by the decoders' own code.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 import re
 import struct
-import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import cramjam
-import pyarrow as pa
 import pytest
 from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,6 +37,13 @@ from starlette.testclient import TestClient
 from minutely.ingest.graphite import decode_graphite
 from minutely.ingest.validate import REASONS
 from minutely.service import Service
+from minutely.testing.fuzzcases import (
+    OTLP_KEYS,
+    arrow_stream,
+    encode,
+    otlp_request,
+    write_request,
+)
 from tests.ingest.protocol_helpers import NOW, drain, serving
 
 FUZZ = settings(
@@ -132,19 +135,6 @@ def raw(headers: dict[str, str]) -> dict[bytes, bytes]:
     return {k.encode(): v.encode() for k, v in headers.items()}
 
 
-def encode(body: bytes, coding: str) -> bytes:
-    """``body`` compressed as ``coding`` says, where this side can (else as it is)."""
-    if coding == "gzip":
-        return gzip.compress(body)
-    if coding == "zstd":
-        return bytes(cramjam.zstd.compress(body))
-    if coding == "deflate":
-        return zlib.compress(body)
-    if coding == "snappy":
-        return bytes(cramjam.snappy.compress_raw(body))
-    return body
-
-
 @st.composite
 def mutated(draw: st.DrawFn, body: bytes) -> bytes:
     """``body`` with a few bytes flipped, cut, inserted or repeated."""
@@ -207,31 +197,6 @@ def test_json_keeps_every_good_point(
     assert folded == good
 
 
-def arrow_stream(points: list[Point], bad: list[str]) -> bytes:
-    """An Arrow IPC stream of ``points`` followed by one bad point per ``bad`` kind."""
-    servers = [p[0] for p in points]
-    metrics = [p[1] for p in points]
-    ts: list[float | None] = [float(p[2]) for p in points]
-    values: list[float | None] = [p[3] for p in points]
-    for kind in bad:
-        servers.append("" if kind == "server" else "web-1")
-        metrics.append("cpu")
-        ts.append(float(FUTURE) if kind == "future" else NOW)
-        values.append(None if kind == "null" else math.nan if kind == "nan" else 1.0)
-    table = pa.table(
-        {
-            "server": pa.array(servers, pa.string()),
-            "metric": pa.array(metrics, pa.string()),
-            "ts": pa.array(ts, pa.float64()),
-            "value": pa.array(values, pa.float64()),
-        }
-    )
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as w:
-        w.write_table(table, max_chunksize=7)
-    return sink.getvalue()
-
-
 ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
 
 
@@ -244,7 +209,7 @@ def test_arrow_keeps_every_good_point(
     app: tuple[Service, TestClient], points: list[Point], bad: list[str]
 ) -> None:
     service, client = app
-    body = arrow_stream(points, bad)
+    body = arrow_stream(points, bad, int(NOW), 7)
     r, folded = folded_by(
         service, lambda: client.post("/api/v1/points", content=body, headers=ARROW)
     )
@@ -270,7 +235,7 @@ def test_points_route_never_fails(app: tuple[Service, TestClient], data: st.Data
     elif source == "json":
         body = data.draw(mutated(json.dumps([as_json(p) for p in points]).encode()))
     elif source == "arrow":
-        body = data.draw(mutated(arrow_stream(points, ["nan"])))
+        body = data.draw(mutated(arrow_stream(points, ["nan"], int(NOW), 7)))
     elif source == "json-value":
         shaped = data.draw(
             st.recursive(
@@ -301,40 +266,6 @@ def test_points_route_never_fails(app: tuple[Service, TestClient], data: st.Data
 
 
 # -- Prometheus remote_write ------------------------------------------------------------
-
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int64s go as ten bytes of two's complement
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _sample(value: float, ms: int) -> bytes:
-    return bytes([1 << 3 | 1]) + struct.pack("<d", value) + _varint(2 << 3) + _varint(ms)
-
-
-def write_request(series: list[tuple[dict[str, str], list[tuple[float, int]]]]) -> bytes:
-    """A remote_write 1.0 ``WriteRequest``: (labels, [(value, ms)]) per series."""
-    out = b""
-    for labels, samples in series:
-        ts = b"".join(
-            _field(1, _field(1, k.encode()) + _field(2, v.encode())) for k, v in labels.items()
-        )
-        ts += b"".join(_field(2, _sample(v, ms)) for v, ms in samples)
-        out += _field(1, ts)
-    return out
 
 
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
@@ -500,35 +431,6 @@ def test_influx_never_fails(app: tuple[Service, TestClient], data: st.DataObject
 BAD_OTLP = ["no-value", "future", "no-server", "histogram"]
 
 
-def otlp_request(points: list[Point], bad: list[str]) -> ExportMetricsServiceRequest:
-    request = ExportMetricsServiceRequest()
-    for p in points:
-        rm = request.resource_metrics.add()
-        attr = rm.resource.attributes.add()
-        attr.key, attr.value.string_value = "host.name", p[0]
-        metric = rm.scope_metrics.add().metrics.add()
-        metric.name = p[1]
-        dp = metric.gauge.data_points.add()
-        dp.time_unix_nano, dp.as_double = p[2] * 10**9, p[3]
-    for kind in bad:
-        rm = request.resource_metrics.add()
-        if kind != "no-server":
-            attr = rm.resource.attributes.add()
-            attr.key, attr.value.string_value = "host.name", "web-1"
-        metric = rm.scope_metrics.add().metrics.add()
-        metric.name = "cpu"
-        if kind == "histogram":
-            hp = metric.histogram.data_points.add()
-            hp.time_unix_nano, hp.count = int(NOW) * 10**9, 1
-            continue
-        dp = metric.gauge.data_points.add()
-        dp.time_unix_nano = (FUTURE if kind == "future" else int(NOW)) * 10**9
-        dp.as_double = 1.0
-        if kind == "no-value":
-            dp.flags = 1
-    return request
-
-
 @FUZZ
 @given(
     st.lists(good_points, max_size=30),
@@ -539,7 +441,7 @@ def test_otlp_keeps_every_good_point(
     app: tuple[Service, TestClient], points: list[Point], bad: list[str], media: str
 ) -> None:
     service, client = app
-    request = otlp_request(points, bad)
+    request = otlp_request(points, bad, int(NOW))
     if media == "application/json":
         body = json_format.MessageToJson(request).encode()
     else:
@@ -562,27 +464,7 @@ def test_otlp_keeps_every_good_point(
 def _otlp_json_values() -> st.SearchStrategy[Any]:
     """Random JSON shaped roughly like OTLP's, so the fuzz gets past the outer layers."""
     leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
-    keys = st.sampled_from(
-        [
-            "resourceMetrics",
-            "scopeMetrics",
-            "metrics",
-            "name",
-            "gauge",
-            "sum",
-            "histogram",
-            "dataPoints",
-            "asDouble",
-            "asInt",
-            "timeUnixNano",
-            "flags",
-            "attributes",
-            "key",
-            "value",
-            "stringValue",
-            "resource",
-        ]
-    )
+    keys = st.sampled_from(OTLP_KEYS)
     return st.recursive(
         leaf,
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4),
@@ -595,7 +477,9 @@ def _otlp_json_values() -> st.SearchStrategy[Any]:
 def test_otlp_never_fails(app: tuple[Service, TestClient], data: st.DataObject) -> None:
     _, client = app
     points = data.draw(st.lists(good_points, min_size=1, max_size=5))
-    request = otlp_request(points, data.draw(st.lists(st.sampled_from(BAD_OTLP), max_size=2)))
+    request = otlp_request(
+        points, data.draw(st.lists(st.sampled_from(BAD_OTLP), max_size=2)), int(NOW)
+    )
     media = data.draw(st.sampled_from(["application/x-protobuf", "application/json"]))
     source = data.draw(st.sampled_from(["mutated", "shaped", "random", "edges"]))
     if source == "mutated":
@@ -687,7 +571,7 @@ def test_otlp_time_past_int64_is_a_400(
     app: tuple[Service, TestClient], media: str, nanos: int
 ) -> None:
     _, client = app
-    request = otlp_request([("web-1", "cpu", int(NOW), 1.0)], [])
+    request = otlp_request([("web-1", "cpu", int(NOW), 1.0)], [], int(NOW))
     point = request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
     point.time_unix_nano = nanos
     if media == "application/json":
