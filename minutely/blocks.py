@@ -9,18 +9,20 @@ never one object per series)::
       offset  i64[S]  length u32[S]   series s: arena[offset[s] : offset[s] + length[s]]
       fmt     u8[S]                   its ringcodec format (EMPTY: no data, no bytes)
       summary Partials[S]             min, max, sum, count of s over the whole block
+      subs    Partials[S, k] | None   the same over each of k equal parts (compacted blocks)
 
 - ``seal`` encodes a ``(series, n)`` block of partials (the ring's hour, every series at
   once); ``compact`` decodes consecutive blocks and re-encodes them as one (longer blocks
-  need fewer headers and deltas restart less often); ``expire`` drops whole blocks, so
-  memory goes back a span at a time.
+  need fewer headers and deltas restart less often), keeping a summary of each part it was
+  made of when asked, so reads at the parts' step still decode nothing; ``expire`` drops
+  whole blocks, so memory goes back a span at a time.
 - ``merge`` takes late partials into closed blocks exactly: the touched series are decoded,
   merged with ``model.merge`` and re-encoded; their new blobs go to the arena's end and the
   old bytes are counted dead until the arena is repacked (when they pass half of it).
 - ``read`` merges a set of series over any minute range into bucket arrays, as the ring's
-  reads do: a block that lies inside one bucket gives its summary and decodes nothing;
-  other blocks decode only the requested series, straight into the buckets, split by rows
-  over an executor's threads (the kernel releases the GIL).
+  reads do: a block (or a part of a compacted block) that lies inside one bucket gives its
+  summary and decodes nothing; other blocks decode only the requested series, straight
+  into the buckets, split by rows over an executor's threads (the kernel releases the GIL).
 
 Not thread-safe: the owner (the ring, under its lock) serialises writes with reads.
 """
@@ -34,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from minutely import ringcodec
-from minutely.model import I32, I64, U32, Partials, merge, reduce_partials_by_key
+from minutely.model import I32, I64, U32, Partials, merge, reduce_partials_by_key, restep
 
 U8 = npt.NDArray[np.uint8]
 
@@ -59,6 +61,9 @@ class Block:
     length: U32
     fmt: npt.NDArray[np.uint8]
     summary: Partials
+    #: summaries of ``minutes // sub_minutes`` equal parts, ``(rows, parts)``; None: one part
+    subs: Partials | None = None
+    sub_minutes: int = 0
 
     @property
     def rows(self) -> int:
@@ -67,6 +72,17 @@ class Block:
     @property
     def end(self) -> int:
         return self.start + self.minutes
+
+    def parts(self) -> list[tuple[int, int, Partials]]:
+        """``(start, end, summary)`` of each part that has a summary (the block itself
+        when it keeps no parts' summaries)."""
+        if self.subs is None:
+            return [(self.start, self.end, self.summary)]
+        s = self.sub_minutes
+        return [
+            (self.start + j * s, self.start + (j + 1) * s, self.subs.take(np.s_[:, j]))
+            for j in range(self.minutes // s)
+        ]
 
     @staticmethod
     def of(start: int, minutes: int, enc: ringcodec.Encoded) -> Block:
@@ -88,6 +104,7 @@ class BlockUsage:
     live: int
     index: int
     summary: int
+    compacted: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -123,24 +140,35 @@ class BlockStore:
         self.blocks.sort(key=lambda b: b.start)
         return block
 
-    def compact(self, start: int, minutes: int) -> Block | None:
+    def compact(self, start: int, minutes: int, sub_minutes: int = 0) -> Block | None:
         """Re-encode every block inside ``[start, start + minutes)`` as one block of that
-        span (minutes no block held are empty); None when there is none."""
+        span (minutes no block held are empty); None when there is none. With
+        ``sub_minutes`` (dividing ``minutes``), the new block keeps a summary of each part of
+        that many minutes, so reads at that step still use summaries."""
         inside = [b for b in self.blocks if start <= b.start and b.end <= start + minutes]
         if not inside:
             return None
+        if sub_minutes and minutes % sub_minutes:
+            msg = f"parts of {sub_minutes} minutes do not divide {minutes}"
+            raise ValueError(msg)
         rows = max(b.rows for b in inside)
         chunk = max(1, ringcodec.SCRATCH // (28 * minutes))  # decoded rows per pass
         pieces: list[ringcodec.Encoded] = []
+        subs: list[Partials] = []
         for a in range(0, rows, chunk):
             ids = np.arange(a, min(rows, a + chunk), dtype=np.int32)
             part = Partials.zeros((ids.shape[0], minutes))
-            self._decode_into(inside, ids, start, minutes, 1, part, None)
+            self._decode_into(_pieces(inside, start, start + minutes), ids, start, 1, part, None)
             pieces.append(ringcodec.encode(part))
+            if sub_minutes:
+                subs.append(restep(part, sub_minutes))
         enc = _concat(pieces)
         for b in inside:
             self.blocks.remove(b)
         block = Block.of(start, minutes, enc)
+        if sub_minutes:
+            block.subs = _concat_parts(subs)
+            block.sub_minutes = sub_minutes
         self.blocks.append(block)
         self.blocks.sort(key=lambda b: b.start)
         return block
@@ -173,7 +201,7 @@ class BlockStore:
             _grow_rows(block, top)
         rows = np.unique(series).astype(np.int32)
         cells = Partials.zeros((rows.shape[0], n))
-        self._decode_into([block], rows, block.start, n, 1, cells, None)
+        self._decode_into([(block, block.start, block.end)], rows, block.start, 1, cells, None)
         at = np.searchsorted(rows, series).astype(np.int64) * n + (minutes - block.start)
         keys, new = reduce_partials_by_key(at, parts)
         flat = Partials(*(f.reshape(-1) for f in cells.fields()))
@@ -194,6 +222,11 @@ class BlockStore:
         block.fmt[rows] = enc.fmt
         for dst, src in zip(block.summary.fields(), enc.summary.fields(), strict=True):
             dst[rows] = src
+        if block.subs is not None:
+            for dst, src in zip(
+                block.subs.fields(), restep(cells, block.sub_minutes).fields(), strict=True
+            ):
+                dst[rows] = src
         block.used += size
         if block.dead * 2 > block.used:
             _repack(block)
@@ -208,73 +241,78 @@ class BlockStore:
         step: int,
         out: Partials,
         pool: Executor | None = None,
+        rows: I64 | None = None,
+        within: tuple[int, int] | None = None,
     ) -> None:
         """Merge minutes ``[first, first + count)`` of ``series`` into ``out``, whose column
-        ``b`` is the bucket of minutes ``[first + b·step, first + (b+1)·step)`` and row ``i``
-        is ``series[i]`` (as ``HotRing.merge_buckets``). A block inside one bucket merges its
-        summary; the others decode, in time order. With ``pool``, rows are split in two and the
-        second half decodes on the pool's thread."""
+        ``b`` is the bucket of minutes ``[first + b·step, first + (b+1)·step)`` and row
+        ``rows[i]`` (``i`` when None) is ``series[i]`` (as ``HotRing.merge_buckets``). Only
+        minutes inside ``within`` (``[lo, hi)``) are merged, when given. A block, or a part
+        of a compacted block, inside one bucket merges its summary; the rest decodes, in time
+        order. With ``pool``, rows are split in two and the second half decodes on the
+        pool's thread."""
         if count % step or out.count.shape[1] < count // step:
             msg = (
                 f"{count} minutes in buckets of {step} need {count // step} whole columns,"
                 f" out has {out.count.shape[1]}"
             )
             raise ValueError(msg)
-        last = first + count
-        touched = [b for b in self.blocks if b.start < last and first < b.end]
+        lo, hi = first, first + count
+        if within is not None:
+            lo, hi = max(lo, within[0]), min(hi, within[1])
+        touched = [b for b in self.blocks if b.start < hi and lo < b.end]
         if not touched or series.shape[0] == 0:
             return
-        whole = [
-            b
-            for b in touched
-            if first <= b.start
-            and b.end <= last
-            and (b.start - first) // step == (b.end - 1 - first) // step
-        ]
-        decode = [b for b in touched if not any(b is w for w in whole)]
-        for b in whole:
-            _merge_summary(b, series, (b.start - first) // step, out)
+        at = np.arange(series.shape[0], dtype=np.int64) if rows is None else rows
+        decode: list[tuple[Block, int, int]] = []
+        for b in touched:
+            for a, e, summary in b.parts():
+                if e <= lo or hi <= a:
+                    continue
+                if lo <= a and e <= hi and (a - first) // step == (e - 1 - first) // step:
+                    _merge_summary(b.rows, summary, series, at, (a - first) // step, out)
+                    continue
+                a, e = max(a, lo), min(e, hi)
+                if decode and decode[-1][0] is b and decode[-1][2] == a:
+                    decode[-1] = (b, decode[-1][1], e)  # one job per run of parts
+                else:
+                    decode.append((b, a, e))
         if not decode:
             return
         n = int(series.shape[0])
         if pool is None or n < 2:
-            self._decode_into(decode, series, first, count, step, out, None)
+            self._decode_into(decode, series, first, step, out, at)
             return
         half = n // 2
-        rows = np.arange(n, dtype=np.int64)
-        later = pool.submit(self._decode_into, decode, series[half:], first, count, step, out,
-                            rows[half:])  # fmt: skip
-        self._decode_into(decode, series[:half], first, count, step, out, rows[:half])
+        later = pool.submit(self._decode_into, decode, series[half:], first, step, out,
+                            at[half:])  # fmt: skip
+        self._decode_into(decode, series[:half], first, step, out, at[:half])
         later.result()
 
     def _decode_into(
         self,
-        blocks: list[Block],
+        pieces: list[tuple[Block, int, int]],
         series: I32,
         first: int,
-        count: int,
         step: int,
         out: Partials,
         out_rows: I64 | None,
     ) -> None:
-        """Decode ``series`` of each block over ``[first, first + count)`` into ``out``'s
-        rows ``out_rows`` (``0 ..`` when None), in the order of ``blocks``."""
+        """Decode ``series`` of each ``(block, lo, hi)`` over minutes ``[lo, hi)`` into
+        ``out``'s rows ``out_rows`` (``0 ..`` when None), bucket ``(m - first) // step``,
+        in the order given."""
         rows = np.arange(series.shape[0], dtype=np.int64) if out_rows is None else out_rows
-        for b in blocks:
+        for b, lo, hi in pieces:
             held = series < b.rows
             ids = series[held] if not held.all() else series
             at = rows[held] if not held.all() else rows
             k = int(ids.shape[0])
-            if k == 0:
-                continue
-            lo = max(first, b.start) - b.start
-            hi = min(first + count, b.end) - b.start
-            if lo >= hi:
+            if k == 0 or lo >= hi:
                 continue
             fmt = b.fmt[ids]
             ringcodec.decode_jobs(
                 b.arena, b.offset[ids], fmt, np.full(k, b.minutes, np.int64),
-                np.full(k, lo, np.int64), np.full(k, hi, np.int64), at,
+                np.full(k, lo - b.start, np.int64), np.full(k, hi - b.start, np.int64), at,
                 np.full(k, b.start - first, np.int64), step, *out.fields(),
             )  # fmt: skip
 
@@ -290,7 +328,8 @@ class BlockStore:
                 int(b.arena.nbytes),
                 b.used - b.dead,
                 b.rows * INDEX_BYTES,
-                b.rows * SUMMARY_BYTES,
+                b.rows * SUMMARY_BYTES * (1 if b.subs is None else 1 + b.subs.count.shape[1]),
+                b.subs is not None,
             )
             for b in self.blocks
         ]
@@ -300,15 +339,25 @@ class BlockStore:
         return sum(u.nbytes for u in self.usage())
 
 
-def _merge_summary(block: Block, series: I32, bucket: int, out: Partials) -> None:
-    """Merge each series' block summary into ``out[:, bucket]``."""
-    held = np.flatnonzero(series < block.rows)
-    if held.shape[0] == 0:
+def _merge_summary(
+    held_rows: int, summary: Partials, series: I32, rows: I64, bucket: int, out: Partials
+) -> None:
+    """Merge each series' ``summary`` (of a block of ``held_rows`` rows) into
+    ``out[rows, bucket]``."""
+    held = series < held_rows
+    if not held.all():
+        series, rows = series[held], rows[held]
+    if series.shape[0] == 0:
         return
-    cell = out.take(np.s_[held, bucket])
-    merged = merge(cell, block.summary.take(series[held]))
+    cell = out.take(np.s_[rows, bucket])
+    merged = merge(cell, summary.take(series))
     for dst, src in zip(out.fields(), merged.fields(), strict=True):
-        dst[held, bucket] = src
+        dst[rows, bucket] = src
+
+
+def _pieces(blocks: list[Block], lo: int, hi: int) -> list[tuple[Block, int, int]]:
+    """Each block's minutes inside ``[lo, hi)``, as ``_decode_into`` takes them."""
+    return [(b, max(lo, b.start), min(hi, b.end)) for b in blocks]
 
 
 def _grow_rows(block: Block, rows: int) -> None:
@@ -317,13 +366,14 @@ def _grow_rows(block: Block, rows: int) -> None:
     block.offset = np.concatenate([block.offset, np.zeros(extra, np.int64)])
     block.length = np.concatenate([block.length, np.zeros(extra, np.uint32)])
     block.fmt = np.concatenate([block.fmt, np.zeros(extra, np.uint8)])
-    fresh = Partials.empty(extra)
-    block.summary = Partials(
-        *(
-            np.concatenate([a, b])
-            for a, b in zip(block.summary.fields(), fresh.fields(), strict=True)
-        )
-    )
+    block.summary = _concat_parts([block.summary, Partials.empty(extra)])
+    if block.subs is not None:
+        block.subs = _concat_parts([block.subs, Partials.empty((extra, block.subs.count.shape[1]))])
+
+
+def _concat_parts(parts: list[Partials]) -> Partials:
+    """Rows of ``parts`` one after another."""
+    return Partials(*(np.concatenate(f) for f in zip(*(p.fields() for p in parts), strict=True)))
 
 
 def _repack(block: Block) -> None:
@@ -346,7 +396,5 @@ def _concat(pieces: list[ringcodec.Encoded]) -> ringcodec.Encoded:
         np.concatenate([p.offset + s for p, s in zip(pieces, shift, strict=True)]),
         np.concatenate([p.length for p in pieces]),
         np.concatenate([p.fmt for p in pieces]),
-        Partials(
-            *(np.concatenate(f) for f in zip(*(p.summary.fields() for p in pieces), strict=True))
-        ),
+        _concat_parts([p.summary for p in pieces]),
     )

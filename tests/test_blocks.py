@@ -100,8 +100,10 @@ def test_store_matches_a_dense_model(data: st.DataObject) -> None:
         elif op == "compact":
             span = draw(st.sampled_from([2 * B, 4 * B]))
             at = (start + B) // span * span - span  # a span that is closed already
+            sub = draw(st.sampled_from([0, B, 2 * B]))  # keep the parts' summaries, or not
             if at >= 0:
-                store.compact(at, span)
+                block = store.compact(at, span, sub)
+                assert block is None or (block.subs is None) == (sub == 0)
         elif op == "expire":
             before = draw(st.integers(0, start))
             store.expire(before)
@@ -114,8 +116,14 @@ def test_store_matches_a_dense_model(data: st.DataObject) -> None:
             count = (SPAN - first) // step * step
             series = np.arange(ROWS, dtype=np.int32)[::-1].copy()
             out = Partials.empty((ROWS, count // step))
-            store.read(series, first, count, step, out, pool)
-            view = held(model, sealed).take(np.s_[series, first : first + count])
+            lo = draw(st.integers(0, SPAN))
+            within = draw(st.sampled_from([None, (lo, lo + draw(st.integers(0, SPAN)))]))
+            store.read(series, first, count, step, out, pool, within=within)
+            inside = sealed.copy()
+            if within is not None:
+                inside[: within[0]] = False
+                inside[within[1] :] = False
+            view = held(model, inside).take(np.s_[series, first : first + count])
             want = restep(view, step)
             np.testing.assert_array_equal(out.count, want.count)
             full = want.count > 0
@@ -141,6 +149,33 @@ def test_summaries_answer_coarse_steps_without_decoding() -> None:
     np.testing.assert_array_equal(out.min[:, 0], parts.min.min(axis=1))
     np.testing.assert_array_equal(out.count[:, 0], [3600] * 3)
     np.testing.assert_array_equal(out.sum[:, 0], [18000.0] * 3)
+
+
+def test_parts_of_a_compacted_block_answer_their_step_without_decoding() -> None:
+    """A 4-hour block that kept its hours' summaries reads at step 1 h from them, also
+    after a late merge changed one hour; rows go where ``rows`` says."""
+    rng = np.random.default_rng(6)
+    hours = [
+        Partials(np.round(rng.uniform(0, 9, (3, 60)), 1), np.full((3, 60), 10.0),
+                 np.full((3, 60), 300.0), np.full((3, 60), 60, np.uint32))
+        for _ in range(4)
+    ]  # fmt: skip
+    store = BlockStore()
+    for i, part in enumerate(hours):
+        store.seal(i * 60, part)
+    block = store.compact(0, 240, 60)
+    assert block is not None and len(store.blocks) == 1
+    one = Partials(np.array([-1.0]), np.array([11.0]), np.array([7.0]), np.array([1], np.uint32))
+    store.merge(np.array([2], np.int32), np.array([130]), one)
+    block.arena[:] = 0xFF  # a decode now would read garbage
+    out = Partials.empty((4, 4))
+    store.read(np.array([2, 0], np.int32), 0, 240, 60, out, rows=np.array([3, 1]))
+    assert out.count[[0, 2]].sum() == 0
+    np.testing.assert_array_equal(out.count[1], [3600] * 4)
+    np.testing.assert_array_equal(out.count[3], [3600, 3600, 3601, 3600])
+    np.testing.assert_array_equal(out.min[1], [h.min[0].min() for h in hours])
+    assert out.min[3, 2] == -1.0 and out.max[3, 2] == 11.0
+    assert out.sum[3, 2] == 18007.0 and out.sum[1, 0] == 18000.0
 
 
 def test_merge_into_a_series_new_since_the_block_closed() -> None:
