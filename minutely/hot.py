@@ -43,11 +43,13 @@ from __future__ import annotations
 import mmap
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from minutely.blocks import BlockStore
 from minutely.buckets import merge_cells, merge_slots, scatter_points
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
@@ -73,6 +75,8 @@ BLOCK = 16384
 PAGE = mmap.PAGESIZE
 #: bytes of one cell over the four fields (min, max, sum as float64, count as uint32)
 CELL_BYTES = 3 * 8 + 4
+#: series a read must ask for before its decoding is split over the ring's second thread
+SPLIT_ROWS = 64
 
 
 def _arena(rows: int, cols: int) -> Partials:
@@ -125,20 +129,45 @@ class HotRing:
         capacity: int = 1024,
         block: int = BLOCK,
         sink: MinuteSink | None = None,
+        block_minutes: int = 60,
+        grace_minutes: int = 10,
+        compact_minutes: int = 360,
     ) -> None:
         if minutes < live_minutes + 1:
             msg = f"hot window of {minutes} minutes must exceed live_minutes={live_minutes}"
+            raise ValueError(msg)
+        if block_minutes < 1 or compact_minutes % block_minutes:
+            msg = f"compact_minutes={compact_minutes} is not a multiple of {block_minutes}"
             raise ValueError(msg)
         self.minutes = minutes
         self.live_minutes = live_minutes
         self.lock = threading.RLock()
         self.block = block
         self.sink = sink
+        self.block_minutes = block_minutes
+        #: a closed block waits this long for late points before it is sealed (at least the
+        #: live rows, so a sealed block never holds a live minute)
+        self.grace_minutes = max(grace_minutes, live_minutes)
+        self.compact_minutes = compact_minutes
+        open_span = block_minutes + 2 * self.grace_minutes + live_minutes
+        #: uncompressed ring slots: the whole window when it is short; else the open block,
+        #: the previous one until it is sealed, and as long again as the grace to seal it in
+        self.slots = minutes if minutes <= open_span else open_span
+        self.sealing = self.slots < minutes
         self._blocks: list[Partials] = []
+        #: per ring block: its closed minutes, compressed
+        self._stores: list[BlockStore] = []
+        #: per ring block: minutes before this are in its store, the rest in slots and rows
+        self._sealed_to = np.zeros(0, dtype=np.int64)
+        #: per ring block: its spans of ``compact_minutes`` before this are compacted
+        self._compacted_to = np.zeros(0, dtype=np.int64)
+        #: sealing or compaction may be waiting (one step of it runs per fold)
+        self._due = False
+        self._pool: ThreadPoolExecutor | None = None
         #: series ids below this have been written (rows beyond it are untouched memory)
         self._used = 0
         self._live = Partials.empty((live_minutes, 0))
-        self.slot_minute = np.full(minutes, _NO_MINUTE, dtype=np.int64)
+        self.slot_minute = np.full(self.slots, _NO_MINUTE, dtype=np.int64)
         self.live_minute = np.full(live_minutes, _NO_MINUTE, dtype=np.int64)
         #: live rows merged into since they were last handed on
         self._dirty = np.zeros(live_minutes, dtype=np.bool_)
@@ -156,24 +185,58 @@ class HotRing:
         return len(self._blocks) * self.block
 
     def memory(self) -> dict[str, int]:
-        """Bytes the ring holds, by part: ``ring`` (the pages written of the rows of series
-        that exist, reckoned from the slots written), ``live`` (the live rows), ``stamps``
-        (the minute of each slot and row); and ``series_minutes``, the cells they hold:
-        series written × ``held_minutes``."""
+        """Bytes the ring holds, by part: ``ring`` (the pages written of the open slots'
+        rows of series that exist, reckoned from the slots written), ``live`` (the live
+        rows), ``stamps`` (the minute of each slot and row, the sealing marks),
+        ``hour_blocks`` and ``compacted_blocks`` (sealed minutes: arenas, indexes and
+        summaries); and ``series_minutes``, the cells they hold: series written ×
+        ``held_minutes``."""
         with self.lock:
             slots = np.flatnonzero(self.slot_minute != _NO_MINUTE)
             ring = 0.0
             if slots.shape[0]:
-                per_row = 3 * _row_pages(self.minutes, 8, slots)
-                per_row += _row_pages(self.minutes, 4, slots)
+                per_row = 3 * _row_pages(self.slots, 8, slots)
+                per_row += _row_pages(self.slots, 4, slots)
                 ring = per_row * PAGE * self._used
             live = sum(a.nbytes for a in self._live.fields())
             stamps = self.slot_minute.nbytes + self.live_minute.nbytes + self._dirty.nbytes
+            stamps += self._sealed_to.nbytes + self._compacted_to.nbytes
+            states = self._block_states()
             return {
                 "ring": int(ring),
                 "live": live,
                 "stamps": stamps,
+                "hour_blocks": states["hour_blocks"][0],
+                "compacted_blocks": states["compacted_blocks"][0],
                 "series_minutes": self._used * self.held_minutes(),
+            }
+
+    def _block_states(self) -> dict[str, tuple[int, int]]:
+        """``(bytes, series-minutes)`` of the hour blocks and of the compacted blocks."""
+        totals = {"hour_blocks": [0, 0], "compacted_blocks": [0, 0]}
+        for store in self._stores:
+            for u in store.usage():
+                into = totals["compacted_blocks" if u.compacted else "hour_blocks"]
+                into[0] += u.nbytes
+                into[1] += u.rows * u.minutes
+        return {name: (nbytes, sm) for name, (nbytes, sm) in totals.items()}
+
+    def states(self) -> dict[str, dict[str, float]]:
+        """Per state of the minutes held (``open``: slots, live rows and stamps;
+        ``hour_blocks``; ``compacted_blocks``): bytes, series-minutes and their ratio."""
+        with self.lock:
+            parts = self.memory()
+            blocks = self._block_states()
+            sealed = sum(sm for _, sm in blocks.values())
+            open_bytes = parts["ring"] + parts["live"] + parts["stamps"]
+            out = {"open": (open_bytes, max(0, parts["series_minutes"] - sealed))} | blocks
+            return {
+                name: {
+                    "bytes": nbytes,
+                    "series_minutes": sm,
+                    "bytes_per_series_minute": round(nbytes / max(1, sm), 2),
+                }
+                for name, (nbytes, sm) in out.items()
             }
 
     def held_minutes(self) -> int:
@@ -185,24 +248,29 @@ class HotRing:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the ring's written pages, live rows and stamps (``memory``)."""
+        """Bytes held: every part of ``memory``."""
         parts = self.memory()
-        return parts["ring"] + parts["live"] + parts["stamps"]
+        return sum(v for k, v in parts.items() if k != "series_minutes")
 
     @property
     def bytes_per_series_minute(self) -> float:
-        """Memory per series-minute held, live rows and stamps included."""
+        """Memory per series-minute held: open slots, live rows, stamps and blocks."""
         parts = self.memory()
-        held = parts["ring"] + parts["live"] + parts["stamps"]
-        return held / max(1, parts["series_minutes"])
+        return self.nbytes / max(1, parts["series_minutes"])
 
     def _grow(self, needed: int) -> None:
         old_cap = self.capacity
         if needed <= old_cap:
             return
+        added = 0
         while self.capacity < needed:
             # a block costs address space until it is written
-            self._blocks.append(_arena(self.block, self.minutes))
+            self._blocks.append(_arena(self.block, self.slots))
+            self._stores.append(BlockStore())
+            added += 1
+        floor = np.full(added, self._seal_floor(), dtype=np.int64)  # new series: no older data
+        self._sealed_to = np.concatenate([self._sealed_to, floor])
+        self._compacted_to = np.concatenate([self._compacted_to, floor])
         live = Partials.empty((self.live_minutes, self.capacity))
         for dst, src in zip(live.fields(), self._live.fields(), strict=True):
             dst[:, :old_cap] = src
@@ -225,6 +293,8 @@ class HotRing:
             ring_from = head - self.minutes + 1
             if int(minutes.min()) >= live_from:
                 self._fold_live(series, minutes, values)
+                if self._due:
+                    self._maintain()
                 return FoldResult(n, 0)
             live = minutes >= live_from
             ring = ~live & (minutes >= ring_from)
@@ -235,6 +305,8 @@ class HotRing:
                 self._fold_ring(series[ring], minutes[ring], values[ring])
             if expired:
                 self._pass_on(series, minutes, values, ~live & ~ring)
+            if self._due:
+                self._maintain()
             return FoldResult(n - expired, expired)
 
     def _pass_on(self, series: I32, minutes: I64, values: F64, old: npt.NDArray[np.bool_]) -> None:
@@ -289,35 +361,56 @@ class HotRing:
         )
 
     def _fold_ring(self, series: I32, minutes: I64, values: F64) -> None:
-        keys = series.astype(np.int64) * self.minutes + minutes % self.minutes
-        self._merge_ring(minutes, *reduce_by_key(keys, values))
+        m0 = int(minutes.min())
+        keys, parts = reduce_by_key((series.astype(np.int64) << 32) | (minutes - m0), values)
+        self._merge_window(keys >> 32, (keys & 0xFFFFFFFF) + m0, parts, True)
 
-    def _merge_ring(self, minutes: I64, uniq: I64, parts: Partials) -> None:
-        """Merge partials keyed ``series * W + slot`` (ascending, distinct) into the ring;
-        ``minutes`` are the minutes they belong to (inside the window, none live)."""
-        w = self.minutes
-        for minute in _distinct(minutes).tolist():
-            self._claim_slot(minute)
-        rows, slots = uniq // w, uniq % w  # sorted by key, so by series, so by block
+    def _merge_window(self, rows: I64, minutes: I64, parts: Partials, correct: bool) -> None:
+        """Merge partials of distinct (series ``rows``, ``minutes``), ascending by series,
+        into the window (none live): a ring block's sealed minutes into its blocks, the
+        others into its slots. With ``correct``, the sink gets them as corrections (their
+        own partials, not totals)."""
+        w = self.slots
         bounds = np.searchsorted(rows, np.arange(len(self._blocks) + 1) * self.block)
         for b in np.flatnonzero(np.diff(bounds)).tolist():
             lo, hi = int(bounds[b]), int(bounds[b + 1])
-            block = self._blocks[b]
-            merge_cells(
-                rows[lo:hi] - b * self.block,
-                slots[lo:hi],
-                parts.min[lo:hi],
-                parts.max[lo:hi],
-                parts.sum[lo:hi],
-                parts.count[lo:hi],
-                *block.fields(),
-            )
-        if self.sink is not None:  # the late points' own partials: a correction, not a total
-            self.sink(rows.astype(np.int32), self.slot_minute[slots], parts)
+            r, m, p = rows[lo:hi] - b * self.block, minutes[lo:hi], parts.take(np.s_[lo:hi])
+            old = m < self._sealed_to[b]
+            if old.any():
+                self._merge_sealed(b, r[old].astype(np.int32), m[old], p.take(old))
+                if old.all():
+                    continue
+                r, m, p = r[~old], m[~old], p.take(~old)
+            for minute in _distinct(m).tolist():
+                self._claim_slot(minute)
+            merge_cells(r, m % w, p.min, p.max, p.sum, p.count, *self._blocks[b].fields())
+        if correct and self.sink is not None:
+            self.sink(rows.astype(np.int32), minutes, parts)
+
+    def _merge_sealed(self, b: int, rows: I32, minutes: I64, parts: Partials) -> None:
+        """Merge partials (rows of ring block ``b``) into its sealed minutes: into the
+        blocks that hold them, or as new blocks for minutes no block holds."""
+        store = self._stores[b]
+        rest = ~store.merge(rows, minutes, parts) & (parts.count > 0)
+        if not rest.any():
+            return
+        rows, minutes, parts = rows[rest], minutes[rest], parts.take(rest)
+        n = self.block_minutes
+        starts = minutes // n * n
+        for start in np.unique(starts).tolist():
+            mine = starts == start
+            cells = rows[mine].astype(np.int64) * n + (minutes[mine] - start)
+            keys, new = reduce_partials_by_key(cells, parts.take(mine))
+            dense = Partials.empty((int(rows[mine].max()) + 1, n))
+            flat = Partials(*(f.reshape(-1) for f in dense.fields()))
+            for dst, src in zip(flat.fields(), new.fields(), strict=True):
+                dst[keys] = src
+            store.seal(start, dense)
 
     def _claim_slot(self, minute: int) -> None:
-        """Make ``minute``'s ring slot hold that minute, emptying an older lap's data."""
-        slot = minute % self.minutes
+        """Make ``minute``'s ring slot hold that minute, emptying an older lap's data (which
+        is sealed, or older than the window)."""
+        slot = minute % self.slots
         held = self.slot_minute[slot]
         if held != minute:
             if held != _NO_MINUTE:  # a slot never written is zeros already
@@ -342,7 +435,100 @@ class HotRing:
             live.sum[row] = 0.0
             live.count[row] = 0
             self._dirty[row] = False
+        first = self.head is None
         self.head = newest
+        if self.sealing:
+            self._after_advance(first)
+
+    # -- sealing ---------------------------------------------------------------------------
+
+    def _seal_floor(self) -> int:
+        """The first minute each ring block may keep in its slots: the block start at or
+        after the oldest slot (older minutes are sealed before their slots are reused)."""
+        if not self.sealing or self.head is None:
+            return _NO_MINUTE
+        n = self.block_minutes
+        return -(-(self.head - self.slots + 1) // n) * n
+
+    def _after_advance(self, first: bool) -> None:
+        """Seal whatever would lose its slots now, drop blocks past the window, and let the
+        folds that follow seal and compact the rest a step at a time."""
+        floor = self._seal_floor()
+        if first:  # nothing is held yet: nothing to seal
+            self._sealed_to[:] = floor
+            self._compacted_to[:] = floor
+        else:
+            for b in np.flatnonzero(self._sealed_to < floor).tolist():
+                self._seal_to(b, floor)
+        assert self.head is not None
+        start = self.head - self.minutes + 1
+        for store in self._stores:
+            if store.blocks and store.blocks[0].start < start:
+                store.expire(start)
+        self._due = True
+
+    def _seal_to(self, b: int, to: int) -> None:
+        """Seal ring block ``b``'s blocks of minutes up to ``to`` (a block start)."""
+        n = self.block_minutes
+        since = int(self._sealed_to[b])
+        stamps = self.slot_minute
+        held = stamps[(stamps >= since) & (stamps < to)]
+        for start in np.unique(held // n * n).tolist():
+            self._seal_block(b, start)
+        self._sealed_to[b] = to
+
+    def _seal_block(self, b: int, start: int) -> None:
+        """Encode minutes ``[start, start + block_minutes)`` of ring block ``b``'s slots."""
+        rows = self._block_rows(b)
+        if rows == 0:
+            return
+        assert self.head is not None
+        minutes = np.arange(start, start + self.block_minutes, dtype=np.int64)
+        slots = minutes % self.slots
+        held = (self.slot_minute[slots] == minutes) & (minutes > self.head - self.minutes)
+        if not held.any():
+            return
+        cut = Partials(*(f[:rows][:, slots] for f in self._blocks[b].fields()))  # copies
+        cut.count[:, ~held] = 0
+        if cut.count.any():
+            self._stores[b].seal(start, cut)
+
+    def _maintain(self) -> None:
+        """One step of the sealing and compaction the last advances made due: the ring
+        block furthest behind seals one block once it has had its grace, or else one span
+        is compacted; a step is one ring block's worth, so no fold waits long."""
+        assert self.head is not None
+        n = self.block_minutes
+        closed = (self.head + 1 - self.grace_minutes) // n * n
+        b = int(np.argmin(self._sealed_to))
+        if self._sealed_to[b] < closed:
+            self._seal_to(b, int(self._sealed_to[b]) + n)
+            return
+        c = self.compact_minutes
+        if c:
+            behind = np.flatnonzero(self._compacted_to + c <= self._sealed_to)
+            if behind.shape[0]:
+                self._compact_next(int(behind[0]))
+                return
+        self._due = False
+
+    def _compact_next(self, b: int) -> None:
+        """Compact ring block ``b``'s next span of hour blocks, keeping their summaries."""
+        c = self.compact_minutes
+        store = self._stores[b]
+        since, sealed = int(self._compacted_to[b]), int(self._sealed_to[b])
+        starts = [blk.start for blk in store.blocks if blk.start >= since and blk.minutes < c]
+        if not starts:
+            self._compacted_to[b] = sealed // c * c
+            return
+        span = min(starts) // c * c
+        if span + c > sealed:
+            self._compacted_to[b] = span
+            return
+        assert self.head is not None
+        if span > self.head - self.minutes:  # a span leaving the window is left to expire
+            store.compact(span, c, self.block_minutes)
+        self._compacted_to[b] = span + c
 
     def _flush_row(self, row: int, minute: int) -> None:
         """Move a live row into its ring column: the one write each minute gets.
@@ -350,7 +536,7 @@ class HotRing:
         The column may already hold the minute (partials loaded at start-up); then the live
         row, which holds only what came since, merges into it. The sink gets the live row.
         """
-        slot = minute % self.minutes
+        slot = minute % self.slots
         live = self._live
         baseline = self.slot_minute[slot] == minute
         for b, block in enumerate(self._blocks):
@@ -441,10 +627,11 @@ class HotRing:
                 cut = parts.take(live)
                 self._merge_live(series[live], minutes[live], cut)
             if ring.any():
-                w = self.minutes
-                keys = series[ring].astype(np.int64) * w + minutes[ring] % w
-                cut = parts.take(ring)
-                self._merge_ring(minutes[ring], *reduce_partials_by_key(keys, cut))
+                m = minutes[ring]
+                m0 = int(m.min())
+                keys = (series[ring].astype(np.int64) << 32) | (m - m0)
+                keys, cut = reduce_partials_by_key(keys, parts.take(ring))
+                self._merge_window(keys >> 32, (keys & 0xFFFFFFFF) + m0, cut, True)
             old = ~live & ~ring
             if old.any():
                 if self.sink is None:
@@ -452,6 +639,8 @@ class HotRing:
                 else:
                     cut = parts.take(old)
                     self.sink(series[old], minutes[old], cut)
+            if self._due:
+                self._maintain()
 
     def load(self, series: I32, minutes: I64, parts: Partials, distinct: bool = False) -> int:
         """Merge stored partials into the ring at start-up (the sink is not told).
@@ -471,29 +660,38 @@ class HotRing:
             loaded = int(series.shape[0])
             if loaded == 0:
                 return 0
-            w = self.minutes
-            distinct_minutes = _distinct(minutes)
-            fresh = self.slot_minute[distinct_minutes % w] != distinct_minutes
-            for minute in distinct_minutes.tolist():
+            if not distinct:  # one partial per cell, sorted by series
+                m0 = int(minutes.min())
+                keys = (series.astype(np.int64) << 32) | (minutes - m0)
+                keys, parts = reduce_partials_by_key(keys, parts)
+                series, minutes = (keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF) + m0
+            w = self.slots
+            # minutes some ring block keeps in slots: claimed first, so fresh ones are known
+            to_slots = minutes >= int(self._sealed_to.min())
+            slot_minutes = _distinct(minutes[to_slots]) if to_slots.any() else minutes[:0]
+            fresh = self.slot_minute[slot_minutes % w] != slot_minutes
+            for minute in slot_minutes.tolist():
                 self._claim_slot(minute)
-            keys = series.astype(np.int64) * w + minutes % w
-            if not distinct:
-                keys, parts = reduce_partials_by_key(keys, parts)  # sorted, one per cell
-                series = (keys // w).astype(np.int32)
             # slots claimed just now were empty: their cells are written, not merged
             empty_slot = np.zeros(w, dtype=np.bool_)
-            empty_slot[distinct_minutes[fresh] % w] = True
-            merge_needed = not bool(empty_slot[distinct_minutes % w].all())
+            empty_slot[slot_minutes[fresh] % w] = True
+            merge_needed = not bool(empty_slot[slot_minutes % w].all())
             block_of = series // self.block
             blocks = np.flatnonzero(np.bincount(block_of, minlength=len(self._blocks)))
             for b in blocks.tolist():
                 if blocks.shape[0] == 1:
-                    cell_keys, new = keys, parts
+                    s, m, new = series, minutes, parts
                 else:  # a mask per block: no sort of a long load
                     mine = block_of == b
-                    cell_keys = keys[mine]
-                    new = parts.take(mine)
-                flat = cell_keys - b * self.block * w  # cell index inside the block
+                    s, m, new = series[mine], minutes[mine], parts.take(mine)
+                s = s - b * self.block
+                old = m < self._sealed_to[b]
+                if old.any():  # sealed minutes: into blocks, a block of minutes at a time
+                    self._merge_sealed(b, s[old], m[old], new.take(old))
+                    if old.all():
+                        continue
+                    s, m, new = s[~old], m[~old], new.take(~old)
+                flat = s.astype(np.int64) * w + m % w  # cell index inside the block
                 block = Partials(*(a.reshape(-1) for a in self._blocks[b].fields()))
                 if merge_needed:
                     new = merge(block.take(flat), new)
@@ -555,18 +753,27 @@ class HotRing:
             if at.shape[0] == 0:
                 return
             known = series[at]
-            minutes = np.arange(lo, hi, dtype=np.int64)
-            slots = minutes % self.minutes
+            minutes = np.arange(max(lo, int(self._sealed_to.min())), hi, dtype=np.int64)
+            slots = minutes % self.slots
             held = self.slot_minute[slots] == minutes  # a slot of an older lap is empty
-            slots, buckets = slots[held], (minutes[held] - first) // step
+            minutes, slots = minutes[held], slots[held]
+            buckets = (minutes - first) // step
             for b, rows, idx in self._by_block(known):
-                block = self._blocks[b]
+                out_rows = at if idx is None else at[idx]
+                sealed = int(self._sealed_to[b])
+                if lo < sealed:  # the sealed minutes, from the blocks
+                    pool = self._executor() if rows.shape[0] >= SPLIT_ROWS else None
+                    self._stores[b].read(
+                        rows.astype(np.int32), first, count, step, out, pool, out_rows,
+                        (lo, min(hi, sealed)),
+                    )  # fmt: skip
+                mine = minutes >= sealed
                 merge_slots(
-                    *block.fields(),
+                    *self._blocks[b].fields(),
                     rows,
-                    at if idx is None else at[idx],
-                    slots,
-                    buckets,
+                    out_rows,
+                    slots if mine.all() else slots[mine],
+                    buckets if mine.all() else buckets[mine],
                     *out.fields(),
                 )
             for row in range(self.live_minutes):
@@ -579,6 +786,20 @@ class HotRing:
                 merged = merge(out.take(np.s_[at, col]), fresh)
                 for dst, src in zip(out.fields(), merged.fields(), strict=True):
                     dst[at, col] = src
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The thread a read decodes half its rows on, made at the first read that
+        decodes (a ring that never seals never starts it)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="hot-ring-decode")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the decoding thread (a read afterwards starts it again)."""
+        with self.lock:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
     def _by_block(self, series: I32) -> list[tuple[int, I64, I64 | None]]:
         """``series`` grouped by ring block: (block, rows in the block, their positions in

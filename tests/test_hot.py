@@ -11,16 +11,23 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from minutely.hot import HotRing
+from minutely.hot import FoldResult, HotRing
 from minutely.model import Partials, restep
 
 W, L = 12, 3
 
 
 class RingModel(RuleBasedStateMachine):
+    """The ring against a dict of every point folded, over any folds, jumps and loads."""
+
+    window = W
+
+    def make_ring(self) -> HotRing:
+        return HotRing(W, L, capacity=4, block=8)  # series 0..40 span six blocks
+
     def __init__(self) -> None:
         super().__init__()
-        self.ring = HotRing(W, L, capacity=4, block=8)  # series 0..40 span six blocks
+        self.ring = self.make_ring()
         self.points: dict[tuple[int, int], list[float]] = defaultdict(list)
         self.head: int | None = None
         self.expired = 0
@@ -44,7 +51,7 @@ class RingModel(RuleBasedStateMachine):
         self.head = newest if self.head is None else max(self.head, newest)
         expired = 0
         for s, m, v in zip(series.tolist(), minutes.tolist(), values.tolist(), strict=True):
-            if m <= self.head - W:
+            if m <= self.head - self.window:
                 expired += 1
             else:
                 self.points[(s, m)].append(v)
@@ -60,10 +67,37 @@ class RingModel(RuleBasedStateMachine):
         self.head = max(self.head or minute, minute)
         self.points[(0, minute)].append(1.0)
 
+    @rule(
+        data=st.lists(
+            st.tuples(st.integers(0, 40), st.integers(-40, 2), st.integers(-1000, 1000)),
+            min_size=1,
+            max_size=30,
+        ),
+        how=st.sampled_from(["merge_partials", "load"]),
+    )
+    def merge_old(self, data: list[tuple[int, int, int]], how: str) -> None:
+        """Points as partials of one value (a checkpoint's, or the store's at start-up),
+        mostly for minutes already closed: sealed ones too, when the ring seals."""
+        base = self.head or 1000
+        series = np.array([s for s, _, _ in data], dtype=np.int32)
+        minutes = np.array([base + m for _, m, _ in data], dtype=np.int64)
+        values = np.array([v / 8 for _, _, v in data], dtype=np.float64)
+        parts = Partials(values, values, values, np.ones(len(data), np.uint32))
+        if how == "load":
+            self.ring.load(series, minutes, parts)
+        else:
+            self.ring.merge_partials(series, minutes, parts)
+        self.head = max(base, int(minutes.max())) if self.head is not None else int(minutes.max())
+        for s, m, v in zip(series.tolist(), minutes.tolist(), values.tolist(), strict=True):
+            if m > self.head - self.window:
+                self.points[(s, m)].append(v)
+        self.series_seen = max(self.series_seen, int(series.max()) + 1)
+
     @invariant()
     def reads_match_model(self) -> None:
         if self.head is None:
             return
+        W = self.window
         first = self.head - 2 * W
         count = 2 * W + 3
         series = np.arange(self.series_seen + 2, dtype=np.int32)
@@ -85,6 +119,14 @@ class RingModel(RuleBasedStateMachine):
                 self.ring.read_buckets(backwards, first, count, step),
                 restep(got.take(np.s_[::-1]), step),
             )
+        # buckets on block boundaries, as queries align them: blocks answer from summaries
+        for step in (4, 8):
+            start = first // step * step + step
+            n = (first + count - start) // step * step
+            assert_same_buckets(
+                self.ring.read_buckets(backwards, start, n, step),
+                restep(got.take(np.s_[::-1, start - first : start - first + n]), step),
+            )
 
 
 def assert_same_buckets(got: Partials, want: Partials) -> None:
@@ -99,6 +141,24 @@ def assert_same_buckets(got: Partials, want: Partials) -> None:
 
 TestRingModel = RingModel.TestCase
 TestRingModel.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
+
+
+class CompressedRingModel(RingModel):
+    """The same over a ring that seals blocks of 4 minutes (13 open slots of a 30-minute
+    window), compacts pairs of them and expires them: late points and loads reach sealed
+    and compacted blocks, jumps expire them."""
+
+    window = 30
+
+    def make_ring(self) -> HotRing:
+        ring = HotRing(30, L, capacity=4, block=8, block_minutes=4, grace_minutes=3,
+                       compact_minutes=8)  # fmt: skip
+        assert ring.sealing and ring.slots == 13
+        return ring
+
+
+TestCompressedRingModel = CompressedRingModel.TestCase
+TestCompressedRingModel.settings = settings(max_examples=80, stateful_step_count=30, deadline=None)
 
 
 def test_empty_ring_reads_empty() -> None:
@@ -127,29 +187,39 @@ def test_growth_keeps_data_and_reports_bytes() -> None:
 
 
 def test_bytes_per_series_minute_of_a_full_window() -> None:
-    """3 float64 + 1 uint32 per series-minute held, plus the live rows and the stamps."""
+    """A window longer than the open slots: 28 B per open series-minute, the sealed hours
+    compressed (constant values: almost nothing), live rows and stamps on top."""
     ring = HotRing(600, 4, capacity=1024, block=1024)
+    assert ring.sealing and ring.slots == 60 + 2 * 10 + 4
     series = np.arange(1000, dtype=np.int32)
     for minute in range(1000, 1605):
         ring.fold(series, np.full(1000, minute), np.ones(1000))
     parts = ring.memory()
     assert parts["series_minutes"] == 1000 * 600
-    # rows of 4,800 B (and 2,400 B) start anywhere in a page: about one page more each
-    assert 28 * 1000 * 600 <= parts["ring"] <= 28 * 1000 * 600 + 1000 * 4 * 4096
-    assert 28 < ring.bytes_per_series_minute < 28 + 28 + 0.2
+    # rows of 84 cells share pages: 28 B per cell of the open slots
+    assert 28 * 1000 * 84 <= parts["ring"] <= 28 * 1000 * 84 + 4 * 4096
+    assert parts["hour_blocks"] + parts["compacted_blocks"] > 0
+    assert parts["hour_blocks"] + parts["compacted_blocks"] < 1000 * 600 * 2
+    states = ring.states()
+    held = sum(int(v["series_minutes"]) for v in states.values())
+    assert held == parts["series_minutes"]
+    assert states["compacted_blocks"]["series_minutes"] == 1000 * 360
+    assert ring.bytes_per_series_minute < 28 * 84 / 600 + 28 * 4 * 1.024 / 600 + 2
+    got = ring.read(series, 1000, 605)  # the first 5 minutes have left the window
+    assert (got.count[:, :5] == 0).all() and (got.count[:, 5:] == 1).all()
+    assert (got.min[:, 5:] == 1.0).all()
 
 
 def test_memory_follows_the_series_held_not_the_block() -> None:
     """5,000 series in a block of 16,384 at a 2-day window: the first minutes flushed make
-    one page of each field of their rows resident, not the block."""
+    the open slots of their rows resident (rows of 84 cells share pages), not the block."""
     ring = HotRing(2880, 4)
     series = np.arange(5000, dtype=np.int32)
     for minute in range(1000, 1010):
         ring.fold(series, np.full(5000, minute), np.arange(5000.0))
     assert ring.capacity == 16384
     parts = ring.memory()
-    assert 5000 * 4 * 4096 <= parts["ring"] <= 5000 * 5 * 4096  # a few rows span two pages
-    assert parts["ring"] < 16384 * 2880 * 28 / 15
+    assert 5000 * 84 * 28 <= parts["ring"] <= 5000 * 84 * 28 + 4 * 4096
     assert parts["series_minutes"] == 5000 * 10
     got = ring.read(series, 1000, 5)
     np.testing.assert_array_equal(got.min, np.repeat(np.arange(5000.0)[:, None], 5, axis=1))
@@ -182,15 +252,24 @@ def test_rejects_window_not_longer_than_live_rows() -> None:
         HotRing(3, 3)
 
 
+#: ring arguments that seal blocks of 4 minutes (16 open slots), and ones that do not
+SEALING = {"block_minutes": 4, "grace_minutes": 4, "compact_minutes": 8}
+OPEN: dict[str, int] = {}
+
+
+@pytest.mark.parametrize("sealing", [OPEN, SEALING], ids=["open", "sealing"])
 @pytest.mark.parametrize("distinct", [True, False])
-def test_load_writes_stored_partials_and_merges_into_held_minutes(distinct: bool) -> None:
+def test_load_writes_stored_partials_and_merges_into_held_minutes(
+    distinct: bool, sealing: dict[str, int]
+) -> None:
     """A start-up load across several blocks equals a dict of merged partials: cells of
     fresh slots are written, cells of minutes the ring holds already are merged, cells
     older than the window are left out; duplicates are merged when not promised distinct."""
     from minutely.model import Partials
 
     rng = np.random.default_rng(3)
-    ring = HotRing(minutes=40, live_minutes=4, capacity=8, block=16)
+    ring = HotRing(minutes=40, live_minutes=4, capacity=8, block=16, **sealing)
+    assert ring.sealing == bool(sealing)
     fold_series = np.array([5, 17, 40], np.int32)
     ring.fold(fold_series, np.array([1000, 1000, 1000], np.int64), np.array([1.0, 2.0, 3.0]))
     n = 400
@@ -246,13 +325,16 @@ def test_a_second_load_of_the_same_cells_merges_with_the_first() -> None:
     assert [got.sum[i, c] for i, c in enumerate(cols)] == (v * 3).tolist()
 
 
-def test_read_buckets_merges_loaded_minutes_and_live_rows_into_their_buckets() -> None:
+@pytest.mark.parametrize("sealing", [OPEN, SEALING], ids=["open", "sealing"])
+def test_read_buckets_merges_loaded_minutes_and_live_rows_into_their_buckets(
+    sealing: dict[str, int],
+) -> None:
     """Loaded minutes (some in slots the live rows cover, as after a start-up), then points
     folded into the live rows and into older minutes, over four blocks: buckets read
     straight from the ring equal the minute block merged afterwards, for any step and any
     first minute, and ids past the ring's rows read empty."""
     rng = np.random.default_rng(7)
-    ring = HotRing(minutes=60, live_minutes=4, capacity=8, block=16)
+    ring = HotRing(minutes=60, live_minutes=4, capacity=8, block=16, **sealing)
     n = 3000
     series = rng.integers(0, 64, n).astype(np.int32)
     minutes = rng.integers(940, 1001, n).astype(np.int64)
@@ -354,3 +436,61 @@ def test_handing_on_open_minutes_gives_the_sink_deltas_that_merge_to_the_truth()
         assert (mn, mx, count) == (min(values), max(values), len(values)), key
         assert total == pytest.approx(sum(values), rel=1e-12, abs=1e-9)
     assert set(merged) == set(truth)  # minute 120 is still open: not handed on
+
+
+def test_late_points_into_sealed_minutes_merge_and_reach_the_sink_as_corrections() -> None:
+    """Points for minutes sealed (and compacted) long ago merge into their blocks exactly,
+    and the sink gets their own partials, as the open ring's late points give it."""
+    got: list[tuple[np.ndarray, np.ndarray, Partials]] = []
+    ring = HotRing(60, 3, capacity=8, block=4, sink=lambda s, m, p: got.append((s, m, p)),
+                   **SEALING)  # fmt: skip
+    series = np.arange(10, dtype=np.int32)  # three ring blocks of 4
+    rng = np.random.default_rng(11)
+    truth = np.zeros((10, 60))
+    for minute in range(1000, 1060):
+        v = np.round(rng.normal(50, 10, 10), 2)
+        truth[:, minute - 1000] = v
+        ring.fold(series, np.full(10, minute), v)
+    states = ring.states()
+    assert states["compacted_blocks"]["series_minutes"] > 0
+    assert states["hour_blocks"]["series_minutes"] > 0
+    got.clear()
+    late_s = np.array([0, 9, 9, 5], np.int32)
+    late_m = np.array([1001, 1010, 1010, 1030], np.int64)
+    late_v = np.array([-7.0, 1e6, 2.5, 0.125])
+    assert ring.fold(late_s, late_m, late_v) == FoldResult(4, 0)
+    sunk = {(int(s), int(m)): (p.min[i], p.max[i], p.sum[i], int(p.count[i]))
+            for s_, m_, p in got for i, (s, m) in enumerate(zip(s_, m_, strict=True))}  # fmt: skip
+    assert sunk == {
+        (0, 1001): (-7.0, -7.0, -7.0, 1),
+        (9, 1010): (2.5, 1e6, 1e6 + 2.5, 2),
+        (5, 1030): (0.125, 0.125, 0.125, 1),
+    }
+    read = ring.read(series, 1000, 60)
+    want_count = np.ones((10, 60), np.uint32)
+    want_min, want_max, want_sum = truth.copy(), truth.copy(), truth.copy()
+    for s, m, v in zip(late_s.tolist(), late_m.tolist(), late_v.tolist(), strict=True):
+        c = (s, m - 1000)
+        want_count[c] += 1
+        want_min[c], want_max[c], want_sum[c] = (
+            min(want_min[c], v),
+            max(want_max[c], v),
+            want_sum[c] + v,
+        )
+    np.testing.assert_array_equal(read.count, want_count)
+    np.testing.assert_array_equal(read.min, want_min)
+    np.testing.assert_array_equal(read.max, want_max)
+    np.testing.assert_allclose(read.sum, want_sum, rtol=1e-15)
+    # at step 4 (block summaries) and over the whole window (Q3's one bucket) alike
+    for step in (4, 60):
+        assert_same_buckets(ring.read_buckets(series, 1000, 60, step), restep(read, step))
+
+
+def test_a_jump_past_the_window_expires_every_block() -> None:
+    ring = HotRing(30, 3, capacity=4, block=4, **SEALING)
+    ring.fold(np.zeros(40, np.int32), np.arange(1000, 1040), np.ones(40))
+    assert ring.memory()["hour_blocks"] + ring.memory()["compacted_blocks"] > 0
+    ring.fold(np.array([1], np.int32), np.array([1100]), np.array([2.0]))
+    assert ring.memory()["hour_blocks"] + ring.memory()["compacted_blocks"] == 0
+    got = ring.read(np.array([0, 1], np.int32), 1000, 101)
+    assert got.count[0].sum() == 0 and got.count[1].tolist() == [0] * 100 + [1]
