@@ -570,21 +570,25 @@ class Service(_IngestPath):
             self.store = None
 
     def hot_status(self) -> dict[str, Any]:
-        """The ring's size and what its memory holds: ``bytes`` (the ring's own), and
-        ``bytes_per_series_minute`` over the whole ring (ring pages, live rows, stamps and
-        the registry's indexes, each in ``memory``) per series-minute held."""
+        """The ring's size and what its memory holds: ``bytes`` (the ring's own: open
+        slots, live rows, stamps and sealed blocks), ``bytes_per_series_minute`` over the
+        whole ring (those and the registry's indexes, each in ``memory``) per series-minute
+        held, and ``states``: bytes per series-minute of open, hour-block and compacted
+        minutes."""
         ring = self.ring
         memory = ring.memory()
         held = memory.pop("series_minutes")
+        own = sum(memory.values())
         memory["index"] = self.registry.nbytes
         return {
             "window_minutes": ring.minutes,
             "newest_minute": None if ring.head is None else ring.head * 60,
             "capacity": ring.capacity,
-            "bytes": memory["ring"] + memory["live"] + memory["stamps"],
+            "bytes": own,
             "series_minutes": held,
             "memory": memory,
             "bytes_per_series_minute": round(sum(memory.values()) / max(1, held), 2),
+            "states": ring.states(),
         }
 
     def status(self) -> dict[str, Any]:

@@ -48,8 +48,8 @@ def test_the_whole_service_is_assembled_with_nothing_opened(tmp_path: Path) -> N
 
 
 def test_status_reports_the_whole_ring_per_series_minute(tmp_path: Path) -> None:
-    """The ring's pages, live rows, stamps and the registry's indexes, over the series
-    written × the minutes held."""
+    """The ring's pages, live rows, stamps, blocks and the registry's indexes, over the
+    series written × the minutes held."""
     now = 1_700_000_000.0
     service = Service(Settings(data_dir=str(tmp_path), store="none"), clock=lambda: now).open()
     try:
@@ -59,10 +59,13 @@ def test_status_reports_the_whole_ring_per_series_minute(tmp_path: Path) -> None
         service.ring.fold(series, np.full(3, int(now // 60)), np.ones(3))
         hot = service.status()["hot"]
         memory = hot["memory"]
-        assert set(memory) == {"ring", "live", "stamps", "index"}
+        assert set(memory) == {
+            "ring", "live", "stamps", "hour_blocks", "compacted_blocks", "index"
+        }  # fmt: skip
         assert memory["index"] == service.registry.nbytes > 0
         assert hot["series_minutes"] == 3
-        assert hot["bytes"] == memory["ring"] + memory["live"] + memory["stamps"]
+        assert hot["bytes"] == sum(memory.values()) - memory["index"]
         assert hot["bytes_per_series_minute"] == round(sum(memory.values()) / 3, 2)
+        assert hot["states"]["open"]["series_minutes"] == 3  # nothing sealed yet
     finally:
         service.close()
