@@ -6,8 +6,10 @@ Ingest: the simulator's fleet (``--servers`` × ``--metrics``, 1 Hz, ``--minutes
 fresh ``Service`` in a fresh process, at the default 2-day window and at 6 h. Reads: a ring of
 ``--series`` series filled for 2 days (one partial per series-minute, loaded as a start-up
 does), then ``read`` and ``read_buckets`` of 2,000 neighbouring series (one server's, Q1) and
-of 1,000 series spread over the ring (one metric's, Q2) at steps of 1 min, 1 h and 1 d, the
-median of ``--reads`` calls each, in CPU time of the reading thread.
+of 1,000 series spread over the ring (one metric's, Q2) at steps of 1 min, 1 h and 1 d over
+the window with its ends aligned to the step (as the query API aligns them), the median of
+``--reads`` calls each, in CPU time of the process (a read may decode on a second thread)
+and in wall time.
 
 Each measurement runs in its own process, this checkout's and ``--baseline``'s alternating,
 ``--runs`` times; the table gives medians and their ratio.
@@ -78,8 +80,9 @@ def ingest(window: int, servers: int, metrics: int, minutes: int) -> dict[str, A
 
 
 def reads(n_series: int, runs: int) -> dict[str, float]:
-    """CPU milliseconds of the reading thread per read of a 2-day ring, median of ``runs``
-    (CPU time, not wall time: the machine is shared, and a read is one thread's work)."""
+    """CPU milliseconds of the process per read of a 2-day ring, median of ``runs`` (CPU
+    time: the machine is shared; the process', as a read may decode on two threads), and
+    wall milliseconds."""
     import numpy as np
 
     from minutely.hot import HotRing
@@ -99,20 +102,24 @@ def reads(n_series: int, runs: int) -> dict[str, float]:
     ring.fold(series, np.full(n_series, head), np.ones(n_series))  # live rows too
     q1 = np.arange(2000, dtype=np.int32)
     q2 = np.arange(0, n_series, n_series // 1000, dtype=np.int32)[:1000]
-    first = head - window + 1
     out: dict[str, float] = {}
     for name, ids in (("Q1", q1), ("Q2", q2)):
         for label, step in STEPS.items():
-            ms = []
+            first = (head - window + 1) // step * step
+            count = -(-(head + 1 - first) // step) * step
+            ms, wall = [], []
             for _ in range(runs + 1):
-                began = time.thread_time()
+                began, began_wall = time.process_time(), time.perf_counter()
                 if step == 1:
-                    got = ring.read(ids, first, window)
+                    got = ring.read(ids, first, count)
                 else:
-                    got = ring.read_buckets(ids, first, window, step)
-                ms.append((time.thread_time() - began) * 1000)
+                    got = ring.read_buckets(ids, first, count, step)
+                ms.append((time.process_time() - began) * 1000)
+                wall.append((time.perf_counter() - began_wall) * 1000)
             assert int(got.count.sum()) > 0
-            out[f"{name} {len(ids)} series × 2 d, step {label}, CPU"] = statistics.median(ms[1:])
+            key = f"{name} {len(ids)} series × 2 d, step {label}"
+            out[f"{key}, CPU"] = statistics.median(ms[1:])
+            out[f"{key}, wall"] = statistics.median(wall[1:])
     return out
 
 
