@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import mmap
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -119,6 +120,18 @@ class FoldResult:
     expired: int
 
 
+@dataclass(slots=True)
+class SealStats:
+    """What sealing has done: blocks sealed and spans compacted, the CPU seconds of the
+    thread that did it, and late entries merged into sealed minutes."""
+
+    sealed: int = 0
+    seal_seconds: float = 0.0
+    compacted: int = 0
+    compact_seconds: float = 0.0
+    late_merged: int = 0
+
+
 class HotRing:
     """Minute partials for every series over the last ``minutes`` minutes."""
 
@@ -164,6 +177,7 @@ class HotRing:
         #: sealing or compaction may be waiting (one step of it runs per fold)
         self._due = False
         self._pool: ThreadPoolExecutor | None = None
+        self.seal_stats = SealStats()
         #: series ids below this have been written (rows beyond it are untouched memory)
         self._used = 0
         self._live = Partials.empty((live_minutes, 0))
@@ -391,6 +405,7 @@ class HotRing:
         """Merge partials (rows of ring block ``b``) into its sealed minutes: into the
         blocks that hold them, or as new blocks for minutes no block holds."""
         store = self._stores[b]
+        self.seal_stats.late_merged += int(rows.shape[0])
         rest = ~store.merge(rows, minutes, parts) & (parts.count > 0)
         if not rest.any():
             return
@@ -473,8 +488,10 @@ class HotRing:
         since = int(self._sealed_to[b])
         stamps = self.slot_minute
         held = stamps[(stamps >= since) & (stamps < to)]
+        began = time.thread_time()
         for start in np.unique(held // n * n).tolist():
             self._seal_block(b, start)
+        self.seal_stats.seal_seconds += time.thread_time() - began
         self._sealed_to[b] = to
 
     def _seal_block(self, b: int, start: int) -> None:
@@ -492,6 +509,7 @@ class HotRing:
         cut.count[:, ~held] = 0
         if cut.count.any():
             self._stores[b].seal(start, cut)
+            self.seal_stats.sealed += 1
 
     def _maintain(self) -> None:
         """One step of the sealing and compaction the last advances made due: the ring
@@ -527,7 +545,10 @@ class HotRing:
             return
         assert self.head is not None
         if span > self.head - self.minutes:  # a span leaving the window is left to expire
+            began = time.thread_time()
             store.compact(span, c, self.block_minutes)
+            self.seal_stats.compact_seconds += time.thread_time() - began
+            self.seal_stats.compacted += 1
         self._compacted_to[b] = span + c
 
     def _flush_row(self, row: int, minute: int) -> None:

@@ -573,8 +573,8 @@ class Service(_IngestPath):
         """The ring's size and what its memory holds: ``bytes`` (the ring's own: open
         slots, live rows, stamps and sealed blocks), ``bytes_per_series_minute`` over the
         whole ring (those and the registry's indexes, each in ``memory``) per series-minute
-        held, and ``states``: bytes per series-minute of open, hour-block and compacted
-        minutes."""
+        held, ``states``: bytes per series-minute of open, hour-block and compacted
+        minutes, and ``sealing``: what sealing and compaction did and the CPU they took."""
         ring = self.ring
         memory = ring.memory()
         held = memory.pop("series_minutes")
@@ -589,6 +589,7 @@ class Service(_IngestPath):
             "memory": memory,
             "bytes_per_series_minute": round(sum(memory.values()) / max(1, held), 2),
             "states": ring.states(),
+            "sealing": asdict(ring.seal_stats),
         }
 
     def status(self) -> dict[str, Any]:

@@ -458,7 +458,10 @@ def test_late_points_into_sealed_minutes_merge_and_reach_the_sink_as_corrections
     late_s = np.array([0, 9, 9, 5], np.int32)
     late_m = np.array([1001, 1010, 1010, 1030], np.int64)
     late_v = np.array([-7.0, 1e6, 2.5, 0.125])
+    before = ring.seal_stats.late_merged
     assert ring.fold(late_s, late_m, late_v) == FoldResult(4, 0)
+    assert ring.seal_stats.late_merged - before == 3  # distinct cells
+    assert ring.seal_stats.sealed > 0 and ring.seal_stats.compacted > 0
     sunk = {(int(s), int(m)): (p.min[i], p.max[i], p.sum[i], int(p.count[i]))
             for s_, m_, p in got for i, (s, m) in enumerate(zip(s_, m_, strict=True))}  # fmt: skip
     assert sunk == {

@@ -67,5 +67,6 @@ def test_status_reports_the_whole_ring_per_series_minute(tmp_path: Path) -> None
         assert hot["bytes"] == sum(memory.values()) - memory["index"]
         assert hot["bytes_per_series_minute"] == round(sum(memory.values()) / 3, 2)
         assert hot["states"]["open"]["series_minutes"] == 3  # nothing sealed yet
+        assert hot["sealing"]["sealed"] == 0
     finally:
         service.close()
