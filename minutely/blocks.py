@@ -44,6 +44,9 @@ U8 = npt.NDArray[np.uint8]
 INDEX_BYTES = 8 + 4 + 1
 #: bytes one series costs in a block's summary
 SUMMARY_BYTES = 8 + 8 + 8 + 4
+#: series-minutes a read decodes before it splits them over two threads (below this,
+#: handing half to the other thread costs more than it saves)
+SPLIT_CELLS = 1 << 18
 
 
 @dataclass(slots=True)
@@ -73,16 +76,13 @@ class Block:
     def end(self) -> int:
         return self.start + self.minutes
 
-    def parts(self) -> list[tuple[int, int, Partials]]:
-        """``(start, end, summary)`` of each part that has a summary (the block itself
-        when it keeps no parts' summaries)."""
+    def spans(self) -> list[tuple[int, int]]:
+        """``[start, end)`` of each part that has a summary (the block itself when it
+        keeps no parts' summaries)."""
         if self.subs is None:
-            return [(self.start, self.end, self.summary)]
+            return [(self.start, self.end)]
         s = self.sub_minutes
-        return [
-            (self.start + j * s, self.start + (j + 1) * s, self.subs.take(np.s_[:, j]))
-            for j in range(self.minutes // s)
-        ]
+        return [(a, a + s) for a in range(self.start, self.end, s)]
 
     @staticmethod
     def of(start: int, minutes: int, enc: ringcodec.Encoded) -> Block:
@@ -249,8 +249,8 @@ class BlockStore:
         ``rows[i]`` (``i`` when None) is ``series[i]`` (as ``HotRing.merge_buckets``). Only
         minutes inside ``within`` (``[lo, hi)``) are merged, when given. A block, or a part
         of a compacted block, inside one bucket merges its summary; the rest decodes, in time
-        order. With ``pool``, rows are split in two and the second half decodes on the
-        pool's thread."""
+        order. With ``pool``, a decode of ``SPLIT_CELLS`` or more splits its rows in two and
+        the second half decodes on the pool's thread."""
         if count % step or out.count.shape[1] < count // step:
             msg = (
                 f"{count} minutes in buckets of {step} need {count // step} whole columns,"
@@ -265,22 +265,25 @@ class BlockStore:
             return
         at = np.arange(series.shape[0], dtype=np.int64) if rows is None else rows
         decode: list[tuple[Block, int, int]] = []
+        summaries: list[tuple[Block, int, int]] = []  # (block, part, bucket)
         for b in touched:
-            for a, e, summary in b.parts():
+            for j, (a, e) in enumerate(b.spans()):
                 if e <= lo or hi <= a:
                     continue
                 if lo <= a and e <= hi and (a - first) // step == (e - 1 - first) // step:
-                    _merge_summary(b.rows, summary, series, at, (a - first) // step, out)
+                    summaries.append((b, j, (a - first) // step))
                     continue
                 a, e = max(a, lo), min(e, hi)
                 if decode and decode[-1][0] is b and decode[-1][2] == a:
                     decode[-1] = (b, decode[-1][1], e)  # one job per run of parts
                 else:
                     decode.append((b, a, e))
+        if summaries:
+            _merge_summaries(summaries, series, at, out)
         if not decode:
             return
         n = int(series.shape[0])
-        if pool is None or n < 2:
+        if pool is None or n * sum(e - a for _, a, e in decode) < SPLIT_CELLS:
             self._decode_into(decode, series, first, step, out, at)
             return
         half = n // 2
@@ -339,20 +342,76 @@ class BlockStore:
         return sum(u.nbytes for u in self.usage())
 
 
-def _merge_summary(
-    held_rows: int, summary: Partials, series: I32, rows: I64, bucket: int, out: Partials
+def _merge_summaries(
+    pieces: list[tuple[Block, int, int]], series: I32, rows: I64, out: Partials
 ) -> None:
-    """Merge each series' ``summary`` (of a block of ``held_rows`` rows) into
-    ``out[rows, bucket]``."""
-    held = series < held_rows
-    if not held.all():
-        series, rows = series[held], rows[held]
-    if series.shape[0] == 0:
+    """Merge each ``(block, part, bucket)``'s summary of ``series`` into
+    ``out[rows, bucket]``: all parts side by side, reduced per bucket, one merge (pieces come
+    in time order, block by block, so a bucket's parts are adjacent)."""
+    n, k = int(series.shape[0]), len(pieces)
+    parts = Partials(
+        np.empty((n, k)), np.empty((n, k)), np.empty((n, k)), np.empty((n, k), np.uint32)
+    )
+    i = 0
+    while i < k:
+        b = pieces[i][0]
+        e = i + 1
+        while e < k and pieces[e][0] is b:
+            e += 1
+        held = series < b.rows
+        ids = series if held.all() else np.where(held, series, 0)
+        if b.subs is None:
+            for dst, f in zip(parts.fields(), b.summary.fields(), strict=True):
+                dst[:, i] = f[ids]
+        else:
+            js = np.array([j for _, j, _ in pieces[i:e]], np.int64)
+            whole = e - i == b.subs.count.shape[1]
+            for dst, f in zip(parts.fields(), b.subs.fields(), strict=True):
+                dst[:, i:e] = f[ids] if whole else f[ids[:, None], js[None, :]]
+        if not held.all():
+            parts.count[~held, i:e] = 0
+        i = e
+    if bool((parts.count == 0).any()):
+        parts = parts.neutral()
+    buckets = np.array([bucket for _, _, bucket in pieces], np.int64)
+    if k > 1 and bool((buckets[1:] == buckets[:-1]).any()):
+        starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
+        parts = Partials(
+            np.minimum.reduceat(parts.min, starts, axis=1),
+            np.maximum.reduceat(parts.max, starts, axis=1),
+            np.add.reduceat(parts.sum, starts, axis=1),
+            np.add.reduceat(parts.count, starts, axis=1).astype(np.uint32),
+        )
+        buckets = buckets[starts]
+    _merge_cells(out, rows, buckets, parts)
+
+
+def _merge_cells(out: Partials, rows: I64, cols: I64, parts: Partials) -> None:
+    """``out[rows][:, cols]`` merged with ``parts`` (``(rows, cols)``, empty entries
+    holding merge's identity): in place through views when both are runs, as a read's
+    usually are, else gathered, merged and scattered."""
+    r0, c0 = int(rows[0]), int(cols[0])
+    if _is_run(rows) and _is_run(cols):
+        at = np.s_[r0 : r0 + rows.shape[0], c0 : c0 + cols.shape[0]]
+        mn, mx, sm, ct = (f[at] for f in out.fields())
+        empty = ct == 0  # their other fields are undefined
+        np.copyto(mn, np.inf, where=empty)
+        np.copyto(mx, -np.inf, where=empty)
+        np.copyto(sm, 0.0, where=empty)
+        np.minimum(mn, parts.min, out=mn)
+        np.maximum(mx, parts.max, out=mx)
+        sm += parts.sum
+        ct += parts.count
         return
-    cell = out.take(np.s_[rows, bucket])
-    merged = merge(cell, summary.take(series))
+    cells = np.s_[rows[:, None], cols[None, :]]
+    merged = merge(out.take(cells), parts)
     for dst, src in zip(out.fields(), merged.fields(), strict=True):
-        dst[rows, bucket] = src
+        dst[cells] = src
+
+
+def _is_run(a: I64) -> bool:
+    """Whether ``a`` is ``a[0], a[0] + 1, ...``."""
+    return int(a[-1]) - int(a[0]) == a.shape[0] - 1 and bool((np.diff(a) == 1).all())
 
 
 def _pieces(blocks: list[Block], lo: int, hi: int) -> list[tuple[Block, int, int]]:
