@@ -1,31 +1,44 @@
 """The hot ring: the last ``W`` minutes of every series, in memory (the seed's ring buffer).
 
-Layout (``S`` = series capacity, ``W`` = minutes in the hot window, ``L`` = live minutes)::
+Layout (``S`` = series capacity, ``U`` = open slots, ``L`` = live minutes, ``B`` = series
+per ring block)::
 
     ring (series-major, in blocks of B series)       live (time-major, laid out for writes)
-            slot 0   slot 1  ...  slot W-1                  series 0  series 1 ... series S-1
+            slot 0   slot 1  ...  slot U-1                  series 0  series 1 ... series S-1
     s 0   [ min max sum count | ...            ]     row 0  [ min max sum count | ...       ]
     s 1   [                                    ]     ...
     ...                                              row L-1[                               ]
     s S-1 [                                    ]
-    slot_minute[W]: the minute each slot holds       live_minute[L]: the minute each row holds
+    slot_minute[U]: the minute each slot holds       live_minute[L]: the minute each row holds
 
-Minute ``m`` lives in ring slot ``m % W`` or live row ``m % L``. Every slot and row is stamped
-with the minute it holds, so a slot left over from an earlier lap reads as empty (whisper's
-trick) and wrap-around needs no sweep.
+    sealed (per ring block b: a BlockStore, minutes before sealed_to[b])
+      hour blocks [h, h + 60)  ...  6-hour blocks [c, c + 360) with each hour's summary
+
+Minute ``m`` lives in ring block ``b``'s store when ``m < sealed_to[b]``, else in ring slot
+``m % U`` or live row ``m % L``. Every slot and row is stamped with the minute it holds, so a
+slot left over from an earlier lap reads as empty (whisper's trick) and wrap-around needs no
+sweep. When the window is no longer than the open span (``U = W``) nothing is sealed.
 
 Points for the newest ``L`` minutes fold into the *live* rows: one contiguous row per minute,
 so a second of the whole fleet touches one compact row and the fold is a handful of
 ``ufunc.at`` calls. When the newest minute moves past a live row, the row is copied into its
 ring column once ("a minute's write happens once") and the row is reset. The two hot reads,
 one server's series and one metric's series over a range at any step, then merge each
-series' ring row straight into its buckets by one compiled pass, plus at most ``L`` columns
-from the live rows (``merge_buckets``, into a block the store may have filled already;
+series' sealed blocks (summaries where a block or hour lies inside one bucket, else a
+compiled decode) and ring row straight into its buckets, plus at most ``L`` columns from the
+live rows (``merge_buckets``, into a block the store may have filled already;
 ``read_buckets`` and ``read`` into an empty one).
 
+A block of minutes (``block_minutes``) closes when the head passes its end by
+``grace_minutes``; then each ring block seals it into its store, one ring block per fold, and
+at the latest before its slots are reused (``U`` = a block, twice the grace and the live
+rows). Spans of ``compact_minutes`` are re-encoded as one block once sealed; blocks past the
+window are dropped whole (docs/hot-ring.md argues the choices).
+
 Points for older minutes still inside the window (late points, backfill) are reduced to one
-partial per (series, minute) and merged exactly into the ring. Points at or beyond ``W``
-minutes behind the newest minute are expired and counted, never merged.
+partial per (series, minute) and merged exactly into the slots, or into the sealed blocks.
+Points at or beyond ``W`` minutes behind the newest minute are expired and counted, never
+merged.
 
 The ring is stored in blocks of ``BLOCK`` series (rows ``[b * BLOCK, (b + 1) * BLOCK)``), so
 growing capacity appends a block instead of copying gigabytes. A block is anonymous memory
