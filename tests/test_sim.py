@@ -28,6 +28,7 @@ from minutely.sim import (
     MIN_SPACING,
     Fleet,
     Kind,
+    Resolution,
     SendError,
     SendStats,
     encode_arrow,
@@ -182,6 +183,50 @@ def test_gauges_follow_the_day_and_spike_now_and_then() -> None:
     centre, around = day[:, 1:-1], (day[:, :-2] + day[:, 2:]) / 2
     spikes = int(np.sum(centre - around > 10))
     assert 20 * 48 / 2 < spikes < 20 * 48 * 2
+
+
+def test_each_metric_is_reported_at_its_agents_resolution() -> None:
+    fleet = Fleet(1, 2000)
+    assert fleet.resolution("cpu.user") is Resolution.HUNDREDTHS
+    assert fleet.resolution("load.1m") is Resolution.HUNDREDTHS
+    assert fleet.resolution("temp.cpu_c") is Resolution.TENTHS
+    assert fleet.resolution("mem.used_bytes") is Resolution.PAGES
+    assert fleet.resolution("proc.count") is Resolution.WHOLE
+    assert fleet.resolution("app.latency_ms.7") is Resolution.FULL
+    kinds, resolutions = np.array(fleet.metric_kinds), np.array(fleet.metric_resolutions)
+    assert np.all(resolutions[kinds == Kind.COUNTER] == Resolution.WHOLE)
+    assert 0.04 < np.mean(resolutions == Resolution.FULL) < 0.08
+    with pytest.raises(KeyError, match="no metric"):
+        fleet.resolution("nope")
+
+
+def test_values_are_the_unrounded_ones_rounded_at_each_resolution() -> None:
+    # Ground truth: the same fleet at full precision, rounded by numpy.
+    fleet, precise = Fleet(6, 300, seed=4), Fleet(6, 300, seed=4, full_precision=True)
+    assert set(precise.metric_resolutions) == {Resolution.WHOLE, Resolution.FULL}
+    got = grid(fleet.batch_by_series(T0, 1_200), 6 * 300)
+    raw = grid(precise.batch_by_series(T0, 1_200), 6 * 300)
+    resolutions = np.tile(np.array(fleet.metric_resolutions), 6)
+    decimals = {Resolution.HUNDREDTHS: 2, Resolution.TENTHS: 1, Resolution.WHOLE: 0}
+    for resolution in Resolution:
+        rows = resolutions == resolution
+        if resolution in decimals:
+            want = np.round(raw[rows], decimals[resolution])
+        elif resolution is Resolution.PAGES:
+            want = np.round(raw[rows] / 4096) * 4096
+        else:
+            want = raw[rows]
+        assert rows.any()
+        np.testing.assert_array_equal(got[rows].view(np.uint64), want.view(np.uint64))
+    # The unrounded values are not decimals, and rounding changed nearly every gauge's.
+    full = raw[resolutions == Resolution.FULL]
+    assert np.mean(np.round(full, 6) != full) > 0.99
+    gauges = ~np.tile(np.array([k is Kind.COUNTER for k in fleet.metric_kinds]), 6)
+    rounded = gauges & (resolutions != Resolution.FULL)
+    assert np.mean(got[rounded] != raw[rounded]) > 0.9
+    # Every value is positive zero or above: rounding made no -0.0.
+    assert not np.signbit(got).any()
+    assert "full_precision=True" in repr(precise)
 
 
 # -- the wire --------------------------------------------------------------------------------------

@@ -12,6 +12,20 @@ How a value is made. Each series has a kind:
   least ``MIN_SPACING`` (0.1 s) apart: the jitter is bounded by what the counter gains in that
   time.
 
+Each metric is reported at the resolution its agent (node_exporter, collectd, an
+application's client library) reports it at, rounded last, after the clip:
+
+- hundredths (``Resolution.HUNDREDTHS``): CPU, memory, swap and disk-busy percentages, load
+  averages, GC pauses in ms;
+- tenths: temperatures, disk-used percentages;
+- whole: every counter, connection, process, thread, file-descriptor and queue-depth count;
+- 4,096-byte pages: memory in bytes;
+- full precision (``FULL``, about 6 % of a large fleet's series): latency quantiles, which a
+  histogram's quantile interpolates between bucket bounds.
+
+``Fleet(..., full_precision=True)`` skips the rounding of gauges and percents (counters stay
+whole): every value is then the unrounded one, a codec's worst case.
+
 Noise and spikes come from a counter-based hash of ``(seed, series, ts)`` (splitmix64 keys per
 series and per timestamp, combined and mixed once per point), never from a stateful RNG. The two
 waves are sums of ``sin``/``cos`` of time, so the smooth part of every value is one small matrix
@@ -22,7 +36,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import numpy as np
@@ -59,12 +73,41 @@ class Kind(enum.StrEnum):
     COUNTER = "counter"
 
 
+class Resolution(enum.StrEnum):
+    """The step a metric's values are whole multiples of, as its agent reports it.
+
+    A value ``x`` is reported as ``rint(x · s) / s`` for the step's scale ``s`` (100, 10, 1 or
+    1/4096), which is ``np.round(x, decimals)`` for the decimal steps.
+    """
+
+    HUNDREDTHS = "0.01"
+    TENTHS = "0.1"
+    WHOLE = "1"
+    #: memory in 4,096-byte pages
+    PAGES = "4096"
+    #: unrounded float64, as a quantile interpolated from histogram buckets is
+    FULL = "full"
+
+
+#: ``s`` per resolution. FULL's power of two is so large that every value it scales (from
+#: 2^-548 to 2^424) is already whole, so ``rint`` leaves it and both scalings are exact.
+_SCALE: Final = {
+    Resolution.HUNDREDTHS: 100.0,
+    Resolution.TENTHS: 10.0,
+    Resolution.WHOLE: 1.0,
+    Resolution.PAGES: 2.0**-12,
+    Resolution.FULL: 2.0**600,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class _Metric:
-    """A metric's shape: typical level (gauges) or rate per second (counters), and variation."""
+    """A metric's shape: how it is reported, typical level (gauges) or rate per second
+    (counters), and variation."""
 
     name: str
     kind: Kind
+    resolution: Resolution
     level: float
     #: daily amplitude as a fraction of level (counters: of rate; must stay below 0.8)
     daily: float
@@ -75,47 +118,49 @@ class _Metric:
 
 
 G, P, C = Kind.GAUGE, Kind.PERCENT, Kind.COUNTER
+HUNDREDTHS, TENTHS, WHOLE = Resolution.HUNDREDTHS, Resolution.TENTHS, Resolution.WHOLE
+PAGES, FULL = Resolution.PAGES, Resolution.FULL
 
 _BASE_METRICS: Final = (
-    _Metric("cpu.user", P, 25, 0.5, 0.15, 40),
-    _Metric("cpu.system", P, 8, 0.4, 0.2, 20),
-    _Metric("cpu.iowait", P, 2, 0.5, 0.5, 30),
-    _Metric("cpu.steal", P, 0.5, 0.2, 0.8),
-    _Metric("cpu.idle", P, 65, 0.25, 0.05),
-    _Metric("mem.used_pct", P, 55, 0.1, 0.01, 15),
-    _Metric("mem.used_bytes", G, 16e9, 0.1, 0.01, 0.2),
-    _Metric("mem.cached_bytes", G, 8e9, 0.05, 0.01),
-    _Metric("mem.free_bytes", G, 4e9, 0.2, 0.02),
-    _Metric("swap.used_pct", P, 3, 0.1, 0.05),
-    _Metric("load.1m", G, 2.0, 0.5, 0.3, 3),
-    _Metric("load.5m", G, 2.0, 0.5, 0.1, 1),
-    _Metric("load.15m", G, 2.0, 0.5, 0.05),
-    _Metric("disk.sda.read_bytes", C, 2e6, 0.6),
-    _Metric("disk.sda.write_bytes", C, 4e6, 0.6),
-    _Metric("disk.sda.read_ops", C, 150, 0.6),
-    _Metric("disk.sda.write_ops", C, 300, 0.6),
-    _Metric("disk.sda.util_pct", P, 15, 0.5, 0.3, 60),
-    _Metric("disk.sda.used_pct", P, 60, 0.01, 0.001),
-    _Metric("net.eth0.rx_bytes", C, 5e6, 0.7),
-    _Metric("net.eth0.tx_bytes", C, 8e6, 0.7),
-    _Metric("net.eth0.rx_packets", C, 5e3, 0.7),
-    _Metric("net.eth0.tx_packets", C, 6e3, 0.7),
-    _Metric("net.eth0.rx_errors", C, 0.01, 0.5),
-    _Metric("net.eth0.rx_dropped", C, 0.05, 0.5),
-    _Metric("tcp.established", G, 400, 0.6, 0.05, 1),
-    _Metric("tcp.time_wait", G, 150, 0.6, 0.15, 2),
-    _Metric("tcp.retransmits", C, 2, 0.5),
-    _Metric("proc.count", G, 250, 0.05, 0.01),
-    _Metric("proc.threads", G, 1200, 0.1, 0.02),
-    _Metric("fd.open", G, 5000, 0.3, 0.02),
-    _Metric("app.requests", C, 800, 0.7),
-    _Metric("app.errors", C, 0.5, 0.7),
-    _Metric("app.latency_ms.p50", G, 12, 0.3, 0.1, 2),
-    _Metric("app.latency_ms.p99", G, 120, 0.4, 0.25, 5),
-    _Metric("app.queue_depth", G, 5, 0.6, 0.6, 10),
-    _Metric("gc.pause_ms", G, 3, 0.3, 0.5, 10),
-    _Metric("temp.cpu_c", G, 55, 0.1, 0.02),
-    _Metric("uptime_s", C, 1, 0.0),
+    _Metric("cpu.user", P, HUNDREDTHS, 25, 0.5, 0.15, 40),
+    _Metric("cpu.system", P, HUNDREDTHS, 8, 0.4, 0.2, 20),
+    _Metric("cpu.iowait", P, HUNDREDTHS, 2, 0.5, 0.5, 30),
+    _Metric("cpu.steal", P, HUNDREDTHS, 0.5, 0.2, 0.8),
+    _Metric("cpu.idle", P, HUNDREDTHS, 65, 0.25, 0.05),
+    _Metric("mem.used_pct", P, HUNDREDTHS, 55, 0.1, 0.01, 15),
+    _Metric("mem.used_bytes", G, PAGES, 16e9, 0.1, 0.01, 0.2),
+    _Metric("mem.cached_bytes", G, PAGES, 8e9, 0.05, 0.01),
+    _Metric("mem.free_bytes", G, PAGES, 4e9, 0.2, 0.02),
+    _Metric("swap.used_pct", P, HUNDREDTHS, 3, 0.1, 0.05),
+    _Metric("load.1m", G, HUNDREDTHS, 2.0, 0.5, 0.3, 3),
+    _Metric("load.5m", G, HUNDREDTHS, 2.0, 0.5, 0.1, 1),
+    _Metric("load.15m", G, HUNDREDTHS, 2.0, 0.5, 0.05),
+    _Metric("disk.sda.read_bytes", C, WHOLE, 2e6, 0.6),
+    _Metric("disk.sda.write_bytes", C, WHOLE, 4e6, 0.6),
+    _Metric("disk.sda.read_ops", C, WHOLE, 150, 0.6),
+    _Metric("disk.sda.write_ops", C, WHOLE, 300, 0.6),
+    _Metric("disk.sda.util_pct", P, HUNDREDTHS, 15, 0.5, 0.3, 60),
+    _Metric("disk.sda.used_pct", P, TENTHS, 60, 0.01, 0.001),
+    _Metric("net.eth0.rx_bytes", C, WHOLE, 5e6, 0.7),
+    _Metric("net.eth0.tx_bytes", C, WHOLE, 8e6, 0.7),
+    _Metric("net.eth0.rx_packets", C, WHOLE, 5e3, 0.7),
+    _Metric("net.eth0.tx_packets", C, WHOLE, 6e3, 0.7),
+    _Metric("net.eth0.rx_errors", C, WHOLE, 0.01, 0.5),
+    _Metric("net.eth0.rx_dropped", C, WHOLE, 0.05, 0.5),
+    _Metric("tcp.established", G, WHOLE, 400, 0.6, 0.05, 1),
+    _Metric("tcp.time_wait", G, WHOLE, 150, 0.6, 0.15, 2),
+    _Metric("tcp.retransmits", C, WHOLE, 2, 0.5),
+    _Metric("proc.count", G, WHOLE, 250, 0.05, 0.01),
+    _Metric("proc.threads", G, WHOLE, 1200, 0.1, 0.02),
+    _Metric("fd.open", G, WHOLE, 5000, 0.3, 0.02),
+    _Metric("app.requests", C, WHOLE, 800, 0.7),
+    _Metric("app.errors", C, WHOLE, 0.5, 0.7),
+    _Metric("app.latency_ms.p50", G, FULL, 12, 0.3, 0.1, 2),
+    _Metric("app.latency_ms.p99", G, FULL, 120, 0.4, 0.25, 5),
+    _Metric("app.queue_depth", G, WHOLE, 5, 0.6, 0.6, 10),
+    _Metric("gc.pause_ms", G, HUNDREDTHS, 3, 0.3, 0.5, 10),
+    _Metric("temp.cpu_c", G, TENTHS, 55, 0.1, 0.02),
+    _Metric("uptime_s", C, WHOLE, 1, 0.0),
 )
 
 
@@ -133,22 +178,22 @@ def _family(r: int) -> list[_Metric]:
     """The ``r``-th round of numbered metric families, used past the base list."""
     disk = f"disk.{_disk_name(r + 1)}"
     return [
-        _Metric(f"{disk}.read_bytes", C, 1e6, 0.6),
-        _Metric(f"{disk}.write_bytes", C, 2e6, 0.6),
-        _Metric(f"{disk}.read_ops", C, 80, 0.6),
-        _Metric(f"{disk}.write_ops", C, 150, 0.6),
-        _Metric(f"{disk}.util_pct", P, 10, 0.5, 0.3, 60),
-        _Metric(f"{disk}.used_pct", P, 50, 0.01, 0.001),
-        _Metric(f"net.eth{r + 1}.rx_bytes", C, 2e6, 0.7),
-        _Metric(f"net.eth{r + 1}.tx_bytes", C, 3e6, 0.7),
-        _Metric(f"net.eth{r + 1}.rx_packets", C, 2e3, 0.7),
-        _Metric(f"net.eth{r + 1}.tx_packets", C, 2.5e3, 0.7),
-        _Metric(f"cpu.{r}.user", P, 25, 0.5, 0.2, 50),
-        _Metric(f"cpu.{r}.system", P, 8, 0.4, 0.25, 20),
-        _Metric(f"cpu.{r}.iowait", P, 2, 0.5, 0.5, 30),
-        _Metric(f"app.requests.{r}", C, 100, 0.7),
-        _Metric(f"app.errors.{r}", C, 0.1, 0.7),
-        _Metric(f"app.latency_ms.{r}", G, 20, 0.3, 0.2, 5),
+        _Metric(f"{disk}.read_bytes", C, WHOLE, 1e6, 0.6),
+        _Metric(f"{disk}.write_bytes", C, WHOLE, 2e6, 0.6),
+        _Metric(f"{disk}.read_ops", C, WHOLE, 80, 0.6),
+        _Metric(f"{disk}.write_ops", C, WHOLE, 150, 0.6),
+        _Metric(f"{disk}.util_pct", P, HUNDREDTHS, 10, 0.5, 0.3, 60),
+        _Metric(f"{disk}.used_pct", P, TENTHS, 50, 0.01, 0.001),
+        _Metric(f"net.eth{r + 1}.rx_bytes", C, WHOLE, 2e6, 0.7),
+        _Metric(f"net.eth{r + 1}.tx_bytes", C, WHOLE, 3e6, 0.7),
+        _Metric(f"net.eth{r + 1}.rx_packets", C, WHOLE, 2e3, 0.7),
+        _Metric(f"net.eth{r + 1}.tx_packets", C, WHOLE, 2.5e3, 0.7),
+        _Metric(f"cpu.{r}.user", P, HUNDREDTHS, 25, 0.5, 0.2, 50),
+        _Metric(f"cpu.{r}.system", P, HUNDREDTHS, 8, 0.4, 0.25, 20),
+        _Metric(f"cpu.{r}.iowait", P, HUNDREDTHS, 2, 0.5, 0.5, 30),
+        _Metric(f"app.requests.{r}", C, WHOLE, 100, 0.7),
+        _Metric(f"app.errors.{r}", C, WHOLE, 0.1, 0.7),
+        _Metric(f"app.latency_ms.{r}", G, FULL, 20, 0.3, 0.2, 5),
     ]
 
 
@@ -242,8 +287,8 @@ class _Series:
     noise: F64
     spike: F64
     ceiling: F64
-    #: 2**52 for counters (rounds them to integers), 0 for gauges
-    rounding: F64
+    #: the resolution's scale: values are ``rint(x · scale) / scale``
+    scale: F64
 
     @staticmethod
     def allocate(n: int) -> _Series:
@@ -264,7 +309,7 @@ class _Series:
         self.noise[start:end] = part.noise
         self.spike[start:end] = part.spike
         self.ceiling[start:end] = part.ceiling
-        self.rounding[start:end] = part.rounding
+        self.scale[start:end] = part.scale
 
     def take(self, index: slice | npt.NDArray[np.intp]) -> _Series:
         return _Series(
@@ -273,7 +318,7 @@ class _Series:
             self.noise[index],
             self.spike[index],
             self.ceiling[index],
-            self.rounding[index],
+            self.scale[index],
         )
 
 
@@ -284,7 +329,9 @@ class Fleet:
     depend only on ``(seed, server index, metric index, ts)``.
     """
 
-    def __init__(self, servers: int, metrics: int, seed: int = 0) -> None:
+    def __init__(
+        self, servers: int, metrics: int, seed: int = 0, *, full_precision: bool = False
+    ) -> None:
         if servers < 1 or metrics < 1:
             msg = f"a fleet needs at least one server and one metric, not {servers}×{metrics}"
             raise ValueError(msg)
@@ -292,12 +339,16 @@ class Fleet:
             msg = f"fleet too large: {servers}×{metrics}"
             raise ValueError(msg)
         self.seed = seed
+        self.full_precision = full_precision
         named = _server_names(servers)
         specs = _metrics(metrics)
+        if full_precision:
+            specs = [m if m.kind is Kind.COUNTER else replace(m, resolution=FULL) for m in specs]
         self.server_names: npt.NDArray[np.object_] = np.array([n for n, _ in named], dtype=object)
         self.server_roles: tuple[str, ...] = tuple(r for _, r in named)
         self.metric_names: npt.NDArray[np.object_] = np.array([m.name for m in specs], dtype=object)
         self.metric_kinds: tuple[Kind, ...] = tuple(m.kind for m in specs)
+        self.metric_resolutions: tuple[Resolution, ...] = tuple(m.resolution for m in specs)
         self._time_seed = _seed_key(seed, 1)
         # Built a few servers at a time into arrays allocated once: the temporaries of a
         # 1,000 × 2,000 fleet at once would take four times the ~180 MB kept.
@@ -321,15 +372,23 @@ class Fleet:
         return self.servers * self.metrics
 
     def __repr__(self) -> str:
-        return f"Fleet(servers={self.servers}, metrics={self.metrics}, seed={self.seed})"
+        full = ", full_precision=True" if self.full_precision else ""
+        return f"Fleet(servers={self.servers}, metrics={self.metrics}, seed={self.seed}{full})"
 
     def kind(self, metric: str) -> Kind:
         """The kind of a metric by name."""
+        return self.metric_kinds[self._metric_index(metric)]
+
+    def resolution(self, metric: str) -> Resolution:
+        """The resolution a metric is reported at, by name."""
+        return self.metric_resolutions[self._metric_index(metric)]
+
+    def _metric_index(self, metric: str) -> int:
         found = np.flatnonzero(self.metric_names == metric)
         if found.shape[0] == 0:
             msg = f"no metric {metric!r} in {self!r}"
             raise KeyError(msg)
-        return self.metric_kinds[int(found[0])]
+        return int(found[0])
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -426,6 +485,7 @@ def _build_series(
     spike_frac = per_metric([x.spike for x in specs])
     is_pct = np.tile(np.array([x.kind is Kind.PERCENT for x in specs]), s)
     is_counter = np.tile(np.array([x.kind is Kind.COUNTER for x in specs]), s)
+    scale = per_metric([_SCALE[x.resolution] for x in specs])
     family = [x.name.split(".", 1)[0] for x in specs]
     roles = sorted(_ROLE_LOAD)
     by_role = np.array([[_ROLE_LOAD[r].get(f, 1.0) for f in family] for r in roles])
@@ -484,7 +544,7 @@ def _build_series(
         spike=np.where(is_counter, 0.0, np.where(is_pct, spike_frac, level * spike_frac))
         * (0.5 + u[5]),
         ceiling=np.where(is_pct, 100.0, np.inf),
-        rounding=np.where(is_counter, 2.0**52, 0.0),
+        scale=scale,
     )
 
 
@@ -545,10 +605,12 @@ def _fill(out: F64, scratch: _Scratch, s: _Series, tm: F64, tkey: U64, series_ma
     np.multiply(g, per_series(s.noise), out=g)
     np.add(f, g, out=f)
     np.add(f, per_series(s.spike), out=f, where=mask)
-    # Counters are whole: x + 2**52 - 2**52 rounds to an integer (a monotonic map); for
-    # gauges the offset is 0, a no-op. (Far faster than a floor with a where= mask.)
-    offset = per_series(s.rounding)
-    np.add(f, offset, out=f)
-    np.subtract(f, offset, out=f)
     np.maximum(f, 0.0, out=f)
-    np.minimum(f, per_series(s.ceiling), out=out)
+    np.minimum(f, per_series(s.ceiling), out=f)
+    # Rounded as the agent reports it, after the clip: 0 and 100 are whole at every step, and
+    # rint is monotonic, so counters stay non-decreasing. A division, not a multiplication by
+    # 1/scale, so that values are exactly np.round's.
+    scale = per_series(s.scale)
+    np.multiply(f, scale, out=f)
+    np.rint(f, out=f)
+    np.divide(f, scale, out=out)
