@@ -5,7 +5,8 @@
   raw seconds generated and folded into minutes as the ring folds them (``s += v`` in
   arrival order), with 0.5 % of minutes one point short.
 - ``sim_fleet``: the simulator's fleet (``minutely.sim.Fleet``) over the same minutes,
-  folded the same way.
+  folded the same way: each metric at its agent's resolution, or every gauge and percent
+  unrounded with ``full_precision``.
 """
 
 from __future__ import annotations
@@ -102,10 +103,12 @@ def issue_mix(series: int, minutes: int, seed: int = 0) -> tuple[Partials, list[
     return out, kinds
 
 
-def sim_fleet(metrics: int, minutes: int, seed: int = 0) -> tuple[Partials, list[str]]:
+def sim_fleet(
+    metrics: int, minutes: int, seed: int = 0, *, full_precision: bool = False
+) -> tuple[Partials, list[str]]:
     """One simulated server's ``metrics`` series over ``minutes`` minutes at 1 Hz, and each
     series' kind."""
-    fleet = Fleet(1, metrics, seed=seed)
+    fleet = Fleet(1, metrics, seed=seed, full_precision=full_precision)
     out = Partials.zeros((metrics, minutes))
     t0 = int(EPOCH) // 3600 * 3600 + 86_400
     hour = 60
