@@ -44,7 +44,7 @@ from minutely.letters import LetterBox, rows_of, rows_table
 from minutely.model import I32, I64, Partials, PointBatch
 from minutely.registry import Registry
 from minutely.store import Store, StoreError
-from minutely.store.inserts import piece_tokens
+from minutely.store.inserts import MAX_ROWS_PER_INSERT, piece_tokens
 from minutely.store.reader import MinuteRows
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ MAX_SPLITS = 12
 MAX_BACKOFF = 30.0
 #: bytes one queued row holds (series id, minute, min, max, sum, count)
 ROW_BYTES = 4 + 8 + 8 + 8 + 8 + 4
+#: rows one flush takes from the queue at a time (one insert's worth): the copies an insert
+#: makes (the block, its Arrow table, the engine's) scale with this, not with the queue
+BLOCK_ROWS = MAX_ROWS_PER_INSERT
 
 
 #: engine error codes that say "not now" rather than "never": memory (241), space (243),
@@ -130,6 +133,7 @@ class StoreWriter:
         dead_letters: LetterBox | None = None,
         spill: LetterBox | None = None,
         before_flush: Callable[[], None] | None = None,
+        block_rows: int = BLOCK_ROWS,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -141,6 +145,7 @@ class StoreWriter:
         self.spill_box = spill
         #: called by the writer's thread before each timed flush (the ring's open minutes)
         self.before_flush = before_flush
+        self.block_rows = block_rows
         self.stats = WriterStats()
         self._queue: list[tuple[I32, I64, Partials]] = []
         self._retry: list[_Block] = []
@@ -184,12 +189,22 @@ class StoreWriter:
             self._count(-sum(int(q[0].shape[0]) for q in queued))
         return _joined(queued)
 
-    def _take_block(self) -> None:
-        """Move the queue into a block of its own, to be inserted with its token. The rows
-        stay counted in ``pending`` throughout: it never reads 0 while rows are on their
-        way to the store."""
+    def _take_block(self, limit: int) -> int:
+        """Move the queue's oldest ``limit`` rows (or all, if fewer) into a block of their
+        own, to be inserted with its token; returns the rows taken. The rows stay counted in
+        ``pending`` throughout: it never reads 0 while rows are on their way to the store."""
         with self._lock:
-            queued, self._queue = self._queue, []
+            queued, rows = [], 0
+            while self._queue and rows < limit:
+                series, minutes, parts = self._queue.pop(0)
+                k = limit - rows
+                if series.shape[0] > k:  # the rest stays first in the queue
+                    rest = Partials(*(f[k:] for f in parts.fields()))
+                    self._queue.insert(0, (series[k:], minutes[k:], rest))
+                    series, minutes = series[:k], minutes[:k]
+                    parts = Partials(*(f[:k] for f in parts.fields()))
+                queued.append((series, minutes, parts))
+                rows += int(series.shape[0])
         try:
             series, minutes, parts = _joined(queued)
             server_ids, metric_ids = self.registry.series_of(series)
@@ -197,8 +212,8 @@ class StoreWriter:
             with self._lock:
                 self._queue[:0] = queued
             raise
-        if series.shape[0] == 0:
-            return
+        if rows == 0:
+            return 0
         self._seq += 1
         block = _Block(
             server_ids.astype(np.uint32),
@@ -209,6 +224,7 @@ class StoreWriter:
         )
         with self._lock:
             self._retry.append(block)
+        return rows
 
     def put_back(self, series: I32, minutes: I64, parts: Partials) -> None:
         """Queue a block ``take`` gave out again, ahead of what came since."""
@@ -355,18 +371,26 @@ class StoreWriter:
         )
 
     def flush(self) -> int:
-        """Insert everything queued so far; returns the rows written.
+        """Insert everything queued so far, a block of at most ``block_rows`` at a time;
+        returns the rows written.
 
-        On failure the rows stay taken, with their token, and are retried first next time;
-        what was queued since waits behind them.
+        Blocks that failed before go first. On failure the rows stay taken, with their
+        token, and are retried first next time; what was queued since waits behind them,
+        as do rows queued while this runs (their names may not be saved yet).
         """
         with self._flushing:
-            self._take_block()
-            if not self._retry:
+            with self._lock:
+                due = self.stats.pending - sum(b.rows for b in self._retry)
+            if not self._retry and due <= 0:
                 return 0
-            self.store.save_registry(self.registry)
+            self.store.save_registry(self.registry)  # every name the due rows use
             written = 0
-            while self._retry:
+            while self._retry or due > 0:
+                if not self._retry:
+                    taken = self._take_block(min(due, self.block_rows))
+                    if taken == 0:
+                        break
+                    due -= taken
                 b = self._retry[0]
                 written += self.insert(b.server_ids, b.metric_ids, b.minutes, b.parts, b.token)
                 with self._lock:
@@ -385,7 +409,8 @@ class StoreWriter:
         if self.spill_box is None:
             return 0
         with self._flushing:
-            self._take_block()
+            while self._take_block(self.block_rows):
+                pass
             with self._lock:
                 blocks, self._retry = self._retry, []
                 self._count(-sum(b.rows for b in blocks))

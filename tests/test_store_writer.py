@@ -3,6 +3,7 @@ stops spilled, the bound that makes ingest answer 503."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -305,3 +306,39 @@ def test_a_spill_holds_only_what_did_not_land_and_goes_in_with_its_tokens(
     fresh = store.load_registry()
     StoreWriter(store, fresh, spill=spill).recover_spill()
     assert stored_count(store, fresh) == n  # every row once
+
+
+def test_a_flush_inserts_the_queue_a_bounded_block_at_a_time(store: Store) -> None:
+    """Queued pieces of uneven sizes go in as blocks of at most ``block_rows`` rows (the
+    flush's copies scale with the block, not the queue); an outage after the first block
+    resumes with the rest, and every row lands once."""
+    registry = Registry()
+    series, minutes, parts = fleet(registry, 4, 3, 5)  # 60 rows
+    refusing = RefusingStore(store)
+    sizes: list[int] = []
+    real = refusing.insert_piece
+
+    def counted(piece: Any, token: str | None) -> int:
+        if refusing.down:
+            raise StoreError("connection refused (injected outage)")
+        sizes.append(int(piece.num_rows))
+        written = real(piece, token)
+        refusing.down = len(sizes) == 1  # the next block meets an outage
+        return written
+
+    refusing.insert_piece = counted  # type: ignore[method-assign]
+    writer = StoreWriter(refusing, registry, block_rows=7)  # type: ignore[arg-type]
+    cuts = [0, 5, 18, 20, 41, 60]
+    for a, b in itertools.pairwise(cuts):
+        writer.accept(series[a:b], minutes[a:b], parts.take(np.arange(a, b)))
+    with pytest.raises(StoreError):
+        writer.flush()
+    assert sizes == [7] and writer.stats.pending == 60 - 7
+    refusing.down = False
+    assert writer.flush() == 60 - 7
+    assert max(sizes) == 7 and sum(sizes) == 60 and writer.stats.pending == 0
+    assert stored_count(store, registry) == int(parts.count.sum())
+    total = 0.0
+    for sid in range(len(registry.servers)):
+        total += float(store.summary("server", sid, None, DAY0 - 10, 400 * 1440).parts.sum.sum())
+    assert total == float(parts.sum.sum())
