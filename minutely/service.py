@@ -45,7 +45,7 @@ from minutely.limits import CardinalityGuard, Refusals
 from minutely.model import PointBatch
 from minutely.query import Query
 from minutely.registry import Registry
-from minutely.store import Retention, Store, StoreConfig, StoreCorrupt
+from minutely.store import Retention, Store, StoreConfig, StoreCorrupt, StoreError
 from minutely.store_writer import StoreWriter, rebuild_ring
 
 log = logging.getLogger(__name__)
@@ -592,6 +592,15 @@ class Service(_IngestPath):
             "sealing": asdict(ring.seal_stats),
         }
 
+    def store_memory(self) -> dict[str, int] | None:
+        """The storage engine's memory by holder; None without a store or while it fails."""
+        if self.store is None:
+            return None
+        try:
+            return self.store.memory()
+        except StoreError:
+            return None
+
     def status(self) -> dict[str, Any]:
         return {
             "role": "serve",
@@ -603,6 +612,7 @@ class Service(_IngestPath):
             "hot": self.hot_status(),
             "aggregator": asdict(self.aggregator.stats),
             "store": None if self.writer is None else asdict(self.writer.stats),
+            "store_memory": self.store_memory(),
             "dead_letters": self.dead_letters.summary(),
             "damaged_parts": [{"table": t, "part": p, "reason": r} for t, p, r in self.damaged],
             "bus": [asdict(s) for s in self.bus.stats()],

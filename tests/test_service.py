@@ -43,6 +43,7 @@ def test_the_whole_service_is_assembled_with_nothing_opened(tmp_path: Path) -> N
         body = orjson.dumps([{"server": "a", "metric": "m", "ts": now - 5, "value": 2.5}])
         decoded = service.decode(body, "application/json")
         assert decoded.accepted == 1
+        assert service.status()["store_memory"]["tracked"] > 0  # the engine's own memory
     finally:
         service.close()
 
@@ -68,5 +69,6 @@ def test_status_reports_the_whole_ring_per_series_minute(tmp_path: Path) -> None
         assert hot["bytes_per_series_minute"] == round(sum(memory.values()) / 3, 2)
         assert hot["states"]["open"]["series_minutes"] == 3  # nothing sealed yet
         assert hot["sealing"]["sealed"] == 0
+        assert service.status()["store_memory"] is None  # no store
     finally:
         service.close()

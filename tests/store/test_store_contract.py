@@ -18,6 +18,7 @@ import pytest
 from minutely.model import Partials, merge, restep, summarize
 from minutely.registry import Registry
 from minutely.store import TIER_1D, TIER_1H, TIER_1M, Retention, SeriesCells, Store
+from minutely.store.store import ENGINE_MEMORY
 from minutely.store.tiers import Tier
 
 MakeStore = Callable[..., Store]
@@ -495,3 +496,12 @@ def test_writes_and_reads_run_on_several_threads(store: Store) -> None:
     got = store.summary("metric", 2, None, DAY0, 5)
     assert got.other_ids.tolist() == [0, 1, 2]
     assert got.parts.count.tolist() == [5, 5, 5]
+
+
+def test_memory_reports_every_holder_and_the_engine_tracks_its_own(store: Store) -> None:
+    one = Partials(np.ones(1000), np.ones(1000), np.ones(1000), np.ones(1000, np.uint32))
+    store.write_minutes(0, np.arange(1000), DAY0, one)
+    memory = store.memory()
+    assert set(memory) == set(ENGINE_MEMORY)
+    assert all(isinstance(v, int) and v >= 0 for v in memory.values())
+    assert memory["tracked"] > 0  # the engine's tracker holds at least its own state
