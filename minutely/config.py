@@ -114,6 +114,11 @@ class Settings:
     checkpoint_every: float = 5.0
     #: rows waiting for the store (in bytes) before ingest answers 503: the store is slow or down
     writer_max_bytes: int = 256 << 20
+    #: the embedded store's (chDB) bound on the memory it holds: inserts past it are retried
+    #: (the writer's queue fills, then ingest answers 503); 0: the engine's 90% of the machine
+    store_memory: int = 2 << 30
+    #: the embedded store's cache of part marks, within ``store_memory``
+    store_mark_cache: int = 256 << 20
     #: on the embedded bus with a store: how often the open minutes' new points are written
     #: (a SIGKILL loses at most this much of what was folded)
     open_minutes_every: float = 1.0
@@ -174,7 +179,7 @@ class Settings:
         if not 1 <= self.max_name_bytes <= 65536:
             msg = f"max_name_bytes: {self.max_name_bytes} is not between 1 and 65536"
             raise ConfigError(msg)
-        for name in ("max_series", "max_new_series_per_minute"):
+        for name in ("max_series", "max_new_series_per_minute", "store_memory"):
             if getattr(self, name) < 0:
                 msg = f"{name}: {getattr(self, name)} is negative (0 for the default)"
                 raise ConfigError(msg)
@@ -187,6 +192,15 @@ class Settings:
                 f"max_inflight_body_bytes: {self.max_inflight_body_bytes} is below"
                 f" max_body_bytes ({self.max_body_bytes}): a body that large could never be read"
             )
+            raise ConfigError(msg)
+        if self.store_memory and self.store_mark_cache >= self.store_memory:
+            msg = (
+                f"store_mark_cache: {self.store_mark_cache} is not below store_memory"
+                f" ({self.store_memory}), which holds it and everything else the store does"
+            )
+            raise ConfigError(msg)
+        if self.store_mark_cache < 0:
+            msg = f"store_mark_cache: {self.store_mark_cache} is negative (0 for the engine's)"
             raise ConfigError(msg)
         if self.max_query_cells < 1:
             msg = f"max_query_cells: {self.max_query_cells} is below the minimum of 1"
@@ -306,6 +320,8 @@ _SIZES = {
     "bus_max_bytes",
     "max_body_bytes",
     "writer_max_bytes",
+    "store_memory",
+    "store_mark_cache",
     "max_header_bytes",
     "series_memory",
     "max_slow_json_bytes",

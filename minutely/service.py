@@ -337,7 +337,14 @@ class Service(_IngestPath):
             retention = Retention(
                 minute=settings.retention_1m, hour=settings.retention_1h, day=settings.retention_1d
             )
-            self.store = Store(StoreConfig(dsn=dsn, retention=retention))
+            self.store = Store(
+                StoreConfig(
+                    dsn=dsn,
+                    retention=retention,
+                    engine_memory=settings.store_memory,
+                    engine_mark_cache=settings.store_mark_cache,
+                )
+            )
             self.writer = StoreWriter(
                 self.store,
                 self.registry,

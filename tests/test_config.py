@@ -70,3 +70,13 @@ def test_a_client_sends_its_token_flag_else_its_file_else_minutely_token(tmp_pat
     token_file.write_text("\n")
     with pytest.raises(ConfigError, match=r"token_file: .* is empty"):
         client_token(None, str(token_file), env)
+
+
+def test_the_store_memory_bounds_read_as_sizes_and_hold_the_mark_cache() -> None:
+    s = load(environ={"MINUTELY_STORE_MEMORY": "1GB", "MINUTELY_STORE_MARK_CACHE": "64MB"})
+    assert (s.store_memory, s.store_mark_cache) == (1 << 30, 64 << 20)
+    assert load(environ={"MINUTELY_STORE_MEMORY": "0"}).store_memory == 0  # the engine's own
+    with pytest.raises(ConfigError, match=r"store_mark_cache: .* is not below store_memory"):
+        Settings(store_memory=64 << 20, store_mark_cache=64 << 20)
+    with pytest.raises(ConfigError, match="store_memory: -1 is negative"):
+        Settings(store_memory=-1)

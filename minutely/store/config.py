@@ -63,6 +63,23 @@ class StoreConfig:
     #: which copy's 1-minute table this store's inserts go to (a cluster's metric shards
     #: write ``minutes_1m_by_metric``)
     copy: Literal["server", "metric"] = "server"
+    #: the embedded engine's bound on all the memory it holds (``max_server_memory_usage``;
+    #: background merges get half): past it an insert fails and is retried while the
+    #: writer's queue fills (ingest answers 503), a query fails. 0: the engine's default,
+    #: 90% of the machine. A ClickHouse server is bounded by its own configuration
+    engine_memory: int = 0
+    #: the embedded engine's cache of part marks (``mark_cache_size``); 0: its default, 5 GiB
+    engine_mark_cache: int = 0
+
+    def engine_options(self) -> dict[str, int]:
+        """The embedded engine's start-up settings that bound its memory (none set: {})."""
+        options = {}
+        if self.engine_memory:
+            options["max_server_memory_usage"] = self.engine_memory
+            options["merges_mutations_memory_usage_soft_limit"] = self.engine_memory // 2
+        if self.engine_mark_cache:
+            options["mark_cache_size"] = self.engine_mark_cache
+        return options
 
     def __post_init__(self) -> None:
         if not _IDENTIFIER.match(self.database):
@@ -73,6 +90,10 @@ class StoreConfig:
             raise ValueError(msg)
         if self.layout == "single" and self.copy != "server":
             msg = "a single node's store is written through minutes_1m only (copy='server')"
+            raise ValueError(msg)
+        if self.engine_memory < 0 or self.engine_mark_cache < 0:
+            msg = f"engine_memory {self.engine_memory}, engine_mark_cache"
+            msg += f" {self.engine_mark_cache}: sizes cannot be negative"
             raise ValueError(msg)
         if not 16 <= self.index_granularity <= 1 << 20:
             msg = f"index_granularity {self.index_granularity} is outside [16, 1048576]"

@@ -120,6 +120,9 @@ class _Clients:
     """One client per thread; all closed together."""
 
     dsn: str
+    #: the embedded engine's start-up settings (``StoreConfig.engine_options``); the engine
+    #: is one per process, so the first client made in the process sets them
+    engine: dict[str, int] = field(default_factory=dict)
     local: threading.local = field(default_factory=threading.local)
     made: list[Client] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,7 +131,10 @@ class _Clients:
         client: Client | None = getattr(self.local, "client", None)
         if client is None:
             try:
-                client = get_client(dsn=self.dsn, settings=_SESSION)
+                if self.dsn.startswith("chdb:"):
+                    client = get_client(dsn=self.dsn, settings=_SESSION, chdb_options=self.engine)
+                else:
+                    client = get_client(dsn=self.dsn, settings=_SESSION)
                 for key, value in _IF_KNOWN.items():
                     if key in client.server_settings:
                         client.set_client_setting(key, value)
@@ -154,7 +160,7 @@ class Store:
     def __init__(self, config: StoreConfig) -> None:
         self.config = config
         self._db = config.database
-        self._clients = _Clients(config.dsn)
+        self._clients = _Clients(config.dsn, config.engine_options())
         self._lock = threading.Lock()
         #: per tier name: the first minute it keeps (none until the first ``expire``)
         self._horizons: dict[str, int] = {}
