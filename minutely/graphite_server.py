@@ -37,13 +37,16 @@ from minutely.ingest import Decoded
 from minutely.ingest.graphite import decode_graphite, series_cache
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder, Limits
+from minutely.ingest.validate import MALFORMED
 from minutely.ingest.wire import SeriesCache
 from minutely.limits import Refusals
 from minutely.model import PointBatch
 
 log = logging.getLogger(__name__)
 
-#: bytes read at a time, and the most a line may hold before it is cut off as bad
+#: bytes read at a time, and the most a line may hold while it is read: a line still without
+#: its end past that is refused whole, and the rest of it dropped up to its end, so no part
+#: of it is ever read as a line of its own
 CHUNK = 1 << 18
 MAX_LINE = 1 << 16
 #: bad lines logged per connection (all are counted)
@@ -144,15 +147,26 @@ class GraphiteListener:
         pending = b""
         line = 1
         logged = 0
+        skipping = False  # in the rest of a line refused as longer than MAX_LINE
         try:
             while True:
                 chunk = await reader.read(CHUNK)
+                if skipping:
+                    end = chunk.find(b"\n")
+                    if end < 0:
+                        if not chunk:
+                            return
+                        continue
+                    chunk, skipping, line = chunk[end + 1 :], False, line + 1
+                    if not chunk:
+                        continue
                 if chunk:
                     pending += chunk
                     cut = pending.rfind(b"\n") + 1
-                    if cut == 0 and len(pending) <= MAX_LINE:
-                        continue
-                    block, pending = (pending[:cut], pending[cut:]) if cut else (pending, b"")
+                    block, pending = pending[:cut], pending[cut:]
+                    skipping = len(pending) > MAX_LINE
+                    if skipping:
+                        pending = b""
                 else:
                     block, pending = pending, b""
                 if block:
@@ -161,12 +175,22 @@ class GraphiteListener:
                     for error in decoded.errors[: max(0, LOGGED_PER_CONNECTION - logged)]:
                         log.warning("graphite %s: %s", peer, error.reason)
                         logged += 1
+                if skipping:
+                    reason = f"line {line}: longer than {MAX_LINE} bytes"
+                    self._refused_line(peer, reason, logged < LOGGED_PER_CONNECTION)
+                    logged += 1
                 if not chunk:
                     return
         except (ConnectionError, Backpressure):  # the peer left, or the node is stopping
             return
         finally:
             writer.close()
+
+    def _refused_line(self, peer: object, reason: str, log_it: bool) -> None:
+        self.counts.rejected += 1
+        self.counts.reasons[MALFORMED] = self.counts.reasons.get(MALFORMED, 0) + 1
+        if log_it:
+            log.warning("graphite %s: %s", peer, reason)
 
     async def _ingest(self, block: bytes, first_line: int) -> Decoded:
         mapping = self.sink.label_mapping

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from minutely.errors import Backpressure, PayloadTooLarge, SeriesLimit
-from minutely.graphite_server import GraphiteListener
+from minutely.graphite_server import MAX_LINE, GraphiteListener
 from minutely.ingest import Decoded
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder, Limits
@@ -124,3 +124,33 @@ def test_a_full_bus_is_waited_for_and_nothing_dropped() -> None:
     assert node.offers == 3 and len(node.taken) == 1
     assert listener.counts.accepted == 4 and listener.counts.refused == {}
     assert listener.counts.waits == 2
+
+
+def test_a_line_past_max_line_is_refused_whole_and_its_tail_never_read_as_a_line() -> None:
+    node = FakeNode([])
+    tail = b"web-1.cpu 7 1700000000"  # a good line on its own, were the long one cut here
+
+    async def main() -> GraphiteListener:
+        listener = GraphiteListener(node, "127.0.0.1", 0, server_node=0).listen()
+        _, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        for lines, data in enumerate((b"web-1.cpu 1 1700000000\n", b"x" * (MAX_LINE + 10)), 1):
+            writer.write(data)
+            await writer.drain()
+            for _ in range(500):  # until the listener has read this piece on its own
+                if listener.counts.accepted + listener.counts.rejected >= lines:
+                    break
+                await asyncio.sleep(0.01)
+        writer.write(tail + b"\n" + tail.replace(b"7", b"8") + b"\n")
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(1000):
+            if listener.counts.accepted >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await listener.close()
+        return listener
+
+    listener = asyncio.run(main())
+    assert [v for batch in node.taken for v in batch.value.tolist()] == [1.0, 8.0]
+    assert (listener.counts.accepted, listener.counts.rejected) == (2, 1)
+    assert listener.counts.reasons == {"malformed": 1}
