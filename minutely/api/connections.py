@@ -14,7 +14,14 @@ send nothing hold their file descriptors for ever. Here each connection::
     reading headers ──► more than max_header_bytes ──► 431, closed
         │          └──► timer fires ──► 408 (or closed if nothing came), closed
         ▼
-    body, answer ──► idle (uvicorn's keep-alive timer: idle_timeout) ──► closed
+    reading the body ──► nothing for idle_timeout ──► 408, closed
+        │
+        ▼
+    answer ──► idle (uvicorn's keep-alive timer: idle_timeout) ──► closed
+
+A body that stops coming would otherwise hold its connection, and the bytes it declared in
+the body budget (``api/inflight.py``), for ever: two requests that declare 512 MB and send
+one byte would refuse every other body with 429.
 
 A ``GET /healthz`` whose ``Host`` is allowed is answered by the protocol itself, from the
 parser callback that completes its headers, unless an answer is still being made on the same
@@ -107,6 +114,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False
         self._drained = 0
         self._probe = False  # the request being read is a /healthz answered here
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -120,6 +129,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -129,6 +139,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.close()
             return
         if not self._in_headers:
+            self._last_read = self.loop.time()
             super().data_received(data)
             return
         if self._header_timer is None:
@@ -156,12 +167,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._answer_probe():
             return
         super().on_headers_complete()
+        self._last_read = self.loop.time()
+        self._body_timer = self.loop.call_later(self.LIMITS.idle_timeout, self._body_late)
 
     def on_body(self, body: bytes) -> None:
         if not self._probe:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._cancel_body_timer()
         if self._probe:
             self._probe = False
             if not self.transport.is_closing():
@@ -219,6 +233,30 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         message = f"request headers not complete within the limit header_timeout of {timeout:g}s"
         self._refuse(408, "Request Timeout", message, {})
 
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_late(self) -> None:
+        """Refuse a request whose body has sent nothing for ``idle_timeout`` (a read paused
+        because the app has not taken what came is the app's wait, not the client's)."""
+        self._body_timer = None
+        if self.transport.is_closing() or self._refused:
+            return
+        timeout = self.LIMITS.idle_timeout
+        quiet = self.loop.time() - self._last_read
+        if self.flow.read_paused or quiet < timeout:
+            wait = timeout if self.flow.read_paused else timeout - quiet
+            self._body_timer = self.loop.call_later(wait, self._body_late)
+            return
+        if self.cycle is not None and self.cycle.response_complete:
+            self.transport.close()  # answered without its body: nothing is outstanding
+            return
+        self._count("idle_timeout")
+        message = f"request body: nothing came within the limit idle_timeout of {timeout:g}s"
+        self._refuse(408, "Request Timeout", message, {})
+
     def _count(self, limit: str) -> None:
         if self.REFUSALS is not None:
             self.REFUSALS.add(limit)
@@ -227,6 +265,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = True
         self._cancel_header_timer()
         self._unset_keepalive_if_required()
+        if self.cycle is not None and self.cycle.response_started:
+            self.cycle.keep_alive = False  # its answer goes on; none can be put before it
+            return
         self.transport.write(_response(status, reason, message, headers))
         if self.transport.can_write_eof():
             self.transport.write_eof()

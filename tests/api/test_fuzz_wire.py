@@ -1,0 +1,80 @@
+"""The HTTP server below the app, over real sockets (``minutely.testing.fuzzwire``): what
+the fuzzing found, each as a test, and a short run of the wire pass."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from minutely.api import create_app
+from minutely.config import Settings
+from minutely.service import Service
+from minutely.testing.fuzzwire import (
+    WIRE_BODY_BYTES,
+    WIRE_LIMITS,
+    WireServer,
+    read_answers,
+    server_is_whole,
+)
+
+#: about twenty seconds on a loaded machine
+CASES = 640
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    settings = Settings(
+        store="none",
+        hot_window=6 * 3600,
+        data_dir=str(tmp_path_factory.mktemp("wire")),
+        max_body_bytes=WIRE_BODY_BYTES,
+        max_inflight_body_bytes=WIRE_BODY_BYTES,
+    )
+    node = Service(settings).open()
+    server = WireServer(create_app(node, max_inflight_body_bytes=WIRE_BODY_BYTES)).start()
+    yield server.port
+    server.stop()
+
+
+def exchange(port: int, data: bytes, wait: float = 10.0) -> bytes:
+    """Send ``data`` and read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(data)
+        s.settimeout(wait)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_bodies_that_stop_coming_are_refused_and_give_their_budget_back(port: int) -> None:
+    # together they declare the whole body budget, so while held every other body is a 429
+    half = WIRE_BODY_BYTES // 2
+    head = (
+        b"POST /api/v1/points HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n[" % half
+    )
+    stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        for s in stalled:
+            s.sendall(head)
+        began = time.monotonic()
+        answers = []
+        for s in stalled:
+            s.settimeout(WIRE_LIMITS.idle_timeout + 10)
+            answers.append(s.recv(65536))
+        took = time.monotonic() - began
+    finally:
+        for s in stalled:
+            s.close()
+    for answer in answers:
+        (refused,), why = read_answers(answer, ["POST"])
+        assert why is None and refused.status == 408, answer
+        assert "idle_timeout" in json.loads(refused.body)["error"]
+    assert took >= WIRE_LIMITS.idle_timeout * 0.9
+    assert asyncio.run(server_is_whole(port)) is None
