@@ -180,11 +180,17 @@ class Guard:
             await self.app(scope, receive, send)
             return
         raw_host = header = None
+        hosts = 0
         for key, value in scope["headers"]:
             if key == b"host":
                 raw_host = value
+                hosts += 1
             elif key == b"authorization":
                 header = value
+        if hosts > 1:  # which one names the server is ambiguous: HTTP says refuse (RFC 9112)
+            why = "more than one Host header: a request names one host"
+            await _send_error(send, 400, why, [])
+            return
         allowed = self.access.allowed_hosts
         if allowed is not None and raw_host not in self._hosts:
             host = host_name(raw_host.decode("latin-1")) if raw_host is not None else ""

@@ -78,3 +78,11 @@ def test_bodies_that_stop_coming_are_refused_and_give_their_budget_back(port: in
         assert "idle_timeout" in json.loads(refused.body)["error"]
     assert took >= WIRE_LIMITS.idle_timeout * 0.9
     assert asyncio.run(server_is_whole(port)) is None
+
+
+def test_two_host_headers_are_refused(port: int) -> None:
+    for hosts in ((b"evil.example.com", b"localhost"), (b"localhost", b"localhost")):
+        request = b"GET /api/v1/servers HTTP/1.1\r\nHost: %s\r\nHost: %s\r\n" % hosts
+        (answer,), _ = read_answers(exchange(port, request + b"Connection: close\r\n\r\n"), [])
+        assert answer.status == 400
+        assert "more than one Host" in json.loads(answer.body)["error"]
