@@ -189,6 +189,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._header_bytes = 0
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's closes at once, so a client still sending gets a reset, which can
+        # destroy the answer before it is read: refuse as the limits do, draining
+        message = f"the request cannot be read as HTTP/1.1 ({msg.rstrip('.')})"
+        self._refuse(400, "Bad Request", message, {})
+
     def _answer_probe(self) -> bool:
         """Answer a ``GET /healthz`` here if its ``Host`` is allowed and no answer is being
         made on this connection; whether it was."""
@@ -262,11 +268,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.REFUSALS.add(limit)
 
     def _refuse(self, status: int, reason: str, message: str, headers: dict[str, str]) -> None:
+        """Answer ``status`` and close, draining what still comes. While an answer to an
+        earlier request (pipelined), or the app's own answer to this one, is still being
+        sent, nothing can be put before it: the connection closes after it instead."""
         self._refused = True
         self._cancel_header_timer()
         self._unset_keepalive_if_required()
-        if self.cycle is not None and self.cycle.response_started:
-            self.cycle.keep_alive = False  # its answer goes on; none can be put before it
+        cycle = self.cycle
+        answering = cycle is not None and not cycle.response_complete
+        if answering and (self._in_headers or cycle.response_started):
+            cycle.keep_alive = False
             return
         self.transport.write(_response(status, reason, message, headers))
         if self.transport.can_write_eof():

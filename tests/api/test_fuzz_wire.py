@@ -86,3 +86,24 @@ def test_two_host_headers_are_refused(port: int) -> None:
         (answer,), _ = read_answers(exchange(port, request + b"Connection: close\r\n\r\n"), [])
         assert answer.status == 400
         assert "more than one Host" in json.loads(answer.body)["error"]
+
+
+def test_an_unreadable_request_is_answered_while_the_client_still_sends(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX\x00: y\r\n\r\n")
+        for _ in range(50):  # what a client still sends is drained, not answered by a reset
+            s.sendall(b"more " * 20)
+            time.sleep(0.005)
+        s.settimeout(10)
+        data = s.recv(65536)
+    (answer,), why = read_answers(data, ["GET"])
+    assert why is None and answer.status == 400, data
+    assert "cannot be read" in json.loads(answer.body)["error"]
+
+
+def test_a_pipelined_unreadable_request_comes_after_the_answers_before_it(port: int) -> None:
+    good = b"GET /api/v1/servers HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    data = exchange(port, good * 3 + b"NOT HTTP\r\n\r\n")
+    answers, why = read_answers(data, ["GET"] * 3)
+    assert why is None, data
+    assert [a.status for a in answers] == [200, 200, 200]
