@@ -7,11 +7,16 @@ decoder, and every problem (a 5xx, a hang, a 4xx without its reason, a mixed bat
 points were not all kept, a scanner that disagrees with its reference). Exits 1 on any problem.
 
     nice -n 19 python bench/bench_fuzz.py [cases] [processes] [first seed]
+    nice -n 19 python bench/bench_fuzz.py auth|wire|graphite [cases] [processes] [first seed]
     flock /tmp/minutely-cpu.lock python bench/bench_fuzz.py compare [rounds]
 
-Defaults: 1,000,000 cases, 1 process, seed 0. Process ``i`` of ``n`` sends the seeds
-``first + i·cases/n`` onwards, so a run is the same cases whatever its speed, and a problem's
-seed (in its curl line) is sent again alone with ``cases=1`` and ``first seed`` = that seed.
+Defaults: 1,000,000 cases, 1 process, seed 0. ``auth``, ``wire`` and ``graphite`` run the
+passes below the app's routes instead: the same requests with drawn tokens and ``Host``
+against an app with tokens and a cluster node's local routes (``fuzzauth``), raw bytes to the
+real HTTP server over sockets and Graphite streams cut anywhere (``fuzzwire``). Process
+``i`` of ``n`` sends the seeds ``first + i·cases/n`` onwards, so a run is the same cases
+whatever its speed, and a problem's seed (in its curl line, or ``seed`` in its lines) is sent
+again alone with ``cases=1`` and ``first seed`` = that seed.
 
 ``compare`` measures the speed: in one process, rounds of the schemathesis pass
 (``minutely.testing.fuzz.fuzz``, ``SCHEMATHESIS_EXAMPLES`` per operation and mode: the pass
@@ -71,6 +76,65 @@ def _worker(seeds: range, out: Any) -> None:
     out.put(("done", run))
 
 
+def _edge_worker(target: str, seeds: range, out: Any) -> None:
+    """A worker of the ``auth``, ``wire`` or ``graphite`` pass."""
+    import logging
+    from pathlib import Path
+
+    from minutely.api import create_app
+    from minutely.config import Settings
+    from minutely.service import Service
+    from minutely.testing import fuzzauth, fuzzwire
+    from minutely.testing.clock import FakeClock
+    from minutely.testing.fuzz import FastRun
+
+    # each bad line and unreadable request is logged by design: a pass makes millions
+    logging.getLogger("minutely.graphite_server").setLevel(logging.ERROR)
+    reported, shown, parent = [0], [0], os.getppid()
+
+    def progress(run: FastRun) -> None:
+        if os.getppid() != parent:
+            raise SystemExit(1)
+        if run.cases - reported[0] >= REPORT or len(run.problems) > shown[0]:
+            out.put(("progress", run.cases - reported[0], run.problems[shown[0] :]))
+            reported[0], shown[0] = run.cases, len(run.problems)
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        if target == "graphite":
+            run = asyncio.run(fuzzwire.fuzz_graphite(seeds, progress=progress))
+        elif target == "wire":
+            body = fuzzwire.WIRE_BODY_BYTES
+            settings = Settings(
+                store="none",
+                hot_window=6 * 3600,
+                data_dir=data_dir,
+                max_series=MAX_SERIES,
+                max_body_bytes=body,
+                max_inflight_body_bytes=body,
+            )
+            node = Service(settings).open()
+            server = fuzzwire.WireServer(create_app(node, max_inflight_body_bytes=body)).start()
+            try:
+                run = asyncio.run(fuzzwire.fuzz_wire(server.port, seeds, progress=progress))
+            finally:
+                server.stop()
+        else:
+            clock = FakeClock(1_764_000_000.0 + 3 * 3600 + 25)
+            settings = Settings(
+                store="none", hot_window=6 * 3600, data_dir=data_dir, max_series=MAX_SERIES
+            )
+            local = fuzzauth.LocalService(settings, clock=clock).open()
+            secrets = fuzzauth.add_tokens(Path(data_dir))
+            app = create_app(local, manage_lifecycle=False, access=fuzzauth.access(Path(data_dir)))
+            run = asyncio.run(
+                fuzzauth.fuzz_auth(
+                    app, local, secrets, seeds, advance=clock.advance, progress=progress
+                )
+            )
+    out.put(("progress", run.cases - reported[0], run.problems[shown[0] :]))
+    out.put(("done", run))
+
+
 def compare(rounds: int) -> int:
     from statistics import median
 
@@ -126,16 +190,23 @@ def main() -> int:
     if sys.argv[1:2] == ["compare"]:
         return compare(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
 
-    total = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    processes = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    first = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    args = sys.argv[1:]
+    target = args.pop(0) if args[:1] and args[0] in ("auth", "wire", "graphite") else "app"
+    total = int(args[0]) if len(args) > 0 else 1_000_000
+    processes = int(args[1]) if len(args) > 1 else 1
+    first = int(args[2]) if len(args) > 2 else 0
     share = -(-total // processes)
     ranges = [
         range(first + i * share, first + min(total, (i + 1) * share)) for i in range(processes)
     ]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, out)) for r in ranges]
+    procs = [
+        ctx.Process(target=_worker, args=(r, out))
+        if target == "app"
+        else ctx.Process(target=_edge_worker, args=(target, r, out))
+        for r in ranges
+    ]
     began = time.perf_counter()
     for p in procs:
         p.start()
@@ -169,8 +240,9 @@ def main() -> int:
         p.join()
     took = time.perf_counter() - began
     print(
-        f"\n{run.cases:,} cases in {took:,.0f} s: {run.cases / took:,.0f} cases/s over"
-        f" {processes} processes; {run.batches:,} mixed batches checked against the folded points"
+        f"\n{target} pass: {run.cases:,} cases in {took:,.0f} s: {run.cases / took:,.0f} cases/s"
+        f" over {processes} processes; {run.batches:,} mixed batches checked against the"
+        " folded points"
     )
     statuses: dict[str, Counter[int]] = {}
     for (label, status), n in run.statuses.items():

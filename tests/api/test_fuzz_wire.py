@@ -1,5 +1,6 @@
-"""The HTTP server below the app, over real sockets (``minutely.testing.fuzzwire``): what
-the fuzzing found, each as a test, and a short run of the wire pass."""
+"""The HTTP server below the app and the Graphite listener, over real sockets
+(``minutely.testing.fuzzwire``): what the fuzzing found, each as a test, and a short run of
+the wire and Graphite passes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from minutely.testing.fuzzwire import (
     WIRE_BODY_BYTES,
     WIRE_LIMITS,
     WireServer,
+    fuzz_graphite,
+    fuzz_wire,
     read_answers,
     server_is_whole,
 )
@@ -107,3 +110,17 @@ def test_a_pipelined_unreadable_request_comes_after_the_answers_before_it(port: 
     answers, why = read_answers(data, ["GET"] * 3)
     assert why is None, data
     assert [a.status for a in answers] == [200, 200, 200]
+
+
+def test_a_short_wire_pass_finds_no_problem(port: int) -> None:
+    run = asyncio.run(fuzz_wire(port, range(CASES)))
+    assert not run.problems, f"{len(run.problems)} problems:\n\n" + "\n\n".join(run.problems[:10])
+    assert run.cases == CASES
+    statuses = {status for (_, status) in run.statuses}
+    assert {200, 400, 408, 421, 431} <= statuses
+
+
+def test_a_short_graphite_pass_finds_no_problem() -> None:
+    run = asyncio.run(fuzz_graphite(range(400)))
+    assert not run.problems, f"{len(run.problems)} problems:\n\n" + "\n\n".join(run.problems[:10])
+    assert run.labels["graphite"] > 250 and run.labels["graphite reset"] > 30
