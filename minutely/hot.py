@@ -525,21 +525,31 @@ class HotRing:
             self.seal_stats.sealed += 1
 
     def _maintain(self) -> None:
-        """One step of the sealing and compaction the last advances made due: the ring
-        block furthest behind seals one block once it has had its grace, or else one span
-        is compacted; a step is one ring block's worth, so no fold waits long."""
+        """One step of the sealing and compaction the last advances made due: ring blocks
+        furthest behind seal one block of minutes each once it has had its grace, or else
+        spans are compacted, until ``BLOCK`` rows are done (one full ring block, or many
+        small ones), so no fold waits long."""
         assert self.head is not None
         n = self.block_minutes
         closed = (self.head + 1 - self.grace_minutes) // n * n
-        b = int(np.argmin(self._sealed_to))
-        if self._sealed_to[b] < closed:
+        rows = 0
+        while rows < BLOCK:
+            b = int(np.argmin(self._sealed_to))
+            if self._sealed_to[b] >= closed:
+                break
             self._seal_to(b, int(self._sealed_to[b]) + n)
+            rows += max(1, self._block_rows(b))
+        if rows:
             return
         c = self.compact_minutes
         if c:
             behind = np.flatnonzero(self._compacted_to + c <= self._sealed_to)
+            for b in behind.tolist():
+                self._compact_next(b)
+                rows += max(1, self._block_rows(b))
+                if rows >= BLOCK:
+                    return
             if behind.shape[0]:
-                self._compact_next(int(behind[0]))
                 return
         self._due = False
 
