@@ -67,6 +67,8 @@ class Block:
     #: summaries of ``minutes // sub_minutes`` equal parts, ``(rows, parts)``; None: one part
     subs: Partials | None = None
     sub_minutes: int = 0
+    #: made by ``compact`` (not sealed as it is)
+    compacted: bool = False
 
     @property
     def rows(self) -> int:
@@ -166,6 +168,7 @@ class BlockStore:
         for b in inside:
             self.blocks.remove(b)
         block = Block.of(start, minutes, enc)
+        block.compacted = True
         if sub_minutes:
             block.subs = _concat_parts(subs)
             block.sub_minutes = sub_minutes
@@ -332,7 +335,7 @@ class BlockStore:
                 b.used - b.dead,
                 b.rows * INDEX_BYTES,
                 b.rows * SUMMARY_BYTES * (1 if b.subs is None else 1 + b.subs.count.shape[1]),
-                b.subs is not None,
+                b.compacted,
             )
             for b in self.blocks
         ]

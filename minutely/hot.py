@@ -180,6 +180,10 @@ class HotRing:
         #: the previous one until it is sealed, and as long again as the grace to seal it in
         self.slots = minutes if minutes <= open_span else open_span
         self.sealing = self.slots < minutes
+        #: per sealed block of minutes, each series' summary: the window's blocks and two more
+        self.hour_slots = minutes // block_minutes + 2 if self.sealing else 0
+        self.hour_start = np.full(self.hour_slots, _NO_MINUTE, dtype=np.int64)
+        self._hours: list[Partials] = []
         self._blocks: list[Partials] = []
         #: per ring block: its closed minutes, compressed
         self._stores: list[BlockStore] = []
@@ -215,6 +219,7 @@ class HotRing:
         """Bytes the ring holds, by part: ``ring`` (the pages written of the open slots'
         rows of series that exist, reckoned from the slots written), ``live`` (the live
         rows), ``stamps`` (the minute of each slot and row, the sealing marks),
+        ``hour_summaries`` (each series' summary of each sealed block of minutes),
         ``hour_blocks`` and ``compacted_blocks`` (sealed minutes: arenas, indexes and
         summaries); and ``series_minutes``, the cells they hold: series written ×
         ``held_minutes``."""
@@ -228,11 +233,14 @@ class HotRing:
             live = sum(a.nbytes for a in self._live.fields())
             stamps = self.slot_minute.nbytes + self.live_minute.nbytes + self._dirty.nbytes
             stamps += self._sealed_to.nbytes + self._compacted_to.nbytes
+            stamps += self.hour_start.nbytes
             states = self._block_states()
+            hours = (self.hour_start != _NO_MINUTE).any()
             return {
                 "ring": int(ring),
                 "live": live,
                 "stamps": stamps,
+                "hour_summaries": self._used * self.hour_slots * CELL_BYTES if hours else 0,
                 "hour_blocks": states["hour_blocks"][0],
                 "compacted_blocks": states["compacted_blocks"][0],
                 "series_minutes": self._used * self.held_minutes(),
@@ -250,13 +258,15 @@ class HotRing:
 
     def states(self) -> dict[str, dict[str, float]]:
         """Per state of the minutes held (``open``: slots, live rows and stamps;
-        ``hour_blocks``; ``compacted_blocks``): bytes, series-minutes and their ratio."""
+        ``hour_blocks``; ``compacted_blocks``; ``hour_summaries`` over all sealed minutes):
+        bytes, series-minutes and their ratio."""
         with self.lock:
             parts = self.memory()
             blocks = self._block_states()
             sealed = sum(sm for _, sm in blocks.values())
             open_bytes = parts["ring"] + parts["live"] + parts["stamps"]
             out = {"open": (open_bytes, max(0, parts["series_minutes"] - sealed))} | blocks
+            out["hour_summaries"] = (parts["hour_summaries"], sealed)
             return {
                 name: {
                     "bytes": nbytes,
@@ -294,6 +304,8 @@ class HotRing:
             # a block costs address space until it is written
             self._blocks.append(_arena(self.block, self.slots))
             self._stores.append(BlockStore())
+            if self.sealing:
+                self._hours.append(_arena(self.block, self.hour_slots))
             added += 1
         floor = np.full(added, self._seal_floor(), dtype=np.int64)  # new series: no older data
         self._sealed_to = np.concatenate([self._sealed_to, floor])
@@ -419,6 +431,7 @@ class HotRing:
         blocks that hold them, or as new blocks for minutes no block holds."""
         store = self._stores[b]
         self.seal_stats.late_merged += int(rows.shape[0])
+        self._merge_hours(b, rows, minutes, parts)
         rest = ~store.merge(rows, minutes, parts) & (parts.count > 0)
         if not rest.any():
             return
@@ -434,6 +447,27 @@ class HotRing:
             for dst, src in zip(flat.fields(), new.fields(), strict=True):
                 dst[keys] = src
             store.seal(start, dense)
+
+    def _merge_hours(self, b: int, rows: I32, minutes: I64, parts: Partials) -> None:
+        """Merge partials of sealed minutes into their blocks' summaries (ring block
+        ``b``'s rows)."""
+        n, h = self.block_minutes, self.hour_slots
+        starts = minutes // n * n
+        for start in np.unique(starts).tolist():
+            self._claim_hour(start)
+        keys, cut = reduce_partials_by_key(rows.astype(np.int64) * h + starts // n % h, parts)
+        merge_cells(keys // h, keys % h, cut.min, cut.max, cut.sum, cut.count,
+                    *self._hours[b].fields())  # fmt: skip
+
+    def _claim_hour(self, start: int) -> None:
+        """Make the summary slot of the block of minutes at ``start`` hold it, emptying
+        the one before (past the window by now)."""
+        slot = start // self.block_minutes % self.hour_slots
+        if self.hour_start[slot] != start:
+            if self.hour_start[slot] != _NO_MINUTE:
+                for b, hours in enumerate(self._hours):
+                    hours.count[: self._block_rows(b), slot] = 0
+            self.hour_start[slot] = start
 
     def _claim_slot(self, minute: int) -> None:
         """Make ``minute``'s ring slot hold that minute, emptying an older lap's data (which
@@ -521,8 +555,12 @@ class HotRing:
         cut = Partials(*(f[:rows][:, slots] for f in self._blocks[b].fields()))  # copies
         cut.count[:, ~held] = 0
         if cut.count.any():
-            self._stores[b].seal(start, cut)
+            sealed = self._stores[b].seal(start, cut)
             self.seal_stats.sealed += 1
+            self._claim_hour(start)
+            slot = start // self.block_minutes % self.hour_slots
+            for dst, src in zip(self._hours[b].fields(), sealed.summary.fields(), strict=True):
+                dst[:rows, slot] = src
 
     def _maintain(self) -> None:
         """One step of the sealing and compaction the last advances made due: ring blocks
@@ -569,7 +607,7 @@ class HotRing:
         assert self.head is not None
         if span > self.head - self.minutes:  # a span leaving the window is left to expire
             began = time.thread_time()
-            store.compact(span, c, self.block_minutes)
+            store.compact(span, c)  # the ring keeps the hours' summaries itself
             self.seal_stats.compact_seconds += time.thread_time() - began
             self.seal_stats.compacted += 1
         self._compacted_to[b] = span + c
@@ -802,15 +840,13 @@ class HotRing:
             held = self.slot_minute[slots] == minutes  # a slot of an older lap is empty
             minutes, slots = minutes[held], slots[held]
             buckets = (minutes - first) // step
+            hours = self._summary_hours(first, step, lo, hi)
             for b, rows, idx in self._by_block(known):
                 out_rows = at if idx is None else at[idx]
                 sealed = int(self._sealed_to[b])
-                if lo < sealed:  # the sealed minutes, from the blocks
-                    pool = self._executor() if rows.shape[0] >= SPLIT_ROWS else None
-                    self._stores[b].read(
-                        rows.astype(np.int32), first, count, step, out, pool, out_rows,
-                        (lo, min(hi, sealed)),
-                    )  # fmt: skip
+                if lo < sealed:  # the sealed minutes: summaries, and blocks for the rest
+                    self._read_sealed(b, rows, out_rows, first, count, step, out, lo,
+                                      min(hi, sealed), hours)  # fmt: skip
                 mine = minutes >= sealed
                 merge_slots(
                     *self._blocks[b].fields(),
@@ -830,6 +866,44 @@ class HotRing:
                 merged = merge(out.take(np.s_[at, col]), fresh)
                 for dst, src in zip(out.fields(), merged.fields(), strict=True):
                     dst[at, col] = src
+
+    def _summary_hours(self, first: int, step: int, lo: int, hi: int) -> I64 | None:
+        """The sealed blocks of minutes inside ``[lo, hi)`` whose summaries a read at
+        ``step`` from ``first`` can take (each inside one bucket), or None when some is not
+        (then the blocks answer for every sealed minute)."""
+        n = self.block_minutes
+        if not self.sealing or step < n:
+            return None
+        starts = np.arange(-(-lo // n) * n, hi - n + 1, n, dtype=np.int64)
+        if not bool(((starts - first) // step == (starts + n - 1 - first) // step).all()):
+            return None
+        return starts
+
+    def _read_sealed(
+        self, b: int, rows: I64, out_rows: I64, first: int, count: int, step: int,
+        out: Partials, lo: int, hi: int, hours: I64 | None,
+    ) -> None:  # fmt: skip
+        """Merge ring block ``b``'s sealed minutes ``[lo, hi)`` of ``rows`` into ``out``:
+        whole blocks of minutes inside a bucket from their summaries (``hours``), the rest
+        from the blocks."""
+        store = self._stores[b]
+        pool = self._executor() if rows.shape[0] >= SPLIT_ROWS else None
+        ids = rows.astype(np.int32)
+        if hours is None:
+            store.read(ids, first, count, step, out, pool, out_rows, (lo, hi))
+            return
+        n = self.block_minutes
+        whole = hours[hours + n <= hi]
+        slots = whole // n % self.hour_slots
+        held = self.hour_start[slots] == whole  # a block never stamped had no data
+        if held.any():
+            merge_slots(*self._hours[b].fields(), rows, out_rows, slots[held],
+                        (whole[held] - first) // step, *out.fields())  # fmt: skip
+        inner_lo = -(-lo // n) * n
+        inner_hi = max(inner_lo, hi // n * n)
+        for a, e in ((lo, min(inner_lo, hi)), (inner_hi, hi)):
+            if a < e:
+                store.read(ids, first, count, step, out, pool, out_rows, (a, e))
 
     def _executor(self) -> ThreadPoolExecutor:
         """The thread a read decodes half its rows on, made at the first read that
