@@ -10,8 +10,10 @@ median of 20 each and their ratio.
 
 Phase 2, real time: ``minutely simulate`` sends the whole fleet at 1 Hz (2M points/s) for
 ``--live`` seconds; we sample the server's CPU share and how far behind real time the newest
-folded minute is, and sample where the server's memory goes (its RSS, the ring's own report,
-the store writer's queue). ``--live 0`` skips it.
+folded minute is, and sample where the server's memory goes (its RSS and the part of it mapped
+from files, the ring's own report, the registry's index, the bus's backlog, the store writer's
+queue and the storage engine's own tracker; what none of them names is "other"). ``--live 0``
+skips it.
 
 The server runs with the default store (chDB) unless ``--store none``. A watchdog kills it
 when its RSS passes ``--max-rss`` GiB (default 16: the machine is shared), and the run then
@@ -140,15 +142,34 @@ class Watchdog:
 
 
 def memory_sample(url: str, server: psutil.Process) -> dict[str, int]:
-    """Where the server's memory is: its RSS, the ring's own report, the writer's queue."""
+    """Where the server's memory is: its RSS (and the part mapped from files: the engine's
+    code), the ring's own report, the registry's index, the bus's backlog, the writer's
+    queue and the storage engine's own tracker."""
     status = httpx.get(f"{url}/api/v1/status", timeout=30).json()
     store = status.get("store") or {}
+    info = server.memory_info()
     return {
-        "rss": server.memory_info().rss,
+        "rss": info.rss,
+        "file": getattr(info, "shared", 0),
         "hot": status["hot"]["bytes"],
         "index": status["hot"].get("memory", {}).get("index", 0),
+        "bus": sum(p["backlog_bytes"] for p in status.get("bus", [])),
         "writer_pending": store.get("pending_bytes", 0),
+        "engine": (status.get("store_memory") or {}).get("tracked", 0),
     }
+
+
+def memory_row(m: dict[str, int]) -> str:
+    """A memory sample as a table cell, in MiB; ``other`` is what none of the parts names:
+    the runtime, numpy temporaries, request bodies, the allocators' free lists."""
+    named = ("file", "hot", "index", "bus", "writer_pending", "engine")
+    other = m["rss"] - sum(m[k] for k in named)
+    mib = {k: m[k] / 2**20 for k in (*named, "rss")}
+    return (
+        f"RSS {mib['rss']:,.0f}: code mapped from files {mib['file']:,.0f}, ring"
+        f" {mib['hot']:,.0f}, index {mib['index']:,.0f}, bus {mib['bus']:,.0f}, writer queue"
+        f" {mib['writer_pending']:,.0f}, engine {mib['engine']:,.0f}, other {other / 2**20:,.0f}"
+    )
 
 
 def live_load(
@@ -260,6 +281,7 @@ def main() -> None:
             formats = time_formats(url, f"/api/v1/servers/{name_s}/series", rng, 20)
             status = httpx.get(f"{url}/api/v1/status").json()
             rss = server.memory_info().rss
+            after_queries = memory_sample(url, server)
             live = live_load(args, url, server) if args.live > 0 else None
         except Exception:
             if watchdog.killed:
@@ -299,17 +321,14 @@ def main() -> None:
         f"{rss / 2**30:.1f} GiB |"
     )
     print(f"| server RSS, highest seen (sampled every 0.2 s) | {watchdog.peak / 2**30:.1f} GiB |")
+    print(f"| memory after the queries, MiB | {memory_row(after_queries)} |")
     if live is None:
         return
     seconds, share, sim_share, lags, live_status, samples = live
-    for at in ("first", "last"):
-        m = samples[0 if at == "first" else -1] if samples else None
-        if m is not None:
-            print(
-                f"| live, {at} sample: RSS / ring / index / writer queue | "
-                f"{m['rss'] / 2**30:.2f} / {m['hot'] / 2**30:.2f} / {m['index'] / 2**20:.0f} MiB"
-                f" / {m['writer_pending'] / 2**20:.0f} MiB |"
-            )
+    if samples:
+        peak = max(samples, key=lambda m: m["rss"])
+        for at, m in (("first", samples[0]), ("highest", peak), ("last", samples[-1])):
+            print(f"| live, {at} sample (every 5 s), MiB | {memory_row(m)} |")
     print(
         f"| live {series / 1e6:.2f}M points/s for {seconds:.0f} s: server CPU | "
         f"{share * 100:.0f}% of one core "
