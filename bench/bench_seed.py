@@ -322,6 +322,8 @@ def main() -> None:
     )
     print(f"| server RSS, highest seen (sampled every 0.2 s) | {watchdog.peak / 2**30:.1f} GiB |")
     print(f"| memory after the queries, MiB | {memory_row(after_queries)} |")
+    for state, got in hot.get("states", {}).items():  # the ring's open and sealed minutes
+        print(f"| ring, {state} minutes | {orjson.dumps(got).decode()} |")
     if live is None:
         return
     seconds, share, sim_share, lags, live_status, samples = live
