@@ -64,7 +64,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -127,6 +127,15 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return _json(render.dumps({"error": message}), status, headers)
+
+
+#: the status counted for a request whose client left before its body was read (nginx's):
+#: no answer can reach it, and it was not the server's failure
+CLIENT_GONE = 499
+
+
+async def _client_gone(request: Request, error: Exception) -> Response:
+    return _error(CLIENT_GONE, "the client closed the connection before its body was read")
 
 
 def _answer_format(request: Request) -> str:
@@ -281,6 +290,7 @@ def create_ingest_app(
         routes=[*routes, openapi.route(routes)],
         middleware=_middleware(node, selfmon, access, max_inflight_body_bytes),
         lifespan=_lifespan(node, manage_lifecycle),
+        exception_handlers={ClientDisconnect: _client_gone},
     )
 
 
@@ -486,4 +496,5 @@ def create_app(
         routes=routes,
         middleware=_middleware(node, selfmon, access, max_inflight_body_bytes),
         lifespan=_lifespan(node, manage_lifecycle),
+        exception_handlers={ClientDisconnect: _client_gone},
     )

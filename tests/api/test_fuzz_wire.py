@@ -81,6 +81,13 @@ def test_bodies_that_stop_coming_are_refused_and_give_their_budget_back(port: in
         assert "idle_timeout" in json.loads(refused.body)["error"]
     assert took >= WIRE_LIMITS.idle_timeout * 0.9
     assert asyncio.run(server_is_whole(port)) is None
+    # the app saw its client leave: counted as such, not as the server's failure
+    scrape = exchange(
+        port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    points = [line for line in scrape.decode().splitlines() if '"/api/v1/points"' in line]
+    assert any('code="499"' in line for line in points)
+    assert not any('code="5' in line for line in points)
 
 
 def test_two_host_headers_are_refused(port: int) -> None:
