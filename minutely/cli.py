@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import errno
 import logging
-import math
 import re
 import signal
 import socket
@@ -205,7 +204,7 @@ def _serve_on(
 
     from minutely import failpoints
     from minutely.api import create_app, create_ingest_app
-    from minutely.api.connections import ConnectionLimits, protocol_class, raise_open_files_limit
+    from minutely.api.connections import ConnectionLimits, raise_open_files_limit, server_options
     from minutely.service import IngestNode, Service
 
     failpoints.arm(settings.failpoints)
@@ -248,8 +247,7 @@ def _serve_on(
             ssl_certfile=settings.tls_cert or None,
             ssl_keyfile=settings.tls_key or None,
             # httptools with the limits uvicorn lacks (api/connections.py)
-            http=protocol_class(limits, refusals, access.allowed_hosts),
-            timeout_keep_alive=max(1, math.ceil(settings.idle_timeout)),
+            **server_options(limits, refusals, access.allowed_hosts),
         )
     )
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import resource
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -298,6 +299,22 @@ def protocol_class(
         "type[LimitedHttpToolsProtocol]",
         type("LimitedHttp", (LimitedHttpToolsProtocol,), attributes),
     )
+
+
+def server_options(
+    limits: ConnectionLimits,
+    refusals: Refusals | None = None,
+    allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES,
+) -> dict[str, Any]:
+    """The ``uvicorn.Config`` options for a server with ``limits`` (``serve``'s, and the wire
+    fuzz pass's, so that it fuzzes what ``serve`` runs)."""
+    return {
+        "http": protocol_class(limits, refusals, allowed_hosts),
+        "timeout_keep_alive": max(1, math.ceil(limits.idle_timeout)),
+        # no route takes a WebSocket: an upgrade is then a plain request, which passes the
+        # Host check and is answered with its reason, not with a bare 403 from uvicorn
+        "ws": "none",
+    }
 
 
 def raise_open_files_limit(max_connections: int) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import random
 import socket
 import threading
@@ -37,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from minutely.api.connections import LINGER, ConnectionLimits, protocol_class
+from minutely.api.connections import LINGER, ConnectionLimits, server_options
 from minutely.graphite_server import MAX_LINE, GraphiteListener
 from minutely.ingest import Decoded
 from minutely.ingest.graphite import decode_graphite
@@ -166,6 +165,20 @@ _BAD_HEADERS = (
 )
 
 
+#: the kinds of wire case, and how often each is drawn
+_KINDS = {
+    "plain": 3,
+    "host": 2,
+    "two-hosts": 1,
+    "large-headers": 1,
+    "length": 2,
+    "chunked": 1,
+    "pipeline": 1,
+    "junk": 2,
+    "upgrade": 1,
+}
+
+
 @dataclass(frozen=True)
 class WireCase:
     """One connection's bytes, and what must come back."""
@@ -222,10 +235,7 @@ def _host(rng: random.Random) -> tuple[bytes, bool | None]:
 def wire_case(seed: int, limits: ConnectionLimits = WIRE_LIMITS) -> WireCase:
     """The wire case of ``seed``: the same seed makes the same case."""
     rng = random.Random(seed)
-    kind = rng.choices(
-        ("plain", "host", "two-hosts", "large-headers", "length", "chunked", "pipeline", "junk"),
-        (3, 2, 1, 1, 2, 1, 1, 2),
-    )[0]
+    kind = rng.choices(list(_KINDS), list(_KINDS.values()))[0]
     sentinel = rng.random() < 0.9
     expect: frozenset[int] | None = None
     answers: int | None = None
@@ -254,6 +264,20 @@ def wire_case(seed: int, limits: ConnectionLimits = WIRE_LIMITS) -> WireCase:
                 expect = frozenset({421}) if not allowed else frozenset(range(200, 420))
         if kind == "pipeline":
             answers = n + sentinel
+    elif kind == "upgrade":  # a WebSocket or h2c upgrade: no route takes one
+        host, allowed = _host(rng)
+        upgrade = rng.choice((b"websocket", b"h2c", b"WebSocket", b"x"))
+        headers = [
+            (b"Host", host),
+            (b"Upgrade", upgrade),
+            (b"Connection", b"Upgrade"),
+            (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+            (b"Sec-WebSocket-Version", b"13"),
+        ]
+        data = _request("GET", rng.choice(_TARGETS[:9]), headers)
+        methods.append("GET")
+        if allowed is not None:
+            expect = frozenset({421}) if not allowed else frozenset(range(200, 420))
     elif kind == "two-hosts":
         hosts = [_host(rng)[0], _host(rng)[0]]
         headers = [(b"Host", hosts[0]), (b"Accept", b"*/*"), (b"Host", hosts[1])]
@@ -546,8 +570,7 @@ class WireServer:
             log_level="error",
             access_log=False,
             lifespan="on",
-            http=protocol_class(self.limits, self.refusals),
-            timeout_keep_alive=max(1, math.ceil(self.limits.idle_timeout)),
+            **server_options(self.limits, self.refusals),
         )
         server = self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
