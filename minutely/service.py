@@ -39,6 +39,7 @@ from minutely.ingest import Decoded, decode
 from minutely.ingest.idempotency import LEDGER_NAME, IdempotencyKeys
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder, Limits
+from minutely.ingest.validate import Body
 from minutely.kinds import Kind, Kinds, KindsFile
 from minutely.letters import LetterBox, points_of
 from minutely.limits import CardinalityGuard, Refusals
@@ -72,7 +73,7 @@ class _IngestPath:
     def max_body_bytes(self) -> int:
         return self.settings.max_body_bytes
 
-    def decode(self, body: bytes, content_type: str) -> Decoded:
+    def decode(self, body: Body, content_type: str) -> Decoded:
         now = self.clock()
         return decode(
             body,
@@ -133,7 +134,7 @@ class _IngestPath:
         return "the hot window"
 
     async def ingest(
-        self, body: bytes, content_type: str, idempotency_key: str | None = None
+        self, body: Body, content_type: str, idempotency_key: str | None = None
     ) -> Decoded:
         """Decode, validate and publish one request body; raises Backpressure when full.
 
@@ -147,7 +148,7 @@ class _IngestPath:
         return await self._publish(decoded, body, idempotency_key)
 
     async def ingest_with(
-        self, decoder: Decoder, body: bytes = b"", idempotency_key: str | None = None
+        self, decoder: Decoder, body: Body = b"", idempotency_key: str | None = None
     ) -> Decoded:
         """As ``ingest``, with a protocol's own decoder (called with ``limits()`` on a worker
         thread); ``body`` is what an ``idempotency_key`` is checked against."""
@@ -173,7 +174,7 @@ class _IngestPath:
         them; an ingest-only node has none to keep them in)."""
         return 0
 
-    async def _publish(self, decoded: Decoded, body: bytes, idempotency_key: str | None) -> Decoded:
+    async def _publish(self, decoded: Decoded, body: Body, idempotency_key: str | None) -> Decoded:
         if decoded.kinds:  # kept before the points are published, so a replay sees them
             await run_in_threadpool(self.declare_kinds, decoded.kinds)
         claim = None

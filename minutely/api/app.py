@@ -85,6 +85,7 @@ from minutely.errors import (
     Unavailable,
 )
 from minutely.ingest.arrow import CONTENT_TYPE as ARROW_STREAM
+from minutely.ingest.validate import Body as RequestBody
 from minutely.limits import MAX_INFLIGHT_BODY_BYTES, BodyBudget
 
 JSON = "application/json"
@@ -192,7 +193,7 @@ def _ingest_routes(node: PointSink, selfmon: SelfMetrics) -> list[Route | Mount]
     async def status(request: Request) -> Response:
         return _json(render.dumps(node.status()))
 
-    async def read_body(request: Request) -> bytes:
+    async def read_body(request: Request) -> RequestBody:
         body = await protocols.read_body(request, limit)
         coding = request.headers.get("content-encoding")
         if coding is None:

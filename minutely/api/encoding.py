@@ -22,6 +22,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from minutely.errors import DecodeError, PayloadTooLarge
+from minutely.ingest.validate import Body
 
 GZIP = "gzip"
 ZSTD = "zstd"
@@ -33,7 +34,7 @@ class UnsupportedEncoding(ValueError):
     """A ``Content-Encoding`` this server does not undo."""
 
 
-def decompress(body: bytes, content_encoding: str, limit: int) -> bytes:
+def decompress(body: Body, content_encoding: str, limit: int) -> Body:
     """``body`` with ``content_encoding`` undone, at most ``limit`` bytes."""
     codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
     for coding in reversed(codings):
@@ -55,7 +56,7 @@ def _invalid(coding: str, problem: object) -> DecodeError:
     return DecodeError(f"body is not valid {coding} (Content-Encoding: {coding}): {problem}")
 
 
-def _gunzip(body: bytes, limit: int) -> bytes:
+def _gunzip(body: Body, limit: int) -> bytearray:
     out = bytearray()
     rest = body
     while True:  # one gzip member per pass; concatenated members are one body
@@ -71,25 +72,23 @@ def _gunzip(body: bytes, limit: int) -> bytes:
             raise _invalid(GZIP, msg)
         rest = member.unused_data
         if not rest:
-            return bytes(out)
+            return out  # not copied to bytes: the decoders take a bytearray
 
 
-def _unzstd(body: bytes, limit: int) -> bytes:
+def _unzstd(body: Body, limit: int) -> bytearray:
     reader = pa.input_stream(pa.py_buffer(body), compression="zstd")
-    chunks: list[bytes] = []
-    size = 0
+    out = bytearray()  # grown, not joined from chunks: the body is never held twice
     try:
-        while chunk := reader.read(min(CHUNK, limit + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
+        while chunk := reader.read(min(CHUNK, limit + 1 - len(out))):
+            out += chunk
+            if len(out) > limit:
                 raise _too_large(ZSTD, limit)
     except (OSError, pa.ArrowException) as e:
         raise _invalid(ZSTD, e) from None
-    return b"".join(chunks)
+    return out
 
 
-_DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
+_DECODERS: dict[str, Callable[[Body, int], Body]] = {
     GZIP: _gunzip,
     "x-gzip": _gunzip,
     ZSTD: _unzstd,

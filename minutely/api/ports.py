@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from minutely.ingest import Decoded
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder
+from minutely.ingest.validate import Body
 from minutely.limits import Refusals
 from minutely.query import By, SeriesAnswer, SummaryAnswer
 
@@ -37,7 +38,7 @@ class PointSink(Protocol):
         ...
 
     async def ingest(
-        self, body: bytes, content_type: str, idempotency_key: str | None = None
+        self, body: Body, content_type: str, idempotency_key: str | None = None
     ) -> Decoded:
         """Decode, validate and accept a body; raises the errors the app maps to HTTP."""
         ...
@@ -55,7 +56,7 @@ class ProtocolSink(PointSink, Protocol):
     def label_mapping(self) -> LabelMapping: ...
 
     async def ingest_with(
-        self, decoder: Decoder, body: bytes = b"", idempotency_key: str | None = None
+        self, decoder: Decoder, body: Body = b"", idempotency_key: str | None = None
     ) -> Decoded:
         """As ``ingest``, decoding with ``decoder`` (given the node's limits)."""
         ...

@@ -37,6 +37,7 @@ from minutely.ingest import Decoded, graphite, influx, otlp
 from minutely.ingest import remote_write as rw
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Limits
+from minutely.ingest.validate import Body
 
 
 @dataclass
@@ -86,21 +87,23 @@ REFUSALS = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body as sent, refused past ``limit`` bytes (``PayloadTooLarge``)."""
+async def read_body(request: Request, limit: int) -> bytearray:
+    """The request body as sent, refused past ``limit`` bytes (``PayloadTooLarge``).
+
+    Each chunk is appended to one ``bytearray`` as it arrives, so no step copies the whole
+    body while the event loop waits: a join would, and so would ``bytearray(length)``, which
+    writes its zeros at once; a large array grows by having its pages remapped, not copied."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         msg = f"body of {declared} bytes is over the limit of {limit} bytes"
         raise PayloadTooLarge(msg)
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             msg = f"body is over the limit of {limit} bytes"
             raise PayloadTooLarge(msg)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 def note_refusal(node: object, error: BaseException) -> None:
@@ -122,7 +125,7 @@ ErrorAnswer = Callable[[int, str, "dict[str, str] | None"], Response]
 async def take(
     request: Request,
     sink: ProtocolSink,
-    decode: Callable[[bytes, Limits], Decoded],
+    decode: Callable[[Body, Limits], Decoded],
     error: ErrorAnswer,
     decompress: bool = True,
 ) -> Decoded | Response:
@@ -130,7 +133,7 @@ async def take(
     ``decode`` on it through the node, and map what can go wrong to ``error``'s answers:
     413 over the limit, 415 an unknown encoding, 400 undecodable, 429/503 backpressure."""
     try:
-        body = await read_body(request, sink.max_body_bytes)
+        body: Body = await read_body(request, sink.max_body_bytes)
         coding = request.headers.get("content-encoding") if decompress else None
         if coding:
             body = await run_in_threadpool(encoding.decompress, body, coding, sink.max_body_bytes)
@@ -175,7 +178,7 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
             return text(415, msg, None)
         stale = 0
 
-        def decode(raw: bytes, limits: Limits) -> Decoded:
+        def decode(raw: Body, limits: Limits) -> Decoded:
             nonlocal stale
             body = rw.unsnappy(raw, sink.max_body_bytes)
             result = rw.decode_remote_write(body, sink.label_mapping, limits, rw_cache)
@@ -206,7 +209,7 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
         async def write(request: Request) -> Response:
             precision = request.query_params.get("precision", "ns") or "ns"
 
-            def decode(body: bytes, limits: Limits) -> Decoded:
+            def decode(body: Body, limits: Limits) -> Decoded:
                 mapping = sink.label_mapping
                 return influx.decode_line_protocol(body, precision, mapping, limits, influx_cache)
 
@@ -231,7 +234,7 @@ def routes(node: PointSink, counts: dict[str, ProtocolCounts] | None = None) -> 
             counts["otlp"].refuse(415)
             return Response(otlp.status(message, otlp.JSON), 415, media_type=otlp.JSON)
 
-        def decode(body: bytes, limits: Limits) -> Decoded:
+        def decode(body: Body, limits: Limits) -> Decoded:
             return otlp.decode_otlp(body, media, sink.label_mapping, limits, otlp_cache)
 
         def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -49,6 +49,7 @@ from minutely.config import Settings
 from minutely.ingest import Decoded
 from minutely.ingest.labels import LabelMapping
 from minutely.ingest.series import Decoder
+from minutely.ingest.validate import Body
 from minutely.kinds import Kind, Kinds
 from minutely.letters import LetterBox, points_of
 from minutely.limits import Refusals
@@ -404,12 +405,12 @@ class ClusterNode:
         return self.settings.max_body_bytes
 
     async def ingest(
-        self, body: bytes, content_type: str, idempotency_key: str | None = None
+        self, body: Body, content_type: str, idempotency_key: str | None = None
     ) -> Decoded:
         return await self.ingest_node.ingest(body, content_type, idempotency_key)
 
     async def ingest_with(
-        self, decoder: Decoder, body: bytes = b"", idempotency_key: str | None = None
+        self, decoder: Decoder, body: Body = b"", idempotency_key: str | None = None
     ) -> Decoded:
         return await self.ingest_node.ingest_with(decoder, body, idempotency_key)
 

@@ -25,7 +25,7 @@ from minutely.ingest.arrow import CONTENT_TYPE as ARROW_STREAM
 from minutely.ingest.arrow import decode_arrow
 from minutely.ingest.json import CONTENT_TYPE as JSON
 from minutely.ingest.json import MAX_SLOW_BYTES, decode_json
-from minutely.ingest.validate import MAX_NAME_BYTES, Decoded, PointError
+from minutely.ingest.validate import MAX_NAME_BYTES, Body, Decoded, PointError
 
 __all__ = ["CONTENT_TYPES", "Decoded", "PointError", "decode"]
 
@@ -34,7 +34,7 @@ CONTENT_TYPES = (JSON, ARROW_STREAM)
 
 
 def decode(
-    body: bytes,
+    body: Body,
     content_type: str,
     *,
     now: float,

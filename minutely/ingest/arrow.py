@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from minutely.errors import DecodeError
-from minutely.ingest.validate import MAX_NAME_BYTES, Decoded, Names, Numbers, validate
+from minutely.ingest.validate import MAX_NAME_BYTES, Body, Decoded, Names, Numbers, validate
 from minutely.model import ARROW_STREAM, F64, I32
 
 CONTENT_TYPE = ARROW_STREAM
@@ -40,7 +40,7 @@ _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def decode_arrow(
-    body: bytes,
+    body: Body,
     *,
     now: float,
     oldest: float,
@@ -85,7 +85,7 @@ def decode_arrow(
     )
 
 
-def _read_batches(body: bytes) -> tuple[Any, list[Any]]:
+def _read_batches(body: Body) -> tuple[Any, list[Any]]:
     """The schema and record batches of an IPC file (by its magic) or stream."""
     buffer = pa.py_buffer(body)
     is_file = bytes(memoryview(body)[: len(FILE_MAGIC)]) == FILE_MAGIC

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from minutely.errors import Backpressure, BadParameter, IdempotencyConflict
+from minutely.ingest.validate import Body
 
 #: The buses' duplicate window (seconds): how long an ordinary key names its body.
 DUPLICATE_WINDOW = 120.0
@@ -70,7 +71,7 @@ class Claim(NamedTuple):
     stored: bool
 
 
-def body_digest(body: bytes) -> bytes:
+def body_digest(body: Body) -> bytes:
     """The digest a key is compared by (hashlib releases the GIL on large bodies)."""
     return hashlib.sha256(body).digest()
 
@@ -102,7 +103,7 @@ class IdempotencyKeys:
         self._stored: dict[str, bytes] | None = None  # import key -> digest; None until read
         self._torn = False  # the ledger file does not end with a line break
 
-    def check(self, key: str, body: bytes) -> Claim:
+    def check(self, key: str, body: Body) -> Claim:
         """Remember ``key`` for ``body``; raise if it named another body (see the module)."""
         _check_key(key)
         digest = body_digest(body)

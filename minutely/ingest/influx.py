@@ -37,7 +37,7 @@ from minutely.errors import DecodeError
 from minutely.ingest import wire
 from minutely.ingest.labels import LabelMapping, Resolved
 from minutely.ingest.series import Limits
-from minutely.ingest.validate import MALFORMED, Decoded, PointError
+from minutely.ingest.validate import MALFORMED, Body, Decoded, PointError
 from minutely.ingest.wire import SeriesCache
 
 CONTENT_TYPE = "text/plain"
@@ -80,7 +80,7 @@ def series_cache(mapping: LabelMapping) -> SeriesCache:
 
 
 def decode_line_protocol(
-    body: bytes,
+    body: Body,
     precision: str,
     mapping: LabelMapping,
     limits: Limits,
@@ -109,7 +109,7 @@ def decode_line_protocol(
         reader = _Reader(cache, mapping, now_ticks)
         starts = wire.line_starts(buf)
         for k in slow.tolist():
-            reader.read(k + 1, body[int(starts[k]) : int(starts[k + 1]) - 1])
+            reader.read(k + 1, bytes(body[int(starts[k]) : int(starts[k + 1]) - 1]))
         table = cache.table()
         ids, ticks, value, lines, present, strings, broken = _merge(
             (ids, ticks, value, lines), reader
@@ -132,14 +132,14 @@ def decode_line_protocol(
 
 
 def decode_line_protocol_reference(
-    body: bytes, precision: str, mapping: LabelMapping, limits: Limits
+    body: Body, precision: str, mapping: LabelMapping, limits: Limits
 ) -> Decoded:
     """``decode_line_protocol`` a line at a time in Python: the reference the scanner is
     tested against."""
     per_second = _per_second(precision)
     cache = series_cache(mapping)
     reader = _Reader(cache, mapping, int(limits.now * per_second))
-    for number, line in enumerate(body.split(b"\n"), 1):
+    for number, line in enumerate(bytes(body).split(b"\n"), 1):
         reader.read(number, line)
     none = np.zeros(0, dtype=np.int64)
     ids, ticks, value, lines, present, strings, broken = _merge(

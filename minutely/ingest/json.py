@@ -32,7 +32,15 @@ import pyarrow.json as pa_json
 
 from minutely.errors import DecodeError, PayloadTooLarge
 from minutely.ingest.arrow import names_column, numbers_column
-from minutely.ingest.validate import MAX_NAME_BYTES, Decoded, Explain, Names, Numbers, validate
+from minutely.ingest.validate import (
+    MAX_NAME_BYTES,
+    Body,
+    Decoded,
+    Explain,
+    Names,
+    Numbers,
+    validate,
+)
 
 CONTENT_TYPE = "application/json"
 
@@ -61,7 +69,7 @@ _NOT_AN_OBJECT: dict[str, Any] = {}
 
 
 def decode_json(
-    body: bytes,
+    body: Body,
     *,
     now: float,
     oldest: float,
@@ -96,7 +104,7 @@ def decode_json(
     )
 
 
-def read_fast(body: bytes) -> tuple[Names, Names, Numbers, Numbers] | None:
+def read_fast(body: Body) -> tuple[Names, Names, Numbers, Numbers] | None:
     """The four columns via ``pyarrow.json``, or None if it cannot type this body."""
     if len(body) > _MAX_BLOCK - 16:
         return None  # pyarrow.json's block size is an int32
@@ -127,7 +135,7 @@ def read_fast(body: bytes) -> tuple[Names, Names, Numbers, Numbers] | None:
         return None
 
 
-def _wrap(body: bytes) -> Any:
+def _wrap(body: Body) -> Any:
     """``{"p":<body>}`` in an Arrow buffer. Arrow's memory pool reuses freed pages, where a new
     ``bytes`` of this size is fresh memory the OS must fault in page by page (figures:
     docs/performance.md, Measured choices)."""
@@ -140,7 +148,7 @@ def _wrap(body: bytes) -> Any:
     return buffer
 
 
-def read_slow(body: bytes) -> tuple[tuple[Names, Names, Numbers, Numbers], Explain]:
+def read_slow(body: Body) -> tuple[tuple[Names, Names, Numbers, Numbers], Explain]:
     """The four columns via Python objects, and an ``explain`` for the unusable fields."""
     items = _load(body)
     if type(items) is not list:
@@ -173,7 +181,7 @@ def read_slow(body: bytes) -> tuple[tuple[Names, Names, Numbers, Numbers], Expla
     return (server, metric, ts, value), explain
 
 
-def _load(body: bytes) -> Any:
+def _load(body: Body) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

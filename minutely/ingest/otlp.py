@@ -43,7 +43,7 @@ from minutely.errors import DecodeError
 from minutely.ingest import otlp_scan, wire
 from minutely.ingest.labels import LabelMapping, Resolved, series_name
 from minutely.ingest.series import Limits, SeriesIndex
-from minutely.ingest.validate import UNSUPPORTED, Decoded, PointError
+from minutely.ingest.validate import UNSUPPORTED, Body, Decoded, PointError
 from minutely.ingest.wire import SeriesCache
 
 PROTOBUF = "application/x-protobuf"
@@ -99,7 +99,7 @@ def series_cache(mapping: LabelMapping) -> SeriesCache:
 
 
 def decode_otlp(
-    body: bytes,
+    body: Body,
     media_type: str,
     mapping: LabelMapping,
     limits: Limits,
@@ -185,7 +185,7 @@ def _with_unsupported(
 
 
 def decode_otlp_reference(
-    body: bytes, media_type: str, mapping: LabelMapping, limits: Limits
+    body: Body, media_type: str, mapping: LabelMapping, limits: Limits
 ) -> Decoded:
     """``decode_otlp`` through the protobuf runtime (and ``json_format`` for JSON): the
     reference the scanner is tested against, and the decode of what it does not read."""

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from minutely.ingest import wire
+from minutely.ingest.validate import Body
 
 #: what the scanner says of a request
 READ, NOT_READ, MORE = 0, 1, 2
@@ -502,7 +503,7 @@ def _name_hashes(buf: Any, words: Any, name: Any) -> Any:
 
 
 def metric_names(
-    body: bytes, buf: npt.NDArray[np.uint8], name: npt.NDArray[np.int64]
+    body: Body, buf: npt.NDArray[np.uint8], name: npt.NDArray[np.int64]
 ) -> tuple[list[str], npt.NDArray[np.intp]] | None:
     """The distinct metric names and each metric entry's place among them (Python work per
     distinct name); None if a name is not UTF-8 (or, improbably, two share a hash)."""

@@ -43,7 +43,7 @@ from minutely.errors import DecodeError, PayloadTooLarge
 from minutely.ingest import wire
 from minutely.ingest.labels import LabelMapping, Resolved
 from minutely.ingest.series import Limits
-from minutely.ingest.validate import UNSUPPORTED, Decoded, PointError
+from minutely.ingest.validate import UNSUPPORTED, Body, Decoded, PointError
 from minutely.ingest.wire import SeriesCache, SeriesTable
 
 CONTENT_TYPE = "application/x-protobuf"
@@ -137,7 +137,7 @@ def check_content_type(content_type: str) -> str | None:
     )
 
 
-def unsnappy(body: bytes, limit: int) -> bytes:
+def unsnappy(body: Body, limit: int) -> bytes:
     """Undo snappy's block format (what remote_write uses), refusing more than ``limit``."""
     try:
         size = cramjam.snappy.decompress_raw_len(body)
@@ -170,7 +170,7 @@ def series_cache(mapping: LabelMapping) -> SeriesCache:
 
 
 def decode_remote_write(
-    body: bytes, mapping: LabelMapping, limits: Limits, cache: SeriesCache | None = None
+    body: Body, mapping: LabelMapping, limits: Limits, cache: SeriesCache | None = None
 ) -> RemoteWriteResult:
     """Decode an uncompressed WriteRequest; raise ``DecodeError`` if it is not one.
 
@@ -194,7 +194,7 @@ def decode_remote_write(
 
 
 def decode_remote_write_reference(
-    body: bytes, mapping: LabelMapping, limits: Limits
+    body: Body, mapping: LabelMapping, limits: Limits
 ) -> RemoteWriteResult:
     """``decode_remote_write`` through the protobuf runtime: the reference the scanner is
     tested against, and the decode of what the scanner does not take."""

@@ -33,6 +33,8 @@ from minutely.model import F64, I32, PointBatch
 
 Mask = npt.NDArray[np.bool_]
 Problems = npt.NDArray[np.int8]
+#: a request body as the decoders take it: bytes, or the bytearray the server reads a body into
+Body = bytes | bytearray
 
 #: The longest name accepted by default, in UTF-8 bytes: a name rides in every answer that
 #: lists it, so a long one costs every reader (``Settings.max_name_bytes`` overrides it).

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from minutely.ingest.labels import LabelMapping, Resolved
 from minutely.ingest.series import Limits, validate_named
-from minutely.ingest.validate import Decoded, Names
+from minutely.ingest.validate import Body, Decoded, Names
 
 #: ``decimal``'s kinds: parsed exactly here, a decimal Python must parse, not a plain decimal
 EXACT, HARD, NOT_DECIMAL = 0, 1, 2
@@ -267,10 +267,10 @@ def line_starts(buf: Any) -> Any:
     return starts
 
 
-def key_bytes(body: bytes, spans: npt.NDArray[np.int64], entry: int) -> bytes:
-    """The raw key of ``entry`` as ``_key_matches`` reads it."""
+def key_bytes(body: Body, spans: npt.NDArray[np.int64], entry: int) -> bytes:
+    """The raw key of ``entry`` as ``_key_matches`` reads it (bytes: it is a dict key)."""
     a, b, c, d = (int(x) for x in spans[entry])
-    return body[a:b] + b" " + body[c:d] if d > c else body[a:b]
+    return bytes(body[a:b] + b" " + body[c:d] if d > c else body[a:b])
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +364,7 @@ class SeriesCache:
 
     def series_of(
         self,
-        body: bytes,
+        body: Body,
         buf: npt.NDArray[np.uint8],
         spans: npt.NDArray[np.int64],
         hashes: npt.NDArray[np.uint64],
@@ -404,7 +404,7 @@ class SeriesCache:
 
     def _learn(
         self,
-        body: bytes,
+        body: Body,
         buf: npt.NDArray[np.uint8],
         spans: npt.NDArray[np.int64],
         hashes: npt.NDArray[np.uint64],

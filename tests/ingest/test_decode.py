@@ -14,6 +14,7 @@ import minutely.ingest
 from minutely.errors import DecodeError
 from minutely.ingest import CONTENT_TYPES, PointError, decode
 from minutely.ingest.validate import MAX_MAGNITUDE
+from tests.ingest.helpers import assert_same_decoded
 from tests.ingest.helpers import rows as as_rows
 
 NOW = 1_764_000_000.0
@@ -137,3 +138,36 @@ def test_json_and_arrow_decode_to_the_same_columns(
         used = set(d.batch.server_names[d.batch.server_codes].tolist())
         assert "" not in used
         assert len(set(d.batch.server_names.tolist())) == len(d.batch.server_names)
+
+
+def _arrow_file(stream: bytes) -> bytes:
+    table = pa.ipc.open_stream(stream).read_all()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+_STREAM = arrow_body(["s", "s", ""], ["m", "n", "m"], [NOW, NOW - 60, NOW], [1.5, -2.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (JSON_BODY[:-1] + b',{"server":"","metric":"m","ts":1,"value":2}]', "application/json"),
+        (
+            b'[{"server":"s","metric":"m","ts":1764000000,"value":"x"},' + JSON_BODY[1:],
+            "application/json",
+        ),
+        (_STREAM, "application/vnd.apache.arrow.stream"),
+        (_arrow_file(_STREAM), "application/vnd.apache.arrow.stream"),
+    ],
+    ids=["json", "json-slow-path", "arrow-stream", "arrow-file"],
+)
+def test_a_body_read_into_a_bytearray_decodes_as_its_bytes_do(
+    body: bytes, content_type: str
+) -> None:
+    """The server reads a body into a bytearray and hands it to the decoders as it is."""
+    want = decode(body, content_type, **LIMITS)
+    assert want.accepted and want.rejected  # both kinds of point are compared
+    assert_same_decoded(decode(bytearray(body), content_type, **LIMITS), want)
