@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from starlette.concurrency import run_in_threadpool
 
-from minutely import failpoints
+from minutely import failpoints, workers
 from minutely.aggregate import Aggregator
 from minutely.bus import Bus, MemoryBus
 from minutely.checkpoint import Checkpointer
@@ -144,7 +144,7 @@ class _IngestPath:
         """
         self.admit()
         self._refuse_when_full(len(body))
-        decoded = await run_in_threadpool(lambda: self.checked(self.decode(body, content_type)))
+        decoded = await workers.run(lambda: self.checked(self.decode(body, content_type)))
         return await self._publish(decoded, body, idempotency_key)
 
     async def ingest_with(
@@ -154,7 +154,7 @@ class _IngestPath:
         thread); ``body`` is what an ``idempotency_key`` is checked against."""
         self.admit()
         self._refuse_when_full(len(body))
-        decoded = await run_in_threadpool(lambda: self.checked(decoder(self.limits())))
+        decoded = await workers.run(lambda: self.checked(decoder(self.limits())))
         return await self._publish(decoded, body, idempotency_key)
 
     def admit(self) -> None:
@@ -179,7 +179,8 @@ class _IngestPath:
             await run_in_threadpool(self.declare_kinds, decoded.kinds)
         claim = None
         if idempotency_key is not None:
-            claim = await run_in_threadpool(self.idempotency.check, idempotency_key, body)
+            key = idempotency_key
+            claim = await workers.run(lambda: self.idempotency.check(key, body))
             if claim.stored:
                 return decoded  # an import block published before: answered, not applied
         await self.bus.publish(decoded.batch, idempotency_key=idempotency_key)

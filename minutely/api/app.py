@@ -69,6 +69,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from minutely import workers
 from minutely.api import arrow, encoding, openapi, params, partials, protocols, render
 from minutely.api.auth import LOOPBACK_ONLY, Access, Guard
 from minutely.api.inflight import BodyBudgetGuard
@@ -198,7 +199,7 @@ def _ingest_routes(node: PointSink, selfmon: SelfMetrics) -> list[Route | Mount]
         coding = request.headers.get("content-encoding")
         if coding is None:
             return body
-        return await run_in_threadpool(encoding.decompress, body, coding, limit)
+        return await workers.run(lambda: encoding.decompress(body, coding, limit))
 
     async def points(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
@@ -425,7 +426,7 @@ def create_app(
                 else:
                     # an answer as large as max_query_cells allows takes long enough to stall
                     # every other request on the loop
-                    body, partial = await run_in_threadpool(answer, *args)
+                    body, partial = await workers.run(lambda: answer(*args))
             except BadParameter as e:
                 if local:  # the asking node raises it again, and counts it where it was asked
                     return _json(render.dumps(partials.refusal_json(e)), 400)

@@ -18,6 +18,7 @@ which each of these clients retries.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -25,11 +26,11 @@ from dataclasses import asdict, dataclass, field
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from minutely import workers
 from minutely.api import encoding, render
 from minutely.api.ports import PointSink, ProtocolSink, Refusing
 from minutely.errors import Backpressure, DecodeError, PayloadTooLarge, Unavailable
@@ -136,7 +137,8 @@ async def take(
         body: Body = await read_body(request, sink.max_body_bytes)
         coding = request.headers.get("content-encoding") if decompress else None
         if coding:
-            body = await run_in_threadpool(encoding.decompress, body, coding, sink.max_body_bytes)
+            undo = functools.partial(encoding.decompress, body, coding, sink.max_body_bytes)
+            body = await workers.run(undo)
         return await sink.ingest_with(lambda limits: decode(body, limits))
     except PayloadTooLarge as e:
         note_refusal(sink, e)
