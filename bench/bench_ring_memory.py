@@ -13,7 +13,8 @@ Shapes (servers × metric names, series):
   small   5 × 1,000, 5,000 series
   wide    100 × 1,000, 100,000 series
 
-Then the simulator's fleet over hours (``--sim-metrics`` series of one simulated server,
+Then (first, this checkout only: ``--baseline`` trees may predate the simulator's options)
+the simulator's fleet over hours (``--sim-metrics`` series of one simulated server,
 ``--sim-hours`` hours from a 6-hour boundary, minute partials folded from 1 Hz points as
 ``bench/codec_data.py`` makes them), merged into a 2-day ring a minute at a time as the
 live rows take them: the whole ring's bytes per series-minute and per state, the process'
@@ -159,7 +160,7 @@ def main() -> None:
     trees = {"this": HERE} | ({} if args.baseline is None else {"baseline": args.baseline})
     got: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for _ in range(args.runs):
-        for name, tree in trees.items():
+        for name, tree in list(trees.items())[:1]:  # the simulator is this checkout's
             cmd = [sys.executable, __file__, "--child", "sim"]
             cmd += ["--sim-metrics", str(args.sim_metrics), "--sim-hours", str(args.sim_hours)]
             env = dict(os.environ, PYTHONPATH=str(tree))
@@ -187,15 +188,12 @@ def main() -> None:
         "seal_core_share_at_seed",
         "compact_core_share_at_seed",
     ]
-    print("| measure | " + " | ".join(trees) + " |")
-    print("|---|" + "---|" * len(trees))
+    print("| measure | this |")
+    print("|---|---|")
     for key in keys:
-        cells = []
-        for name in trees:
-            vals = [r[key] for r in got[(name, "sim")] if key in r]
-            cells.append(f"{statistics.median(vals):.3f}" if vals else "-")
-        print(f"| {key} | " + " | ".join(cells) + " |")
-    for state in ("open", "hour_blocks", "compacted_blocks"):
+        vals = [r[key] for r in got[("this", "sim")] if key in r]
+        print(f"| {key} | " + (f"{statistics.median(vals):.3f}" if vals else "-") + " |")
+    for state in ("open", "hour_blocks", "compacted_blocks", "hour_summaries"):
         vals = [r["states"][state]["bytes_per_series_minute"] for r in got[("this", "sim")]]
         print(f"| {state}, bytes per series-minute | {statistics.median(vals):.2f} |")
     if args.skip_shapes:
