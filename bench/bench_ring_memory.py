@@ -20,7 +20,7 @@ the simulator's fleet over hours (``--sim-metrics`` series of one simulated serv
 live rows take them: the whole ring's bytes per series-minute and per state, the process'
 RSS growth, and the CPU sealing and compaction took, extrapolated to the seed's 2 M series
 and to a full 2-day window (sealed minutes at the compacted blocks' bytes per
-series-minute, the open slots as measured).
+series-minute, the open slots and the hour summaries, sized for the window, as measured).
 """
 
 from __future__ import annotations
@@ -127,8 +127,9 @@ def measure_sim(metrics: int, hours: int) -> dict[str, Any]:
         open_ = states["open"]
         compacted = states["compacted_blocks"]["bytes_per_series_minute"]
         full = metrics * WINDOW
+        summaries = states.get("hour_summaries", {"bytes": 0})["bytes"]  # the window's already
         out["full_window_bytes_per_series_minute"] = (
-            open_["bytes"] + compacted * (full - open_["series_minutes"])
+            open_["bytes"] + summaries + compacted * (full - open_["series_minutes"])
         ) / full
         # a block is one ring block's hour (or six hours): its CPU per series-hour, scaled
         sealed_hours = metrics * (stats["sealed"])
