@@ -79,7 +79,7 @@ def ingest(window: int, servers: int, metrics: int, minutes: int) -> dict[str, A
     }
 
 
-def reads(n_series: int, runs: int) -> dict[str, float]:
+def reads(n_series: int, runs: int, ring_block: int) -> dict[str, float]:
     """CPU milliseconds of the process per read of a 2-day ring, median of ``runs`` (CPU
     time: the machine is shared; the process', as a read may decode on two threads), and
     wall milliseconds."""
@@ -89,7 +89,7 @@ def reads(n_series: int, runs: int) -> dict[str, float]:
     from minutely.model import Partials
 
     window = 2880
-    ring = HotRing(window, 4)
+    ring = HotRing(window, 4, block=ring_block) if ring_block else HotRing(window, 4)
     rng = np.random.default_rng(1)
     head = 30_000_000
     series = np.arange(n_series, dtype=np.int32)
@@ -125,7 +125,7 @@ def reads(n_series: int, runs: int) -> dict[str, float]:
 
 def child(args: argparse.Namespace) -> None:
     if args.child == "reads":
-        print(json.dumps(reads(args.series, args.reads)))
+        print(json.dumps(reads(args.series, args.reads, args.ring_block)))
     else:
         print(json.dumps(ingest(WINDOWS[args.child], args.servers, args.metrics, args.minutes)))
 
@@ -135,7 +135,7 @@ def run_child(tree: Path, what: str, args: argparse.Namespace) -> dict[str, Any]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what]
     cmd += ["--servers", str(args.servers), "--metrics", str(args.metrics)]
     cmd += ["--minutes", str(args.minutes), "--series", str(args.series)]
-    cmd += ["--reads", str(args.reads)]
+    cmd += ["--reads", str(args.reads), "--ring-block", str(args.ring_block)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(done.stderr)
@@ -151,8 +151,16 @@ def main() -> None:
     ap.add_argument("--minutes", type=int, default=10)
     ap.add_argument("--series", type=int, default=32_000, help="series of the 2-day read ring")
     ap.add_argument("--reads", type=int, default=20)
+    ap.add_argument(
+        "--ring-block",
+        type=int,
+        default=0,
+        help="series per ring block of the read ring (0: the default, 16,384); 256 over"
+        " 32,000 series makes Q2 span 125 ring blocks, as at the seed's 2 M series",
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-reads", action="store_true")
+    ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--child", choices=[*WINDOWS, "reads"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -161,7 +169,7 @@ def main() -> None:
     trees = {"this": HERE}
     if args.baseline is not None:
         trees["baseline"] = args.baseline.resolve()
-    whats = [*WINDOWS] + ([] if args.skip_reads else ["reads"])
+    whats = ([] if args.skip_ingest else [*WINDOWS]) + ([] if args.skip_reads else ["reads"])
     got: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for i in range(args.runs):
         for what in whats:
@@ -183,7 +191,7 @@ def main() -> None:
         tail = f" {values[0] / values[1]:.2f}x |" if len(values) > 1 and ratio else ""
         print(f"| {label} | " + " | ".join(cells) + " |" + tail)
 
-    for w in WINDOWS:
+    for w in [] if args.skip_ingest else WINDOWS:
 
         def med(key: str, w: str = w) -> list[float]:
             return [statistics.median(r[key] for r in got[(n, w)]) for n in names]
