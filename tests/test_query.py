@@ -1,0 +1,117 @@
+"""``Query`` over a hot ring and a store: a bucket that straddles the seam merges the store's
+minutes and the ring's exactly once each, and a failed store read fails the question.
+
+The store is a fake that answers from the same minute partials the ring is not given, so the
+ground truth is the merge of every minute in numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minutely.hot import HotRing
+from minutely.model import MINUTE, Partials, PointBatch
+from minutely.query import Query
+from minutely.registry import Registry
+from minutely.store import StoreError
+from minutely.store.reader import CellBlock, SeriesCells
+
+METRICS = 6
+#: the ring's window: minutes [HEAD - WINDOW + 1, HEAD]
+WINDOW = 90
+HEAD = 10_000
+
+
+class MinuteStore:
+    """A store holding ``parts[:, k]`` for minute ``first + k`` of every metric (id = row)."""
+
+    def __init__(self, first: int, parts: Partials) -> None:
+        self.first = first
+        self.parts = parts
+        self.fail = False
+
+    def read(
+        self, by: str, key_id: int, other_ids: object, first: int, n: int, step: int
+    ) -> SeriesCells:
+        if self.fail:
+            msg = "the engine is gone"
+            raise StoreError(msg)
+        minutes = np.arange(max(first, self.first), first + n)
+        cols = minutes - self.first
+        blocks = []
+        for metric in range(METRICS):
+            held = self.parts.take(np.s_[metric, cols])
+            buckets = (minutes - first) // step
+            for b in np.unique(buckets).tolist():
+                sel = (buckets == b) & (held.count > 0)
+                if not sel.any():
+                    continue
+                cell = Partials(
+                    np.array([held.min[sel].min()]),
+                    np.array([held.max[sel].max()]),
+                    np.array([held.sum[sel].sum()]),
+                    np.array([held.count[sel].sum()], np.uint32),
+                )
+                blocks.append(
+                    CellBlock(np.array([metric], np.uint32), np.array([b], np.uint32), cell)
+                )
+        return SeriesCells(blocks)
+
+
+def random_minutes(rng: np.random.Generator, shape: tuple[int, int]) -> Partials:
+    count = rng.integers(0, 4, shape).astype(np.uint32)  # a quarter of the minutes empty
+    low = np.round(rng.normal(50, 10, shape), 2)
+    high = low + np.round(rng.random(shape) * 5, 2)
+    return Partials(low, high, np.round(count * (low + high) / 2, 2), count)
+
+
+def setup(rng: np.random.Generator) -> tuple[Query, MinuteStore, Partials, int]:
+    registry = Registry()
+    names = PointBatch.from_names(
+        np.array(["web"] * METRICS, dtype=object),
+        np.array([f"m{i}" for i in range(METRICS)], dtype=object),
+        np.zeros(METRICS),
+        np.zeros(METRICS),
+    )
+    series = registry.series_ids(names)
+    first = HEAD - 400  # the store's oldest minute
+    truth = random_minutes(rng, (METRICS, HEAD + 1 - first))
+    oldest = HEAD - WINDOW + 1
+    ring = HotRing(minutes=WINDOW, capacity=METRICS)
+    in_ring = np.arange(oldest, HEAD + 1)
+    ring_parts = truth.take(np.s_[:, in_ring - first])
+    ring.load(
+        np.repeat(series, len(in_ring)),
+        np.tile(in_ring, METRICS),
+        Partials(*(f.reshape(-1) for f in ring_parts.fields())),
+        distinct=True,
+    )
+    assert ring.oldest_minute() == oldest
+    store = MinuteStore(first, truth.take(np.s_[:, : oldest - first]))
+    return Query(registry, ring, store), store, truth, first  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("step_minutes", [1, 7, 60, 1440])
+def test_buckets_across_the_seam_merge_every_minute_once(step_minutes: int) -> None:
+    query, _, truth, first = setup(np.random.default_rng(step_minutes))
+    start, end = (first + 13) * MINUTE, (HEAD + 1) * MINUTE
+    a = query.series("server", "web", start, end, step_minutes * MINUTE)
+    minutes = np.arange(first, HEAD + 1)
+    for i, label in enumerate(a.labels):
+        row = int(label[1:])
+        for j, ts in enumerate(a.timestamps.tolist()):
+            sel = (minutes * MINUTE >= ts) & (minutes * MINUTE < ts + a.step)
+            sel &= truth.count[row] > 0
+            assert a.parts.count[i, j] == truth.count[row, sel].sum()
+            if sel.any():
+                assert a.parts.min[i, j] == truth.min[row, sel].min()
+                assert a.parts.max[i, j] == truth.max[row, sel].max()
+                assert a.parts.sum[i, j] == pytest.approx(truth.sum[row, sel].sum(), rel=1e-12)
+    assert sorted(a.labels) == [f"m{i}" for i in range(METRICS)]
+
+
+def test_a_failed_store_read_fails_the_question() -> None:
+    query, store, _, first = setup(np.random.default_rng(5))
+    store.fail = True
+    with pytest.raises(StoreError, match="gone"):
+        query.series("server", "web", first * MINUTE, (HEAD + 1) * MINUTE, 3600)
