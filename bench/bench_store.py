@@ -1,6 +1,7 @@
 """The storage tier's figures: write throughput, year-long summaries, bytes on disk.
 
     python bench/bench_store.py [--dir DIR] [--series 50000] [--minutes 60] [--runs 15]
+        [--parts 1,2,3,4]
 
 Runs on the embedded engine (chDB) in a temporary directory unless ``--dir`` names one; pass
 ``--dsn http://host:8123`` to measure a ClickHouse server with the same code.
@@ -21,8 +22,12 @@ Runs on the embedded engine (chDB) in a temporary directory unless ``--dir`` nam
    with a full 2-day ring in front of the store as in ``serve``: the query (store read, dense
    block, ring buckets merged at the seam), rendering JSON or Arrow, and a client turning the
    body into data (``orjson.loads`` / a ``pyarrow`` table); JSON and Arrow alternate, median
-   of ``--runs``. Then, through the same ``Query``, Q3 over the last 365 days and Q1 over
-   the last 2 days at 1 minute (the dashboard's default view).
+   of ``--runs``. Its same-run baseline, alternating: the query as ``Query`` makes it (the
+   engine answering while another thread maps the answer's block and reads the ring) against
+   the same block made one step after the other. Then, through the same ``Query``, Q3 over
+   the last 365 days and Q1 over the last 2 days at 1 minute (the dashboard's default view).
+
+``--parts`` runs only some parts (1 and 2 write together, as do 3 and 4's year of rollups).
 """
 
 from __future__ import annotations
@@ -138,7 +143,7 @@ def timed(runs: int, read: Callable[[], object], store: Store) -> tuple[float, f
     return statistics.median(times), min(times), store.read_stats().rows - start_rows - idle
 
 
-def bench_year(store: Store, runs: int) -> None:
+def bench_year(store: Store, runs: int, parts: set[int]) -> None:
     rng = np.random.default_rng(0)
     # server 0 × metrics 0..1999, and metric 0 × servers 0..999
     s = np.concatenate([np.zeros(2000, np.uint32), np.arange(1, 1000, dtype=np.uint32)])
@@ -171,6 +176,9 @@ def bench_year(store: Store, runs: int) -> None:
         f"year of rollups for {len(s):,} series written straight into the tiers ({rows} rows)"
         f" in {time.perf_counter() - start:.1f} s"
     )
+    if 3 not in parts:
+        bench_answer(store, s, m, end, runs)
+        return
     segments = store.segments(first, end - first, end - first)
     print(
         "  a 365-day summary reads: "
@@ -198,7 +206,8 @@ def bench_year(store: Store, runs: int) -> None:
         )
     bench_copy(store, last_day - 30 * DAY, 30 * DAY, runs)
     bench_blocks(store, last_day - 30 * DAY, 30 * DAY, runs)
-    bench_answer(store, s, m, end, runs)
+    if 4 in parts:
+        bench_answer(store, s, m, end, runs)
 
 
 def alternating(ways: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
@@ -293,6 +302,7 @@ def bench_answer(store: Store, s: np.ndarray, m: np.ndarray, now: int, runs: int
 
     a = query.series("server", "srv-0000", start, end, 3600)
     cells = a.parts.count.size
+    bench_side_by_side(query, store, ring, series, start, end, runs)
     steps: dict[str, list[float]] = {}
     sizes = {}
     for i in range(runs + 1):
@@ -342,6 +352,45 @@ def bench_answer(store: Store, s: np.ndarray, m: np.ndarray, now: int, runs: int
     )
 
 
+def bench_side_by_side(
+    query: Query, store: Store, ring: HotRing, series: np.ndarray, start: int, end: int, runs: int
+) -> None:
+    """Q1 through ``Query`` (the engine answers while another thread maps the answer's block
+    and reads the ring) against its same-run baseline, alternating, median of ``runs``: the
+    same block made one step after the other (the store's cells placed into a fresh block,
+    then the ring's buckets merged into it), the same answer."""
+    first, last = start // 60, end // 60
+    oldest = ring.oldest_minute()
+    assert oldest is not None
+    seam = max(first, min(last, oldest))
+    others = np.arange(2000)
+    n = (last - first) // 60
+    b0 = (seam - first) // 60
+
+    def sequential() -> Partials:
+        out = store.read("server", 0, None, first, seam - first, 60).dense(others, n)
+        ring.merge_buckets(
+            series, first + b0 * 60, last - first - b0 * 60, 60, out.take(np.s_[:, b0:])
+        )
+        return out
+
+    got, want = query.series("server", "srv-0000", start, end, 3600).parts, sequential()
+    for g, w in zip(got.fields(), want.fields(), strict=True):
+        assert np.array_equal(g[want.count > 0], w[want.count > 0])
+    assert np.array_equal(got.count, want.count)
+    ways: dict[str, Callable[[], object]] = {
+        "side by side": lambda: query.series("server", "srv-0000", start, end, 3600),
+        "one after the other": sequential,
+    }
+    med = alternating(ways, runs)
+    print(
+        f"Q1 last 30 d step 1h through Query, alternating, median of {runs}: side by side"
+        f" {med['side by side']:.1f} ms, one step after the other"
+        f" {med['one after the other']:.1f} ms"
+        f" ({med['side by side'] / med['one after the other']:.2f}x)"
+    )
+
+
 def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     ap = argparse.ArgumentParser(
@@ -352,13 +401,17 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=50_000)
     ap.add_argument("--minutes", type=int, default=60)
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--parts", default="1,2,3,4", help="which of the parts above to run")
     args = ap.parse_args()
+    parts = {int(p) for p in args.parts.split(",")}
+    todo = []
+    if parts & {1, 2}:
+        todo.append(("bench_write", lambda st: bench_write(st, args.series, args.minutes)))
+    if parts & {3, 4}:
+        todo.append(("bench_year", lambda st: bench_year(st, args.runs, parts)))
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         dsn = args.dsn or f"chdb://{args.dir or tmp}"
-        for database, run in (
-            ("bench_write", lambda st: bench_write(st, args.series, args.minutes)),
-            ("bench_year", lambda st: bench_year(st, args.runs)),
-        ):
+        for database, run in todo:
             store = Store.open(StoreConfig(dsn, database))
             try:
                 store.drop()
