@@ -209,12 +209,14 @@ def _union(
     with_others: bool,
     params: dict[str, Any],
     final: bool = False,
+    index: int = 0,
 ) -> str:
     """``UNION ALL`` of one ``SELECT`` per segment, each from its tier's table for ``by``;
-    ``final`` merges each cell's rows as they are read."""
+    ``final`` merges each cell's rows as they are read. Parameters are named from ``index``
+    on, so two unions can share one query."""
     key, other = _columns(by)
     selects = []
-    for i, seg in enumerate(segments):
+    for i, seg in enumerate(segments, index):
         tier = seg.tier
         params[f"lo{i}"] = seg.first * 60
         params[f"hi{i}"] = seg.last * 60
@@ -248,6 +250,15 @@ def _params(key_id: int, other_ids: npt.NDArray[Any] | None) -> dict[str, Any]:
     return params
 
 
+def whole_buckets(segment: Segment, first: int, step: int) -> bool:
+    """Is each cell of ``segment`` exactly one bucket of ``step`` minutes from ``first``?"""
+    return (
+        segment.tier.minutes == step
+        and (segment.first - first) % step == 0
+        and (segment.last - first) % step == 0
+    )
+
+
 def series_query(
     db: str,
     by: By,
@@ -259,29 +270,36 @@ def series_query(
 ) -> Sql:
     """Buckets of ``step`` minutes from ``first``, per other id, over ``segments``.
 
-    When every segment's cell is one bucket (step 1 from minutes, step 60 from hours …),
-    nothing is left to group: ``FINAL`` merges each cell's rows in the sorted read, which
-    costs far less than hashing every cell of a long answer. Otherwise ``GROUP BY``.
+    Segments whose cells are whole buckets (the hour tier read at step 1 h) are read with
+    ``FINAL``, which merges each cell's rows in the sorted read and costs far less than
+    hashing every cell of a long answer; the rest (ragged ends from finer tiers, or every
+    segment when no tier's cell is the step) are grouped into buckets. No bucket gets cells
+    from both, as a segment of whole buckets holds every minute of its buckets, so the two
+    are one query's ``UNION ALL``: the engine reads them side by side, and the ragged ends
+    cost no query of their own.
     """
     params = _params(key_id, other_ids)
     params["first"] = int(first)
     params["step"] = int(step)
     bucket = "toUInt32(intDiv(intDiv(toUInt32(ts), 60) - {first:Int64}, {step:Int64}))"
-    if all(seg.tier.minutes == step for seg in segments):
-        union = _union(db, by, segments, other_ids is not None, params, final=True)
-        sql = f"""
+    whole = [g for g in segments if whole_buckets(g, first, step)]
+    rest = [g for g in segments if not whole_buckets(g, first, step)]
+    selects = []
+    if whole:
+        union = _union(db, by, whole, other_ids is not None, params, final=True)
+        selects.append(f"""
 SELECT other, {bucket} AS bucket, min AS mn, max AS mx, sum AS sm, toUInt32(count) AS ct
 FROM ({union})
-"""
-        return sql, params
-    union = _union(db, by, segments, other_ids is not None, params)
-    sql = f"""
+""")
+    if rest:
+        union = _union(db, by, rest, other_ids is not None, params, index=len(whole))
+        selects.append(f"""
 SELECT other, {bucket} AS bucket,
        min(min) AS mn, max(max) AS mx, sum(sum) AS sm, toUInt32(sum(count)) AS ct
 FROM ({union})
 GROUP BY other, bucket
-"""
-    return sql, params
+""")
+    return "UNION ALL".join(selects), params
 
 
 def summary_query(

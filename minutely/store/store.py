@@ -35,7 +35,7 @@ from minutely.store.engine import query_arrow
 from minutely.store.errors import StoreCorrupt, StoreError
 from minutely.store.inserts import insert_pieces, minute_table, piece_tokens
 from minutely.store.plan import Segment, clamp, plan
-from minutely.store.reader import By, CellBlock, MinuteRows, SeriesCells, SummaryCells
+from minutely.store.reader import By, MinuteRows, SeriesCells, SummaryCells
 from minutely.store.schema import (
     NAMES_TABLE,
     SCHEMA_VERSION,
@@ -390,28 +390,20 @@ class Store:
         ``[first, first + n)``. ``other_ids`` restricts the other dimension (None: all).
         Each minute is read from the coarsest tier that answers it exactly.
 
-        Segments whose cells are whole buckets (the hour tier read at step 1 h) are one
-        query that merges rows as it reads (``FINAL``); the rest (ragged ends from finer
-        tiers, or every segment when no tier's cell is the step) another that groups cells
-        into buckets. No bucket gets cells from both, as a
-        segment of whole buckets holds every minute of its buckets. One grouping query over
-        both would hash every cell of the long part whenever the read's end, the hot ring's
-        seam, is not on an hour (figures: docs/performance.md, Measured choices).
+        One query answers every segment (``reader.series_query``): segments whose cells
+        are whole buckets (the hour tier read at step 1 h) merge rows as they are read
+        (``FINAL``), the ragged ends from finer tiers are grouped into buckets. One grouping
+        over both would hash every cell of the long part whenever the read's end, the hot
+        ring's seam, is not on an hour (figures: docs/performance.md, Measured choices).
         """
         others = _ids(other_ids)
         segments = self.segments(first_minute, n_minutes, step_minutes)
         if not segments or (others is not None and len(others) == 0):
             return reader.empty_series()
-        whole = [g for g in segments if _whole_buckets(g, first_minute, step_minutes)]
-        rest = [g for g in segments if not _whole_buckets(g, first_minute, step_minutes)]
-        blocks: list[CellBlock] = []
-        for group in (whole, rest):
-            if group:
-                sql, params = reader.series_query(
-                    self._db, _by(by), key_id, others, group, first_minute, step_minutes
-                )
-                blocks += reader.series_cells(self._arrow(sql, params)).blocks
-        return SeriesCells(blocks)
+        sql, params = reader.series_query(
+            self._db, _by(by), key_id, others, segments, first_minute, step_minutes
+        )
+        return reader.series_cells(self._arrow(sql, params))
 
     def summary(
         self,
@@ -659,15 +651,6 @@ def _dedup_settings(token: str | None) -> dict[str, Any]:
         "insert_deduplication_token": token if token is not None else f"once-{uuid.uuid4().hex}",
         "deduplicate_blocks_in_dependent_materialized_views": 1,
     }
-
-
-def _whole_buckets(segment: Segment, first: int, step: int) -> bool:
-    """Is each cell of ``segment`` exactly one bucket of ``step`` minutes from ``first``?"""
-    return (
-        segment.tier.minutes == step
-        and (segment.first - first) % step == 0
-        and (segment.last - first) % step == 0
-    )
 
 
 def _ids(other_ids: npt.ArrayLike | None) -> U32 | None:
