@@ -53,6 +53,8 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 import numpy.typing as npt
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba.extending import intrinsic
 
 from minutely.model import F64, I64, U32, Partials
 
@@ -448,124 +450,234 @@ def encode(parts: Partials) -> Encoded:
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, out: I64) -> int:
-    """Read the stream at byte ``pos`` into ``out[:n]``; returns the stream's end.
+def _load_u64(buf: U8, p: np.uint64) -> np.uint64:
+    """The 8 bytes at ``buf[p:]``, little-endian (LLVM makes this one unaligned load)."""
+    one = np.uint64(1)
+    return (
+        np.uint64(buf[p])
+        | (np.uint64(buf[p + one]) << np.uint64(8))
+        | (np.uint64(buf[p + np.uint64(2)]) << np.uint64(16))
+        | (np.uint64(buf[p + np.uint64(3)]) << np.uint64(24))
+        | (np.uint64(buf[p + np.uint64(4)]) << np.uint64(32))
+        | (np.uint64(buf[p + np.uint64(5)]) << np.uint64(40))
+        | (np.uint64(buf[p + np.uint64(6)]) << np.uint64(48))
+        | (np.uint64(buf[p + np.uint64(7)]) << np.uint64(56))
+    )
 
-    Packed values are read from the 64-bit word view of the same bytes, two aligned loads
-    and shifts each, with no branch per value."""
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, upto: int, out: I64) -> int:
+    """Read values ``[0, upto)`` of the ``n``-value stream at byte ``pos`` into ``out``;
+    returns the stream's end.
+
+    Value ``k``'s bit offset is computed from ``k``, not carried from ``k − 1``, so the
+    iterations are independent: two aligned word loads, shifts and a mask per value, no
+    branch."""
     mode = int(data[pos])
     w = mode & 127
     base, pos = _get_varint(data, pos + 1)
-    g = np.uint64(1)
+    g = np.int64(1)
     if w > 64:
         w -= 65
-        factor, pos = _get_varint(data, pos)
-        g = np.uint64(factor)
+        g, pos = _get_varint(data, pos)
+    at = 0
     if mode >= 128:
         first, pos = _get_varint(data, pos)
         out[0] = first
-        m = n - 1
         at = 1
-    else:
-        m = n
-        at = 0
+    m = n - at
+    dst = out[at:upto]  # indices from 0: numba's negative-index fix-up folds away
+    bit0 = np.uint64(pos * 8)
+    uw = np.uint64(w)
     if w == 0:
-        for t in range(at, n):
-            out[t] = base
+        for k in range(dst.shape[0]):
+            dst[k] = base
+    elif w <= 57:  # the value lies in the 8 bytes from its first: one unaligned load
+        mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - w)
+        for k in range(dst.shape[0]):
+            bit = bit0 + np.uint64(k) * uw
+            v = _load_u64(data, bit >> np.uint64(3)) >> (bit & np.uint64(7))
+            dst[k] = base + np.int64(v & mask) * g
     else:
         mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - w)
-        bit = pos * 8
-        if g == np.uint64(1):
-            for t in range(at, n):
-                i = bit >> 6
-                s = np.uint64(bit & 63)
-                v = (words[i] >> s) | ((words[i + 1] << np.uint64(1)) << (np.uint64(63) - s))
-                out[t] = base + np.int64(v & mask)
-                bit += w
-        else:
-            for t in range(at, n):
-                i = bit >> 6
-                s = np.uint64(bit & 63)
-                v = (words[i] >> s) | ((words[i + 1] << np.uint64(1)) << (np.uint64(63) - s))
-                out[t] = base + np.int64((v & mask) * g)
-                bit += w
-    if mode >= 128:
-        for t in range(1, n):
+        for k in range(dst.shape[0]):
+            bit = bit0 + np.uint64(k) * uw
+            i = bit >> np.uint64(6)
+            s = bit & np.uint64(63)
+            v = (words[i] >> s) | ((words[i + np.uint64(1)] << np.uint64(1)) << (np.uint64(63) - s))
+            dst[k] = base + np.int64(v & mask) * g
+    if at:
+        for t in range(1, upto):
             out[t] += out[t - 1]
     return (pos * 8 + m * w + 7) >> 3
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _merge_minutes(
+    hf: F64, lf: F64, sf: F64, cs: I64, row: int, b0: int, r0: int, step: int,
+    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+) -> None:  # fmt: skip
+    """Merge minute ``k`` of ``hf`` … ``cs`` (``cs[k] == 0``: none) into
+    ``out[row, b0 + (r0 + k) // step]``."""
+    omn = out_mn[row, b0:]
+    omx = out_mx[row, b0:]
+    osm = out_sm[row, b0:]
+    oct_ = out_ct[row, b0:]
+    if step == 1:
+        # one minute per bucket: no cell is written twice, so each field is a loop of
+        # branch-free selects that vectorises (an empty minute stores back what was there);
+        # the count goes last, as the others test it
+        for k in range(cs.shape[0]):
+            a, v, fresh = omn[k], lf[k], oct_[k] == 0
+            m = v if fresh else min(a, v)
+            omn[k] = a if cs[k] == 0 else m
+        for k in range(cs.shape[0]):
+            a, v, fresh = omx[k], hf[k], oct_[k] == 0
+            m = v if fresh else max(a, v)
+            omx[k] = a if cs[k] == 0 else m
+        for k in range(cs.shape[0]):
+            a, v, fresh = osm[k], sf[k], oct_[k] == 0
+            m = v if fresh else a + v
+            osm[k] = a if cs[k] == 0 else m
+        for k in range(cs.shape[0]):
+            oct_[k] += np.uint32(cs[k])
+        return
+    b = 0  # the bucket advances by counting: no division per minute
+    r = r0
+    for k in range(cs.shape[0]):
+        cv = cs[k]
+        if cv != 0:
+            if oct_[b] == 0:
+                omn[b] = lf[k]
+                omx[b] = hf[k]
+                osm[b] = sf[k]
+                oct_[b] = np.uint32(cv)
+            else:
+                omn[b] = min(omn[b], lf[k])
+                omx[b] = max(omx[b], hf[k])
+                osm[b] += sf[k]
+                oct_[b] += np.uint32(cv)
+        r += 1
+        if r == step:
+            r = 0
+            b += 1
+
+
+def _prefetch_write_intrinsic(typingctx: Any, row: Any, i: Any) -> Any:
+    """Ask the CPU to bring ``row[i]``'s cache line in for writing (LLVM's prefetch)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p = ir.IntType(8).as_pointer()
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+        i32 = ir.IntType(32)
+        name = "llvm.prefetch.p0"
+        fn = builder.module.globals.get(name) or ir.Function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name
+        )
+        builder.call(fn, [ptr, i32(1), i32(3), i32(1)])  # write, keep in all caches, data
+        return context.get_dummy_value()
+
+    return numba.types.void(row, i), codegen
+
+
+_prefetch_write: Callable[..., None] = intrinsic(_prefetch_write_intrinsic)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _prefetch_job(
+    lo: int, hi: int, row: int, col0: int, step: int,
+    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+) -> None:  # fmt: skip
+    """Prefetch the buckets a job will merge into: a read's jobs jump from row to row,
+    which the hardware's own prefetcher does not follow."""
+    a = (col0 + lo) // step
+    z = (col0 + hi - 1) // step  # the last bucket
+    omn = out_mn[row]
+    omx = out_mx[row]
+    osm = out_sm[row]
+    oct_ = out_ct[row]
+    for c in range(a, z + 8, 8):  # a 64-byte line holds 8 float64 or 16 uint32
+        k = min(c, z)
+        _prefetch_write(omn, k)
+        _prefetch_write(omx, k)
+        _prefetch_write(osm, k)
+    for c in range(a, z + 16, 16):
+        _prefetch_write(oct_, min(c, z))
 
 
 @numba.njit(nogil=True, cache=True)
 def _decode_one(
     data: U8, words: npt.NDArray[np.uint64], pos: int, fmt: int, n: int, lo: int, hi: int,
     row: int, col0: int, step: int, xs: I64, ms: I64, qs: I64, ds: I64, cs: I64,
-    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+    hf: F64, lf: F64, sf: F64, out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
 ) -> None:  # fmt: skip
     """Merge minutes ``[lo, hi)`` of the blob at ``pos`` into ``out[row, (col0 + t) // step]``;
-    ``xs`` … ``cs`` are scratch of at least ``n`` entries."""
+    ``xs`` … ``sf`` are scratch of at least ``n`` entries.
+
+    Each pass over the scratch is a loop without branches, so it vectorises: unpack each
+    stream, rebuild the floats (the divisions by ``10^e`` many at a time), then merge."""
     if fmt == EMPTY:
         return
     e = int(data[pos])
     variant = int(data[pos + 1])
     p = _POW10[e]
-    pos = _unpack(data, words, pos + 2, n, xs)
-    pos = _unpack(data, words, pos, n, ms)
-    pos = _unpack(data, words, pos, n, qs)
+    pos = _unpack(data, words, pos + 2, n, hi, xs)
+    pos = _unpack(data, words, pos, n, hi, ms)
+    pos = _unpack(data, words, pos, n, hi, qs)
     if fmt == DECIMAL:
-        pos = _unpack(data, words, pos, n, ds)
-    _unpack(data, words, pos, n, cs)
-    # the minimum's own column: N (decimal) or B(min) (bits)
+        pos = _unpack(data, words, pos, n, hi, ds)
+    _unpack(data, words, pos, n, hi, cs)
+    b0 = (col0 + lo) // step
+    r0 = (col0 + lo) % step
+    # the window, indexed from 0
+    x = xs[lo:hi]
+    mi = ms[lo:hi]
+    c = cs[lo:hi]
+    if fmt == BITS:
+        if variant:
+            for k in range(x.shape[0]):
+                mi[k] = x[k] - mi[k]
+        _merge_minutes(x.view(np.float64), mi.view(np.float64), qs[lo:hi].view(np.float64), c,
+                       row, b0, r0, step, out_mn, out_mx, out_sm, out_ct)  # fmt: skip
+        return
+    # the minimum's own column, N
     if variant:
-        if fmt == BITS:
-            for t in range(lo, hi):
-                ms[t] = xs[t] - ms[t]
-        else:
-            for t in range(hi - 1, lo - 1, -1):
-                ms[t] += xs[t - 1] if t > 0 else xs[0]
-    elif fmt != BITS:
-        for t in range(lo, hi):
-            ms[t] = xs[t] - ms[t]
-    b = (col0 + lo) // step  # the bucket advances by counting: no division per minute
-    r = (col0 + lo) % step
-    for t in range(lo, hi):
-        cv = cs[t]
-        if cv != 0:
-            if fmt == BITS:
-                high = _float(xs[t])
-                low = _float(ms[t])
-                total = _float(qs[t])
-            elif e == 0:  # integers: x / 1 is x
-                ni = ms[t]
-                high = np.float64(xs[t])
-                low = np.float64(ni)
-                if fmt == DECIMAL:
-                    si = qs[t] + (cv * ni + ((cv * (xs[t] - ni)) >> np.int64(1)))
-                    total = _float(_bits(np.float64(si)) + ds[t])
-                else:
-                    total = _float(qs[t])
-            else:
-                ni = ms[t]
-                high = np.float64(xs[t]) / p
-                low = np.float64(ni) / p
-                if fmt == DECIMAL:
-                    si = qs[t] + (cv * ni + ((cv * (xs[t] - ni)) >> np.int64(1)))
-                    total = _float(_bits(np.float64(si) / p) + ds[t])
-                else:
-                    total = _float(qs[t])
-            if out_ct[row, b] == 0:
-                out_mn[row, b] = low
-                out_mx[row, b] = high
-                out_sm[row, b] = total
-                out_ct[row, b] = np.uint32(cv)
-            else:
-                out_mn[row, b] = min(out_mn[row, b], low)
-                out_mx[row, b] = max(out_mx[row, b], high)
-                out_sm[row, b] += total
-                out_ct[row, b] += np.uint32(cv)
-        r += 1
-        if r == step:
-            r = 0
-            b += 1
+        for t in range(hi - 1, max(lo, 1) - 1, -1):
+            ms[t] += xs[t - 1]
+        if lo == 0:
+            ms[0] += xs[0]
+    else:
+        for k in range(x.shape[0]):
+            mi[k] = x[k] - mi[k]
+    h = hf[: x.shape[0]]
+    lw = lf[: x.shape[0]]
+    s = sf[: x.shape[0]]
+    q = qs[lo:hi]
+    d = ds[lo:hi]
+    if fmt == DECIMAL_MINMAX:
+        s = q.view(np.float64)
+    if e == 0:  # integers: x / 1 is x
+        for k in range(x.shape[0]):
+            h[k] = np.float64(x[k])
+            lw[k] = np.float64(mi[k])
+        if fmt == DECIMAL:
+            for k in range(x.shape[0]):
+                cv = c[k]
+                ni = mi[k]
+                si = q[k] + (cv * ni + ((cv * (x[k] - ni)) >> np.int64(1)))
+                s[k] = _float(_bits(np.float64(si)) + d[k])
+    else:
+        for k in range(x.shape[0]):
+            h[k] = np.float64(x[k]) / p
+            lw[k] = np.float64(mi[k]) / p
+        if fmt == DECIMAL:
+            for k in range(x.shape[0]):
+                cv = c[k]
+                ni = mi[k]
+                si = q[k] + (cv * ni + ((cv * (x[k] - ni)) >> np.int64(1)))
+                s[k] = _float(_bits(np.float64(si) / p) + d[k])
+    _merge_minutes(h, lw, s, c, row, b0, r0, step, out_mn, out_mx, out_sm, out_ct)
 
 
 def _decode_jobs(
@@ -587,10 +699,16 @@ def _decode_jobs(
     qs = np.empty(longest, np.int64)
     ds = np.empty(longest, np.int64)
     cs = np.empty(longest, np.int64)
+    hf = np.empty(longest, np.float64)
+    lf = np.empty(longest, np.float64)
+    sf = np.empty(longest, np.float64)
     for j in range(offset.shape[0]):
+        if j + 1 < offset.shape[0] and fmt[j + 1] != EMPTY:
+            _prefetch_job(lo[j + 1], hi[j + 1], row[j + 1], col0[j + 1], step,
+                          out_mn, out_mx, out_sm, out_ct)  # fmt: skip
         _decode_one(
             data, words, offset[j], fmt[j], n[j], lo[j], hi[j], row[j], col0[j], step,
-            xs, ms, qs, ds, cs, out_mn, out_mx, out_sm, out_ct,
+            xs, ms, qs, ds, cs, hf, lf, sf, out_mn, out_mx, out_sm, out_ct,
         )  # fmt: skip
 
 
