@@ -195,3 +195,25 @@ def test_windows_and_steps_merge_into_what_out_holds(parts: Partials, data: st.D
     has = want.count > 0
     for g, w in zip(out.fields()[:3], want.fields()[:3], strict=True):
         np.testing.assert_array_equal(g[has], w[has])
+
+
+def test_step_one_keeps_what_out_holds_where_a_minute_is_empty() -> None:
+    """At step 1 every cell is written back, empty minutes included: those must keep their
+    bits, full ones merge into held cells and replace empty ones."""
+    rng = np.random.default_rng(11)
+    rows, n = 3, 70
+    mn = np.round(rng.uniform(-50, 50, (rows, n)), 2)
+    mx = mn + np.round(rng.uniform(0, 5, (rows, n)), 2)
+    ct = rng.choice(np.array([0, 1, 60], np.uint32), (rows, n))
+    parts = Partials(mn, mx, (mn + mx) * 30, ct)
+    some = rng.choice(np.array([0, 2], np.uint32), (rows, n))
+    held = Partials(np.full((rows, n), -7.25), np.full((rows, n), 99.5),
+                    np.full((rows, n), 0.1), some)  # fmt: skip
+    want = Partials(*(f.copy() for f in held.fields()))
+    reference(parts, 0, n, 0, 1, want)
+    out = Partials(*(f.copy() for f in held.fields()))
+    enc = ringcodec.encode(parts)
+    ringcodec.decode(ringcodec.padded(enc.data), enc.offset, enc.fmt, n, out)
+    np.testing.assert_array_equal(out.count, want.count)
+    for g, w in zip(out.fields()[:3], want.fields()[:3], strict=True):
+        assert same_bits(g, w)
