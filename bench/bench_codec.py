@@ -2,6 +2,7 @@
 series-minute, read times against the plain hot ring in the same run, encode CPU.
 
     flock /tmp/minutely-cpu.lock python bench/bench_codec.py [--series N] [--minutes M] [--runs R]
+        [--baseline TREE]
 
 Data (``bench/codec_data.py``): minute partials folded from per-second points, ``--series``
 series over ``--minutes`` minutes, once for the issue's fleet mix and once for one simulated
@@ -13,7 +14,9 @@ server of ``minutely.sim``.
 2. Reads of the issue mix: Q1 (all series, one server) and Q2 (every other series, as one
    metric over 1,000 servers), 2 days at step 1 minute and at 1 hour, into freshly
    allocated buckets: ``HotRing.read_buckets`` over the same partials, then the store on one
-   thread and on two. Medians of ``--runs``.
+   thread and on two. Medians of ``--runs``. With ``--baseline TREE``, the same reads of the
+   same blocks again with ``TREE``'s decoder (its ``minutely/ringcodec.py``, which must read
+   this tree's format), alternating with this tree's.
 3. Encode CPU: sealing hour blocks and compacting six of them, per series-hour, and what
    2M series would cost per hour of one core.
 """
@@ -21,13 +24,17 @@ server of ``minutely.sim``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from unittest import mock
 
 import numpy as np
 
@@ -35,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec_data import issue_mix, sim_fleet
 
+from minutely import blocks as blocks_module
 from minutely.blocks import BlockStore
 from minutely.hot import HotRing
 from minutely.model import Partials
@@ -51,6 +59,28 @@ def median_ms(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
         fn()
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times), times
+
+
+def load_decoder(tree: Path) -> ModuleType:
+    """``tree``'s ``minutely/ringcodec.py`` as a module of its own."""
+    spec = importlib.util.spec_from_file_location(
+        "baseline_ringcodec", tree / "minutely" / "ringcodec.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def decoder(module: ModuleType | None) -> Iterator[None]:
+    """Reads through ``BlockStore`` decode with ``module``'s ``decode_jobs`` (this tree's
+    when None): the blocks stay the same, only the decoder changes."""
+    if module is None:
+        yield
+        return
+    with mock.patch.object(blocks_module, "ringcodec", module):
+        yield
 
 
 def build(parts: Partials, block: int) -> tuple[BlockStore, float, float]:
@@ -110,7 +140,7 @@ def sizes(name: str, parts: Partials, kinds: list[str]) -> BlockStore:
     return store
 
 
-def reads(parts: Partials, runs: int) -> None:
+def reads(parts: Partials, runs: int, baseline: ModuleType | None) -> None:
     rows, minutes = parts.count.shape
     ring = HotRing(minutes=minutes, capacity=rows)
     series = np.repeat(np.arange(rows, dtype=np.int32), minutes)
@@ -123,9 +153,14 @@ def reads(parts: Partials, runs: int) -> None:
     pool = ThreadPoolExecutor(1)
     q1 = np.arange(rows, dtype=np.int32)
     q2 = q1[::2].copy()
+    decoders: list[tuple[str, ModuleType | None]] = [("", None)]
+    if baseline is not None:
+        decoders.append(("baseline ", baseline))
+    cases = [(HOUR, 1), (HOUR, 2), (SIX_HOURS, 2)]
+    names = [f"{d}{b // HOUR} h blocks, {t} thr." for d, _ in decoders for b, t in cases]
     print(f"\n### Reads over {minutes} min into fresh buckets, median of {runs} (ms)\n")
-    print("| query | step | hot ring | 1 h blocks, 1 thread | 1 h blocks, 2 | 6 h blocks, 2 |")
-    print("|---|---|---|---|---|---|")
+    print("| query | step | hot ring | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
     for qname, ids in (("Q1", q1), ("Q2", q2)):
         for step in (1, HOUR):
             count = minutes - minutes % step
@@ -145,11 +180,23 @@ def reads(parts: Partials, runs: int) -> None:
                 return out
 
             want = ring.read_buckets(ids, first, count, step)
-            got = blocks(stores[HOUR], 2)
-            assert (got.count == want.count).all() and (got.min == want.min).all()
-            cells = [median_ms(plain, runs)[0]]
-            for store, threads in ((stores[HOUR], 1), (stores[HOUR], 2), (stores[SIX_HOURS], 2)):
-                cells.append(median_ms(lambda s=store, t=threads: blocks(s, t), runs)[0])
+            times: dict[tuple[int, int, int], list[float]] = {}
+            for i, (_, module) in enumerate(decoders):
+                with decoder(module):
+                    got = blocks(stores[HOUR], 2)
+                assert (got.count == want.count).all() and (got.min == want.min).all()
+                for b, t in cases:
+                    times[i, b, t] = []
+            ring_times = []
+            for _ in range(runs):  # one run of each in turn, so load on the machine hits all
+                ring_times.extend(median_ms(plain, 1)[1])
+                for i, (_, module) in enumerate(decoders):
+                    with decoder(module):
+                        for b, t in cases:
+                            one = median_ms(lambda b=b, t=t: blocks(stores[b], t), 1)[1]
+                            times[i, b, t].extend(one)
+            cells = [statistics.median(ring_times)]
+            cells += [statistics.median(v) for v in times.values()]
             row = " | ".join(f"{c:.1f}" for c in cells)
             print(f"| {qname} ({ids.shape[0]} series) | {step} min | {row} |")
     pool.shutdown()
@@ -177,18 +224,26 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=2000)
     ap.add_argument("--minutes", type=int, default=2880)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--baseline", type=Path, help="another tree whose decoder to time as well")
     args = ap.parse_args()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
     print(f"bench_codec: {args.series} series x {args.minutes} min, commit {commit}")
+    if args.baseline:
+        base = subprocess.run(
+            ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
+        print(f"baseline decoder: {args.baseline}, commit {base}")
     t = time.perf_counter()
     mix, kinds = issue_mix(args.series, args.minutes)
     sim, sim_kinds = sim_fleet(args.series, args.minutes)
     print(f"(data made in {time.perf_counter() - t:.0f} s)")
     sizes("issue mix", mix, kinds)
     sizes("simulator fleet (1 server)", sim, sim_kinds)
-    reads(mix, args.runs)
+    baseline = load_decoder(args.baseline) if args.baseline else None
+    reads(mix, args.runs, baseline)
     encode_cpu(mix, max(3, args.runs // 2))
 
 
