@@ -94,10 +94,22 @@ def time_formats(
     }
 
 
-def start_server(port: int, data_dir: str, window: str, store: str) -> subprocess.Popen[bytes]:
-    """``minutely serve``, given two minutes to answer: a start with the store on a loaded
-    machine takes longer than the 30 s ``bench_pipeline`` waits."""
-    proc = launch("serve", port, data_dir, "--hot-window", window, "--store", store)
+def start_server(
+    port: int, data_dir: str, window: str, store: str, series: int
+) -> subprocess.Popen[bytes]:
+    """``minutely serve`` taking ``series`` series (``max_series``: the default, derived from
+    ``series_memory``, holds fewer at a long window), given two minutes to answer: a start with
+    the store on a loaded machine takes longer than the 30 s ``bench_pipeline`` waits."""
+    proc = launch(
+        "serve",
+        port,
+        data_dir,
+        "--hot-window",
+        window,
+        "--store",
+        store,
+        env={"MINUTELY_MAX_SERIES": str(series)},
+    )
     if wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120):
         return proc
     proc.kill()
@@ -234,7 +246,7 @@ def main() -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(args.port, tmp, args.window, args.store)
+        proc = start_server(args.port, tmp, args.window, args.store, series)
         server = psutil.Process(proc.pid)
         watchdog = Watchdog(proc, int(args.max_rss * 2**30))
         watchdog.start()
