@@ -187,6 +187,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 )
         else:
             super().on_message_complete()
+            cycle = self.cycle
+            if (
+                cycle is not None
+                and cycle.response_complete
+                and not self.pipeline
+                and self.timeout_keep_alive_task is None
+                and not self.transport.is_closing()
+            ):
+                # answered before its body was all read: the body's bytes cancelled the
+                # keep-alive timer uvicorn armed with the answer, and nothing would arm it
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
         self._in_headers = True
         self._header_bytes = 0
 

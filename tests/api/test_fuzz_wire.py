@@ -119,6 +119,25 @@ def test_a_pipelined_unreadable_request_comes_after_the_answers_before_it(port: 
     assert [a.status for a in answers] == [200, 200, 200]
 
 
+def test_a_connection_answered_before_its_body_came_is_closed_when_idle(port: int) -> None:
+    head = (
+        b"POST /api/v1/points HTTP/1.1\r\nHost: evil.example.com\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 20\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(head + b"[")
+        s.settimeout(10)
+        data, answers = b"", []
+        while not answers:  # the answer may come in pieces
+            data += s.recv(65536)
+            answers, _ = read_answers(data, ["POST"])
+        assert answers[0].status == 421  # refused on its headers, before its body was read
+        s.sendall(b" " * 18 + b"]")  # the rest of the body, and then nothing
+        began = time.monotonic()
+        assert s.recv(65536) == b""  # closed as idle, not held for ever
+    assert time.monotonic() - began < WIRE_LIMITS.idle_timeout + 5
+
+
 def test_an_upgrade_is_a_plain_request_that_passes_the_host_check(port: int) -> None:
     upgrade = (
         b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
