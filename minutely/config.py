@@ -26,9 +26,13 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = re.compile(r"^\s*(\d+)\s*(|B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
 _UNIT_BYTES = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
-#: what the hot ring holds per series-minute (min, max, sum as float64, count as uint32;
-#: docs/performance.md, "Memory and disk"): ``Settings.series_limit`` is derived from it
-RING_BYTES_PER_SERIES_MINUTE = 28
+#: the hot ring's open slots per series at its defaults (an hour, twice the grace, the live
+#: minutes; ``hot.HotRing``), each 28 B uncompressed: ``Settings.series_limit`` counts them
+RING_OPEN_MINUTES = 84
+RING_OPEN_BYTES_PER_MINUTE = 28
+#: a sealed series-minute, compressed, rounded up from the simulated fleet's 7.9 B over the
+#: whole ring (docs/hot-ring.md); series of full-precision floats take up to ~20 B
+RING_BYTES_PER_SERIES_MINUTE = 8
 #: a cluster node's name goes into KV values and log lines: kept plain
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -288,10 +292,14 @@ class Settings:
 
     @property
     def series_limit(self) -> int:
-        """``max_series``, or the series whose full ring rows fit ``series_memory``."""
+        """``max_series``, or the series whose ring rows fit ``series_memory``: their open
+        slots uncompressed and the rest of the window sealed."""
         if self.max_series:
             return self.max_series
-        return max(1, self.series_memory // (RING_BYTES_PER_SERIES_MINUTE * self.hot_minutes))
+        open_minutes = min(self.hot_minutes, RING_OPEN_MINUTES)
+        per_series = open_minutes * RING_OPEN_BYTES_PER_MINUTE
+        per_series += (self.hot_minutes - open_minutes) * RING_BYTES_PER_SERIES_MINUTE
+        return max(1, self.series_memory // per_series)
 
     @property
     def advertised_url(self) -> str:

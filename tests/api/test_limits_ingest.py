@@ -53,7 +53,8 @@ def _metrics_body(first: int, n: int, t: float) -> bytes:
 
 
 def test_200000_metric_names_in_10_requests_are_refused_past_the_total() -> None:
-    client, service, clock = _node(hot_window=2 * 86400)  # the defaults: 159,783 series
+    # 150,000 series of ring memory at the default window (84 × 28 B + 2,796 × 8 B each)
+    client, service, clock = _node(hot_window=2 * 86400, series_memory=150_000 * 24_720)
     codes, errors = [], []
     for k in range(10):
         r = client.post(
@@ -65,14 +66,14 @@ def test_200000_metric_names_in_10_requests_are_refused_past_the_total() -> None
         errors.append(r.json().get("error", ""))
         _drain(service)
     assert codes == [200] * 7 + [429] * 3, errors
-    assert "would make 160000, over the limit of 159783 series (max_series)" in errors[7]
+    assert "would make 160000, over the limit of 150000 series (max_series)" in errors[7]
     assert service.registry.n_series == 140_000  # nothing of a refused request was taken
     assert client.get("/healthz").status_code == 200
     summary = client.get("/api/v1/metrics/metric.000007/summary", params={"start": "-1h"})
     assert summary.json()["rows"][0]["count"] == 1
     limits = client.get("/api/v1/status").json()["limits"]
     assert limits["refused"] == {"max_series": 3}
-    assert limits["max_series"] == 159_783
+    assert limits["max_series"] == 150_000
     metrics = client.get("/metrics").text
     assert 'minutely_limit_refusals_total{limit="max_series"} 3.0' in metrics
 
@@ -246,7 +247,7 @@ def test_a_query_over_the_cells_is_counted() -> None:
 
 
 @pytest.mark.parametrize(
-    "memory,window,expected", [("12GB", "2d", 159_783), ("1GB", "6h", 106_522)]
+    "memory,window,expected", [("12GB", "2d", 521_233), ("1GB", "6h", 235_469)]
 )
 def test_the_default_series_limit_follows_the_ring_memory_model(
     memory: str, window: str, expected: int
