@@ -573,7 +573,9 @@ class Service(_IngestPath):
         return done
 
     def close(self) -> None:
-        """Release the store (the embedded engine can then be opened again)."""
+        """Release the store (the embedded engine can then be opened again) and stop the
+        ring's decoding thread."""
+        self.ring.close()
         if self.store is not None:
             self.store.close()
             self.store = None
