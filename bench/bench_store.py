@@ -22,10 +22,8 @@ Runs on the embedded engine (chDB) in a temporary directory unless ``--dir`` nam
    with a full 2-day ring in front of the store as in ``serve``: the query (store read, dense
    block, ring buckets merged at the seam), rendering JSON or Arrow, and a client turning the
    body into data (``orjson.loads`` / a ``pyarrow`` table); JSON and Arrow alternate, median
-   of ``--runs``. Its same-run baseline, alternating: the query as ``Query`` makes it (the
-   engine answering while another thread maps the answer's block and reads the ring) against
-   the same block made one step after the other. Then, through the same ``Query``, Q3 over
-   the last 365 days and Q1 over the last 2 days at 1 minute (the dashboard's default view).
+   of ``--runs``. Then, through the same ``Query``, Q3 over the last 365 days and Q1 over
+   the last 2 days at 1 minute (the dashboard's default view).
 
 ``--parts`` runs only some parts (1 and 2 write together, as do 3 and 4's year of rollups).
 """
@@ -302,7 +300,6 @@ def bench_answer(store: Store, s: np.ndarray, m: np.ndarray, now: int, runs: int
 
     a = query.series("server", "srv-0000", start, end, 3600)
     cells = a.parts.count.size
-    bench_side_by_side(query, store, ring, series, start, end, runs)
     steps: dict[str, list[float]] = {}
     sizes = {}
     for i in range(runs + 1):
@@ -349,45 +346,6 @@ def bench_answer(store: Store, s: np.ndarray, m: np.ndarray, now: int, runs: int
     print(
         f"Q1 one server, 2,000 metrics, last 2 d at 1 min (the dashboard's default view) through"
         f" Query (5,760,000 cells from the ring): median {view * 1000:.1f} ms over {runs} runs"
-    )
-
-
-def bench_side_by_side(
-    query: Query, store: Store, ring: HotRing, series: np.ndarray, start: int, end: int, runs: int
-) -> None:
-    """Q1 through ``Query`` (the engine answers while another thread maps the answer's block
-    and reads the ring) against its same-run baseline, alternating, median of ``runs``: the
-    same block made one step after the other (the store's cells placed into a fresh block,
-    then the ring's buckets merged into it), the same answer."""
-    first, last = start // 60, end // 60
-    oldest = ring.oldest_minute()
-    assert oldest is not None
-    seam = max(first, min(last, oldest))
-    others = np.arange(2000)
-    n = (last - first) // 60
-    b0 = (seam - first) // 60
-
-    def sequential() -> Partials:
-        out = store.read("server", 0, None, first, seam - first, 60).dense(others, n)
-        ring.merge_buckets(
-            series, first + b0 * 60, last - first - b0 * 60, 60, out.take(np.s_[:, b0:])
-        )
-        return out
-
-    got, want = query.series("server", "srv-0000", start, end, 3600).parts, sequential()
-    for g, w in zip(got.fields(), want.fields(), strict=True):
-        assert np.array_equal(g[want.count > 0], w[want.count > 0])
-    assert np.array_equal(got.count, want.count)
-    ways: dict[str, Callable[[], object]] = {
-        "side by side": lambda: query.series("server", "srv-0000", start, end, 3600),
-        "one after the other": sequential,
-    }
-    med = alternating(ways, runs)
-    print(
-        f"Q1 last 30 d step 1h through Query, alternating, median of {runs}: side by side"
-        f" {med['side by side']:.1f} ms, one step after the other"
-        f" {med['one after the other']:.1f} ms"
-        f" ({med['side by side'] / med['one after the other']:.2f}x)"
     )
 
 

@@ -15,11 +15,8 @@ exact: min/max are values that were sent, avg is ``sum / count`` of the raw poin
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, TypeVar
+from typing import Literal
 
 import numpy as np
 
@@ -36,7 +33,6 @@ from minutely.registry import Registry
 from minutely.store import Store
 
 By = Literal["server", "metric"]
-T = TypeVar("T")
 
 #: the most buckets one series answer may hold (2 days at 1 minute is 2,880)
 MAX_BUCKETS = 20_000
@@ -89,17 +85,6 @@ class _Selection:
     other_ids: I32
     labels: list[str]
     filtered: bool
-
-
-class _RingSpan(NamedTuple):
-    """Minutes ``[lo, hi)`` a series read takes from the ring, whole buckets of ``step``
-    minutes: columns ``[b0, b1)`` of its answer."""
-
-    lo: int
-    hi: int
-    step: int
-    b0: int
-    b1: int
 
 
 class Query:
@@ -184,13 +169,7 @@ class Query:
         step_m = step // MINUTE
         first, last = start // MINUTE, end // MINUTE
         seam = self._seam(first, last)
-        shape = (len(labels), n_buckets)
-        span = self._ring_span(first, last, step_m) if len(labels) else None
         if self.store is not None and first < seam and len(labels):
-            # the engine answers on this thread (the store's clients are per thread) and lets
-            # go of the GIL meanwhile, so another allocates the answer's block (mapping fresh
-            # pages costs as much as placing the cells) and reads the ring's buckets
-            prepared = _in_thread(lambda: (_mapped_zeros(shape), self._ring_block(series, span)))
             cells = self.store.read(
                 by,
                 sel.own_id,
@@ -199,16 +178,20 @@ class Query:
                 seam - first,
                 step_m,
             )
-            out, ring_block = prepared()
-            cells.dense(sel.other_ids, n_buckets, out=out)
-            if span is not None and ring_block is not None:
-                # the bucket at the seam holds both the store's minutes and the ring's
-                _merge_into(out.take(np.s_[:, span.b0 : span.b1]), ring_block)
+            out = cells.dense(sel.other_ids, n_buckets)
         else:
-            out = Partials.zeros(shape)
-            if span is not None:
-                window_out = out.take(np.s_[:, span.b0 : span.b1])
-                self.ring.merge_buckets(series, span.lo, span.hi - span.lo, span.step, window_out)
+            out = Partials.zeros((len(labels), n_buckets))
+        window = self._window()
+        if window is not None and len(labels):
+            lo = max(first, window[0])
+            hi = min(last, window[1])
+            if lo < hi:
+                lo = first + (lo - first) // step_m * step_m
+                hi = first + -(-(hi - first) // step_m) * step_m
+                b0, b1 = (lo - first) // step_m, (hi - first) // step_m
+                # merged into the store's buckets: the bucket at the seam holds both
+                window_out = out.take(np.s_[:, b0:b1])
+                self.ring.merge_buckets(series, lo, hi - lo, step_m, window_out)
         keep = np.flatnonzero(out.count.any(axis=1))
         if len(keep) < len(labels):  # leave out the series without data (a copy of the rest)
             labels = [labels[i] for i in keep.tolist()]
@@ -216,28 +199,6 @@ class Query:
         return SeriesAnswer(
             by, name, start, end, step, np.arange(start, end, step, dtype=np.int64), labels, out
         )
-
-    def _ring_span(self, first: int, last: int, step_m: int) -> _RingSpan | None:
-        """The ring's minutes of a read of ``[first, last)`` in buckets of ``step_m`` minutes,
-        widened to whole buckets, and their buckets; None when the ring holds none of them."""
-        window = self._window()
-        if window is None:
-            return None
-        lo = max(first, window[0])
-        hi = min(last, window[1])
-        if lo >= hi:
-            return None
-        lo = first + (lo - first) // step_m * step_m
-        hi = first + -(-(hi - first) // step_m) * step_m
-        return _RingSpan(lo, hi, step_m, (lo - first) // step_m, (hi - first) // step_m)
-
-    def _ring_block(self, series: I32, span: _RingSpan | None) -> Partials | None:
-        """The ring's buckets of ``span`` for ``series``, as a block of their own."""
-        if span is None:
-            return None
-        block = Partials.zeros((series.shape[0], span.b1 - span.b0))
-        self.ring.merge_buckets(series, span.lo, span.hi - span.lo, span.step, block)
-        return block
 
     def _check_size(self, n_series: int, start: int, end: int, step: int) -> None:
         """Refuse, before anything is allocated, an answer over ``MAX_BUCKETS`` per series or
@@ -313,44 +274,6 @@ class Query:
         oldest = self.ring.oldest_minute()
         head = self.ring.head
         return None if oldest is None or head is None else (oldest, head + 1)
-
-
-def _in_thread(work: Callable[[], T]) -> Callable[[], T]:
-    """Start ``work`` on a thread of its own; the function returned waits for it and gives
-    its result, or raises what it raised."""
-    future: Future[T] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(work())
-        except BaseException as exc:  # handed to the caller, who raises it
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="minutely-query", daemon=True).start()
-    return future.result
-
-
-def _mapped_zeros(shape: tuple[int, int]) -> Partials:
-    """Empty entries whose pages are already mapped: the zeros are written, so the pages
-    are faulted in here rather than while the cells are placed."""
-    out = Partials(np.empty(shape), np.empty(shape), np.empty(shape), np.empty(shape, np.uint32))
-    for field in out.fields():
-        field.fill(0)
-    return out
-
-
-def _merge_into(dst: Partials, src: Partials) -> None:
-    """Merge ``src`` into ``dst`` in place, entry by entry; an empty entry (``count == 0``)
-    of either is the identity, and ``dst``'s empty entries stay as they are."""
-    have = src.count > 0
-    fresh = have & (dst.count == 0)
-    both = have & ~fresh
-    for d, s in zip(dst.fields(), src.fields(), strict=True):
-        d[fresh] = s[fresh]
-    dst.min[both] = np.minimum(dst.min[both], src.min[both])
-    dst.max[both] = np.maximum(dst.max[both], src.max[both])
-    dst.sum[both] += src.sum[both]
-    dst.count[both] += src.count[both]
 
 
 def smallest_step(start: int, end: int, buckets: int) -> int | None:

@@ -69,13 +69,7 @@ class SeriesCells:
         fields = zip(*(b.parts.fields() for b in self.blocks), strict=True)
         return Partials(*(_join(list(f), t) for f, t in zip(fields, _FIELD_TYPES, strict=True)))
 
-    def dense(
-        self,
-        others: npt.NDArray[Any],
-        n_buckets: int,
-        compiled: bool = True,
-        out: Partials | None = None,
-    ) -> Partials:
+    def dense(self, others: npt.NDArray[Any], n_buckets: int, compiled: bool = True) -> Partials:
         """The cells as a ``(len(others), n_buckets)`` block, row ``r`` for id ``others[r]``.
 
         Cells of ids not in ``others`` or buckets outside ``[0, n_buckets)`` are left out;
@@ -83,16 +77,8 @@ class SeriesCells:
         (``buckets.place_cells``) through an id → row table; ``compiled=False``, or ids too
         large for a table, take numpy's passes instead (a gather, an add, a scatter per field;
         figures: docs/performance.md, Measured choices).
-
-        ``out``, a C-contiguous block of that shape whose entries are all empty, is filled
-        and returned instead of a new one (a caller can allocate it while the engine works).
         """
-        shape = (len(others), n_buckets)
-        if out is None:
-            out = Partials.zeros(shape)
-        elif out.count.shape != shape or not all(f.flags.c_contiguous for f in out.fields()):
-            msg = f"out must be a C-contiguous block of shape {shape}, not {out.count.shape}"
-            raise ValueError(msg)
+        out = Partials.zeros((len(others), n_buckets))
         if not self.blocks or len(others) == 0:
             return out
         others = np.asarray(others)

@@ -72,26 +72,3 @@ def test_ids_too_large_for_a_table_are_placed_by_search() -> None:
     got = cells.dense(np.array([3, big], dtype=np.uint32), 2)
     np.testing.assert_array_equal(got.count, [[8, 0], [0, 7]])
     np.testing.assert_array_equal(got.sum, [[6.0, 0.0], [0.0, 5.0]])
-
-
-def test_cells_are_placed_into_a_block_given_for_them() -> None:
-    rng = np.random.default_rng(12)
-    cells = random_blocks(rng, 80, 40, [1_000, 700], readonly=True)
-    others = rng.permutation(80)[:60]
-    fresh = cells.dense(others, 30)
-    given = Partials(
-        np.zeros((60, 30)), np.zeros((60, 30)), np.zeros((60, 30)), np.zeros((60, 30), np.uint32)
-    )
-    assert cells.dense(others, 30, out=given) is given
-    for got, want in zip(given.fields(), fresh.fields(), strict=True):
-        np.testing.assert_array_equal(got, want)
-
-
-def test_a_block_of_another_shape_or_layout_is_refused() -> None:
-    cells = random_blocks(np.random.default_rng(13), 10, 10, [50], readonly=False)
-    others = np.arange(10)
-    with pytest.raises(ValueError, match="shape"):
-        cells.dense(others, 9, out=Partials.zeros((10, 10)))
-    strided = Partials.zeros((10, 20)).take(np.s_[:, ::2])
-    with pytest.raises(ValueError, match="C-contiguous"):
-        cells.dense(others, 10, out=strided)
