@@ -68,6 +68,7 @@ def load_decoder(tree: Path) -> ModuleType:
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba's cache finds a kernel's module by its name
     spec.loader.exec_module(module)
     return module
 
