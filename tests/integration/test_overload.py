@@ -27,7 +27,7 @@ from tests.integration.conftest import Server, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
-SENDERS = 4
+SENDERS = 8
 THREADS = 2  # requests in flight per sender
 SECONDS = 60.0
 #: the bus's bound on uncommitted points, set low so the accept window fills within seconds
