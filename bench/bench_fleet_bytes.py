@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_codec import check_exact
 from codec_data import sim_fleet
 
 from minutely.blocks import BlockStore
@@ -54,16 +55,6 @@ def build(parts: Partials, block: int, sub_minutes: int) -> BlockStore:
         for m0 in range(0, minutes, block):
             store.compact(m0, block, sub_minutes)
     return store
-
-
-def check_exact(store: BlockStore, parts: Partials) -> None:
-    rows, minutes = parts.count.shape
-    out = Partials.empty((rows, minutes))
-    store.read(np.arange(rows, dtype=np.int32), 0, minutes, 1, out)
-    full = parts.count > 0
-    assert (out.count == parts.count).all()
-    for a, b in zip(out.fields()[:3], parts.fields()[:3], strict=True):
-        assert (a[full].view(np.uint64) == b[full].view(np.uint64)).all()
 
 
 def group_bytes(store: BlockStore, groups: dict[str, npt.NDArray[np.bool_]]) -> dict[str, float]:
