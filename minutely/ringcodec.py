@@ -751,3 +751,77 @@ __all__ = [
     "padded",
     "worst_bytes",
 ]
+
+
+# -- decode over many arenas ---------------------------------------------------------------
+
+
+def _pointer_intrinsic(dtype: Any) -> Callable[..., Any]:
+    """An intrinsic turning an address (int64) into a ``dtype`` pointer, for ``carray``."""
+
+    def make(typingctx: Any, address: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+        return numba.types.CPointer(dtype)(address), codegen  # type: ignore[no-untyped-call]
+
+    return intrinsic(make)
+
+
+_carray = numba.carray  # type: ignore[attr-defined]
+_u8_at = _pointer_intrinsic(numba.types.uint8)
+_i64_at = _pointer_intrinsic(numba.types.int64)
+
+#: columns of a ``decode_blocks`` table, one row per block piece
+(T_ARENA, T_BYTES, T_OFFSET, T_FMT, T_ROWS, T_N, T_LO, T_HI, T_COL0) = range(9)
+TABLE_COLUMNS = 9
+
+
+def _decode_blocks(
+    table: I64, groups: I64, series: I64, rows: I64, i0: int, i1: int, step: int,
+    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+) -> None:  # fmt: skip
+    """Decode many blocks, each in its own arena, in one call. Group ``g`` is
+    ``groups[g] = (s0, s1, k0, k1)``: series ``series[s0:s1]`` (into out rows
+    ``rows[s0:s1]``) of the blocks in table rows ``[k0, k1)``. Table row ``k`` gives the
+    addresses of a block's arena (``T_BYTES`` long, ``PAD`` included, 8-byte aligned),
+    offsets and formats, the series it holds, its minutes, the window ``[lo, hi)`` to merge
+    and ``col0`` as ``decode_jobs`` takes them. Only series positions ``[i0, i1)`` decode, so
+    threads may split a call by rows; each series' blocks decode one after another, so its
+    buckets are written row by row. The caller keeps the arrays alive during the call."""
+    longest = 1
+    for k in range(table.shape[0]):
+        longest = max(longest, table[k, T_N])
+    xs = np.empty(longest, np.int64)
+    ms = np.empty(longest, np.int64)
+    qs = np.empty(longest, np.int64)
+    ds = np.empty(longest, np.int64)
+    cs = np.empty(longest, np.int64)
+    hf = np.empty(longest, np.float64)
+    lf = np.empty(longest, np.float64)
+    sf = np.empty(longest, np.float64)
+    for g in range(groups.shape[0]):
+        s0 = max(groups[g, 0], i0)
+        s1 = min(groups[g, 1], i1)
+        k0 = groups[g, 2]
+        k1 = groups[g, 3]
+        for i in range(s0, s1):
+            sid = series[i]
+            row = rows[i]
+            for k in range(k0, k1):
+                if sid >= table[k, T_ROWS]:
+                    continue
+                fmt = int(_carray(_u8_at(table[k, T_FMT]), table[k, T_ROWS])[sid])
+                if fmt == EMPTY:
+                    continue
+                pos = _carray(_i64_at(table[k, T_OFFSET]), table[k, T_ROWS])[sid]
+                data = _carray(_u8_at(table[k, T_ARENA]), table[k, T_BYTES])
+                words = data[: data.shape[0] // 8 * 8].view(np.uint64)
+                _decode_one(
+                    data, words, pos, fmt, table[k, T_N], table[k, T_LO], table[k, T_HI], row,
+                    table[k, T_COL0], step, xs, ms, qs, ds, cs, hf, lf, sf,
+                    out_mn, out_mx, out_sm, out_ct,
+                )  # fmt: skip
+
+
+decode_blocks: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_decode_blocks)
