@@ -47,6 +47,11 @@ SUMMARY_BYTES = 8 + 8 + 8 + 4
 #: series-minutes a read decodes before it splits them over two threads (below this,
 #: handing half to the other thread costs more than it saves)
 SPLIT_CELLS = 1 << 18
+#: ``BlockStore.table`` columns after ``ringcodec.decode_blocks``'s: each block's first
+#: minute, and the minutes of its parts' summaries (0: none)
+T_START = ringcodec.TABLE_COLUMNS
+T_SUB = T_START + 1
+TABLE_COLUMNS = T_SUB + 1
 
 
 @dataclass(slots=True)
@@ -123,6 +128,8 @@ class BlockStore:
 
     def __init__(self) -> None:
         self.blocks: list[Block] = []
+        #: ``table()``'s answer until the blocks change
+        self._table: I64 | None = None
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -140,6 +147,7 @@ class BlockStore:
         block = Block.of(start, n, ringcodec.encode(parts))
         self.blocks.append(block)
         self.blocks.sort(key=lambda b: b.start)
+        self._table = None
         return block
 
     def compact(self, start: int, minutes: int, sub_minutes: int = 0) -> Block | None:
@@ -174,6 +182,7 @@ class BlockStore:
             block.sub_minutes = sub_minutes
         self.blocks.append(block)
         self.blocks.sort(key=lambda b: b.start)
+        self._table = None
         return block
 
     def expire(self, before: int) -> int:
@@ -181,6 +190,8 @@ class BlockStore:
         keep = [b for b in self.blocks if b.end > before]
         dropped = len(self.blocks) - len(keep)
         self.blocks = keep
+        if dropped:
+            self._table = None
         return dropped
 
     def merge(self, series: I32, minutes: I64, parts: Partials) -> npt.NDArray[np.bool_]:
@@ -195,6 +206,7 @@ class BlockStore:
             if not mine.any():
                 continue
             self._merge_block(block, series[mine], minutes[mine], parts.take(mine))
+            self._table = None
         return taken
 
     def _merge_block(self, block: Block, series: I32, minutes: I64, parts: Partials) -> None:
@@ -235,6 +247,25 @@ class BlockStore:
             _repack(block)
 
     # -- reads -----------------------------------------------------------------------------
+
+    def table(self) -> I64:
+        """One row per block, oldest first, as ``ringcodec.decode_blocks`` takes them
+        (addresses of the arena, offsets and formats; rows; minutes) with ``T_START`` and
+        ``T_SUB`` (``sub_minutes``) after; the window columns are left for a read to fill.
+        Kept until the blocks change; the addresses hold while the store does not."""
+        if self._table is None:
+            t = np.zeros((len(self.blocks), TABLE_COLUMNS), np.int64)
+            for i, b in enumerate(self.blocks):
+                t[i, ringcodec.T_ARENA] = b.arena.ctypes.data
+                t[i, ringcodec.T_BYTES] = b.arena.shape[0]
+                t[i, ringcodec.T_OFFSET] = b.offset.ctypes.data
+                t[i, ringcodec.T_FMT] = b.fmt.ctypes.data
+                t[i, ringcodec.T_ROWS] = b.rows
+                t[i, ringcodec.T_N] = b.minutes
+                t[i, T_START] = b.start
+                t[i, T_SUB] = b.sub_minutes if b.subs is not None else 0
+            self._table = t
+        return self._table
 
     def read(
         self,
@@ -460,3 +491,90 @@ def _concat(pieces: list[ringcodec.Encoded]) -> ringcodec.Encoded:
         np.concatenate([p.fmt for p in pieces]),
         _concat_parts([p.summary for p in pieces]),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRead:
+    """One store's part of ``read_stores``: ``series`` of ``store`` into ``out`` rows
+    ``rows``, minutes ``[lo, hi)`` only."""
+
+    store: BlockStore
+    series: I32
+    rows: I64
+    lo: int
+    hi: int
+
+
+def read_stores(
+    reads: list[StoreRead],
+    first: int,
+    count: int,
+    step: int,
+    out: Partials,
+    pool: Executor | None = None,
+) -> None:
+    """``BlockStore.read`` of every store in ``reads`` into one ``out``, decoding all their
+    blocks in one compiled call (split by rows over ``pool``'s thread from ``SPLIT_CELLS``
+    series-minutes), series by series, so no Python runs per store or block. A store with a
+    block that a summary would answer (a block or part inside one bucket) is read on its own
+    by ``BlockStore.read``."""
+    if count % step or out.count.shape[1] < count // step:
+        msg = (
+            f"{count} minutes in buckets of {step} need {count // step} whole columns,"
+            f" out has {out.count.shape[1]}"
+        )
+        raise ValueError(msg)
+    reads = [r for r in reads if r.lo < r.hi and r.series.shape[0] and r.store.blocks]
+    if not reads:
+        return
+    tables = [r.store.table() for r in reads]
+    blocks = np.array([t.shape[0] for t in tables], np.int64)
+    table = np.concatenate(tables)
+    of = np.repeat(np.arange(len(reads)), blocks)
+    lo = np.array([max(r.lo, first) for r in reads], np.int64)[of]
+    hi = np.array([min(r.hi, first + count) for r in reads], np.int64)[of]
+    start = table[:, T_START]
+    end = start + table[:, ringcodec.T_N]
+    a, e = np.maximum(start, lo), np.minimum(end, hi)
+    keep = a < e
+    sub = table[:, T_SUB]
+    part = np.where(sub > 0, sub, table[:, ringcodec.T_N])
+    # a part inside one bucket: the store answers it from its summary
+    whole = keep & ((start - first) // step == (start + part - 1 - first) // step)
+    whole &= (sub > 0) | ((lo <= start) & (end <= hi))
+    if whole.any():
+        alone = np.zeros(len(reads), np.bool_)
+        alone[of[whole]] = True
+        for i in np.flatnonzero(alone).tolist():
+            r = reads[i]
+            r.store.read(r.series, first, count, step, out, pool, r.rows, (r.lo, r.hi))
+        keep &= ~alone[of]
+    if not keep.any():
+        return
+    table = table[keep]
+    of = of[keep]
+    table[:, ringcodec.T_LO] = a[keep] - start[keep]
+    table[:, ringcodec.T_HI] = e[keep] - start[keep]
+    table[:, ringcodec.T_COL0] = start[keep] - first
+    per = np.bincount(of, minlength=len(reads))
+    used = np.flatnonzero(per)
+    sizes = np.array([reads[i].series.shape[0] for i in used.tolist()], np.int64)
+    groups = np.zeros((used.shape[0], 4), np.int64)
+    groups[:, 1] = np.cumsum(sizes)
+    groups[:, 0] = groups[:, 1] - sizes
+    groups[:, 3] = np.cumsum(per[used])
+    groups[:, 2] = groups[:, 3] - per[used]
+    series = np.concatenate([reads[i].series for i in used.tolist()]).astype(np.int64)
+    rows = np.concatenate([reads[i].rows for i in used.tolist()]).astype(np.int64)
+    minutes = np.bincount(of, weights=table[:, ringcodec.T_HI] - table[:, ringcodec.T_LO])
+    cells = int((minutes[used] * sizes).sum())
+    n = int(series.shape[0])
+    fields = out.fields()
+    if pool is None or cells < SPLIT_CELLS or n < 2:
+        ringcodec.decode_blocks(table, groups, series, rows, 0, n, step, *fields)
+        return
+    half = n // 2
+    later = pool.submit(ringcodec.decode_blocks, table, groups, series, rows, half, n, step,
+                        *fields)  # fmt: skip
+    ringcodec.decode_blocks(table, groups, series, rows, 0, half, step, *fields)
+    later.result()

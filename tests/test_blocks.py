@@ -220,3 +220,88 @@ def test_overlapping_seal_is_refused() -> None:
     store.seal(0, Partials.zeros((1, B)))
     with pytest.raises(ValueError, match="overlap"):
         store.seal(B - 1, Partials.zeros((1, B)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_reads_over_many_stores_match_the_dense_models(data: st.DataObject) -> None:
+    """``read_stores`` over several stores (the ring's blocks of series), each with its own
+    window and rows, against numpy over each store's dense model: blocks sealed with
+    series appearing over time (shorter blocks), late merges, compactions with and without
+    parts' summaries, expiry, ranges that cut blocks, empty entries and stores."""
+    split = blocks.SPLIT_CELLS
+    blocks.SPLIT_CELLS = 0  # small reads split over the pool's thread too
+    try:
+        check_many_stores(data)
+    finally:
+        blocks.SPLIT_CELLS = split
+
+
+def check_many_stores(data: st.DataObject) -> None:
+    draw = data.draw
+    n_stores = draw(st.integers(1, 4))
+    stores = [BlockStore() for _ in range(n_stores)]
+    models = [Partials.zeros((ROWS, SPAN)) for _ in range(n_stores)]
+    sealed = [np.zeros(SPAN, np.bool_) for _ in range(n_stores)]
+    for i, (store, model) in enumerate(zip(stores, models, strict=True)):
+        rows = 1
+        for start in range(0, SPAN, B):
+            if draw(st.integers(0, 5)) == 0:
+                continue  # a block of minutes this store never sealed
+            rows = draw(st.integers(rows, ROWS))
+            parts = cells(draw, (rows, B))
+            store.seal(start, parts)
+            for dst, src in zip(model.fields(), parts.fields(), strict=True):
+                dst[:rows, start : start + B] = src
+            if draw(st.booleans()):
+                series = draw(hnp.arrays(np.int32, 3, elements=st.integers(0, ROWS - 1)))
+                minutes = draw(hnp.arrays(np.int64, 3, elements=st.integers(0, start + B - 1)))
+                late = cells(draw, (1, 3)).take(0)
+                taken = store.merge(series, minutes, late)
+                flat_at = series[taken].astype(np.int64) * SPAN + minutes[taken]
+                keys, new = reduce_partials_by_key(flat_at, late.take(taken))
+                flat = Partials(*(f.reshape(-1) for f in model.fields()))
+                merged = merge(flat.take(keys), new)
+                for dst, src in zip(flat.fields(), merged.fields(), strict=True):
+                    dst[keys] = src
+        if draw(st.booleans()):
+            store.compact(0, 4 * B, draw(st.sampled_from([0, B])))
+        if draw(st.booleans()):
+            store.expire(draw(st.integers(0, SPAN // 2)))
+        sealed[i] = covered(store)
+    step = draw(st.sampled_from([1, 2, 3, B, 2 * B, SPAN]))
+    first = draw(st.integers(0, SPAN - step))
+    count = (SPAN - first) // step * step
+    asked, want_rows = [], []
+    for model, inside in zip(models, sealed, strict=True):
+        ids = np.array(draw(st.permutations(range(ROWS)))[: draw(st.integers(0, ROWS))], np.int32)
+        lo = draw(st.integers(0, SPAN))
+        hi = draw(st.integers(lo, SPAN))
+        asked.append((ids, lo, hi))
+        mask = inside.copy()
+        mask[:lo] = False
+        mask[hi:] = False
+        want_rows.append(held(model, mask).take(np.s_[ids, first : first + count]))
+    at = sum(ids.shape[0] for ids, _, _ in asked)
+    order = np.array(draw(st.permutations(range(at))), np.int64)  # out rows in any order
+    reads, k = [], 0
+    for store, (ids, lo, hi) in zip(stores, asked, strict=True):
+        reads.append(blocks.StoreRead(store, ids, order[k : k + ids.shape[0]], lo, hi))
+        k += ids.shape[0]
+    out = Partials.empty((at, count // step))
+    pool = ThreadPoolExecutor(1)
+    blocks.read_stores(reads, first, count, step, out, pool if draw(st.booleans()) else None)
+    pool.shutdown()
+    if at == 0:
+        return
+    view = Partials(
+        *(np.concatenate(f) for f in zip(*(w.fields() for w in want_rows), strict=True))
+    )
+    want = restep(view, step)
+    got = out.take(order)
+    np.testing.assert_array_equal(got.count, want.count)
+    full = want.count > 0
+    np.testing.assert_array_equal(got.min[full], want.min[full])
+    np.testing.assert_array_equal(got.max[full], want.max[full])
+    size = restep(Partials(view.min, view.max, np.abs(view.sum), view.count), step).sum
+    assert (np.abs(got.sum - want.sum)[full] <= 1e-12 * size[full]).all()
