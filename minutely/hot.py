@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from minutely.blocks import BlockStore
+from minutely.blocks import BlockStore, StoreRead, read_stores
 from minutely.buckets import merge_cells, merge_slots, scatter_points
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
@@ -840,13 +840,13 @@ class HotRing:
             held = self.slot_minute[slots] == minutes  # a slot of an older lap is empty
             minutes, slots = minutes[held], slots[held]
             buckets = (minutes - first) // step
+            groups = [(b, rows, at if idx is None else at[idx])
+                      for b, rows, idx in self._by_block(known)]  # fmt: skip
+            # the sealed minutes: summaries, and every ring block's blocks in one call
             hours = self._summary_hours(first, step, lo, hi)
-            for b, rows, idx in self._by_block(known):
-                out_rows = at if idx is None else at[idx]
+            self._read_sealed(groups, first, count, step, out, lo, hi, hours)
+            for b, rows, out_rows in groups:
                 sealed = int(self._sealed_to[b])
-                if lo < sealed:  # the sealed minutes: summaries, and blocks for the rest
-                    self._read_sealed(b, rows, out_rows, first, count, step, out, lo,
-                                      min(hi, sealed), hours)  # fmt: skip
                 mine = minutes >= sealed
                 merge_slots(
                     *self._blocks[b].fields(),
@@ -880,30 +880,39 @@ class HotRing:
         return starts
 
     def _read_sealed(
-        self, b: int, rows: I64, out_rows: I64, first: int, count: int, step: int,
+        self, groups: list[tuple[int, I64, I64]], first: int, count: int, step: int,
         out: Partials, lo: int, hi: int, hours: I64 | None,
     ) -> None:  # fmt: skip
-        """Merge ring block ``b``'s sealed minutes ``[lo, hi)`` of ``rows`` into ``out``:
-        whole blocks of minutes inside a bucket from their summaries (``hours``), the rest
-        from the blocks."""
-        store = self._stores[b]
-        pool = self._executor() if rows.shape[0] >= SPLIT_ROWS else None
-        ids = rows.astype(np.int32)
-        if hours is None:
-            store.read(ids, first, count, step, out, pool, out_rows, (lo, hi))
-            return
+        """Merge the sealed minutes in ``[lo, hi)`` of each ``(ring block, rows, out rows)``
+        into ``out``: whole blocks of minutes inside a bucket from their summaries
+        (``hours``), the rest from every ring block's store in one decode."""
         n = self.block_minutes
-        whole = hours[hours + n <= hi]
-        slots = whole // n % self.hour_slots
-        held = self.hour_start[slots] == whole  # a block never stamped had no data
-        if held.any():
-            merge_slots(*self._hours[b].fields(), rows, out_rows, slots[held],
-                        (whole[held] - first) // step, *out.fields())  # fmt: skip
-        inner_lo = -(-lo // n) * n
-        inner_hi = max(inner_lo, hi // n * n)
-        for a, e in ((lo, min(inner_lo, hi)), (inner_hi, hi)):
-            if a < e:
-                store.read(ids, first, count, step, out, pool, out_rows, (a, e))
+        reads: list[StoreRead] = []
+        asked = 0  # series the decode may split over the second thread
+        for b, rows, out_rows in groups:
+            sealed = min(hi, int(self._sealed_to[b]))
+            if sealed <= lo:
+                continue
+            ids = rows.astype(np.int32)
+            store = self._stores[b]
+            if hours is None:
+                reads.append(StoreRead(store, ids, out_rows, lo, sealed))
+                asked += rows.shape[0]
+                continue
+            whole = hours[hours + n <= sealed]
+            slots = whole // n % self.hour_slots
+            held = self.hour_start[slots] == whole  # a block never stamped had no data
+            if held.any():
+                merge_slots(*self._hours[b].fields(), rows, out_rows, slots[held],
+                            (whole[held] - first) // step, *out.fields())  # fmt: skip
+            inner_lo = -(-lo // n) * n
+            inner_hi = max(inner_lo, sealed // n * n)
+            for a, e in ((lo, min(inner_lo, sealed)), (inner_hi, sealed)):
+                if a < e:
+                    reads.append(StoreRead(store, ids, out_rows, a, e))
+                    asked += rows.shape[0]
+        pool = self._executor() if asked >= SPLIT_ROWS else None
+        read_stores(reads, first, count, step, out, pool)
 
     def _executor(self) -> ThreadPoolExecutor:
         """The thread a read decodes half its rows on, made at the first read that
