@@ -33,6 +33,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent.parent
 WINDOWS = {"2d": 2 * 86400, "6h": 6 * 3600}
 STEPS = {"1min": 1, "1h": 60, "1d": 1440}
+#: points per series-minute of ``--values sim``
+SIM_POINTS = 4
 
 
 def ingest(window: int, servers: int, metrics: int, minutes: int) -> dict[str, Any]:
@@ -79,27 +81,41 @@ def ingest(window: int, servers: int, metrics: int, minutes: int) -> dict[str, A
     }
 
 
-def reads(n_series: int, runs: int, ring_block: int) -> dict[str, float]:
+def reads(n_series: int, runs: int, ring_block: int, values: str, plain: bool) -> dict[str, float]:
     """CPU milliseconds of the process per read of a 2-day ring, median of ``runs`` (CPU
     time: the machine is shared; the process', as a read may decode on two threads), and
-    wall milliseconds."""
+    wall milliseconds. ``plain``: the ring uncompressed (one block of minutes as long as the
+    window, so nothing is sealed), the reads' same-run yardstick."""
     import numpy as np
 
     from minutely.hot import HotRing
     from minutely.model import Partials
 
     window = 2880
-    ring = HotRing(window, 4, block=ring_block) if ring_block else HotRing(window, 4)
+    kw = {"block": ring_block} if ring_block else {}
+    if plain:
+        kw |= {"block_minutes": window, "compact_minutes": 0}
+    ring = HotRing(window, 4, **kw)
     rng = np.random.default_rng(1)
+    fleet = _fleet_values(n_series) if values == "sim" else None
     head = 30_000_000
     series = np.arange(n_series, dtype=np.int32)
     for hour in range(head - window + 1, head + 1, 60):
         mins = np.arange(hour, min(hour + 60, head + 1), dtype=np.int64)
         s = np.repeat(series, mins.shape[0])
         m = np.tile(mins, n_series)
-        v = rng.normal(50, 10, s.shape[0])
-        ring.load(s, m, Partials(v - 1, v + 1, v * 60, np.full(s.shape[0], 60, np.uint32)), True)
-    ring.fold(series, np.full(n_series, head), np.ones(n_series))  # live rows too
+        if fleet is None:
+            v = rng.normal(50, 10, s.shape[0])
+            parts = Partials(v - 1, v + 1, v * 60, np.full(s.shape[0], 60, np.uint32))
+        else:
+            parts = fleet(hour, mins.shape[0])
+        ring.load(s, m, parts, True)
+    # folds let the ring compact what the load sealed, as a running service's do
+    compacted = -1
+    while compacted != ring.seal_stats.compacted:
+        compacted = ring.seal_stats.compacted
+        for _ in range(4):
+            ring.fold(series, np.full(n_series, head), np.ones(n_series))  # live rows too
     q1 = np.arange(2000, dtype=np.int32)
     q2 = np.arange(0, n_series, n_series // 1000, dtype=np.int32)[:1000]
     out: dict[str, float] = {}
@@ -123,9 +139,33 @@ def reads(n_series: int, runs: int, ring_block: int) -> dict[str, float]:
     return out
 
 
+def _fleet_values(n_series: int) -> Any:
+    """Minute partials of the simulator's fleet (its values rounded as agents report them),
+    ``n_series`` series as servers of 500 metrics, each minute from a point every
+    ``60 // SIM_POINTS`` seconds (a 1 Hz fleet over 2 days is too many points to make
+    here): a function of (first minute, minutes) giving them series-major."""
+    import numpy as np
+
+    from minutely import sim
+    from minutely.model import Partials
+
+    metrics = min(500, n_series)
+    fleet = sim.Fleet(-(-n_series // metrics), metrics, seed=1)
+
+    def partials(minute: int, minutes: int) -> Partials:
+        ts = minute * 60 + np.arange(minutes * SIM_POINTS) * (60 // SIM_POINTS)
+        v = fleet.at(ts, series_major=True).value
+        v = v.reshape(-1, minutes, SIM_POINTS)[:n_series].reshape(-1, SIM_POINTS)
+        count = np.full(v.shape[0], SIM_POINTS, np.uint32)
+        return Partials(v.min(axis=1), v.max(axis=1), v.sum(axis=1), count)
+
+    return partials
+
+
 def child(args: argparse.Namespace) -> None:
-    if args.child == "reads":
-        print(json.dumps(reads(args.series, args.reads, args.ring_block)))
+    if args.child in ("reads", "plain"):
+        got = reads(args.series, args.reads, args.ring_block, args.values, args.child == "plain")
+        print(json.dumps(got))
     else:
         print(json.dumps(ingest(WINDOWS[args.child], args.servers, args.metrics, args.minutes)))
 
@@ -136,6 +176,7 @@ def run_child(tree: Path, what: str, args: argparse.Namespace) -> dict[str, Any]
     cmd += ["--servers", str(args.servers), "--metrics", str(args.metrics)]
     cmd += ["--minutes", str(args.minutes), "--series", str(args.series)]
     cmd += ["--reads", str(args.reads), "--ring-block", str(args.ring_block)]
+    cmd += ["--values", args.values]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(done.stderr)
@@ -158,10 +199,22 @@ def main() -> None:
         help="series per ring block of the read ring (0: the default, 16,384); 256 over"
         " 32,000 series makes Q2 span 125 ring blocks, as at the seed's 2 M series",
     )
+    ap.add_argument(
+        "--values",
+        choices=["random", "sim"],
+        default="random",
+        help="the read ring's values: random full precision (the codec's worst case) or the"
+        " simulator's fleet, rounded as its agents report",
+    )
+    ap.add_argument(
+        "--plain",
+        action="store_true",
+        help="also read this checkout's ring uncompressed (nothing sealed), the yardstick",
+    )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-reads", action="store_true")
     ap.add_argument("--skip-ingest", action="store_true")
-    ap.add_argument("--child", choices=[*WINDOWS, "reads"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=[*WINDOWS, "reads", "plain"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
@@ -177,6 +230,10 @@ def main() -> None:
                 r = run_child(tree, what, args)
                 got.setdefault((name, what), []).append(r)
                 print(f"# run {i + 1} {name} {what}: {json.dumps(r)}", flush=True)
+            if what == "reads" and args.plain:
+                r = run_child(HERE, "plain", args)
+                got.setdefault(("plain", what), []).append(r)
+                print(f"# run {i + 1} plain {what}: {json.dumps(r)}", flush=True)
     points = args.servers * args.metrics * args.minutes * 60
     print(
         f"\n{os.cpu_count()} cores; fleet {args.servers} × {args.metrics}, {args.minutes} min"
@@ -202,9 +259,25 @@ def main() -> None:
         row(f"ring bytes after, {w} window, MB (own report)", ring_mb, ".0f")
         row(f"RSS growth, {w} window, MB", [v / 1e6 for v in med("rss_growth")], ".0f")
     if not args.skip_reads:
+        readers = names + (["plain"] if args.plain else [])
+        if args.plain:
+            print(f"\nreads ({args.values} values); plain: this checkout's ring uncompressed\n")
+            print(
+                "| read | "
+                + " | ".join(readers)
+                + " | this / "
+                + " | this / ".join(readers[1:])
+                + " |"
+            )
+            print("|---|" + "---|" * (2 * len(readers) - 1))
         for key in got[(names[0], "reads")][0]:
-            vals = [statistics.median(r[key] for r in got[(n, "reads")]) for n in names]
-            row(f"{key}, ms", vals, ".1f")
+            vals = [statistics.median(r[key] for r in got[(n, "reads")]) for n in readers]
+            if not args.plain:
+                row(f"{key}, ms", vals, ".1f")
+                continue
+            ratios = [f"{vals[0] / v:.2f}x" for v in vals[1:]]
+            cells = [f"{v:.1f}" for v in vals] + ratios
+            print(f"| {key}, ms | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
