@@ -64,7 +64,7 @@ import numpy as np
 import numpy.typing as npt
 
 from minutely.blocks import BlockStore, StoreRead, read_stores
-from minutely.buckets import merge_cells, merge_slots, scatter_points
+from minutely.buckets import merge_cells, merge_slots_at, scatter_points
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
 #: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
@@ -185,6 +185,10 @@ class HotRing:
         self.hour_start = np.full(self.hour_slots, _NO_MINUTE, dtype=np.int64)
         self._hours: list[Partials] = []
         self._blocks: list[Partials] = []
+        #: per ring block: its rows and the addresses of its slots' and hour summaries'
+        #: fields, for reads over many ring blocks in one call (arenas are never replaced)
+        self._slots_at = np.zeros((0, 5), dtype=np.int64)
+        self._hours_at = np.zeros((0, 5), dtype=np.int64)
         #: per ring block: its closed minutes, compressed
         self._stores: list[BlockStore] = []
         #: per ring block: minutes before this are in its store, the rest in slots and rows
@@ -303,9 +307,11 @@ class HotRing:
         while self.capacity < needed:
             # a block costs address space until it is written
             self._blocks.append(_arena(self.block, self.slots))
+            self._slots_at = np.vstack([self._slots_at, _addresses(self._blocks[-1])])
             self._stores.append(BlockStore())
             if self.sealing:
                 self._hours.append(_arena(self.block, self.hour_slots))
+                self._hours_at = np.vstack([self._hours_at, _addresses(self._hours[-1])])
             added += 1
         floor = np.full(added, self._seal_floor(), dtype=np.int64)  # new series: no older data
         self._sealed_to = np.concatenate([self._sealed_to, floor])
@@ -840,18 +846,19 @@ class HotRing:
             held = self.slot_minute[slots] == minutes  # a slot of an older lap is empty
             minutes, slots = minutes[held], slots[held]
             buckets = (minutes - first) // step
-            groups = [(b, rows, at if idx is None else at[idx])
-                      for b, rows, idx in self._by_block(known)]  # fmt: skip
+            groups = self._groups(known, at)
             # the sealed minutes: summaries, and every ring block's blocks in one call
             hours = self._summary_hours(first, step, lo, hi)
             self._read_sealed(groups, first, count, step, out, lo, hi, hours)
-            for b, rows, out_rows in groups:
-                sealed = int(self._sealed_to[b])
+            sealed_of = self._sealed_to[groups.table[:, 0]]
+            for sealed in np.unique(sealed_of).tolist():  # the ring blocks sealed as far
                 mine = minutes >= sealed
-                merge_slots(
-                    *self._blocks[b].fields(),
-                    rows,
-                    out_rows,
+                merge_slots_at(
+                    self._slots_at,
+                    self.slots,
+                    groups.table[sealed_of == sealed],
+                    groups.rows,
+                    groups.out_rows,
                     slots if mine.all() else slots[mine],
                     buckets if mine.all() else buckets[mine],
                     *out.fields(),
@@ -880,37 +887,42 @@ class HotRing:
         return starts
 
     def _read_sealed(
-        self, groups: list[tuple[int, I64, I64]], first: int, count: int, step: int,
-        out: Partials, lo: int, hi: int, hours: I64 | None,
+        self, groups: _Groups, first: int, count: int, step: int, out: Partials, lo: int,
+        hi: int, hours: I64 | None,
     ) -> None:  # fmt: skip
-        """Merge the sealed minutes in ``[lo, hi)`` of each ``(ring block, rows, out rows)``
-        into ``out``: whole blocks of minutes inside a bucket from their summaries
-        (``hours``), the rest from every ring block's store in one decode."""
+        """Merge the sealed minutes in ``[lo, hi)`` of ``groups`` into ``out``: whole blocks
+        of minutes inside a bucket from their summaries (``hours``, one call per distinct
+        ``sealed_to``), the rest from every ring block's store in one decode."""
         n = self.block_minutes
+        table = groups.table
+        ends = np.minimum(self._sealed_to[table[:, 0]], hi)
+        if hours is not None:
+            for end in np.unique(ends).tolist():
+                whole = hours[hours + n <= end]
+                slots = whole // n % self.hour_slots
+                held = self.hour_start[slots] == whole  # a block never stamped had no data
+                if held.any():
+                    merge_slots_at(self._hours_at, self.hour_slots, table[ends == end],
+                                   groups.rows, groups.out_rows, slots[held],
+                                   (whole[held] - first) // step, *out.fields())  # fmt: skip
         reads: list[StoreRead] = []
         asked = 0  # series the decode may split over the second thread
-        for b, rows, out_rows in groups:
-            sealed = min(hi, int(self._sealed_to[b]))
-            if sealed <= lo:
+        for (b, r0, r1), end in zip(table.tolist(), ends.tolist(), strict=True):
+            if end <= lo:
                 continue
-            ids = rows.astype(np.int32)
+            ids = groups.rows[r0:r1].astype(np.int32)
+            out_rows = groups.out_rows[r0:r1]
             store = self._stores[b]
             if hours is None:
-                reads.append(StoreRead(store, ids, out_rows, lo, sealed))
-                asked += rows.shape[0]
+                reads.append(StoreRead(store, ids, out_rows, lo, end))
+                asked += r1 - r0
                 continue
-            whole = hours[hours + n <= sealed]
-            slots = whole // n % self.hour_slots
-            held = self.hour_start[slots] == whole  # a block never stamped had no data
-            if held.any():
-                merge_slots(*self._hours[b].fields(), rows, out_rows, slots[held],
-                            (whole[held] - first) // step, *out.fields())  # fmt: skip
             inner_lo = -(-lo // n) * n
-            inner_hi = max(inner_lo, sealed // n * n)
-            for a, e in ((lo, min(inner_lo, sealed)), (inner_hi, sealed)):
+            inner_hi = max(inner_lo, end // n * n)
+            for a, e in ((lo, min(inner_lo, end)), (inner_hi, end)):
                 if a < e:
                     reads.append(StoreRead(store, ids, out_rows, a, e))
-                    asked += rows.shape[0]
+                    asked += r1 - r0
         pool = self._executor() if asked >= SPLIT_ROWS else None
         read_stores(reads, first, count, step, out, pool)
 
@@ -928,15 +940,37 @@ class HotRing:
                 self._pool.shutdown()
                 self._pool = None
 
-    def _by_block(self, series: I32) -> list[tuple[int, I64, I64 | None]]:
-        """``series`` grouped by ring block: (block, rows in the block, their positions in
-        ``series``, or None when all of them are in one block)."""
+    def _groups(self, series: I32, at: I64) -> _Groups:
+        """``series`` (at out rows ``at``) grouped by ring block, in block order."""
         block_of = series // self.block
         first = int(block_of[0])
         if bool((block_of == first).all()):
-            return [(first, (series - first * self.block).astype(np.int64), None)]
-        groups: list[tuple[int, I64, I64 | None]] = []
-        for b in np.unique(block_of).tolist():
-            idx = np.flatnonzero(block_of == b)
-            groups.append((int(b), (series[idx] - b * self.block).astype(np.int64), idx))
-        return groups
+            table = np.array([[first, 0, series.shape[0]]], dtype=np.int64)
+            return _Groups(table, (series - first * self.block).astype(np.int64), at)
+        order = np.argsort(block_of, kind="stable")
+        block_of = block_of[order]
+        per = np.bincount(block_of)
+        used = np.flatnonzero(per)
+        table = np.zeros((used.shape[0], 3), dtype=np.int64)
+        table[:, 0] = used
+        table[:, 2] = np.cumsum(per[used])
+        table[:, 1] = table[:, 2] - per[used]
+        rows = series[order].astype(np.int64) - block_of.astype(np.int64) * self.block
+        return _Groups(table, rows, at[order])
+
+
+@dataclass(frozen=True, slots=True)
+class _Groups:
+    """A read's series by ring block: group ``g`` is ``table[g] = (block, r0, r1)``, rows
+    ``rows[r0:r1]`` of that ring block into out rows ``out_rows[r0:r1]``."""
+
+    table: I64
+    rows: I64
+    out_rows: I64
+
+
+def _addresses(arena: Partials) -> I64:
+    """A ring block's rows and the addresses of its fields, as ``merge_slots_at`` takes
+    them."""
+    at = [int(f.ctypes.data) for f in arena.fields()]
+    return np.array([[arena.count.shape[0], *at]], dtype=np.int64)
