@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -113,6 +114,12 @@ ENGINE_MEMORY = {
     "query_condition_cache": "QueryConditionCacheBytes",
     "page_cache": "PageCacheBytes",
 }
+#: the engine's allocator (its own jemalloc, apart from Python's and numpy's malloc), from
+#: the summary line of ``system.jemalloc_stats``: ``allocated`` is what the engine's objects
+#: hold, ``resident`` the pages the allocator keeps mapped for it, freed ones included (they
+#: go back to the system after its ``dirty_decay_ms``), so an RSS figure can name them
+ALLOCATOR_MEMORY = ("allocator_allocated", "allocator_resident")
+_JEMALLOC_SUMMARY = re.compile(r"Allocated: (\d+), active: \d+, metadata: (\d+).*?resident: (\d+)")
 
 
 @dataclass(slots=True)
@@ -593,8 +600,8 @@ class Store:
         return ReadStats(int(got.get("SelectedRows", 0)), int(got.get("SelectedBytes", 0)))
 
     def memory(self) -> dict[str, int]:
-        """The engine's memory by holder, in bytes (``ENGINE_MEMORY``); a figure the engine
-        lacks reads 0."""
+        """The engine's memory by holder, in bytes (``ENGINE_MEMORY``, ``ALLOCATOR_MEMORY``);
+        a figure the engine lacks reads 0."""
         table = self._arrow(
             "SELECT metric, toInt64(value) AS value FROM system.metrics"
             " WHERE metric IN {names:Array(String)}",
@@ -603,7 +610,22 @@ class Store:
         got = dict(
             zip(table.column("metric").to_pylist(), table.column("value").to_pylist(), strict=True)
         )
-        return {key: int(got.get(name, 0)) for key, name in ENGINE_MEMORY.items()}
+        out = {key: int(got.get(name, 0)) for key, name in ENGINE_MEMORY.items()}
+        return out | self._allocator_memory()
+
+    def _allocator_memory(self) -> dict[str, int]:
+        """``ALLOCATOR_MEMORY`` (its metadata counted as allocated); zeros where the engine
+        has no such table or another allocator (a ClickHouse server built without it)."""
+        try:
+            table = self._arrow("SELECT stats FROM system.jemalloc_stats")
+        except StoreError:
+            return dict.fromkeys(ALLOCATOR_MEMORY, 0)
+        text = "".join(table.column("stats").to_pylist()) if table.num_rows else ""
+        found = _JEMALLOC_SUMMARY.search(text)
+        if found is None:
+            return dict.fromkeys(ALLOCATOR_MEMORY, 0)
+        allocated, metadata, resident = (int(v) for v in found.groups())
+        return {"allocator_allocated": allocated + metadata, "allocator_resident": resident}
 
     def disk_usage(self) -> dict[str, TierUsage]:
         """Rows and bytes on disk of each tier's active parts, per tier name."""

@@ -18,7 +18,7 @@ import pytest
 from minutely.model import Partials, merge, restep, summarize
 from minutely.registry import Registry
 from minutely.store import TIER_1D, TIER_1H, TIER_1M, Retention, SeriesCells, Store
-from minutely.store.store import ENGINE_MEMORY
+from minutely.store.store import ALLOCATOR_MEMORY, ENGINE_MEMORY
 from minutely.store.tiers import Tier
 
 MakeStore = Callable[..., Store]
@@ -502,6 +502,10 @@ def test_memory_reports_every_holder_and_the_engine_tracks_its_own(store: Store)
     one = Partials(np.ones(1000), np.ones(1000), np.ones(1000), np.ones(1000, np.uint32))
     store.write_minutes(0, np.arange(1000), DAY0, one)
     memory = store.memory()
-    assert set(memory) == set(ENGINE_MEMORY)
+    assert set(memory) == set(ENGINE_MEMORY) | set(ALLOCATOR_MEMORY)
     assert all(isinstance(v, int) and v >= 0 for v in memory.values())
     assert memory["tracked"] > 0  # the engine's tracker holds at least its own state
+    # both implementations here run the engine with its own allocator, which maps at least
+    # the pages of what it has allocated
+    assert memory["allocator_allocated"] > 0
+    assert memory["allocator_resident"] > memory["tracked"] // 2
