@@ -49,6 +49,8 @@ from minutely.store.reader import MinuteRows
 
 log = logging.getLogger(__name__)
 
+#: rows one read of ``rebuild_ring`` asks for, at most about: ~40 bytes each as columns
+LOAD_ROWS = 1 << 24
 #: failed attempts of one insert, with the store answering, before its rows are isolated
 ISOLATE_AFTER = 3
 #: a refused piece this small, or split this often (a bound on the inserts one refused
@@ -564,19 +566,44 @@ def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) ->
     """Load the hot window's minutes from the store into ``ring``; returns the cells loaded."""
     last = int(now // 60) + 1
     first = last - ring.minutes - 10  # a few minutes of slack for points ahead of the clock
+    slices = _load_slices(store, registry)
     loaded = 0
     for start in range(first // 60 * 60, last + 10, 60):  # hours: one day partition a read
-        loaded += _load_hour(registry, ring, store.read_minutes(start, 60))
+        loaded += _load_hour(registry, ring, store, start, slices)
     # the window ends at the newest minute stored, not the clock: after a quiet spell it
     # reaches further back, and queries read those minutes from the ring, so load them too
     oldest = ring.oldest_minute()
     if oldest is not None:
         for start in range(oldest // 60 * 60, first // 60 * 60, 60):
-            loaded += _load_hour(registry, ring, store.read_minutes(start, 60))
+            loaded += _load_hour(registry, ring, store, start, slices)
     return loaded
 
 
-def _load_hour(registry: Registry, ring: HotRing, rows: MinuteRows) -> int:
+def _load_slices(store: Store, registry: Registry) -> list[npt.NDArray[np.uint32] | None]:
+    """The ids (servers, or metrics on the metric copy) of each read of an hour: slices of
+    about ``LOAD_ROWS`` rows, so a start-up's memory holds one slice's columns, not an
+    hour of every series (the primary key leads with these ids, so a slice reads only its
+    own rows)."""
+    names = registry.servers if store.config.copy == "server" else registry.metrics
+    n_ids = len(names)
+    n_slices = -(-registry.n_series * 60 // LOAD_ROWS)
+    if n_slices <= 1 or n_ids <= 1:
+        return [None]
+    return list(np.array_split(np.arange(n_ids, dtype=np.uint32), min(n_slices, n_ids)))
+
+
+def _load_hour(
+    registry: Registry,
+    ring: HotRing,
+    store: Store,
+    start: int,
+    slices: list[npt.NDArray[np.uint32] | None],
+) -> int:
+    """One hour of ``rebuild_ring`` into the ring, a slice of ids at a time."""
+    return sum(_load_rows(registry, ring, store.read_minutes(start, 60, ids)) for ids in slices)
+
+
+def _load_rows(registry: Registry, ring: HotRing, rows: MinuteRows) -> int:
     """One read of ``rebuild_ring`` into the ring; returns the cells loaded."""
     if rows.minutes.shape[0] == 0:
         return 0

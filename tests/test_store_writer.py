@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from minutely import store_writer
 from minutely.checkpoint import Checkpoint, Checkpointer, CheckpointFile
 from minutely.hot import HotRing
 from minutely.letters import LetterBox, points_of, points_table
@@ -342,3 +343,39 @@ def test_a_flush_inserts_the_queue_a_bounded_block_at_a_time(store: Store) -> No
     for sid in range(len(registry.servers)):
         total += float(store.summary("server", sid, None, DAY0 - 10, 400 * 1440).parts.sum.sum())
     assert total == float(parts.sum.sum())
+
+
+def test_a_rebuild_read_in_slices_of_servers_loads_every_stored_minute_exactly(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 7 servers x 3 metrics over 3 hours, each hour read in slices of about 2 servers
+    monkeypatch.setattr(store_writer, "LOAD_ROWS", 2 * 3 * 60)
+    registry = Registry()
+    s = np.repeat(np.arange(7), 3)
+    m = np.tile(np.arange(3), 7)
+    batch = PointBatch.from_names(
+        [f"s{i}" for i in s], [f"m{j}" for j in m], np.zeros(len(s)), np.zeros(len(s))
+    )
+    series = registry.series_ids(batch)
+    store.save_registry(registry)
+    now_minute = DAY0 + 600
+    minutes = np.arange(now_minute - 180, now_minute, dtype=np.int64)
+    rng = np.random.default_rng(15)
+    shape = (len(series), len(minutes))
+    lo = rng.normal(size=shape)
+    hi = lo + rng.random(shape)
+    parts = Partials(lo, hi, (lo + hi) * 30, rng.integers(1, 61, shape).astype(np.uint32))
+    sids, mids = registry.series_of(series)
+    store.write_minutes(sids[:, None], mids[:, None], minutes[None, :], parts)
+
+    ring = HotRing(minutes=240, capacity=64)
+    fresh = Registry()
+    store.load_registry(into=fresh)
+    loaded = store_writer.rebuild_ring(store, fresh, ring, now_minute * 60)
+
+    assert loaded == parts.count.size
+    got = ring.read(series, int(minutes[0]), len(minutes))
+    np.testing.assert_array_equal(got.count, parts.count)
+    np.testing.assert_array_equal(got.min, parts.min)
+    np.testing.assert_array_equal(got.max, parts.max)
+    np.testing.assert_array_equal(got.sum, parts.sum)
