@@ -1,8 +1,11 @@
 """The seed's fleet on one box: 1,000 servers x 2,000 metrics (2M series).
 
-Phase 1, queries at full size: fill ``--history`` minutes of every series at one point per
-series per minute (the ring holds minute partials, so the read cost is the same as at 1 Hz),
-then time Q1-Q4 (median of 20, client and server side) and read the ring's memory.
+Phase 1, queries at full size: ``--history`` minutes of every series, then Q1-Q4 (median of
+20, client and server side) and the ring's memory. With a store (``--history-from store``, the
+default) the history is made in the store first (``seed_history.py``: minute partials of 60
+points each, made by the engine in bulk) and the server loads its hot window from it as a
+restart does; the start-up's seconds, CPU and peak RSS are figures. Without one (``ingest``)
+it is sent through ingest at one point per series per minute.
 
 Q1 is also timed as a program reads it, JSON against Arrow in the same run (runs alternate):
 the GET plus turning the body into data (``orjson.loads`` / ``pyarrow.ipc`` into a table), the
@@ -12,7 +15,7 @@ Phase 2, real time: ``minutely simulate`` sends the whole fleet at 1 Hz (2M poin
 ``--live`` seconds; we sample the server's CPU share and how far behind real time the newest
 folded minute is, and sample where the server's memory goes (its RSS and the part of it mapped
 from files, the ring's own report, the registry's index, the bus's backlog, the store writer's
-queue and the storage engine's own tracker; what none of them names is "other"). ``--live 0``
+queue and the storage engine's allocator; what none of them names is "other"). ``--live 0``
 skips it.
 
 The server runs with the default store (chDB) unless ``--store none``. A watchdog kills it
@@ -20,7 +23,7 @@ when its RSS passes ``--max-rss`` GiB (default 16: the machine is shared), and t
 says so.
 
     python bench/bench_seed.py                       # 2 h of history, 5 min live
-    python bench/bench_seed.py --history 30 --live 60
+    python bench/bench_seed.py --window 12h --history 720 --live 180
     python bench/bench_seed.py --servers 100 --live 0   # Q1 at the seed's size, ~1 GiB ring
 
 The hot window is ``--window`` (default 3h): 2 days for 2M series would need ~161 GB; the
@@ -98,9 +101,8 @@ def start_server(
     port: int, data_dir: str, window: str, store: str, series: int
 ) -> subprocess.Popen[bytes]:
     """``minutely serve`` taking ``series`` series (``max_series``: the default, derived from
-    ``series_memory``, holds fewer at a long window), given two minutes to answer: a start with
-    the store on a loaded machine takes longer than the 30 s ``bench_pipeline`` waits."""
-    proc = launch(
+    ``series_memory``, holds fewer at a long window); ``wait_started`` waits for it."""
+    return launch(
         "serve",
         port,
         data_dir,
@@ -110,10 +112,37 @@ def start_server(
         store,
         env={"MINUTELY_MAX_SERIES": str(series)},
     )
-    if wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120):
-        return proc
+
+
+def wait_started(proc: subprocess.Popen[bytes], port: int, timeout: float) -> float:
+    """Seconds until ``proc`` answers: a start with the store loads the hot window from it
+    first, which at the seed's size takes minutes, not the 30 s ``bench_pipeline`` waits."""
+    began = time.perf_counter()
+    if wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=timeout):
+        return time.perf_counter() - began
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+def fill_store(data_dir: str, args: argparse.Namespace, first: int, minutes: int) -> None:
+    """``seed_history.py`` in a process of its own (the embedded engine is one per process
+    and the server opens the same directory next)."""
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(BENCH_DIR, "seed_history.py"),
+            data_dir,
+            "--servers",
+            str(args.servers),
+            "--metrics",
+            str(args.metrics),
+            "--minutes",
+            str(minutes),
+            "--first",
+            str(first),
+        ],
+        check=True,
+    )
 
 
 def history_bodies(fleet: sim.Fleet, first_minute: int, minutes: int):  # type: ignore[no-untyped-def]
@@ -156,7 +185,7 @@ class Watchdog:
 def memory_sample(url: str, server: psutil.Process) -> dict[str, int]:
     """Where the server's memory is: its RSS (and the part mapped from files: the engine's
     code), the ring's own report, the registry's index, the bus's backlog, the writer's
-    queue and the storage engine's own tracker."""
+    queue and the storage engine's allocator (or its tracker)."""
     status = httpx.get(f"{url}/api/v1/status", timeout=30).json()
     store = status.get("store") or {}
     info = server.memory_info()
@@ -168,19 +197,24 @@ def memory_sample(url: str, server: psutil.Process) -> dict[str, int]:
         "bus": sum(p["backlog_bytes"] for p in status.get("bus", [])),
         "writer_pending": store.get("pending_bytes", 0),
         "engine": (status.get("store_memory") or {}).get("tracked", 0),
+        "allocator": (status.get("store_memory") or {}).get("allocator_resident", 0),
     }
 
 
 def memory_row(m: dict[str, int]) -> str:
-    """A memory sample as a table cell, in MiB; ``other`` is what none of the parts names:
-    the runtime, numpy temporaries, request bodies, the allocators' free lists."""
-    named = ("file", "hot", "index", "bus", "writer_pending", "engine")
-    other = m["rss"] - sum(m[k] for k in named)
-    mib = {k: m[k] / 2**20 for k in (*named, "rss")}
+    """A memory sample as a table cell, in MiB. The engine's share is its allocator's
+    resident pages (what its tracker counts, and the freed pages its allocator keeps) when
+    the store reports them, else its tracker; ``other`` is what none of the parts names:
+    the runtime, numpy temporaries, request bodies, glibc's free lists."""
+    engine = max(m["engine"], m["allocator"])
+    named = ("file", "hot", "index", "bus", "writer_pending")
+    other = m["rss"] - sum(m[k] for k in named) - engine
+    mib = {k: m[k] / 2**20 for k in (*named, "rss", "engine")}
     return (
         f"RSS {mib['rss']:,.0f}: code mapped from files {mib['file']:,.0f}, ring"
         f" {mib['hot']:,.0f}, index {mib['index']:,.0f}, bus {mib['bus']:,.0f}, writer queue"
-        f" {mib['writer_pending']:,.0f}, engine {mib['engine']:,.0f}, other {other / 2**20:,.0f}"
+        f" {mib['writer_pending']:,.0f}, engine {engine / 2**20:,.0f} (tracked"
+        f" {mib['engine']:,.0f}), other {other / 2**20:,.0f}"
     )
 
 
@@ -235,7 +269,17 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18090)
     ap.add_argument("--store", default="chdb", help="the server's store: chdb (default) or none")
     ap.add_argument("--max-rss", type=float, default=16, help="GiB: kill the server above it")
+    ap.add_argument(
+        "--history-from",
+        choices=("store", "ingest"),
+        help="store: made in the store before the server starts, which loads it as a restart"
+        " does (the default with a store); ingest: sent through ingest, a point a minute",
+    )
     args = ap.parse_args()
+    if args.history_from is None:
+        args.history_from = "ingest" if args.store == "none" else "store"
+    if args.history_from == "store" and args.store == "none":
+        ap.error("--history-from store needs a store")
 
     fleet = sim.Fleet(args.servers, args.metrics, seed=2)
     series = len(fleet)
@@ -246,27 +290,55 @@ def main() -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
+        now_minute = int(time.time() // 60)
+        first = now_minute - args.history
+        fill = 0.0
+        if args.history_from == "store":
+            began = time.perf_counter()
+            fill_store(tmp, args, first, args.history)
+            fill = time.perf_counter() - began
+            # the minutes the fill took are filled too, so the history ends at the clock
+            while (now := int(time.time() // 60)) > now_minute:
+                fill_store(tmp, args, now_minute, now - now_minute)
+                now_minute = now
+            first = now_minute - args.history
+            print(
+                f"history in the store: {series * args.history:,} minutes in {fill:.1f}s "
+                f"({series * args.history / fill / 1e6:.2f} M series-minutes/s)",
+                flush=True,
+            )
         proc = start_server(args.port, tmp, args.window, args.store, series)
         server = psutil.Process(proc.pid)
         watchdog = Watchdog(proc, int(args.max_rss * 2**30))
         watchdog.start()
         try:
-            now_minute = int(time.time() // 60)
-            first = now_minute - args.history
-            began = time.perf_counter()
-            stats = asyncio.run(
-                sim.send(
-                    url, history_bodies(fleet, first, args.history), concurrency=2, timeout=600
-                )
-            )
-            assert stats.rejected == 0, stats.errors
-            wait_folded(url, stats.accepted)
-            fill = time.perf_counter() - began
+            startup = wait_started(proc, args.port, timeout=3600)
+            startup_peak = watchdog.peak
+            startup_cpu = sum(server.cpu_times()[:2])  # the machine is shared: CPU, not wall
+            after_start = memory_sample(url, server)
             print(
-                f"history: {stats.accepted:,} points in {fill:.1f}s "
-                f"({stats.accepted / fill / 1e6:.2f} M/s)",
+                f"start-up: {startup:.1f}s ({startup_cpu:.0f} s of CPU), peak RSS "
+                f"{startup_peak / 2**30:.1f} GiB",
                 flush=True,
             )
+            if args.history_from == "ingest":
+                began = time.perf_counter()
+                stats = asyncio.run(
+                    sim.send(
+                        url, history_bodies(fleet, first, args.history), concurrency=2, timeout=600
+                    )
+                )
+                assert stats.rejected == 0, stats.errors
+                wait_folded(url, stats.accepted)
+                fill = time.perf_counter() - began
+                print(
+                    f"history: {stats.accepted:,} points in {fill:.1f}s "
+                    f"({stats.accepted / fill / 1e6:.2f} M/s)",
+                    flush=True,
+                )
+            else:
+                held = httpx.get(f"{url}/api/v1/status", timeout=30).json()["hot"]
+                print(f"ring after start-up: {orjson.dumps(held.get('states')).decode()}")
 
             name_s, name_m = str(fleet.server_names[17]), str(fleet.metric_names[5])
             rng = {"start": first * 60, "end": now_minute * 60}
@@ -310,9 +382,20 @@ def main() -> None:
     print()
     print("| measure | result |")
     print("|---|---|")
+    minutes = series * args.history
+    if args.history_from == "store":
+        print(
+            f"| make {args.history} min of history in the store ({minutes:,} series-minutes)"
+            f" | {fill:.0f} s, {minutes / fill / 1e6:.2f} M series-minutes/s |"
+        )
+    else:
+        print(
+            f"| fill {args.history} min of history ({minutes:,} points) | "
+            f"{minutes / fill / 1e6:.2f} M points/s |"
+        )
     print(
-        f"| fill {args.history} min of history ({stats.accepted:,} points) | "
-        f"{stats.accepted / fill / 1e6:.2f} M points/s |"
+        f"| server start-up (the ring loaded from the store) | {startup:.1f} s ({startup_cpu:.0f}"
+        f" s of CPU), peak RSS {startup_peak / 2**30:.1f} GiB |"
     )
     for k, (c, s) in timings.items():
         print(f"| {k}, median of 20 | client {c:.1f} ms, server {s:.1f} ms |")
@@ -333,6 +416,7 @@ def main() -> None:
         f"{rss / 2**30:.1f} GiB |"
     )
     print(f"| server RSS, highest seen (sampled every 0.2 s) | {watchdog.peak / 2**30:.1f} GiB |")
+    print(f"| memory after start-up, MiB | {memory_row(after_start)} |")
     print(f"| memory after the queries, MiB | {memory_row(after_queries)} |")
     for state, got in hot.get("states", {}).items():  # the ring's open and sealed minutes
         print(f"| ring, {state} minutes | {orjson.dumps(got).decode()} |")
