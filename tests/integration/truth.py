@@ -70,7 +70,8 @@ def check_summary(
     start, end = start // 60 * 60, end // 60 * 60  # a summary floors both ends
     assert (data["start"], data["end"]) == (start, end)
     sel = (pts[by] == name) & (pts["ts"] >= start) & (pts["ts"] < end)
-    assert len(rows) == len(np.unique(pts[other][sel]))
+    got, want = sorted(r[other] for r in rows), np.unique(pts[other][sel]).tolist()
+    assert got == want, (url, by, name, start, end, got, want)
     for row in rows:
         v = pts["value"][sel & (pts[other] == row[other])]
         assert (row["min"], row["max"], row["count"]) == (v.min(), v.max(), v.size), (
