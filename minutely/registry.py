@@ -252,7 +252,10 @@ class Registry:
         self._series_server = np.concatenate((self._series_server, new_s))
         self._series_metric = np.concatenate((self._series_metric, new_m))
         self._n_series = first + len(pairs)
-        n_servers, n_metrics = len(self.servers), len(self.metrics)
+        # ids read back by number (a shard's series from the store or a checkpoint) may be
+        # ahead of the names this process has learnt
+        n_servers = max(len(self.servers), int(new_s.max()) + 1)
+        n_metrics = max(len(self.metrics), int(new_m.max()) + 1)
         dense = self._dense_fits(n_servers, n_metrics, self._n_series)
         index = self._index
         if dense and isinstance(index, _Dense):
@@ -304,16 +307,16 @@ class Registry:
     def by_server(self, server_id: int) -> tuple[I32, I32]:
         """Series ids of one server and their metric ids, in metric-id order."""
         with self._lock:
-            if not 0 <= server_id < len(self.servers):
+            if server_id < 0:
                 return _none(), _none()
-            return self._index.by_server(server_id, len(self.metrics))
+            return self._index.by_server(server_id)
 
     def by_metric(self, metric_id: int) -> tuple[I32, I32]:
         """Series ids of one metric and their server ids, in server-id order."""
         with self._lock:
-            if not 0 <= metric_id < len(self.metrics):
+            if metric_id < 0:
                 return _none(), _none()
-            return self._index.by_metric(metric_id, len(self.servers))
+            return self._index.by_metric(metric_id)
 
     def series_of(self, series_ids: I32) -> tuple[I32, I32]:
         """(server ids, metric ids) of the given series."""
@@ -366,17 +369,17 @@ class _Dense:
         ids = np.arange(first, first + len(s_new), dtype=np.int32)
         self.table[s_new, m_new] = ids
 
-    def by_server(self, server_id: int, n_metrics: int) -> tuple[I32, I32]:
+    def by_server(self, server_id: int) -> tuple[I32, I32]:
         if server_id >= self.table.shape[0]:
             return _none(), _none()
-        row = self.table[server_id, :n_metrics]
+        row = self.table[server_id]
         metric_ids = np.flatnonzero(row >= 0).astype(np.int32)
         return row[metric_ids].copy(), metric_ids
 
-    def by_metric(self, metric_id: int, n_servers: int) -> tuple[I32, I32]:
+    def by_metric(self, metric_id: int) -> tuple[I32, I32]:
         if metric_id >= self.table.shape[1]:
             return _none(), _none()
-        col = self.table[:n_servers, metric_id]
+        col = self.table[:, metric_id]
         server_ids = np.flatnonzero(col >= 0).astype(np.int32)
         return col[server_ids].copy(), server_ids
 
@@ -416,10 +419,10 @@ class _Sparse:
         self._by_server.merge(_pack(s_new, m_new), ids)
         self._by_metric.merge(_pack(m_new, s_new), ids)
 
-    def by_server(self, server_id: int, n_metrics: int) -> tuple[I32, I32]:
+    def by_server(self, server_id: int) -> tuple[I32, I32]:
         return self._by_server.group(server_id)
 
-    def by_metric(self, metric_id: int, n_servers: int) -> tuple[I32, I32]:
+    def by_metric(self, metric_id: int) -> tuple[I32, I32]:
         return self._by_metric.group(metric_id)
 
 

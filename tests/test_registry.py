@@ -20,10 +20,13 @@ from minutely.registry import Names, Registry
 from minutely.store.names import build_registry
 
 #: registries that start dense, are always sparse, and switch at 4 cells a series
+BOUNDS: dict[str, dict[str, int]] = {
+    "dense": {},
+    "sparse": {"dense_floor_cells": 0, "dense_cells_per_series": 0},
+    "switching": {"dense_floor_cells": 0, "dense_cells_per_series": 4},
+}
 LAYOUTS: dict[str, Callable[[], Registry]] = {
-    "dense": Registry,
-    "sparse": lambda: Registry(dense_floor_cells=0, dense_cells_per_series=0),
-    "switching": lambda: Registry(dense_floor_cells=0, dense_cells_per_series=4),
+    shape: (lambda bounds=bounds: Registry(**bounds)) for shape, bounds in BOUNDS.items()
 }
 
 
@@ -328,6 +331,28 @@ def test_names_from_an_allocator_keep_its_ids_and_are_shared() -> None:
     assert b.ensure_series(np.array([9]), np.array([0])).tolist() == [1]
     with pytest.raises(KeyError):
         servers.name(3)
+
+
+@pytest.mark.parametrize("shape", list(BOUNDS))
+def test_series_numbered_before_their_names_are_learnt_are_indexed(shape: str) -> None:
+    """A shard that takes a partition over numbers its series from the ids in a checkpoint
+    or the store, before this node has learnt those names: both indexes still list every
+    one, and the names are learnt when asked for (a node that had folded no point of the
+    partition once answered nothing for its servers)."""
+    servers_of = {f"web-{i:02d}": i for i in range(8)}
+    metrics_of = {f"cpu.{i}": i for i in range(40)}
+    servers = Names(known=lambda: dict(servers_of))
+    metrics = Names(known=lambda: dict(metrics_of))
+    reg = Registry(servers=servers, metrics=metrics, **BOUNDS[shape])
+    s = np.repeat([0, 3], 40)
+    m = np.tile(np.arange(40), 2)
+    ids = reg.ensure_series(s, m)
+    assert len(metrics) == 0  # nothing learnt yet
+    got, metric_ids = reg.by_server(servers.get("web-03"))  # type: ignore[arg-type]
+    assert np.array_equal(metric_ids, np.arange(40)) and np.array_equal(got, ids[s == 3])
+    got, server_ids = reg.by_metric(39)
+    assert server_ids.tolist() == [0, 3] and got.tolist() == ids[m == 39].tolist()
+    assert metrics.name(39) == "cpu.39"
 
 
 def test_the_index_of_17k_servers_by_17k_names_follows_its_34k_series() -> None:
