@@ -576,6 +576,8 @@ def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) ->
     if oldest is not None:
         for start in range(oldest // 60 * 60, first // 60 * 60, 60):
             loaded += _load_hour(registry, ring, store, start, slices)
+    # the reads' answers are freed, but the engine's allocator keeps their pages for a while
+    store.release_memory()
     return loaded
 
 
