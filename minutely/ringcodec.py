@@ -12,8 +12,8 @@ may split a decode over threads.
 Each blob has a format (kept beside it by the caller, one byte per blob)::
 
     EMPTY          no entry has data; no bytes
-    DECIMAL        u8 e, u8 variant, streams X, M, Q, D, C
-    DECIMAL_MINMAX u8 e, u8 variant, streams X, M, B(sum), C
+    DECIMAL        u8 e, u8 variant, [varints], streams X, M, Q, D, C
+    DECIMAL_MINMAX u8 e, u8 variant, [varints], streams X, M, B(sum), C
     BITS           u8 0, u8 variant, streams B(max), M, B(sum), C
 
 - ``e`` is the smallest number of decimals (0..``MAX_DECIMALS``) at which every minimum and
@@ -25,6 +25,12 @@ Each blob has a format (kept beside it by the caller, one byte per blob)::
   ``S = rint(sum · 10^e)``, ``Q = S − (count · N + (count · (X − N)) >> 1)`` (a sum is near
   count × midpoint) and ``D = bits(sum) − bits(S / 10^e)``, the float accumulation's last-bit
   error, mostly 0. A sum too large for int64 at ``10^e`` takes ``B(sum)``.
+- Counters (variant bits ``MAX_DIFFERENCES`` and ``MIN_AT_RATE``, decimal formats): the
+  max climbs at a rate, so ``X`` may be stored as its differences ``X[t] − X[t−1]`` (and
+  the stream's delta makes them the rate's change), and the minimum as
+  ``N[t] − X[t−1] − (X[t] − X[t−1]) · 17 >> 10`` (a 60th of the climb: the second between
+  minutes at 1 Hz). The first entries go as varints after the variant byte (``X[0]``, then
+  ``N[0] − X[0]``) and each stream's entry 0 repeats entry 1.
 - ``B(v)`` is the raw 64-bit pattern as int64; ``BITS`` blobs keep the minimum as
   ``B(min)`` (variant bit 0 clear) or ``B(max) − B(min)`` (set).
 - Empty entries repeat the previous entry's min and max (the first full one's when
@@ -64,6 +70,13 @@ EMPTY = 0
 DECIMAL = 1
 DECIMAL_MINMAX = 2
 BITS = 3
+#: variant bits: the min stored as ``N[t] − X[t−1]`` rather than ``X − N``
+MIN_AFTER_MAX = 1
+#: the max stored as its differences ``X[t] − X[t−1]`` (decimal formats)
+MAX_DIFFERENCES = 2
+#: with ``MIN_AFTER_MAX``, less ``(X[t] − X[t−1]) · 17 >> 10``, about a 60th: the second
+#: between two minutes of a counter sampled at 1 Hz (decimal formats)
+MIN_AT_RATE = 4
 #: decimals tried per blob; beyond about 12, float64 rarely holds a decimal exactly
 MAX_DECIMALS = 12
 #: bytes the decoder may read past a blob's end (it loads 9 bytes at a time)
@@ -284,7 +297,7 @@ def _decimals(mn: F64, mx: F64, ct: U32, n: int) -> int:
 @numba.njit(nogil=True, cache=True)
 def _encode_one(
     mn: F64, mx: F64, sm: F64, ct: U32, buf: U8, pos: int,
-    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64,
+    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64, DX: I64, M3: I64,
 ) -> tuple[int, int, float, float, float, int]:  # fmt: skip
     """Encode one series' block at ``pos``: ``(format, end, min, max, sum, count)``."""
     n = mn.shape[0]
@@ -347,12 +360,37 @@ def _encode_one(
         else:
             Q[t] = _bits(ps)
     variant = 0
-    if _stream_size(M2, n) < _stream_size(M, n):
-        variant = 1
+    best = _stream_size(M, n)
+    if _stream_size(M2, n) < best:
+        variant = MIN_AFTER_MAX
+        best = _stream_size(M2, n)
+    xs = X
+    if fmt != BITS and n >= 2:
+        # a counter's max climbs at its rate, so its differences change only as the rate
+        # does, and its minute starts about a 60th of that climb after the last one ended
+        # (a multiply and shift, not a division: decoding stays a vectorised pass); each
+        # first entry goes ahead as a varint and its stream entry repeats the second, so
+        # that no outlier widens the stream
+        for t in range(1, n):
+            DX[t] = X[t] - X[t - 1]
+            M3[t] = M2[t] - ((DX[t] * np.int64(17)) >> np.int64(10))
+        DX[0] = DX[1]
+        M3[0] = M3[1]
+        if _stream_size(M3, n) + _varint_size(M2[0]) < best:
+            variant = MIN_AFTER_MAX | MIN_AT_RATE
+        if _stream_size(DX, n) + _varint_size(X[0]) < _stream_size(X, n):
+            variant |= MAX_DIFFERENCES
+            xs = DX
     buf[pos] = np.uint8(e if e >= 0 else 0)
     buf[pos + 1] = np.uint8(variant)
-    pos = _put_stream(buf, pos + 2, X, n)
-    pos = _put_stream(buf, pos, M2 if variant else M, n)
+    pos += 2
+    if variant & MAX_DIFFERENCES:
+        pos = _put_varint(buf, pos, X[0])
+    if variant & MIN_AT_RATE:
+        pos = _put_varint(buf, pos, M2[0])
+        M2 = M3
+    pos = _put_stream(buf, pos, xs, n)
+    pos = _put_stream(buf, pos, M2 if variant & MIN_AFTER_MAX else M, n)
     pos = _put_stream(buf, pos, Q, n)
     if fmt == DECIMAL:
         pos = _put_stream(buf, pos, D, n)
@@ -363,7 +401,7 @@ def _encode_one(
 def worst_bytes(n: int) -> int:
     """The most bytes one series' blob of ``n`` minutes can take (``BITS``, every stream
     at full width)."""
-    return 2 + 5 * 21 + 5 * 8 * n
+    return 2 + 2 * 10 + 5 * 21 + 5 * 8 * n
 
 
 @numba.njit(nogil=True, cache=True)
@@ -379,10 +417,12 @@ def _encode(
     Q = np.empty(n, np.int64)
     D = np.empty(n, np.int64)
     C = np.empty(n, np.int64)
+    DX = np.empty(n, np.int64)
+    M3 = np.empty(n, np.int64)
     for i in range(rows):
         at = i * stride
         f, end, lo, hi, total, count = _encode_one(
-            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C
+            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C, DX, M3
         )
         fmt[i] = f
         length[i] = end - at
@@ -622,7 +662,14 @@ def _decode_one(
     e = int(data[pos])
     variant = int(data[pos + 1])
     p = _POW10[e]
-    pos = _unpack(data, words, pos + 2, n, hi, xs)
+    pos += 2
+    x0 = np.int64(0)
+    m0 = np.int64(0)
+    if variant & MAX_DIFFERENCES:
+        x0, pos = _get_varint(data, pos)
+    if variant & MIN_AT_RATE:
+        m0, pos = _get_varint(data, pos)
+    pos = _unpack(data, words, pos, n, hi, xs)
     pos = _unpack(data, words, pos, n, hi, ms)
     pos = _unpack(data, words, pos, n, hi, qs)
     if fmt == DECIMAL:
@@ -641,8 +688,18 @@ def _decode_one(
         _merge_minutes(x.view(np.float64), mi.view(np.float64), qs[lo:hi].view(np.float64), c,
                        row, b0, r0, step, out_mn, out_mx, out_sm, out_ct)  # fmt: skip
         return
+    if variant & MAX_DIFFERENCES:
+        xs[0] = x0
+        for t in range(1, hi):
+            xs[t] += xs[t - 1]
     # the minimum's own column, N
-    if variant:
+    if variant & MIN_AT_RATE:
+        for t in range(max(lo, 1), hi):
+            d = xs[t] - xs[t - 1]
+            ms[t] += xs[t - 1] + ((d * np.int64(17)) >> np.int64(10))
+        if lo == 0:
+            ms[0] = m0 + xs[0]
+    elif variant & MIN_AFTER_MAX:
         for t in range(hi - 1, max(lo, 1) - 1, -1):
             ms[t] += xs[t - 1]
         if lo == 0:

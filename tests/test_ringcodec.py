@@ -34,14 +34,39 @@ def assert_exact(got: Partials, want: Partials) -> None:
 
 
 @st.composite
+def counters(
+    draw: st.DrawFn, shape: tuple[int, int]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Counter-like min, max and sum: climbing at a drawn rate with jitter, with resets
+    and starts anywhere up to 2^62 (where the integer transforms wrap), in decimals."""
+    rows = shape[0]
+    d = draw(st.integers(0, 3))
+    start = draw(hnp.arrays(np.int64, (rows, 1), elements=st.integers(0, 2**62)))
+    rate = draw(st.integers(0, 10**9))
+    step = draw(hnp.arrays(np.int64, shape, elements=st.integers(0, 2 * rate + 1)))
+    climb = start + np.cumsum(step * 60, axis=1, dtype=np.int64)
+    resets = draw(hnp.arrays(np.bool_, shape, elements=st.sampled_from([False] * 9 + [True])))
+    for i in range(rows):  # back to (near) zero at each reset, climbing again from there
+        for t in np.flatnonzero(resets[i]):
+            climb[i, t:] -= climb[i, t] - step[i, t]
+    jitter = draw(hnp.arrays(np.int64, shape, elements=st.integers(0, rate // 10 + 1)))
+    mx = climb / 10.0**d
+    mn = (climb - step * 59 - jitter) / 10.0**d
+    noise = draw(hnp.arrays(np.float64, shape, elements=st.sampled_from([0.0, 0.5, -1e-3])))
+    return mn, mx, (mn + mx) * 30 + noise
+
+
+@st.composite
 def blocks(draw: st.DrawFn) -> Partials:
     """Blocks mixing decimal rows (with float-accumulated sums), adversarial floats and
     counts from 0 to 2^32 − 1."""
     rows = draw(st.integers(1, 4))
     n = draw(st.integers(1, 70))
     shape = (rows, n)
-    kind = draw(st.sampled_from(["decimal", "floats", "mixed"]))
-    if kind == "floats":
+    kind = draw(st.sampled_from(["decimal", "floats", "mixed", "counter"]))
+    if kind == "counter":
+        mn, mx, sm = draw(counters(shape))
+    elif kind == "floats":
         floats = st.one_of(st.sampled_from(SPECIAL), st.floats(allow_subnormal=True))
         mn = draw(hnp.arrays(np.float64, shape, elements=floats))
         mx = draw(hnp.arrays(np.float64, shape, elements=floats))
@@ -130,6 +155,35 @@ def test_a_constant_series_costs_a_few_bytes() -> None:
     enc = ringcodec.encode(parts)
     assert int(enc.length[0]) <= 16
     assert_exact(round_trip(parts), parts)
+
+
+def test_a_counter_takes_its_rate_and_comes_back() -> None:
+    """A counter's max goes as differences and its min relative to the rate, fewer bytes
+    than the max and min as they are; exact through short minutes, gaps and resets (a
+    gap or a reset is an outlier difference, so such a block may keep the plain streams)."""
+    rng = np.random.default_rng(5)
+    n = 360
+    t = np.arange(n + 1) * 60.0
+    rate = 5000 * (1 + 0.3 * np.sin(t / 3000))
+    climb = np.rint(7e12 + np.cumsum(rate * 60) + rng.uniform(0, 300, n + 1))
+    mx = climb[1:].reshape(1, n)
+    mn = np.rint(climb[:-1] + rate[1:] + rng.uniform(0, 300, n)).reshape(1, n)
+    ct = np.full((1, n), 60, np.uint32)
+    ct[0, 90] = 59
+    sm = np.rint((mn + mx) * 30 + rng.uniform(-5000, 5000, (1, n)))
+    parts = Partials(mn, mx, sm, ct)
+    enc = ringcodec.encode(parts)
+    variant = int(enc.data[enc.offset[0] + 1])
+    want = ringcodec.MAX_DIFFERENCES | ringcodec.MIN_AFTER_MAX | ringcodec.MIN_AT_RATE
+    assert enc.fmt[0] == ringcodec.DECIMAL and variant == want
+    assert int(enc.length[0]) <= 3000  # 3,398 B as plain streams, most of both in the sum
+    assert_exact(round_trip(parts), parts)
+    reset = Partials(*(f.copy() for f in parts.fields()))
+    reset.count[0, 50:55] = 0
+    reset.max[0, 200:] -= reset.max[0, 200] - 1234
+    reset.min[0, 200:] -= reset.min[0, 200] - 17
+    reset.sum[0, 200:] = (reset.min[0, 200:] + reset.max[0, 200:]) * 30
+    assert_exact(round_trip(reset), reset)
 
 
 def reference(parts: Partials, lo: int, hi: int, shift: int, step: int, out: Partials) -> None:
