@@ -186,7 +186,7 @@ def _merge_cells(
 merge_cells: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_merge_cells)
 
 
-def _pointer_intrinsic(dtype: Any) -> Callable[..., Any]:
+def pointer_intrinsic(dtype: Any) -> Callable[..., Any]:
     """An intrinsic turning an address (int64) into a ``dtype`` pointer, for ``carray``."""
 
     def make(typingctx: Any, address: Any) -> Any:
@@ -199,8 +199,8 @@ def _pointer_intrinsic(dtype: Any) -> Callable[..., Any]:
 
 
 _carray = numba.carray  # type: ignore[attr-defined]
-_f8_at = _pointer_intrinsic(numba.types.float64)
-_u4_at = _pointer_intrinsic(numba.types.uint32)
+_f8_at = pointer_intrinsic(numba.types.float64)
+_u4_at = pointer_intrinsic(numba.types.uint32)
 
 
 def _merge_slots_at(

@@ -62,6 +62,7 @@ import numpy.typing as npt
 from llvmlite import ir  # type: ignore[import-untyped]
 from numba.extending import intrinsic
 
+from minutely.buckets import pointer_intrinsic
 from minutely.model import F64, I64, U32, Partials
 
 U8 = npt.NDArray[np.uint8]
@@ -813,21 +814,9 @@ __all__ = [
 # -- decode over many arenas ---------------------------------------------------------------
 
 
-def _pointer_intrinsic(dtype: Any) -> Callable[..., Any]:
-    """An intrinsic turning an address (int64) into a ``dtype`` pointer, for ``carray``."""
-
-    def make(typingctx: Any, address: Any) -> Any:
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-
-        return numba.types.CPointer(dtype)(address), codegen  # type: ignore[no-untyped-call]
-
-    return intrinsic(make)
-
-
 _carray = numba.carray  # type: ignore[attr-defined]
-_u8_at = _pointer_intrinsic(numba.types.uint8)
-_i64_at = _pointer_intrinsic(numba.types.int64)
+_u8_at = pointer_intrinsic(numba.types.uint8)
+_i64_at = pointer_intrinsic(numba.types.int64)
 
 #: columns of a ``decode_blocks`` table, one row per block piece
 (T_ARENA, T_BYTES, T_OFFSET, T_FMT, T_ROWS, T_N, T_LO, T_HI, T_COL0) = range(9)
