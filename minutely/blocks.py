@@ -15,7 +15,8 @@ never one object per series)::
   once); ``compact`` decodes consecutive blocks and re-encodes them as one (longer blocks
   need fewer headers and deltas restart less often), keeping a summary of each part it was
   made of when asked, so reads at the parts' step still decode nothing; ``expire`` drops
-  whole blocks, so memory goes back a span at a time.
+  whole blocks, so memory goes back a span at a time, and ``trim`` also re-encodes the
+  block the cut falls in from the cut on, so a long block does not outlive its minutes.
 - ``merge`` takes late partials into closed blocks exactly: the touched series are decoded,
   merged with ``model.merge`` and re-encoded; their new blobs go to the arena's end and the
   old bytes are counted dead until the arena is repacked (when they pass half of it).
@@ -161,6 +162,11 @@ class BlockStore:
         if sub_minutes and minutes % sub_minutes:
             msg = f"parts of {sub_minutes} minutes do not divide {minutes}"
             raise ValueError(msg)
+        return self._reencode(inside, start, minutes, sub_minutes)
+
+    def _reencode(self, inside: list[Block], start: int, minutes: int, sub_minutes: int) -> Block:
+        """Replace ``inside`` by one compacted block of minutes ``[start, start + minutes)``
+        of theirs."""
         rows = max(b.rows for b in inside)
         chunk = max(1, ringcodec.SCRATCH // (28 * minutes))  # decoded rows per pass
         pieces: list[ringcodec.Encoded] = []
@@ -193,6 +199,20 @@ class BlockStore:
         if dropped:
             self._table = None
         return dropped
+
+    def trim(self, before: int) -> int:
+        """Drop every minute before ``before``: blocks that end at or before it whole, and a
+        block that holds it re-encoded from it (its parts' summaries kept when ``before``
+        starts a part). Returns how many series-minutes were re-encoded."""
+        self.expire(before)
+        cut = [b for b in self.blocks if b.start < before]
+        done = 0
+        for b in cut:
+            whole_parts = b.subs is not None and (before - b.start) % b.sub_minutes == 0
+            done += b.rows * (b.end - before)
+            block = self._reencode([b], before, b.end - before, b.sub_minutes * whole_parts)
+            block.compacted = b.compacted
+        return done
 
     def merge(self, series: I32, minutes: I64, parts: Partials) -> npt.NDArray[np.bool_]:
         """Merge partials into the closed blocks that hold their minutes, exactly as

@@ -33,7 +33,8 @@ A block of minutes (``block_minutes``) closes when the head passes its end by
 ``grace_minutes``; then each ring block seals it into its store, one ring block per fold, and
 at the latest before its slots are reused (``U`` = a block, twice the grace and the live
 rows). Spans of ``compact_minutes`` are re-encoded as one block once sealed; blocks past the
-window are dropped whole (docs/hot-ring.md argues the choices).
+window are dropped whole, and the block the window starts in is re-encoded from the block of
+minutes it starts in (docs/hot-ring.md argues the choices).
 
 Points for older minutes still inside the window (late points, backfill) are reduced to one
 partial per (series, minute) and merged exactly into the slots, or into the sealed blocks.
@@ -135,13 +136,16 @@ class FoldResult:
 
 @dataclass(slots=True)
 class SealStats:
-    """What sealing has done: blocks sealed and spans compacted, the CPU seconds of the
-    thread that did it, and late entries merged into sealed minutes."""
+    """What sealing has done: blocks sealed, spans compacted and blocks trimmed to the
+    window's start, the CPU seconds of the thread that did each, and late entries merged
+    into sealed minutes."""
 
     sealed: int = 0
     seal_seconds: float = 0.0
     compacted: int = 0
     compact_seconds: float = 0.0
+    trimmed: int = 0
+    trim_seconds: float = 0.0
     late_merged: int = 0
 
 
@@ -195,6 +199,8 @@ class HotRing:
         self._sealed_to = np.zeros(0, dtype=np.int64)
         #: per ring block: its spans of ``compact_minutes`` before this are compacted
         self._compacted_to = np.zeros(0, dtype=np.int64)
+        #: per ring block: its oldest block holds a block of minutes the window has left
+        self._untrimmed = np.zeros(0, dtype=np.bool_)
         #: sealing or compaction may be waiting (one step of it runs per fold)
         self._due = False
         self._pool: ThreadPoolExecutor | None = None
@@ -316,6 +322,7 @@ class HotRing:
         floor = np.full(added, self._seal_floor(), dtype=np.int64)  # new series: no older data
         self._sealed_to = np.concatenate([self._sealed_to, floor])
         self._compacted_to = np.concatenate([self._compacted_to, floor])
+        self._untrimmed = np.concatenate([self._untrimmed, np.zeros(added, np.bool_)])
         live = Partials.empty((self.live_minutes, self.capacity))
         for dst, src in zip(live.fields(), self._live.fields(), strict=True):
             dst[:, :old_cap] = src
@@ -530,9 +537,11 @@ class HotRing:
                 self._seal_to(b, floor)
         assert self.head is not None
         start = self.head - self.minutes + 1
-        for store in self._stores:
+        cut = start // self.block_minutes * self.block_minutes
+        for b, store in enumerate(self._stores):
             if store.blocks and store.blocks[0].start < start:
                 store.expire(start)
+                self._untrimmed[b] = bool(store.blocks) and store.blocks[0].start < cut
         self._due = True
 
     def _seal_to(self, b: int, to: int) -> None:
@@ -569,10 +578,11 @@ class HotRing:
                 dst[:rows, slot] = src
 
     def _maintain(self) -> None:
-        """One step of the sealing and compaction the last advances made due: ring blocks
-        furthest behind seal one block of minutes each once it has had its grace, or else
-        spans are compacted, until ``BLOCK`` rows are done (one full ring block, or many
-        small ones), so no fold waits long."""
+        """One step of the sealing, trimming and compaction the last advances made due:
+        ring blocks furthest behind seal one block of minutes each once it has had its
+        grace, or else blocks the window's start has entered are trimmed, or else spans are
+        compacted, until ``BLOCK`` rows are done (one full ring block, or many small ones),
+        so no fold waits long."""
         assert self.head is not None
         n = self.block_minutes
         closed = (self.head + 1 - self.grace_minutes) // n * n
@@ -585,6 +595,14 @@ class HotRing:
             rows += max(1, self._block_rows(b))
         if rows:
             return
+        untrimmed = np.flatnonzero(self._untrimmed)
+        for b in untrimmed.tolist():
+            self._trim(b)
+            rows += max(1, self._block_rows(b))
+            if rows >= BLOCK:
+                return
+        if untrimmed.shape[0]:
+            return
         c = self.compact_minutes
         if c:
             behind = np.flatnonzero(self._compacted_to + c <= self._sealed_to)
@@ -596,6 +614,18 @@ class HotRing:
             if behind.shape[0]:
                 return
         self._due = False
+
+    def _trim(self, b: int) -> None:
+        """Re-encode ring block ``b``'s oldest block from the block of minutes the window
+        starts in: a compacted block would otherwise hold up to its whole span of expired
+        minutes until it ends (half of it on average)."""
+        assert self.head is not None
+        n = self.block_minutes
+        began = time.thread_time()
+        if self._stores[b].trim((self.head - self.minutes + 1) // n * n):
+            self.seal_stats.trimmed += 1
+        self.seal_stats.trim_seconds += time.thread_time() - began
+        self._untrimmed[b] = False
 
     def _compact_next(self, b: int) -> None:
         """Compact ring block ``b``'s next span of hour blocks, keeping their summaries."""

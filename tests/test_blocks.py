@@ -91,7 +91,7 @@ def check_against_dense_model(data: st.DataObject) -> None:
         for dst, src in zip(model.fields(), parts.fields(), strict=True):
             dst[:rows, start : start + B] = src
         sealed = covered(store)
-        op = draw(st.sampled_from(["merge", "compact", "expire", "read", "none"]))
+        op = draw(st.sampled_from(["merge", "compact", "expire", "trim", "read", "none"]))
         if op == "merge":
             k = draw(st.integers(1, 12))
             series = draw(hnp.arrays(np.int32, k, elements=st.integers(0, ROWS - 1)))
@@ -119,6 +119,14 @@ def check_against_dense_model(data: st.DataObject) -> None:
             store.expire(before)
             assert all(b.end > before for b in store.blocks)
             model.count[:, sealed & ~covered(store)] = 0  # whole blocks went
+            sealed = covered(store)
+        elif op == "trim":
+            before = draw(st.integers(0, start + B))
+            compacted = {b.end: b.compacted for b in store.blocks}
+            store.trim(before)
+            assert all(b.start >= before for b in store.blocks)
+            assert all(b.compacted == compacted[b.end] for b in store.blocks)
+            model.count[:, :before] = 0  # every minute before the cut went
             sealed = covered(store)
         elif op == "read":
             step = draw(st.sampled_from([1, 2, 3, B, 2 * B, SPAN]))

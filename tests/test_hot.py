@@ -499,3 +499,32 @@ def test_a_jump_past_the_window_expires_every_block() -> None:
     assert ring.memory()["hour_blocks"] + ring.memory()["compacted_blocks"] == 0
     got = ring.read(np.array([0, 1], np.int32), 1000, 101)
     assert got.count[0].sum() == 0 and got.count[1].tolist() == [0] * 100 + [1]
+
+
+def test_the_block_the_window_starts_in_is_trimmed_to_its_minutes() -> None:
+    """A compacted block the window's start has entered is re-encoded from the block of
+    minutes the start is in, so it holds no more expired minutes than an hour block would;
+    what the window still holds reads back exactly."""
+    ring = HotRing(30, 3, capacity=8, block=4, block_minutes=4, grace_minutes=4,
+                   compact_minutes=16)  # fmt: skip
+    series = np.arange(10, dtype=np.int32)
+    rng = np.random.default_rng(3)
+    truth = np.zeros((10, 80))
+    held = []
+    for minute in range(1000, 1080):
+        v = np.round(rng.normal(50, 10, 10), 2)
+        truth[:, minute - 1000] = v
+        ring.fold(series, np.full(10, minute), v)
+        states = ring.states()
+        sealed = states["hour_blocks"]["series_minutes"]
+        sealed += states["compacted_blocks"]["series_minutes"]
+        held.append(sealed)
+    assert ring.seal_stats.trimmed > 0 and ring.seal_stats.compacted > 0
+    # sealed: at most the window's 30 minutes less the open ones, by a block of 4 (untrimmed,
+    # a 16-minute block would hold up to 40 series-minutes a series)
+    assert max(held) <= 10 * 28
+    got = ring.read(series, 1050, 30)
+    np.testing.assert_array_equal(got.count, np.ones((10, 30), np.uint32))
+    np.testing.assert_array_equal(got.min, truth[:, 50:])
+    np.testing.assert_array_equal(got.max, truth[:, 50:])
+    np.testing.assert_array_equal(got.sum, truth[:, 50:])
