@@ -5,9 +5,9 @@ rounded).
 
 Data (``bench/codec_data.py`` ``sim_fleet``): one simulated server's ``--series`` metrics over
 ``--minutes`` minutes at 1 Hz, folded into minute partials as the ring folds them; sealed in
-hour blocks, then compacted into 6-hour blocks, once with each hour's summary kept (28 B per
-series-hour, what ``HotRing`` keeps beside its 6-hour blocks, in its own array) and once
-without. Every blob is read back and compared bit for
+hour blocks, then compacted into 6-hour blocks (and into 24-hour ones), once with each
+hour's summary kept (28 B per series-hour, what ``HotRing`` keeps beside its compacted
+blocks, in its own array) and once without. Every blob is read back and compared bit for
 bit. A group's bytes are its series' blobs plus its share of the index and summaries (the
 same per series), over its series-minutes; the whole store's are every byte it allocated
 (arenas with their padding, index, summaries). Sizes are exact, so one run suffices.
@@ -37,11 +37,14 @@ from minutely.sim import Fleet, Resolution
 
 HOUR = 60
 SIX_HOURS = 360
+DAY = 1440
 #: (label, block minutes, summary minutes kept in a compacted block)
 BLOCKS = (
     ("1 h", HOUR, 0),
     ("6 h + hour summaries (the ring's)", SIX_HOURS, HOUR),
     ("6 h", SIX_HOURS, 0),
+    ("24 h + hour summaries (the ring's)", DAY, HOUR),
+    ("24 h", DAY, 0),
 )
 
 

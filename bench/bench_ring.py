@@ -81,11 +81,14 @@ def ingest(window: int, servers: int, metrics: int, minutes: int) -> dict[str, A
     }
 
 
-def reads(n_series: int, runs: int, ring_block: int, values: str, plain: bool) -> dict[str, float]:
+def reads(
+    n_series: int, runs: int, ring_block: int, values: str, plain: bool, compact: int | None
+) -> dict[str, float]:
     """CPU milliseconds of the process per read of a 2-day ring, median of ``runs`` (CPU
     time: the machine is shared; the process', as a read may decode on two threads), and
     wall milliseconds. ``plain``: the ring uncompressed (one block of minutes as long as the
-    window, so nothing is sealed), the reads' same-run yardstick."""
+    window, so nothing is sealed), the reads' same-run yardstick; ``compact``: the ring's
+    ``compact_minutes`` (its default when None)."""
     import numpy as np
 
     from minutely.hot import HotRing
@@ -95,6 +98,8 @@ def reads(n_series: int, runs: int, ring_block: int, values: str, plain: bool) -
     kw = {"block": ring_block} if ring_block else {}
     if plain:
         kw |= {"block_minutes": window, "compact_minutes": 0}
+    elif compact is not None:
+        kw |= {"compact_minutes": compact}
     ring = HotRing(window, 4, **kw)
     rng = np.random.default_rng(1)
     fleet = _fleet_values(n_series) if values == "sim" else None
@@ -164,7 +169,9 @@ def _fleet_values(n_series: int) -> Any:
 
 def child(args: argparse.Namespace) -> None:
     if args.child in ("reads", "plain"):
-        got = reads(args.series, args.reads, args.ring_block, args.values, args.child == "plain")
+        plain = args.child == "plain"
+        got = reads(args.series, args.reads, args.ring_block, args.values, plain,
+                    args.compact_minutes)  # fmt: skip
         print(json.dumps(got))
     else:
         print(json.dumps(ingest(WINDOWS[args.child], args.servers, args.metrics, args.minutes)))
@@ -177,6 +184,8 @@ def run_child(tree: Path, what: str, args: argparse.Namespace) -> dict[str, Any]
     cmd += ["--minutes", str(args.minutes), "--series", str(args.series)]
     cmd += ["--reads", str(args.reads), "--ring-block", str(args.ring_block)]
     cmd += ["--values", args.values]
+    if tree == HERE and args.compact_minutes is not None:
+        cmd += ["--compact-minutes", str(args.compact_minutes)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(done.stderr)
@@ -210,6 +219,11 @@ def main() -> None:
         "--plain",
         action="store_true",
         help="also read this checkout's ring uncompressed (nothing sealed), the yardstick",
+    )
+    ap.add_argument(
+        "--compact-minutes",
+        type=int,
+        help="the span this checkout's read ring compacts (its default when not given)",
     )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-reads", action="store_true")

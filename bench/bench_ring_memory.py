@@ -86,7 +86,7 @@ SEED_SERIES = 2_000_000
 WINDOW = 2880
 
 
-def measure_sim(metrics: int, hours: int) -> dict[str, Any]:
+def measure_sim(metrics: int, hours: int, compact: int | None, grace: int | None) -> dict[str, Any]:
     from dataclasses import asdict
 
     import numpy as np
@@ -99,17 +99,24 @@ def measure_sim(metrics: int, hours: int) -> dict[str, Any]:
     from minutely.hot import HotRing
 
     minutes = hours * 60
-    parts, _ = sim_fleet(metrics, minutes)
+    late_after = 7  # minutes past an hour's end when its late points come
+    parts, _ = sim_fleet(metrics, minutes + late_after)
     BlockStore().seal(0, parts.take(np.s_[:1, :60]))  # load the compiled codec before RSS
     proc = psutil.Process()
     rss0 = proc.memory_info().rss
-    ring = HotRing(WINDOW, 4, capacity=metrics)
+    kw = {} if compact is None else {"compact_minutes": compact}
+    kw |= {} if grace is None else {"grace_minutes": grace}
+    ring = HotRing(WINDOW, 4, capacity=metrics, **kw)
     series = np.arange(metrics, dtype=np.int32)
-    head0 = 29_000_160  # a 6-hour boundary
+    head0 = 29_000_160  # a 6-hour and a day boundary
+    whole: list[float] = []  # the whole ring per series-minute, at each hour of a full window
     cpu0 = time.process_time()
     for m in range(minutes):
         ring.merge_partials(series, np.full(metrics, head0 + m), parts.take(np.s_[:, m]))
+        if m + 1 > WINDOW and (m + 1) % 60 == 0:
+            whole.append(ring.bytes_per_series_minute)
     cpu = time.process_time() - cpu0
+    stats_full = asdict(ring.seal_stats)
     memory = ring.memory()
     held = memory.pop("series_minutes")
     out: dict[str, Any] = {
@@ -119,6 +126,10 @@ def measure_sim(metrics: int, hours: int) -> dict[str, Any]:
         "rss_growth_per_series_minute": (proc.memory_info().rss - rss0) / held,
         "cpu_per_series_minute_us": cpu / held * 1e6,
     }
+    if whole:  # every state of the day's cycle, measured rather than extrapolated
+        out["whole_ring_full_window_mean"] = statistics.mean(whole)
+        out["whole_ring_full_window_max"] = max(whole)
+        out["hours_sampled"] = len(whole)
     if hasattr(ring, "states"):
         states = ring.states()
         stats = asdict(ring.seal_stats)
@@ -131,14 +142,35 @@ def measure_sim(metrics: int, hours: int) -> dict[str, Any]:
         out["full_window_bytes_per_series_minute"] = (
             open_["bytes"] + summaries + compacted * (full - open_["series_minutes"])
         ) / full
-        # a block is one ring block's hour (or six hours): its CPU per series-hour, scaled
+        # a block is one ring block's hour (or span): its CPU per series-hour, scaled
         sealed_hours = metrics * (stats["sealed"])
         if sealed_hours:
             per_hour = stats["seal_seconds"] / sealed_hours * SEED_SERIES
             out["seal_core_share_at_seed"] = per_hour / 3600
         if stats["compacted"]:
+            span = ring.compact_minutes * 60
             per_span = stats["compact_seconds"] / (metrics * stats["compacted"]) * SEED_SERIES
-            out["compact_core_share_at_seed"] = per_span / (6 * 3600)
+            out["compact_core_share_at_seed"] = per_span / span
+        if whole and "trim_seconds" in stats_full:  # trims begin once the window is full
+            trimmed = stats_full["trim_seconds"] * SEED_SERIES / metrics
+            out["trim_core_share_at_seed"] = trimmed / ((minutes - WINDOW) * 60)
+    # late points, 1 to 7 minutes after the hour they belong to has had late_after minutes
+    # (sealed when the grace is shorter): each series' last minute of it, then 1 % of them
+    for m in range(minutes, minutes + late_after):
+        ring.merge_partials(series, np.full(metrics, head0 + m), parts.take(np.s_[:, m]))
+    late_m = head0 + minutes - 1
+    before = ring.nbytes
+    for name, ids in (("all", series), ("1pct", series[::100])):
+        took = []
+        for _ in range(3):
+            began = time.process_time()
+            ring.fold(ids, np.full(ids.shape[0], late_m), np.zeros(ids.shape[0]))
+            took.append(time.process_time() - began)
+        out[f"late_batch_{name}_ms"] = statistics.median(took) * 1e3
+        out[f"late_batch_{name}_series"] = int(ids.shape[0])
+        if name == "all":
+            out["late_batch_all_bytes_grown"] = ring.nbytes - before
+    out["late_sealed"] = ring.seal_stats.late_merged > 0
     return out
 
 
@@ -150,10 +182,18 @@ def main() -> None:
     ap.add_argument("--sim-metrics", type=int, default=4096)
     ap.add_argument("--sim-hours", type=int, default=8)
     ap.add_argument("--skip-shapes", action="store_true")
+    ap.add_argument("--compact-minutes", type=int, help="this checkout's ring's compaction span")
+    ap.add_argument("--grace", type=int, help="this checkout's ring's grace minutes")
+    ap.add_argument(
+        "--sim-baseline",
+        action="store_true",
+        help="the simulator's part with --baseline's ring too, at its defaults",
+    )
     ap.add_argument("--child", choices=[*SHAPES, "sim"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "sim":
-        print(json.dumps(measure_sim(args.sim_metrics, args.sim_hours)))
+        print(json.dumps(measure_sim(args.sim_metrics, args.sim_hours, args.compact_minutes,
+                                     args.grace)))  # fmt: skip
         return
     if args.child:
         print(json.dumps(measure(args.child, args.minutes)))
@@ -161,9 +201,14 @@ def main() -> None:
     trees = {"this": HERE} | ({} if args.baseline is None else {"baseline": args.baseline})
     got: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for _ in range(args.runs):
-        for name, tree in list(trees.items())[:1]:  # the simulator is this checkout's
+        sims = list(trees.items())[: 2 if args.sim_baseline else 1]
+        for name, tree in sims:  # this script's measure, each checkout's ring
             cmd = [sys.executable, __file__, "--child", "sim"]
             cmd += ["--sim-metrics", str(args.sim_metrics), "--sim-hours", str(args.sim_hours)]
+            for flag, value in (("--compact-minutes", args.compact_minutes),
+                                ("--grace", args.grace)):  # fmt: skip
+                if name == "this" and value is not None:
+                    cmd += [flag, str(value)]
             env = dict(os.environ, PYTHONPATH=str(tree))
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             r = json.loads(done.stdout.splitlines()[-1])
@@ -186,17 +231,30 @@ def main() -> None:
         "rss_growth_per_series_minute",
         "cpu_per_series_minute_us",
         "full_window_bytes_per_series_minute",
+        "whole_ring_full_window_mean",
+        "whole_ring_full_window_max",
         "seal_core_share_at_seed",
         "compact_core_share_at_seed",
+        "trim_core_share_at_seed",
+        "late_batch_all_ms",
+        "late_batch_all_bytes_grown",
+        "late_batch_1pct_ms",
     ]
-    print("| measure | this |")
-    print("|---|---|")
+    sim_names = [name for name in trees if (name, "sim") in got]
+    print("| measure | " + " | ".join(sim_names) + " |")
+    print("|---|" + "---|" * len(sim_names))
     for key in keys:
-        vals = [r[key] for r in got[("this", "sim")] if key in r]
-        print(f"| {key} | " + (f"{statistics.median(vals):.3f}" if vals else "-") + " |")
+        cells = []
+        for name in sim_names:
+            vals = [r[key] for r in got[(name, "sim")] if key in r]
+            cells.append(f"{statistics.median(vals):.3f}" if vals else "-")
+        print(f"| {key} | " + " | ".join(cells) + " |")
     for state in ("open", "hour_blocks", "compacted_blocks", "hour_summaries"):
-        vals = [r["states"][state]["bytes_per_series_minute"] for r in got[("this", "sim")]]
-        print(f"| {state}, bytes per series-minute | {statistics.median(vals):.2f} |")
+        cells = []
+        for name in sim_names:
+            vals = [r["states"][state]["bytes_per_series_minute"] for r in got[(name, "sim")]]
+            cells.append(f"{statistics.median(vals):.2f}")
+        print(f"| {state}, bytes per series-minute | " + " | ".join(cells) + " |")
     if args.skip_shapes:
         return
     print(f"\n2-day window, {args.minutes} minutes folded; medians of {args.runs} processes\n")
