@@ -31,11 +31,15 @@ Runs on the embedded engine (chDB) in a temporary directory unless ``--dir`` nam
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -174,9 +178,16 @@ def bench_year(store: Store, runs: int, parts: set[int]) -> None:
         f"year of rollups for {len(s):,} series written straight into the tiers ({rows} rows)"
         f" in {time.perf_counter() - start:.1f} s"
     )
-    if 3 not in parts:
+    if 3 in parts:
+        bench_reads(store, first, end, last_day, runs)
+    if 4 in parts:
         bench_answer(store, s, m, end, runs)
-        return
+    if 5 in parts:
+        bench_questions(store, s, m, end, runs)
+
+
+def bench_reads(store: Store, first: int, end: int, last_day: int, runs: int) -> None:
+    """Part 3: the store's own reads over the year (see the module's docstring)."""
     segments = store.segments(first, end - first, end - first)
     print(
         "  a 365-day summary reads: "
@@ -204,8 +215,6 @@ def bench_year(store: Store, runs: int, parts: set[int]) -> None:
         )
     bench_copy(store, last_day - 30 * DAY, 30 * DAY, runs)
     bench_blocks(store, last_day - 30 * DAY, 30 * DAY, runs)
-    if 4 in parts:
-        bench_answer(store, s, m, end, runs)
 
 
 def alternating(ways: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
@@ -273,15 +282,7 @@ def bench_answer(store: Store, s: np.ndarray, m: np.ndarray, now: int, runs: int
     through ``Query`` and the API's writers, as ``serve`` answers them: the store holds the
     older minutes and a 2-day ring the last 2,880 (random partials for the 2,000 series), so
     each answer merges both at the seam."""
-    registry = Registry()
-    names = PointBatch.from_names(
-        np.array([f"srv-{i:04d}" for i in s], dtype=object),
-        np.array([f"metric-{i:04d}" for i in m], dtype=object),
-        np.zeros(len(s)),
-        np.zeros(len(s)),
-    )
-    registry.series_ids(names)  # names get the ids the rows were written with (sorted = id order)
-    assert registry.servers.get("srv-0001") == 1 and registry.metrics.get("metric-1999") == 1999
+    registry = _registry(s, m)
     series, _ = registry.by_server(0)
     ring = HotRing(minutes=2 * DAY, capacity=int(series.max()) + 1)
     rng = np.random.default_rng(1)
@@ -349,6 +350,119 @@ def bench_answer(store: Store, s: np.ndarray, m: np.ndarray, now: int, runs: int
     )
 
 
+#: points per series-minute of part 5's ring (a 1 Hz fleet over 2 days is too many to make)
+SIM_POINTS = 4
+
+
+def _registry(s: np.ndarray, m: np.ndarray) -> Registry:
+    """A registry whose series ids are the year's rows' (server ``s[i]``, metric ``m[i]``)."""
+    registry = Registry()
+    names = PointBatch.from_names(
+        np.array([f"srv-{i:04d}" for i in s], dtype=object),
+        np.array([f"metric-{i:04d}" for i in m], dtype=object),
+        np.zeros(len(s)),
+        np.zeros(len(s)),
+    )
+    registry.series_ids(names)  # names get the ids the rows were written with (sorted = id order)
+    assert registry.servers.get("srv-0001") == 1 and registry.metrics.get("metric-1999") == 1999
+    return registry
+
+
+def _sim_ring(n_series: int, now: int) -> HotRing:
+    """A 2-day ring (the default window and ring blocks) of ``n_series`` series holding the
+    simulator's fleet, rounded as its agents report, from ``SIM_POINTS`` points a minute;
+    loaded hour by hour as a start-up does, then folded until compaction is done, as a
+    running ring is."""
+    ring = HotRing(minutes=2 * DAY, capacity=n_series)
+    fleet = Fleet(-(-n_series // 2000), 2000, seed=1)
+    ids = np.arange(n_series, dtype=np.int32)
+    for hour in range(now - 2 * DAY + 1, now + 1, 60):  # an hour of the ring per load
+        minutes = np.arange(hour, min(hour + 60, now + 1))
+        ts = hour * 60 + np.arange(len(minutes) * SIM_POINTS) * (60 // SIM_POINTS)
+        v = fleet.at(ts, series_major=True).value.reshape(-1, len(ts))[:n_series]
+        v = v.reshape(-1, SIM_POINTS)  # series-major: each series' minutes in turn
+        count = np.full(v.shape[0], SIM_POINTS, np.uint32)
+        parts = Partials(v.min(axis=1), v.max(axis=1), v.sum(axis=1), count)
+        ring.load(np.repeat(ids, len(minutes)), np.tile(minutes, n_series), parts, True)
+    compacted = -1
+    while compacted != ring.seal_stats.compacted:
+        compacted = ring.seal_stats.compacted
+        for _ in range(4):
+            ring.fold(ids, np.full(n_series, now), np.ones(n_series))
+    return ring
+
+
+def bench_questions(
+    store: Store, s: np.ndarray, m: np.ndarray, now: int, runs: int
+) -> dict[str, list[float]]:
+    """Part 5: Q1–Q4 through ``Query`` with a full 2-day ring of every series in front of
+    the year in the store (see the module's docstring): ``[wall, CPU]`` milliseconds of
+    each question, medians of ``runs`` after one to warm up. "ring alone" asks a ``Query``
+    without the store, so a step-aligned start before the window reads nothing older."""
+    registry = _registry(s, m)
+    ring = _sim_ring(len(s), now)
+    with_store, alone = Query(registry, ring, store), Query(registry, ring, None)
+    end = (now + 1) * 60  # the minute after the newest, in seconds: the ring's window ends
+    two, thirty = end - 2 * 86_400, end - 30 * 86_400
+    server, metric = ("server", "srv-0000"), ("metric", "metric-0000")
+    questions: dict[str, Callable[[], object]] = {
+        "Q1 2,000 series, 2 d at 1 min": lambda: with_store.series(*server, two, end, 60),
+        "Q1 2 d at 1 h, ring alone": lambda: alone.series(*server, two, end, 3600),
+        "Q1 2 d at 1 h, ring + store": lambda: with_store.series(*server, two, end, 3600),
+        "Q1 30 d at 1 h, ring + store": lambda: with_store.series(*server, thirty, end, 3600),
+        "Q3 2 d": lambda: with_store.summary(*server, two, end),
+        "Q2 1,000 series, 2 d at 1 min": lambda: with_store.series(*metric, two, end, 60),
+        "Q2 2 d at 1 h, ring alone": lambda: alone.series(*metric, two, end, 3600),
+        "Q2 2 d at 1 h, ring + store": lambda: with_store.series(*metric, two, end, 3600),
+        "Q2 30 d at 1 h, ring + store": lambda: with_store.series(*metric, thirty, end, 3600),
+        "Q4 2 d": lambda: with_store.summary(*metric, two, end),
+        "Q4 30 d, ring + store": lambda: with_store.summary(*metric, thirty, end),
+    }
+    got: dict[str, list[float]] = {}
+    for name, ask in questions.items():
+        wall, cpu = [], []
+        for _ in range(runs + 1):
+            began, began_cpu = time.perf_counter(), time.process_time()
+            answer = ask()
+            wall.append((time.perf_counter() - began) * 1000)
+            cpu.append((time.process_time() - began_cpu) * 1000)
+            del answer  # freed before the next, as a served answer is
+        got[name] = [statistics.median(wall[1:]), statistics.median(cpu[1:])]
+    ring.close()
+    print(f"questions through Query, {len(s):,} series in a 2-day ring + store, median of {runs}:")
+    for name, (wall_ms, cpu_ms) in got.items():
+        print(f"  {name}: wall {wall_ms:6.1f} ms, CPU {cpu_ms:6.1f} ms")
+    print(json.dumps(got))
+    return got
+
+
+def compare(baseline: Path, processes: int, runs: int) -> None:
+    """Part 5 in ``processes`` fresh processes of this checkout and of ``baseline``,
+    alternating; the medians of their medians, and this / baseline."""
+    trees = {"this": Path(__file__).resolve().parent.parent, "baseline": baseline.resolve()}
+    got: dict[str, list[dict[str, list[float]]]] = {name: [] for name in trees}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--parts", "5", "--runs", str(runs)]
+    for i in range(processes):
+        for name, tree in trees.items():
+            env = dict(os.environ, PYTHONPATH=str(tree))
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if done.returncode:
+                raise RuntimeError(done.stderr)
+            got[name].append(json.loads(done.stdout.splitlines()[-1]))
+            print(f"# process {i + 1} {name}: {done.stdout.splitlines()[-1]}", flush=True)
+    print(f"\nmedians of {processes} processes each (each the median of {runs} asks)\n")
+    print("| question through Query | this wall | baseline wall | ratio | this CPU |"
+          " baseline CPU | ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for q in got["this"][0]:
+        this = [statistics.median(r[q][k] for r in got["this"]) for k in (0, 1)]
+        base = [statistics.median(r[q][k] for r in got["baseline"]) for k in (0, 1)]
+        print(
+            f"| {q} | {this[0]:.1f} | {base[0]:.1f} | {this[0] / base[0]:.2f}x"
+            f" | {this[1]:.1f} | {base[1]:.1f} | {this[1] / base[1]:.2f}x |"
+        )
+
+
 def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     ap = argparse.ArgumentParser(
@@ -360,12 +474,17 @@ def main() -> None:
     ap.add_argument("--minutes", type=int, default=60)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--parts", default="1,2,3,4", help="which of the parts above to run")
+    ap.add_argument("--baseline", type=Path, help="part 5 only: another checkout, same run")
+    ap.add_argument("--processes", type=int, default=3, help="with --baseline: per checkout")
     args = ap.parse_args()
+    if args.baseline is not None:
+        compare(args.baseline, args.processes, args.runs)
+        return
     parts = {int(p) for p in args.parts.split(",")}
     todo = []
     if parts & {1, 2}:
         todo.append(("bench_write", lambda st: bench_write(st, args.series, args.minutes)))
-    if parts & {3, 4}:
+    if parts & {3, 4, 5}:
         todo.append(("bench_year", lambda st: bench_year(st, args.runs, parts)))
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         dsn = args.dsn or f"chdb://{args.dir or tmp}"
