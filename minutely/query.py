@@ -29,6 +29,7 @@ from minutely.model import (
     Partials,
     summarize_axis0,
 )
+from minutely.pool import ENTRY_BYTES, BlockPool
 from minutely.registry import Registry
 from minutely.store import Store
 
@@ -93,6 +94,10 @@ class Query:
     Each minute is read from exactly one place: minutes the ring's window holds from the
     ring, older minutes from the store (which picks its coarsest exact tier). A bucket that
     straddles the seam merges the two partials.
+
+    Series answers from the ring alone are made in ``pool``'s memory (by default a pool
+    that keeps one largest answer's, ``max_cells`` entries), so a large answer reuses the
+    pages an earlier one gave back instead of faulting fresh ones.
     """
 
     def __init__(
@@ -101,11 +106,13 @@ class Query:
         ring: HotRing,
         store: Store | None = None,
         max_cells: int = MAX_CELLS,
+        pool: BlockPool | None = None,
     ) -> None:
         self.registry = registry
         self.ring = ring
         self.store = store
         self.max_cells = max_cells
+        self.pool = BlockPool(max_cells * ENTRY_BYTES) if pool is None else pool
 
     def _select(self, by: By, name: str, only: list[str] | None) -> _Selection:
         """The series of ``name`` and their labels, filtered by ``only``."""
@@ -180,7 +187,7 @@ class Query:
             )
             out = cells.dense(sel.other_ids, n_buckets)
         else:
-            out = Partials.zeros((len(labels), n_buckets))
+            out = self.pool.zeros((len(labels), n_buckets))
         window = self._window()
         if window is not None and len(labels):
             lo = max(first, window[0])

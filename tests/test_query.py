@@ -11,6 +11,7 @@ import pytest
 
 from minutely.hot import HotRing
 from minutely.model import MINUTE, Partials, PointBatch
+from minutely.pool import BlockPool
 from minutely.query import Query
 from minutely.registry import Registry
 from minutely.store import StoreError
@@ -65,7 +66,9 @@ def random_minutes(rng: np.random.Generator, shape: tuple[int, int]) -> Partials
     return Partials(low, high, np.round(count * (low + high) / 2, 2), count)
 
 
-def setup(rng: np.random.Generator) -> tuple[Query, MinuteStore, Partials, int]:
+def setup(
+    rng: np.random.Generator, pool: BlockPool | None = None
+) -> tuple[Query, MinuteStore, Partials, int]:
     registry = Registry()
     names = PointBatch.from_names(
         np.array(["web"] * METRICS, dtype=object),
@@ -88,7 +91,8 @@ def setup(rng: np.random.Generator) -> tuple[Query, MinuteStore, Partials, int]:
     )
     assert ring.oldest_minute() == oldest
     store = MinuteStore(first, truth.take(np.s_[:, : oldest - first]))
-    return Query(registry, ring, store), store, truth, first  # type: ignore[arg-type]
+    query = Query(registry, ring, store, pool=pool)  # type: ignore[arg-type]
+    return query, store, truth, first
 
 
 @pytest.mark.parametrize("step_minutes", [1, 7, 60, 1440])
@@ -115,3 +119,30 @@ def test_a_failed_store_read_fails_the_question() -> None:
     store.fail = True
     with pytest.raises(StoreError, match="gone"):
         query.series("server", "web", first * MINUTE, (HEAD + 1) * MINUTE, 3600)
+
+
+def test_answers_in_reused_memory_are_exact() -> None:
+    pool = BlockPool(1 << 30, min_bytes=0)  # every block pooled, however small
+    query, _, truth, first = setup(np.random.default_rng(9), pool)
+    start, end = (HEAD - WINDOW + 1) * MINUTE, (HEAD + 1) * MINUTE  # the ring alone
+    a = query.series("server", "web", start, end, MINUTE)
+    fresh = [f.copy() for f in a.parts.fields()]
+    a.parts.sum[...] = 3  # a caller may write its answer; the next one must not see it
+    a.parts.count[...] = 3
+    del a
+    narrow = query.series("server", "web", start, end, 5 * MINUTE, only=["m1", "m4"])
+    again = query.series("server", "web", start, end, MINUTE)
+    assert pool.reused >= 1
+    for got, want in zip(again.parts.fields(), fresh, strict=True):
+        np.testing.assert_array_equal(got, want)
+    cols = np.arange(HEAD - WINDOW + 1, HEAD + 1) - first
+    for i, label in enumerate(again.labels):
+        row = int(label[1:])
+        np.testing.assert_array_equal(again.parts.count[i], truth.count[row, cols])
+        held = truth.count[row, cols] > 0
+        np.testing.assert_array_equal(again.parts.min[i][held], truth.min[row, cols][held])
+        np.testing.assert_array_equal(again.parts.max[i][held], truth.max[row, cols][held])
+        np.testing.assert_array_equal(again.parts.sum[i][held], truth.sum[row, cols][held])
+        assert not again.parts.sum[i][~held].any()  # empty entries hold zeros, as fresh ones
+    assert narrow.labels == ["m1", "m4"]
+    assert not np.shares_memory(narrow.parts.sum, again.parts.sum)
