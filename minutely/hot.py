@@ -160,7 +160,7 @@ class HotRing:
         block: int = BLOCK,
         sink: MinuteSink | None = None,
         block_minutes: int = 60,
-        grace_minutes: int = 10,
+        grace_minutes: int = 5,
         compact_minutes: int = 360,
     ) -> None:
         if minutes < live_minutes + 1:

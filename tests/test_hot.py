@@ -190,14 +190,14 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     """A window longer than the open slots: 28 B per open series-minute, the sealed hours
     compressed (constant values: almost nothing), live rows and stamps on top."""
     ring = HotRing(600, 4, capacity=1024, block=1024)
-    assert ring.sealing and ring.slots == 60 + 2 * 10 + 4
+    assert ring.sealing and ring.slots == 60 + 2 * 5 + 4
     series = np.arange(1000, dtype=np.int32)
     for minute in range(1000, 1605):
         ring.fold(series, np.full(1000, minute), np.ones(1000))
     parts = ring.memory()
     assert parts["series_minutes"] == 1000 * 600
-    # rows of 84 cells share pages: 28 B per cell of the open slots
-    assert 28 * 1000 * 84 <= parts["ring"] <= 28 * 1000 * 84 + 4 * 4096
+    # rows of 74 cells share pages: 28 B per cell of the open slots
+    assert 28 * 1000 * 74 <= parts["ring"] <= 28 * 1000 * 74 + 4 * 4096
     assert parts["hour_blocks"] + parts["compacted_blocks"] > 0
     assert parts["hour_blocks"] + parts["compacted_blocks"] < 1000 * 600 * 2
     states = ring.states()
@@ -206,7 +206,7 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     # 28 B a series for each of the window's 10 blocks of minutes and two more
     assert parts["hour_summaries"] == 1000 * 12 * 28
     assert states["compacted_blocks"]["series_minutes"] == 1000 * 360
-    assert ring.bytes_per_series_minute < 28 * 84 / 600 + 28 * 4 * 1.024 / 600 + 2
+    assert ring.bytes_per_series_minute < 28 * 74 / 600 + 28 * 4 * 1.024 / 600 + 2
     got = ring.read(series, 1000, 605)  # the first 5 minutes have left the window
     assert (got.count[:, :5] == 0).all() and (got.count[:, 5:] == 1).all()
     assert (got.min[:, 5:] == 1.0).all()
@@ -214,14 +214,14 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
 
 def test_memory_follows_the_series_held_not_the_block() -> None:
     """5,000 series in a block of 16,384 at a 2-day window: the first minutes flushed make
-    the open slots of their rows resident (rows of 84 cells share pages), not the block."""
+    the open slots of their rows resident (rows of 74 cells share pages), not the block."""
     ring = HotRing(2880, 4)
     series = np.arange(5000, dtype=np.int32)
     for minute in range(1000, 1010):
         ring.fold(series, np.full(5000, minute), np.arange(5000.0))
     assert ring.capacity == 16384
     parts = ring.memory()
-    assert 5000 * 84 * 28 <= parts["ring"] <= 5000 * 84 * 28 + 4 * 4096
+    assert 5000 * 74 * 28 <= parts["ring"] <= 5000 * 74 * 28 + 4 * 4096
     assert parts["series_minutes"] == 5000 * 10
     got = ring.read(series, 1000, 5)
     np.testing.assert_array_equal(got.min, np.repeat(np.arange(5000.0)[:, None], 5, axis=1))
