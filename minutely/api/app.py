@@ -69,7 +69,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from minutely import workers
+from minutely import warm, workers
 from minutely.api import arrow, encoding, openapi, params, partials, protocols, render
 from minutely.api.auth import LOOPBACK_ONLY, Access, Guard
 from minutely.api.inflight import BodyBudgetGuard
@@ -249,6 +249,7 @@ def _lifespan(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage:
             protocols.warm_up()  # compiled decoders loaded before the first request
+            warm.compiled()  # and the ring's kernels, before the first fold holds its lock
             node.start()
         try:
             yield
