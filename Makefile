@@ -20,6 +20,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
+	$(VENV)/bin/minutely compile
 	touch $(STAMP)
 
 node_modules/.installed: package.json package-lock.json
@@ -58,6 +59,7 @@ $(WHEEL_VENV)/.locked: requirements.txt
 
 $(WHEEL_VENV)/.installed: $(WHEEL_VENV)/.locked $(WHEEL_DIR)/.built
 	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps --force-reinstall $(WHEEL_DIR)/*.whl
+	$(WHEEL_VENV)/bin/minutely compile
 	touch $@
 
 # tests/browser/test_wheel.py runs `minutely` from here

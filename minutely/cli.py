@@ -286,6 +286,18 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    # imported here: the compiled modules load numba, which the other commands mostly skip
+    from minutely import warm
+    from minutely.api import protocols
+
+    began = time.perf_counter()
+    protocols.warm_up()
+    warm.compiled()
+    print(f"compiled kernels ready in {time.perf_counter() - began:.1f}s")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     cluster = args.nodes > 1
     # a cluster on one machine runs three NATS servers and several nodes: a smaller fleet
@@ -618,6 +630,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("ingest", "an ingest-only node: validate and publish to a shared NATS bus")
     _add_settings_flags(p)
     p.set_defaults(func=_cmd_ingest)
+
+    p = command(
+        "compile",
+        "compile the decoders' and the ring's kernels into numba's cache",
+        description=(
+            "A node compiles its kernels before it serves; the first start after an install"
+            " spends about a minute of CPU on it unless this has run (make runs it)."
+        ),
+    )
+    p.set_defaults(func=_cmd_compile)
 
     p = command("demo", "serve plus a simulated fleet with history")
     _add_settings_flags(p)

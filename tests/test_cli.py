@@ -135,3 +135,9 @@ def test_a_bad_data_dir_says_so_and_debug_shows_the_traceback(tmp_path: Path) ->
     assert_one_line(run("serve", "--data-dir", bad), "is not a directory: pass --data-dir")
     done = run("serve", "--debug", "--data-dir", bad)
     assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_compile_fills_numbas_cache_for_the_next_start() -> None:
+    done = run("compile", timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "compiled kernels ready" in done.stdout

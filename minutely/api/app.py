@@ -248,8 +248,12 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage:
+            began = time.perf_counter()
             protocols.warm_up()  # compiled decoders loaded before the first request
             warm.compiled()  # and the ring's kernels, before the first fold holds its lock
+            took = time.perf_counter() - began
+            if took > 5:
+                log.info("compiled the kernels in %.0fs (`minutely compile` does it ahead)", took)
             node.start()
         try:
             yield
