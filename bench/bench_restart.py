@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from minutely import store_writer
 from minutely.config import Settings
 from minutely.model import Partials
 from minutely.service import Service
@@ -37,6 +38,12 @@ def main() -> None:
     ap.add_argument("--metrics", type=int, default=500)
     ap.add_argument("--hours", type=int, default=6)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--baseline-ahead",
+        type=int,
+        help="also time each start with store_writer.LOAD_AHEAD at this value (0: the reads "
+        "one at a time), alternating with the default, for a same-run baseline",
+    )
     args = ap.parse_args()
     n_series = args.servers * args.metrics
     now = time.time()
@@ -66,21 +73,32 @@ def main() -> None:
                 store.write_minutes(s_ids[:, None], m_ids[:, None], mins, parts)
             return time.perf_counter() - began
 
-        def start_up() -> float:
-            took = []
+        def start_once(ahead: int) -> float:
+            store_writer.LOAD_AHEAD = ahead
+            began = time.perf_counter()
+            service = Service(settings, clock=lambda: now).open()
+            took = time.perf_counter() - began
+            assert service.registry.n_series == n_series
+            service.close()
+            return took
+
+        default_ahead = store_writer.LOAD_AHEAD
+
+        def start_up() -> tuple[float, float | None]:
+            """Median start-up at the default and, alternating, at ``--baseline-ahead``."""
+            took, base = [], []
             for _ in range(args.runs):
-                began = time.perf_counter()
-                service = Service(settings, clock=lambda: now).open()
-                took.append(time.perf_counter() - began)
-                assert service.registry.n_series == n_series
-                service.close()
-            return statistics.median(took)
+                took.append(start_once(default_ahead))
+                if args.baseline_ahead is not None:
+                    base.append(start_once(args.baseline_ahead))
+            store_writer.LOAD_AHEAD = default_ahead
+            return statistics.median(took), statistics.median(base) if base else None
 
         half = minutes // 2
         wrote = write(last - minutes, last - half)
         store.optimize()  # as the engine's background merges leave a store that has settled
         service.close()
-        small = start_up()
+        small, small_base = start_up()
         service = Service(settings, clock=lambda: now).open()
         store = service.store
         assert store is not None
@@ -93,7 +111,7 @@ def main() -> None:
             f"{args.hours} h) in {wrote:.1f}s = {rows / wrote:,.0f} rows/s",
             flush=True,
         )
-        full = start_up()
+        full, full_base = start_up()
         per_hour = (full - small) / ((minutes - half) / 60)
         fixed = full - per_hour * minutes / 60
         print()
@@ -104,6 +122,12 @@ def main() -> None:
                 f"| start-up with {n_series:,} series x {hours:g} h in the store (median of "
                 f"{args.runs}) | {took:.2f} s |"
             )
+        for hours, took, base in ((half / 60, small, small_base), (minutes / 60, full, full_base)):
+            if base is not None:
+                print(
+                    f"| {hours:g} h with LOAD_AHEAD={args.baseline_ahead}, alternating | "
+                    f"{base:.2f} s (default / it: {took / base:.2f}) |"
+                )
         print(f"| fixed part; per hour held | {fixed:.1f} s; {per_hour:.2f} s |")
         print(f"| a full 2-day ring (fixed + 48 x per hour) | {fixed + 48 * per_hour:.0f} s |")
 

@@ -32,7 +32,9 @@ import re
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,12 +47,13 @@ from minutely.model import I32, I64, Partials, PointBatch
 from minutely.registry import Registry
 from minutely.store import Store, StoreError
 from minutely.store.inserts import MAX_ROWS_PER_INSERT, piece_tokens
-from minutely.store.reader import MinuteRows
 
 log = logging.getLogger(__name__)
 
 #: rows one read of ``rebuild_ring`` asks for, at most about: ~40 bytes each as columns
 LOAD_ROWS = 1 << 24
+#: reads of ``rebuild_ring`` made ahead of the one the ring is loading (0: one at a time)
+LOAD_AHEAD = 1
 #: failed attempts of one insert, with the store answering, before its rows are isolated
 ISOLATE_AFTER = 3
 #: a refused piece this small, or split this often (a bound on the inserts one refused
@@ -567,15 +570,14 @@ def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) ->
     last = int(now // 60) + 1
     first = last - ring.minutes - 10  # a few minutes of slack for points ahead of the clock
     slices = _load_slices(store, registry)
-    loaded = 0
-    for start in range(first // 60 * 60, last + 10, 60):  # hours: one day partition a read
-        loaded += _load_hour(registry, ring, store, start, slices)
+    # hours: one day partition a read
+    loaded = _load_hours(registry, ring, store, range(first // 60 * 60, last + 10, 60), slices)
     # the window ends at the newest minute stored, not the clock: after a quiet spell it
     # reaches further back, and queries read those minutes from the ring, so load them too
     oldest = ring.oldest_minute()
     if oldest is not None:
-        for start in range(oldest // 60 * 60, first // 60 * 60, 60):
-            loaded += _load_hour(registry, ring, store, start, slices)
+        older = range(oldest // 60 * 60, first // 60 * 60, 60)
+        loaded += _load_hours(registry, ring, store, older, slices)
     # the reads' answers are freed, but the engine's allocator keeps their pages for a while
     store.release_memory()
     return loaded
@@ -594,21 +596,35 @@ def _load_slices(store: Store, registry: Registry) -> list[npt.NDArray[np.uint32
     return list(np.array_split(np.arange(n_ids, dtype=np.uint32), min(n_slices, n_ids)))
 
 
-def _load_hour(
+def _load_hours(
     registry: Registry,
     ring: HotRing,
     store: Store,
-    start: int,
+    hours: range,
     slices: list[npt.NDArray[np.uint32] | None],
 ) -> int:
-    """One hour of ``rebuild_ring`` into the ring, a slice of ids at a time."""
-    return sum(_load_rows(registry, ring, store.read_minutes(start, 60, ids)) for ids in slices)
+    """Each hour of ``rebuild_ring``, a slice of ids at a time, into the ring. The next
+    slice is read on a thread of its own while the ring loads and seals the one before (the
+    engine's reads and the ring's codec release the GIL), so a start-up keeps two cores
+    busy; at most ``LOAD_AHEAD + 1`` slices' columns are held at once."""
+    reads = [(start, ids) for start in hours for ids in slices]
+    loaded = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="ring-load") as pool:
+        ahead: deque[Future[tuple[I32, I64, Partials]]] = deque()
+        for k in range(len(reads)):
+            while len(ahead) <= LOAD_AHEAD and k + len(ahead) < len(reads):
+                ahead.append(pool.submit(_read_cells, registry, store, *reads[k + len(ahead)]))
+            series, minutes, parts = ahead.popleft().result()
+            if series.shape[0]:
+                loaded += ring.load(series, minutes, parts, distinct=True)
+    return loaded
 
 
-def _load_rows(registry: Registry, ring: HotRing, rows: MinuteRows) -> int:
-    """One read of ``rebuild_ring`` into the ring; returns the cells loaded."""
-    if rows.minutes.shape[0] == 0:
-        return 0
+def _read_cells(
+    registry: Registry, store: Store, start: int, ids: npt.NDArray[np.uint32] | None
+) -> tuple[I32, I64, Partials]:
+    """One read of ``rebuild_ring``: an hour of these ids' stored cells, by series id."""
+    rows = store.read_minutes(start, 60, ids)
     series = registry.lookup(rows.server_ids, rows.metric_ids)
     minutes, parts = rows.minutes, rows.parts
     known = series >= 0
@@ -616,4 +632,4 @@ def _load_rows(registry: Registry, ring: HotRing, rows: MinuteRows) -> int:
         log.warning("%d stored cells name series the registry lacks", int((~known).sum()))
         series, minutes = series[known], minutes[known]
         parts = parts.take(known)
-    return ring.load(series, minutes, parts, distinct=True)
+    return series, minutes, parts

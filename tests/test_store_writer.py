@@ -345,11 +345,14 @@ def test_a_flush_inserts_the_queue_a_bounded_block_at_a_time(store: Store) -> No
     assert total == float(parts.sum.sum())
 
 
+@pytest.mark.parametrize("ahead", [0, 1, 3])
 def test_a_rebuild_read_in_slices_of_servers_loads_every_stored_minute_exactly(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, ahead: int
 ) -> None:
-    # 7 servers x 3 metrics over 3 hours, each hour read in slices of about 2 servers
+    # 7 servers x 3 metrics over 3 hours, each hour read in slices of about 2 servers, with
+    # none, one or three reads made ahead of the load
     monkeypatch.setattr(store_writer, "LOAD_ROWS", 2 * 3 * 60)
+    monkeypatch.setattr(store_writer, "LOAD_AHEAD", ahead)
     registry = Registry()
     s = np.repeat(np.arange(7), 3)
     m = np.tile(np.arange(3), 7)
