@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -271,3 +272,50 @@ def test_step_one_keeps_what_out_holds_where_a_minute_is_empty() -> None:
     np.testing.assert_array_equal(out.count, want.count)
     for g, w in zip(out.fields()[:3], want.fields()[:3], strict=True):
         assert same_bits(g, w)
+
+
+def near_midpoints(rng: np.random.Generator, e: int, k: int) -> npt.NDArray[np.float64]:
+    """Whole numbers ``a`` whose ``a / 10^e`` lies as near as they come to a midpoint between
+    two float64 (where a quotient off by a hair rounds the other way), and their neighbours."""
+    half_ulps = rng.integers(2**53, 2**54, k) | 1  # odd: the midpoints themselves
+    a = np.concatenate([np.rint(half_ulps * 2.0**j * 10.0**e) for j in range(-75, 10)])
+    a = a[(a >= 1) & (a < 2**62)]
+    return np.concatenate([a - 1, a, a + 1, -a])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(2**63) + 1, 2**63 - 1), st.integers(1, ringcodec.MAX_DECIMALS))
+def test_divide_pow10_is_the_division(a: int, e: int) -> None:
+    x = np.array([float(a)])
+    assert same_bits(ringcodec.divide_pow10(x, e), x / 10.0**e)
+
+
+def test_divide_pow10_is_the_division_at_every_exponent() -> None:
+    """Every number of decimals, over every magnitude up to 2^62 and next to the midpoints,
+    where a product by ``1 / 10^e`` alone is off in about a quarter of the cases."""
+    rng = np.random.default_rng(13)
+    for e in range(1, ringcodec.MAX_DECIMALS + 1):
+        bits = rng.integers(0, 63, 200_000)
+        spread = np.floor(rng.random(200_000) * 2.0**bits)  # every magnitude alike
+        x = np.concatenate([spread, -spread[spread > 0], near_midpoints(rng, e, 2_000), [0.0]])
+        assert same_bits(ringcodec.divide_pow10(x, e), x / 10.0**e), e
+
+
+@pytest.mark.parametrize("e", range(ringcodec.MAX_DECIMALS + 1))
+def test_each_number_of_decimals_comes_back(e: int) -> None:
+    """Decimals at each exponent, sums accumulated in float64 as the ring folds them (so
+    rarely decimals themselves): the decoder's divisions give every bit back."""
+    rng = np.random.default_rng(e)
+    rows, n = 6, 360
+    scale = [10, 10**6, 10**9, 2**40, 2**52, 2**60]
+    ints = np.stack([rng.integers(-s, s, n) for s in scale])
+    span = rng.integers(0, 50, (rows, n))
+    mn, mx = ints / 10.0**e, (ints + span) / 10.0**e
+    for v in (mn, mx):  # keep the decimals float64 holds as such
+        v[np.rint(v * 10.0**e) / 10.0**e != v] = 0.0
+    sm = mn * 7 + mx * 8 + rng.choice([0.0, 1e-7, 3.3], (rows, n))
+    parts = Partials(mn, mx, sm, np.full((rows, n), 15, np.uint32))
+    enc = ringcodec.encode(parts)
+    assert (enc.fmt != ringcodec.BITS).any()
+    assert int(enc.data[enc.offset[0]]) == e  # the smallest decimals that fit
+    assert_exact(round_trip(parts), parts)
