@@ -551,6 +551,83 @@ def _load_u64(buf: U8, p: np.uint64) -> np.uint64:
     )
 
 
+#: streams this narrow or narrower unpack in a loop of their own width (most of a gauge's
+#: or a counter's streams are 1 to 16 bits wide)
+FIXED_WIDTHS = 16
+
+
+def _fixed_width(w: int) -> Callable[..., None]:
+    """``_unpack``'s loop for width ``w`` alone: eight values fill ``w`` bytes, so each one's
+    byte and shift in them are constants that the compiler folds into its load and shift."""
+    mask = np.uint64((1 << w) - 1)
+
+    def unpack(data: U8, pos: int, base: np.int64, g: np.int64, dst: I64) -> None:
+        groups = dst.shape[0] // 8
+        if g == 1:
+            for i in range(groups):
+                at = np.uint64(pos + i * w)
+                for j in range(8):
+                    v = _load_u64(data, at + np.uint64((j * w) >> 3)) >> np.uint64((j * w) & 7)
+                    dst[i * 8 + j] = base + np.int64(v & mask)
+        else:
+            for i in range(groups):
+                at = np.uint64(pos + i * w)
+                for j in range(8):
+                    v = _load_u64(data, at + np.uint64((j * w) >> 3)) >> np.uint64((j * w) & 7)
+                    dst[i * 8 + j] = base + np.int64(v & mask) * g
+        bit = np.uint64((pos + groups * w) * 8)
+        for k in range(groups * 8, dst.shape[0]):
+            v = _load_u64(data, bit >> np.uint64(3)) >> (bit & np.uint64(7))
+            dst[k] = base + np.int64(v & mask) * g
+            bit += np.uint64(w)
+
+    return numba.njit(nogil=True, cache=True)(unpack)
+
+
+(_w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8, _w9, _w10, _w11, _w12, _w13, _w14, _w15, _w16) = (
+    _fixed_width(w) for w in range(1, FIXED_WIDTHS + 1)
+)
+
+
+@numba.njit(nogil=True, cache=True)
+def _unpack_fixed(data: U8, pos: int, w: int, base: np.int64, g: np.int64, dst: I64) -> None:
+    """``dst``'s values of the ``w``-bit stream packed from byte ``pos`` (1 ≤ ``w`` ≤
+    ``FIXED_WIDTHS``), by its width's own loop."""
+    if w <= 8:
+        if w == 1:
+            _w1(data, pos, base, g, dst)
+        elif w == 2:
+            _w2(data, pos, base, g, dst)
+        elif w == 3:
+            _w3(data, pos, base, g, dst)
+        elif w == 4:
+            _w4(data, pos, base, g, dst)
+        elif w == 5:
+            _w5(data, pos, base, g, dst)
+        elif w == 6:
+            _w6(data, pos, base, g, dst)
+        elif w == 7:
+            _w7(data, pos, base, g, dst)
+        else:
+            _w8(data, pos, base, g, dst)
+    elif w == 9:
+        _w9(data, pos, base, g, dst)
+    elif w == 10:
+        _w10(data, pos, base, g, dst)
+    elif w == 11:
+        _w11(data, pos, base, g, dst)
+    elif w == 12:
+        _w12(data, pos, base, g, dst)
+    elif w == 13:
+        _w13(data, pos, base, g, dst)
+    elif w == 14:
+        _w14(data, pos, base, g, dst)
+    elif w == 15:
+        _w15(data, pos, base, g, dst)
+    else:
+        _w16(data, pos, base, g, dst)
+
+
 @numba.njit(inline="always", nogil=True, cache=True)
 def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, upto: int, out: I64) -> int:
     """Read values ``[0, upto)`` of the ``n``-value stream at byte ``pos`` into ``out``;
@@ -578,6 +655,8 @@ def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, upto: int
     if w == 0:
         for k in range(dst.shape[0]):
             dst[k] = base
+    elif w <= FIXED_WIDTHS:
+        _unpack_fixed(data, pos, w, base, g, dst)
     elif w <= 57:  # the value lies in the 8 bytes from its first: one unaligned load
         mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - w)
         for k in range(dst.shape[0]):

@@ -319,3 +319,38 @@ def test_each_number_of_decimals_comes_back(e: int) -> None:
     assert (enc.fmt != ringcodec.BITS).any()
     assert int(enc.data[enc.offset[0]]) == e  # the smallest decimals that fit
     assert_exact(round_trip(parts), parts)
+
+
+@pytest.mark.parametrize("factor", [1, 4096])
+@pytest.mark.parametrize("w", range(65))
+def test_every_width_comes_back(w: int, factor: int) -> None:
+    """Raw bit patterns spanning exactly ``w`` bits (times a common factor), so the max's
+    stream packs at each width from 0 to 64, at lengths that end mid-group of eight; whole
+    and through windows."""
+    rng = np.random.default_rng(w)
+    for n in (1, 7, 8, 9, 61, 360):
+        span = np.uint64(2**w - 1)
+        r = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True) & span
+        r[:3] = np.array([0, span, 1], np.uint64)[:n] & span  # gcd 1, the whole span
+        if factor > 1 and w <= 50:
+            r = r * np.uint64(factor)
+        bits = (r + np.uint64(2**62 if w < 62 else 0)).view(np.float64)
+        finite = bool(np.isfinite(bits).all())
+        mx = np.where(np.isfinite(bits), bits, 1.5).reshape(1, n)  # patterns are any floats
+        parts = Partials(mx, mx, mx, np.full((1, n), 3, np.uint32))
+        enc = ringcodec.encode(parts)
+        if n == 360 and finite and w > 0:
+            assert enc.fmt[0] == ringcodec.BITS
+            mode = int(enc.data[enc.offset[0] + 2])  # the max's stream, after e and variant
+            assert mode == (65 + w if factor > 1 and w <= 50 else w)
+        assert_exact(round_trip(parts), parts)
+        lo, hi = n // 3, n - n // 4
+        out = Partials.zeros((1, n))
+        ringcodec.decode_jobs(
+            ringcodec.padded(enc.data), enc.offset, enc.fmt, np.array([n]), np.array([lo]),
+            np.array([hi]), np.array([0]), np.array([0]), 1, *out.fields(),
+        )  # fmt: skip
+        window = np.zeros(n, bool)
+        window[lo:hi] = True
+        assert same_bits(out.max[0][window], mx[0][window])
+        assert (out.count[0][~window] == 0).all()
