@@ -6,8 +6,8 @@ rounded).
 Data (``bench/codec_data.py`` ``sim_fleet``): one simulated server's ``--series`` metrics over
 ``--minutes`` minutes at 1 Hz, folded into minute partials as the ring folds them; sealed in
 hour blocks, then compacted into 6-hour blocks (and into 24-hour ones), once with each
-hour's summary kept (compressed in the compacted block, as ``HotRing`` keeps them) and once
-without. Every blob is read back and compared bit for
+hour's summary kept (28 B per series-hour, what ``HotRing`` keeps beside its compacted
+blocks, in its own array) and once without. Every blob is read back and compared bit for
 bit. A group's bytes are its series' blobs plus its share of the index and summaries (the
 same per series), over its series-minutes; the whole store's are every byte it allocated
 (arenas with their padding, index, summaries). Sizes are exact, so one run suffices.
@@ -65,14 +65,11 @@ def group_bytes(store: BlockStore, groups: dict[str, npt.NDArray[np.bool_]]) -> 
     usage = store.usage()
     rows = usage[0].rows
     minutes = sum(u.minutes for u in usage)
-    subs = [b.subs for b in store.blocks if b.subs is not None]  # the hours' summaries
-    meta = sum(u.index + u.summary + u.subs for u in usage)
-    meta -= sum(int(s.length.sum()) for s in subs)  # counted per series below
+    meta = sum(u.index + u.summary for u in usage)
     out = {"whole store": sum(u.nbytes for u in usage) / (rows * minutes)}
     for name, mine in groups.items():
         n = int(mine.sum())
         held = sum(int(b.length[mine].sum()) for b in store.blocks)
-        held += sum(int(s.length[mine].sum()) for s in subs)
         out[name] = (held + meta * n / rows) / (n * minutes)
     return out
 

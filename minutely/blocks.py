@@ -9,25 +9,21 @@ never one object per series)::
       offset  i64[S]  length u32[S]   series s: arena[offset[s] : offset[s] + length[s]]
       fmt     u8[S]                   its ringcodec format (EMPTY: no data, no bytes)
       summary Partials[S]             min, max, sum, count of s over the whole block
-      subs    Blobs | None            the same over each of k equal parts, compressed: one
-                                      blob of k entries per series (compacted blocks)
+      subs    Partials[S, k] | None   the same over each of k equal parts (compacted blocks)
 
 - ``seal`` encodes a ``(series, n)`` block of partials (the ring's hour, every series at
   once); ``compact`` decodes consecutive blocks and re-encodes them as one (longer blocks
   need fewer headers and deltas restart less often), keeping a summary of each part it was
-  made of when asked (compressed by the same codec: a part's summary is an entry like a
-  minute's), so reads at the parts' step decode those, not the minutes; ``expire`` drops
+  made of when asked, so reads at the parts' step still decode nothing; ``expire`` drops
   whole blocks, so memory goes back a span at a time, and ``trim`` also re-encodes the
   block the cut falls in from the cut on, so a long block does not outlive its minutes.
 - ``merge`` takes late partials into closed blocks exactly: the touched series are decoded,
   merged with ``model.merge`` and re-encoded; their new blobs go to the arena's end and the
   old bytes are counted dead until the arena is repacked (when they pass half of it).
-- ``read`` (and ``read_stores``, over many stores) merges a set of series over any minute
-  range into bucket arrays, as the ring's reads do: a block that lies inside one bucket
-  gives its summary and decodes nothing, the parts of a compacted block that lie inside one
-  bucket each decode their summaries, and the rest decodes only the requested series'
-  minutes, straight into the buckets, split by rows over an executor's threads (the
-  kernels release the GIL). Each of the three is one compiled call for every store.
+- ``read`` merges a set of series over any minute range into bucket arrays, as the ring's
+  reads do: a block (or a part of a compacted block) that lies inside one bucket gives its
+  summary and decodes nothing; other blocks decode only the requested series, straight
+  into the buckets, split by rows over an executor's threads (the kernel releases the GIL).
 
 Not thread-safe: the owner (the ring, under its lock) serialises writes with reads.
 """
@@ -41,7 +37,6 @@ import numpy as np
 import numpy.typing as npt
 
 from minutely import ringcodec
-from minutely.buckets import merge_summaries_at
 from minutely.model import I32, I64, U32, Partials, merge, reduce_partials_by_key, restep
 
 U8 = npt.NDArray[np.uint8]
@@ -54,74 +49,10 @@ SUMMARY_BYTES = 8 + 8 + 8 + 4
 #: handing half to the other thread costs more than it saves)
 SPLIT_CELLS = 1 << 18
 #: ``BlockStore.table`` columns after ``ringcodec.decode_blocks``'s: each block's first
-#: minute, the minutes of its parts' summaries (0: none), the addresses of its summary's
-#: fields (``T_SUMMARY`` .. ``+ 3``) and of its parts' summaries' arena (``T_SUB_BYTES``
-#: long), offsets and formats
+#: minute, and the minutes of its parts' summaries (0: none)
 T_START = ringcodec.TABLE_COLUMNS
 T_SUB = T_START + 1
-T_SUMMARY = T_SUB + 1
-T_SUB_ARENA = T_SUMMARY + 4
-T_SUB_BYTES = T_SUB_ARENA + 1
-T_SUB_OFFSET = T_SUB_BYTES + 1
-T_SUB_FMT = T_SUB_OFFSET + 1
-TABLE_COLUMNS = T_SUB_FMT + 1
-
-
-@dataclass(slots=True)
-class Blobs:
-    """Encoded rows in one arena: row ``s`` is ``arena[offset[s] : offset[s] + length[s]]``
-    in format ``fmt[s]``; ``used`` bytes of the arena hold blobs, ``dead`` of them are no
-    longer referenced (a block's parts' summaries)."""
-
-    arena: U8
-    used: int
-    dead: int
-    offset: I64
-    length: U32
-    fmt: npt.NDArray[np.uint8]
-
-    @staticmethod
-    def of(enc: ringcodec.Encoded) -> Blobs:
-        return Blobs(ringcodec.padded(enc.data), int(enc.data.shape[0]), 0, enc.offset.copy(),
-                     enc.length.copy(), enc.fmt.copy())  # fmt: skip
-
-    @property
-    def nbytes(self) -> int:
-        """Arena and index."""
-        return int(self.arena.nbytes + self.offset.shape[0] * INDEX_BYTES)
-
-    def replace(self, rows: I32 | I64, enc: ringcodec.Encoded) -> None:
-        """Make ``enc``'s blobs those of ``rows``: appended, the old ones counted dead, the
-        arena repacked when they pass half of it."""
-        self.dead += int(self.length[rows].sum(dtype=np.int64))
-        size = int(enc.data.shape[0])
-        if self.used + size + ringcodec.PAD > self.arena.shape[0]:
-            grown = np.zeros(max(2 * self.arena.shape[0], self.used + size + ringcodec.PAD),
-                             np.uint8)  # fmt: skip
-            grown[: self.used] = self.arena[: self.used]
-            self.arena = grown
-        self.arena[self.used : self.used + size] = enc.data
-        self.offset[rows] = enc.offset + self.used
-        self.length[rows] = enc.length
-        self.fmt[rows] = enc.fmt
-        self.used += size
-        if self.dead * 2 > self.used:
-            self.repack()
-
-    def grow(self, extra: int) -> None:
-        """Empty rows for ``extra`` series more."""
-        self.offset = np.concatenate([self.offset, np.zeros(extra, np.int64)])
-        self.length = np.concatenate([self.length, np.zeros(extra, np.uint32)])
-        self.fmt = np.concatenate([self.fmt, np.zeros(extra, np.uint8)])
-
-    def repack(self) -> None:
-        """Copy the live blobs to a new arena of their size, dropping the dead bytes."""
-        offset = np.zeros(self.offset.shape[0], np.int64)
-        np.cumsum(self.length[:-1], out=offset[1:])
-        live = int(self.length.sum(dtype=np.int64))
-        arena = np.zeros(live + ringcodec.PAD, np.uint8)
-        ringcodec.copy_blobs(self.arena, self.offset, self.length, arena, offset)
-        self.arena, self.offset, self.used, self.dead = arena, offset, live, 0
+TABLE_COLUMNS = T_SUB + 1
 
 
 @dataclass(slots=True)
@@ -139,9 +70,8 @@ class Block:
     length: U32
     fmt: npt.NDArray[np.uint8]
     summary: Partials
-    #: summaries of ``minutes // sub_minutes`` equal parts, a blob of that many entries per
-    #: row (``ringcodec``); None: one part
-    subs: Blobs | None = None
+    #: summaries of ``minutes // sub_minutes`` equal parts, ``(rows, parts)``; None: one part
+    subs: Partials | None = None
     sub_minutes: int = 0
     #: made by ``compact`` (not sealed as it is)
     compacted: bool = False
@@ -154,6 +84,14 @@ class Block:
     def end(self) -> int:
         return self.start + self.minutes
 
+    def spans(self) -> list[tuple[int, int]]:
+        """``[start, end)`` of each part that has a summary (the block itself when it
+        keeps no parts' summaries)."""
+        if self.subs is None:
+            return [(self.start, self.end)]
+        s = self.sub_minutes
+        return [(a, a + s) for a in range(self.start, self.end, s)]
+
     @staticmethod
     def of(start: int, minutes: int, enc: ringcodec.Encoded) -> Block:
         """A block of ``minutes`` holding ``enc``'s blobs, in an arena of their size."""
@@ -165,8 +103,7 @@ class Block:
 @dataclass(frozen=True, slots=True)
 class BlockUsage:
     """What one block costs: arena bytes allocated (``arena``) and holding live blobs
-    (``live``), index and summary bytes, and its parts' summaries (``subs``: arena and
-    index), over ``rows × minutes`` series-minutes."""
+    (``live``), index and summary bytes, over ``rows × minutes`` series-minutes."""
 
     start: int
     minutes: int
@@ -176,11 +113,10 @@ class BlockUsage:
     index: int
     summary: int
     compacted: bool = False
-    subs: int = 0
 
     @property
     def nbytes(self) -> int:
-        return self.arena + self.index + self.summary + self.subs
+        return self.arena + self.index + self.summary
 
     @property
     def bytes_per_series_minute(self) -> float:
@@ -234,21 +170,21 @@ class BlockStore:
         rows = max(b.rows for b in inside)
         chunk = max(1, ringcodec.SCRATCH // (28 * minutes))  # decoded rows per pass
         pieces: list[ringcodec.Encoded] = []
-        subs: list[ringcodec.Encoded] = []
+        subs: list[Partials] = []
         for a in range(0, rows, chunk):
             ids = np.arange(a, min(rows, a + chunk), dtype=np.int32)
             part = Partials.zeros((ids.shape[0], minutes))
             self._decode_into(_pieces(inside, start, start + minutes), ids, start, 1, part, None)
             pieces.append(ringcodec.encode(part))
             if sub_minutes:
-                subs.append(ringcodec.encode(restep(part, sub_minutes)))
+                subs.append(restep(part, sub_minutes))
         enc = _concat(pieces)
         for b in inside:
             self.blocks.remove(b)
         block = Block.of(start, minutes, enc)
         block.compacted = True
         if sub_minutes:
-            block.subs = Blobs.of(_concat(subs))
+            block.subs = _concat_parts(subs)
             block.sub_minutes = sub_minutes
         self.blocks.append(block)
         self.blocks.sort(key=lambda b: b.start)
@@ -322,7 +258,10 @@ class BlockStore:
         for dst, src in zip(block.summary.fields(), enc.summary.fields(), strict=True):
             dst[rows] = src
         if block.subs is not None:
-            block.subs.replace(rows, ringcodec.encode(restep(cells, block.sub_minutes)))
+            for dst, src in zip(
+                block.subs.fields(), restep(cells, block.sub_minutes).fields(), strict=True
+            ):
+                dst[rows] = src
         block.used += size
         if block.dead * 2 > block.used:
             _repack(block)
@@ -331,9 +270,9 @@ class BlockStore:
 
     def table(self) -> I64:
         """One row per block, oldest first, as ``ringcodec.decode_blocks`` takes them
-        (addresses of the arena, offsets and formats; rows; minutes) with the columns from
-        ``T_START`` on after; the window columns are left for a read to fill. Kept until the
-        blocks change; the addresses hold while the store does not."""
+        (addresses of the arena, offsets and formats; rows; minutes) with ``T_START`` and
+        ``T_SUB`` (``sub_minutes``) after; the window columns are left for a read to fill.
+        Kept until the blocks change; the addresses hold while the store does not."""
         if self._table is None:
             t = np.zeros((len(self.blocks), TABLE_COLUMNS), np.int64)
             for i, b in enumerate(self.blocks):
@@ -344,14 +283,7 @@ class BlockStore:
                 t[i, ringcodec.T_ROWS] = b.rows
                 t[i, ringcodec.T_N] = b.minutes
                 t[i, T_START] = b.start
-                for j, f in enumerate(b.summary.fields()):
-                    t[i, T_SUMMARY + j] = f.ctypes.data
-                if b.subs is not None:
-                    t[i, T_SUB] = b.sub_minutes
-                    t[i, T_SUB_ARENA] = b.subs.arena.ctypes.data
-                    t[i, T_SUB_BYTES] = b.subs.arena.shape[0]
-                    t[i, T_SUB_OFFSET] = b.subs.offset.ctypes.data
-                    t[i, T_SUB_FMT] = b.subs.fmt.ctypes.data
+                t[i, T_SUB] = b.sub_minutes if b.subs is not None else 0
             self._table = t
         return self._table
 
@@ -369,12 +301,50 @@ class BlockStore:
         """Merge minutes ``[first, first + count)`` of ``series`` into ``out``, whose column
         ``b`` is the bucket of minutes ``[first + b·step, first + (b+1)·step)`` and row
         ``rows[i]`` (``i`` when None) is ``series[i]`` (as ``HotRing.merge_buckets``). Only
-        minutes inside ``within`` (``[lo, hi)``) are merged, when given. ``read_stores`` of
-        this store alone: summaries where they answer, the rest decoded, split over
-        ``pool``'s thread when large."""
+        minutes inside ``within`` (``[lo, hi)``) are merged, when given. A block, or a part
+        of a compacted block, inside one bucket merges its summary; the rest decodes, in time
+        order. With ``pool``, a decode of ``SPLIT_CELLS`` or more splits its rows in two and
+        the second half decodes on the pool's thread."""
+        if count % step or out.count.shape[1] < count // step:
+            msg = (
+                f"{count} minutes in buckets of {step} need {count // step} whole columns,"
+                f" out has {out.count.shape[1]}"
+            )
+            raise ValueError(msg)
+        lo, hi = first, first + count
+        if within is not None:
+            lo, hi = max(lo, within[0]), min(hi, within[1])
+        touched = [b for b in self.blocks if b.start < hi and lo < b.end]
+        if not touched or series.shape[0] == 0:
+            return
         at = np.arange(series.shape[0], dtype=np.int64) if rows is None else rows
-        lo, hi = (first, first + count) if within is None else within
-        read_stores([StoreRead(self, series, at, lo, hi)], first, count, step, out, pool)
+        decode: list[tuple[Block, int, int]] = []
+        summaries: list[tuple[Block, int, int]] = []  # (block, part, bucket)
+        for b in touched:
+            for j, (a, e) in enumerate(b.spans()):
+                if e <= lo or hi <= a:
+                    continue
+                if lo <= a and e <= hi and (a - first) // step == (e - 1 - first) // step:
+                    summaries.append((b, j, (a - first) // step))
+                    continue
+                a, e = max(a, lo), min(e, hi)
+                if decode and decode[-1][0] is b and decode[-1][2] == a:
+                    decode[-1] = (b, decode[-1][1], e)  # one job per run of parts
+                else:
+                    decode.append((b, a, e))
+        if summaries:
+            _merge_summaries(summaries, series, at, out)
+        if not decode:
+            return
+        n = int(series.shape[0])
+        if pool is None or n * sum(e - a for _, a, e in decode) < SPLIT_CELLS:
+            self._decode_into(decode, series, first, step, out, at)
+            return
+        half = n // 2
+        later = pool.submit(self._decode_into, decode, series[half:], first, step, out,
+                            at[half:])  # fmt: skip
+        self._decode_into(decode, series[:half], first, step, out, at[:half])
+        later.result()
 
     def _decode_into(
         self,
@@ -415,9 +385,8 @@ class BlockStore:
                 int(b.arena.nbytes),
                 b.used - b.dead,
                 b.rows * INDEX_BYTES,
-                b.rows * SUMMARY_BYTES,
+                b.rows * SUMMARY_BYTES * (1 if b.subs is None else 1 + b.subs.count.shape[1]),
                 b.compacted,
-                0 if b.subs is None else b.subs.nbytes,
             )
             for b in self.blocks
         ]
@@ -425,6 +394,78 @@ class BlockStore:
     @property
     def nbytes(self) -> int:
         return sum(u.nbytes for u in self.usage())
+
+
+def _merge_summaries(
+    pieces: list[tuple[Block, int, int]], series: I32, rows: I64, out: Partials
+) -> None:
+    """Merge each ``(block, part, bucket)``'s summary of ``series`` into
+    ``out[rows, bucket]``: all parts side by side, reduced per bucket, one merge (pieces come
+    in time order, block by block, so a bucket's parts are adjacent)."""
+    n, k = int(series.shape[0]), len(pieces)
+    parts = Partials(
+        np.empty((n, k)), np.empty((n, k)), np.empty((n, k)), np.empty((n, k), np.uint32)
+    )
+    i = 0
+    while i < k:
+        b = pieces[i][0]
+        e = i + 1
+        while e < k and pieces[e][0] is b:
+            e += 1
+        held = series < b.rows
+        ids = series if held.all() else np.where(held, series, 0)
+        if b.subs is None:
+            for dst, f in zip(parts.fields(), b.summary.fields(), strict=True):
+                dst[:, i] = f[ids]
+        else:
+            js = np.array([j for _, j, _ in pieces[i:e]], np.int64)
+            whole = e - i == b.subs.count.shape[1]
+            for dst, f in zip(parts.fields(), b.subs.fields(), strict=True):
+                dst[:, i:e] = f[ids] if whole else f[ids[:, None], js[None, :]]
+        if not held.all():
+            parts.count[~held, i:e] = 0
+        i = e
+    if bool((parts.count == 0).any()):
+        parts = parts.neutral()
+    buckets = np.array([bucket for _, _, bucket in pieces], np.int64)
+    if k > 1 and bool((buckets[1:] == buckets[:-1]).any()):
+        starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
+        parts = Partials(
+            np.minimum.reduceat(parts.min, starts, axis=1),
+            np.maximum.reduceat(parts.max, starts, axis=1),
+            np.add.reduceat(parts.sum, starts, axis=1),
+            np.add.reduceat(parts.count, starts, axis=1).astype(np.uint32),
+        )
+        buckets = buckets[starts]
+    _merge_cells(out, rows, buckets, parts)
+
+
+def _merge_cells(out: Partials, rows: I64, cols: I64, parts: Partials) -> None:
+    """``out[rows][:, cols]`` merged with ``parts`` (``(rows, cols)``, empty entries
+    holding merge's identity): in place through views when both are runs, as a read's
+    usually are, else gathered, merged and scattered."""
+    r0, c0 = int(rows[0]), int(cols[0])
+    if _is_run(rows) and _is_run(cols):
+        at = np.s_[r0 : r0 + rows.shape[0], c0 : c0 + cols.shape[0]]
+        mn, mx, sm, ct = (f[at] for f in out.fields())
+        empty = ct == 0  # their other fields are undefined
+        np.copyto(mn, np.inf, where=empty)
+        np.copyto(mx, -np.inf, where=empty)
+        np.copyto(sm, 0.0, where=empty)
+        np.minimum(mn, parts.min, out=mn)
+        np.maximum(mx, parts.max, out=mx)
+        sm += parts.sum
+        ct += parts.count
+        return
+    cells = np.s_[rows[:, None], cols[None, :]]
+    merged = merge(out.take(cells), parts)
+    for dst, src in zip(out.fields(), merged.fields(), strict=True):
+        dst[cells] = src
+
+
+def _is_run(a: I64) -> bool:
+    """Whether ``a`` is ``a[0], a[0] + 1, ...``."""
+    return int(a[-1]) - int(a[0]) == a.shape[0] - 1 and bool((np.diff(a) == 1).all())
 
 
 def _pieces(blocks: list[Block], lo: int, hi: int) -> list[tuple[Block, int, int]]:
@@ -440,7 +481,7 @@ def _grow_rows(block: Block, rows: int) -> None:
     block.fmt = np.concatenate([block.fmt, np.zeros(extra, np.uint8)])
     block.summary = _concat_parts([block.summary, Partials.empty(extra)])
     if block.subs is not None:
-        block.subs.grow(extra)
+        block.subs = _concat_parts([block.subs, Partials.empty((extra, block.subs.count.shape[1]))])
 
 
 def _concat_parts(parts: list[Partials]) -> Partials:
@@ -492,12 +533,11 @@ def read_stores(
     out: Partials,
     pool: Executor | None = None,
 ) -> None:
-    """``BlockStore.read`` of every store in ``reads`` into one ``out``, with no Python per
-    store or block: blocks inside one bucket merge their summaries
-    (``buckets.merge_summaries_at``), compacted blocks whose parts each lie inside one
-    bucket decode their parts' summaries, and every other minute decodes, series by series
-    (``ringcodec.decode_blocks``, split by rows over ``pool``'s thread from ``SPLIT_CELLS``
-    series-minutes): one compiled call for each of the three."""
+    """``BlockStore.read`` of every store in ``reads`` into one ``out``, decoding all their
+    blocks in one compiled call (split by rows over ``pool``'s thread from ``SPLIT_CELLS``
+    series-minutes), series by series, so no Python runs per store or block. A store with a
+    block that a summary would answer (a block or part inside one bucket) is read on its own
+    by ``BlockStore.read``."""
     if count % step or out.count.shape[1] < count // step:
         msg = (
             f"{count} minutes in buckets of {step} need {count // step} whole columns,"
@@ -508,66 +548,34 @@ def read_stores(
     if not reads:
         return
     tables = [r.store.table() for r in reads]
+    blocks = np.array([t.shape[0] for t in tables], np.int64)
     table = np.concatenate(tables)
-    of = np.repeat(np.arange(len(reads)), [t.shape[0] for t in tables])
+    of = np.repeat(np.arange(len(reads)), blocks)
     lo = np.array([max(r.lo, first) for r in reads], np.int64)[of]
     hi = np.array([min(r.hi, first + count) for r in reads], np.int64)[of]
     start = table[:, T_START]
     end = start + table[:, ringcodec.T_N]
     a, e = np.maximum(start, lo), np.minimum(end, hi)
     keep = a < e
-    whole = keep & (a == start) & (e == end)
-    whole &= (start - first) // step == (end - 1 - first) // step
-    if whole.any():
-        sums = np.zeros((int(whole.sum()), 6), np.int64)
-        sums[:, 0] = table[whole, ringcodec.T_ROWS]
-        sums[:, 1:5] = table[whole, T_SUMMARY : T_SUMMARY + 4]
-        sums[:, 5] = (start[whole] - first) // step
-        groups, series, rows = _groups(reads, of[whole])
-        merge_summaries_at(sums, groups, series, rows, *out.fields())
-    rest = keep & ~whole
-    # parts' summaries where each part lies inside one bucket (bucket edges on part edges)
     sub = table[:, T_SUB]
-    s = np.maximum(sub, 1)
-    parts = rest & (sub > 0) & (step % s == 0) & ((start - first) % s == 0)
-    pa = start - (start - a) // s * s  # the first whole part's start
-    pe = start + (e - start) // s * s
-    parts &= pa < pe
-    head_end = np.where(parts, pa, e)
-    tail_start = np.where(parts, pe, e)
-    for width in np.unique(s[parts]).tolist():
-        mine = parts & (s == width)
-        t = table[mine].copy()
-        t[:, ringcodec.T_ARENA] = t[:, T_SUB_ARENA]
-        t[:, ringcodec.T_BYTES] = t[:, T_SUB_BYTES]
-        t[:, ringcodec.T_OFFSET] = t[:, T_SUB_OFFSET]
-        t[:, ringcodec.T_FMT] = t[:, T_SUB_FMT]
-        t[:, ringcodec.T_N] //= width
-        t[:, ringcodec.T_LO] = (pa[mine] - start[mine]) // width
-        t[:, ringcodec.T_HI] = (pe[mine] - start[mine]) // width
-        t[:, ringcodec.T_COL0] = (start[mine] - first) // width
-        _decode(reads, t, of[mine], step // width, out, pool)
-    # the minutes: whole blocks no summary answers, and a compacted block's cut parts
-    head = rest & (a < head_end)
-    tail = rest & (tail_start < e)
-    if not (head.any() or tail.any()):
+    part = np.where(sub > 0, sub, table[:, ringcodec.T_N])
+    # a part inside one bucket: the store answers it from its summary
+    whole = keep & ((start - first) // step == (start + part - 1 - first) // step)
+    whole &= (sub > 0) | ((lo <= start) & (end <= hi))
+    if whole.any():
+        alone = np.zeros(len(reads), np.bool_)
+        alone[of[whole]] = True
+        for i in np.flatnonzero(alone).tolist():
+            r = reads[i]
+            r.store.read(r.series, first, count, step, out, pool, r.rows, (r.lo, r.hi))
+        keep &= ~alone[of]
+    if not keep.any():
         return
-    t = np.concatenate([table[head], table[tail]])
-    job_of = np.concatenate([of[head], of[tail]])
-    job_lo = np.concatenate([a[head], tail_start[tail]])
-    job_hi = np.concatenate([head_end[head], e[tail]])
-    job_start = t[:, T_START]
-    order = np.lexsort((job_lo, job_of))  # each store's pieces in time order
-    t[:, ringcodec.T_LO] = job_lo - job_start
-    t[:, ringcodec.T_HI] = job_hi - job_start
-    t[:, ringcodec.T_COL0] = job_start - first
-    _decode(reads, t[order], job_of[order], step, out, pool)
-
-
-def _groups(reads: list[StoreRead], of: I64) -> tuple[I64, I64, I64]:
-    """Table rows ``of`` each read (ascending) as the compiled readers take them: groups
-    ``(s0, s1, k0, k1)``, series ``series[s0:s1]`` into out rows ``rows[s0:s1]`` of table
-    rows ``[k0, k1)``, with the series and out rows of every read that has a row."""
+    table = table[keep]
+    of = of[keep]
+    table[:, ringcodec.T_LO] = a[keep] - start[keep]
+    table[:, ringcodec.T_HI] = e[keep] - start[keep]
+    table[:, ringcodec.T_COL0] = start[keep] - first
     per = np.bincount(of, minlength=len(reads))
     used = np.flatnonzero(per)
     sizes = np.array([reads[i].series.shape[0] for i in used.tolist()], np.int64)
@@ -578,17 +586,8 @@ def _groups(reads: list[StoreRead], of: I64) -> tuple[I64, I64, I64]:
     groups[:, 2] = groups[:, 3] - per[used]
     series = np.concatenate([reads[i].series for i in used.tolist()]).astype(np.int64)
     rows = np.concatenate([reads[i].rows for i in used.tolist()]).astype(np.int64)
-    return groups, series, rows
-
-
-def _decode(
-    reads: list[StoreRead], table: I64, of: I64, step: int, out: Partials, pool: Executor | None
-) -> None:
-    """``ringcodec.decode_blocks`` of ``table`` (rows grouped by read, ascending ``of``),
-    its rows split over ``pool``'s thread from ``SPLIT_CELLS`` entries decoded."""
-    groups, series, rows = _groups(reads, of)
-    cells = int(((groups[:, 1] - groups[:, 0]) * np.add.reduceat(
-        table[:, ringcodec.T_HI] - table[:, ringcodec.T_LO], groups[:, 2])).sum())  # fmt: skip
+    minutes = np.bincount(of, weights=table[:, ringcodec.T_HI] - table[:, ringcodec.T_LO])
+    cells = int((minutes[used] * sizes).sum())
     n = int(series.shape[0])
     fields = out.fields()
     if pool is None or cells < SPLIT_CELLS or n < 2:

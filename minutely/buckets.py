@@ -25,8 +25,6 @@ runs.
   figures: docs/performance.md, Measured choices); ``merge_slots_at`` does it for many
   ring blocks in one call, given their arenas' addresses, so a read over 125 ring blocks
   runs no Python per block.
-- ``merge_summaries_at``: closed blocks' summaries (``blocks.py``) merged into the buckets
-  they lie in, for every block of many stores in one call, given their addresses.
 """
 
 from __future__ import annotations
@@ -237,48 +235,3 @@ def _merge_slots_at(
 
 
 merge_slots_at: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_merge_slots_at)
-
-
-def _merge_summaries_at(
-    table: npt.NDArray[np.int64],
-    groups: npt.NDArray[np.int64],
-    series: npt.NDArray[np.int64],
-    rows: npt.NDArray[np.int64],
-    out_mn: npt.NDArray[np.float64],
-    out_mx: npt.NDArray[np.float64],
-    out_sm: npt.NDArray[np.float64],
-    out_ct: npt.NDArray[np.uint32],
-) -> None:
-    """Merge whole blocks' summaries into their buckets, for many blocks in one call. Table
-    row ``k`` is ``(held, min, max, sum, count, bucket)``: the addresses of a summary's
-    fields over its ``held`` series, and the bucket it merges into. Group ``g`` is
-    ``groups[g] = (s0, s1, k0, k1)``: series ``series[s0:s1]`` (into out rows
-    ``rows[s0:s1]``) of the summaries in table rows ``[k0, k1)``, in that order. Empty
-    entries (``count == 0``) are skipped; the caller keeps the summaries alive."""
-    for g in range(groups.shape[0]):
-        for k in range(groups[g, 2], groups[g, 3]):
-            t = table[k]
-            held = t[0]
-            mn = _carray(_f8_at(t[1]), held)
-            mx = _carray(_f8_at(t[2]), held)
-            sm = _carray(_f8_at(t[3]), held)
-            ct = _carray(_u4_at(t[4]), held)
-            bucket = t[5]
-            for i in range(groups[g, 0], groups[g, 1]):
-                sid = series[i]
-                if sid >= held or ct[sid] == 0:
-                    continue
-                at = rows[i]
-                if out_ct[at, bucket] == 0:  # an empty entry: its other fields are undefined
-                    out_mn[at, bucket] = mn[sid]
-                    out_mx[at, bucket] = mx[sid]
-                    out_sm[at, bucket] = sm[sid]
-                    out_ct[at, bucket] = ct[sid]
-                else:
-                    out_mn[at, bucket] = min(out_mn[at, bucket], mn[sid])
-                    out_mx[at, bucket] = max(out_mx[at, bucket], mx[sid])
-                    out_sm[at, bucket] += sm[sid]
-                    out_ct[at, bucket] += ct[sid]
-
-
-merge_summaries_at: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_merge_summaries_at)

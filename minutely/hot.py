@@ -12,7 +12,7 @@ per ring block)::
     slot_minute[U]: the minute each slot holds       live_minute[L]: the minute each row holds
 
     sealed (per ring block b: a BlockStore, minutes before sealed_to[b])
-      hour blocks [h, h + 60)  ...  6-hour blocks [c, c + 360), each hour's summary compressed
+      hour blocks [h, h + 60)  ...  6-hour blocks [c, c + 360) with each hour's summary
 
 Minute ``m`` lives in ring block ``b``'s store when ``m < sealed_to[b]``, else in ring slot
 ``m % U`` or live row ``m % L``. Every slot and row is stamped with the minute it holds, so a
@@ -184,10 +184,15 @@ class HotRing:
         #: the previous one until it is sealed, and as long again as the grace to seal it in
         self.slots = minutes if minutes <= open_span else open_span
         self.sealing = self.slots < minutes
+        #: per sealed block of minutes, each series' summary: the window's blocks and two more
+        self.hour_slots = minutes // block_minutes + 2 if self.sealing else 0
+        self.hour_start = np.full(self.hour_slots, _NO_MINUTE, dtype=np.int64)
+        self._hours: list[Partials] = []
         self._blocks: list[Partials] = []
-        #: per ring block: its rows and the addresses of its slots' fields, for reads over
-        #: many ring blocks in one call (arenas are never replaced)
+        #: per ring block: its rows and the addresses of its slots' and hour summaries'
+        #: fields, for reads over many ring blocks in one call (arenas are never replaced)
         self._slots_at = np.zeros((0, 5), dtype=np.int64)
+        self._hours_at = np.zeros((0, 5), dtype=np.int64)
         #: per ring block: its closed minutes, compressed
         self._stores: list[BlockStore] = []
         #: per ring block: minutes before this are in its store, the rest in slots and rows
@@ -224,10 +229,10 @@ class HotRing:
         """Bytes the ring holds, by part: ``ring`` (the pages written of the open slots'
         rows of series that exist, reckoned from the slots written), ``live`` (the live
         rows), ``stamps`` (the minute of each slot and row, the sealing marks),
-        ``hour_summaries`` (the compacted blocks' summaries of each block of minutes in
-        them, compressed: arenas and indexes), ``hour_blocks`` and ``compacted_blocks``
-        (sealed minutes: arenas, indexes and summaries); and ``series_minutes``, the cells
-        they hold: series written × ``held_minutes``."""
+        ``hour_summaries`` (each series' summary of each sealed block of minutes),
+        ``hour_blocks`` and ``compacted_blocks`` (sealed minutes: arenas, indexes and
+        summaries); and ``series_minutes``, the cells they hold: series written ×
+        ``held_minutes``."""
         with self.lock:
             slots = np.flatnonzero(self.slot_minute != _NO_MINUTE)
             ring = 0.0
@@ -238,36 +243,33 @@ class HotRing:
             live = sum(a.nbytes for a in self._live.fields())
             stamps = self.slot_minute.nbytes + self.live_minute.nbytes + self._dirty.nbytes
             stamps += self._sealed_to.nbytes + self._compacted_to.nbytes
+            stamps += self.hour_start.nbytes
             states = self._block_states()
+            hours = (self.hour_start != _NO_MINUTE).any()
             return {
                 "ring": int(ring),
                 "live": live,
                 "stamps": stamps,
-                "hour_summaries": self._hour_summaries(),
+                "hour_summaries": self._used * self.hour_slots * CELL_BYTES if hours else 0,
                 "hour_blocks": states["hour_blocks"][0],
                 "compacted_blocks": states["compacted_blocks"][0],
                 "series_minutes": self._used * self.held_minutes(),
             }
 
     def _block_states(self) -> dict[str, tuple[int, int]]:
-        """``(bytes, series-minutes)`` of the hour blocks and of the compacted blocks
-        (their hour summaries apart)."""
+        """``(bytes, series-minutes)`` of the hour blocks and of the compacted blocks."""
         totals = {"hour_blocks": [0, 0], "compacted_blocks": [0, 0]}
         for store in self._stores:
             for u in store.usage():
                 into = totals["compacted_blocks" if u.compacted else "hour_blocks"]
-                into[0] += u.nbytes - u.subs
+                into[0] += u.nbytes
                 into[1] += u.rows * u.minutes
         return {name: (nbytes, sm) for name, (nbytes, sm) in totals.items()}
 
-    def _hour_summaries(self) -> int:
-        """Bytes of the compacted blocks' hour summaries."""
-        return sum(u.subs for store in self._stores for u in store.usage())
-
     def states(self) -> dict[str, dict[str, float]]:
         """Per state of the minutes held (``open``: slots, live rows and stamps;
-        ``hour_blocks``; ``compacted_blocks``; ``hour_summaries`` over all sealed minutes, as
-        a share of them): bytes, series-minutes and their ratio."""
+        ``hour_blocks``; ``compacted_blocks``; ``hour_summaries`` over all sealed minutes):
+        bytes, series-minutes and their ratio."""
         with self.lock:
             parts = self.memory()
             blocks = self._block_states()
@@ -313,6 +315,9 @@ class HotRing:
             self._blocks.append(_arena(self.block, self.slots))
             self._slots_at = np.vstack([self._slots_at, _addresses(self._blocks[-1])])
             self._stores.append(BlockStore())
+            if self.sealing:
+                self._hours.append(_arena(self.block, self.hour_slots))
+                self._hours_at = np.vstack([self._hours_at, _addresses(self._hours[-1])])
             added += 1
         floor = np.full(added, self._seal_floor(), dtype=np.int64)  # new series: no older data
         self._sealed_to = np.concatenate([self._sealed_to, floor])
@@ -439,6 +444,7 @@ class HotRing:
         blocks that hold them, or as new blocks for minutes no block holds."""
         store = self._stores[b]
         self.seal_stats.late_merged += int(rows.shape[0])
+        self._merge_hours(b, rows, minutes, parts)
         rest = ~store.merge(rows, minutes, parts) & (parts.count > 0)
         if not rest.any():
             return
@@ -454,6 +460,27 @@ class HotRing:
             for dst, src in zip(flat.fields(), new.fields(), strict=True):
                 dst[keys] = src
             store.seal(start, dense)
+
+    def _merge_hours(self, b: int, rows: I32, minutes: I64, parts: Partials) -> None:
+        """Merge partials of sealed minutes into their blocks' summaries (ring block
+        ``b``'s rows)."""
+        n, h = self.block_minutes, self.hour_slots
+        starts = minutes // n * n
+        for start in np.unique(starts).tolist():
+            self._claim_hour(start)
+        keys, cut = reduce_partials_by_key(rows.astype(np.int64) * h + starts // n % h, parts)
+        merge_cells(keys // h, keys % h, cut.min, cut.max, cut.sum, cut.count,
+                    *self._hours[b].fields())  # fmt: skip
+
+    def _claim_hour(self, start: int) -> None:
+        """Make the summary slot of the block of minutes at ``start`` hold it, emptying
+        the one before (past the window by now)."""
+        slot = start // self.block_minutes % self.hour_slots
+        if self.hour_start[slot] != start:
+            if self.hour_start[slot] != _NO_MINUTE:
+                for b, hours in enumerate(self._hours):
+                    hours.count[: self._block_rows(b), slot] = 0
+            self.hour_start[slot] = start
 
     def _claim_slot(self, minute: int) -> None:
         """Make ``minute``'s ring slot hold that minute, emptying an older lap's data (which
@@ -543,8 +570,12 @@ class HotRing:
         cut = Partials(*(f[:rows][:, slots] for f in self._blocks[b].fields()))  # copies
         cut.count[:, ~held] = 0
         if cut.count.any():
-            self._stores[b].seal(start, cut)
+            sealed = self._stores[b].seal(start, cut)
             self.seal_stats.sealed += 1
+            self._claim_hour(start)
+            slot = start // self.block_minutes % self.hour_slots
+            for dst, src in zip(self._hours[b].fields(), sealed.summary.fields(), strict=True):
+                dst[:rows, slot] = src
 
     def _maintain(self) -> None:
         """One step of the sealing, trimming and compaction the last advances made due:
@@ -597,8 +628,7 @@ class HotRing:
         self._untrimmed[b] = False
 
     def _compact_next(self, b: int) -> None:
-        """Compact ring block ``b``'s next span of hour blocks, keeping their summaries
-        (compressed, in the compacted block) for reads at hour steps."""
+        """Compact ring block ``b``'s next span of hour blocks, keeping their summaries."""
         c = self.compact_minutes
         store = self._stores[b]
         since, sealed = int(self._compacted_to[b]), int(self._sealed_to[b])
@@ -613,7 +643,7 @@ class HotRing:
         assert self.head is not None
         if span > self.head - self.minutes:  # a span leaving the window is left to expire
             began = time.thread_time()
-            store.compact(span, c, self.block_minutes)
+            store.compact(span, c)  # the ring keeps the hours' summaries itself
             self.seal_stats.compact_seconds += time.thread_time() - began
             self.seal_stats.compacted += 1
         self._compacted_to[b] = span + c
@@ -847,7 +877,9 @@ class HotRing:
             minutes, slots = minutes[held], slots[held]
             buckets = (minutes - first) // step
             groups = self._groups(known, at)
-            self._read_sealed(groups, first, count, step, out, lo, hi)
+            # the sealed minutes: summaries, and every ring block's blocks in one call
+            hours = self._summary_hours(first, step, lo, hi)
+            self._read_sealed(groups, first, count, step, out, lo, hi, hours)
             sealed_of = self._sealed_to[groups.table[:, 0]]
             for sealed in np.unique(sealed_of).tolist():  # the ring blocks sealed as far
                 mine = minutes >= sealed
@@ -872,23 +904,55 @@ class HotRing:
                 for dst, src in zip(out.fields(), merged.fields(), strict=True):
                     dst[at, col] = src
 
+    def _summary_hours(self, first: int, step: int, lo: int, hi: int) -> I64 | None:
+        """The sealed blocks of minutes inside ``[lo, hi)`` whose summaries a read at
+        ``step`` from ``first`` can take (each inside one bucket), or None when some is not
+        (then the blocks answer for every sealed minute)."""
+        n = self.block_minutes
+        if not self.sealing or step < n:
+            return None
+        starts = np.arange(-(-lo // n) * n, hi - n + 1, n, dtype=np.int64)
+        if not bool(((starts - first) // step == (starts + n - 1 - first) // step).all()):
+            return None
+        return starts
+
     def _read_sealed(
         self, groups: _Groups, first: int, count: int, step: int, out: Partials, lo: int,
-        hi: int,
+        hi: int, hours: I64 | None,
     ) -> None:  # fmt: skip
-        """Merge the sealed minutes in ``[lo, hi)`` of ``groups`` into ``out``, from every
-        ring block's store together (``read_stores``: summaries where a block or an hour
-        of a compacted block lies inside one bucket, the rest decoded)."""
-        reads: list[StoreRead] = []
-        asked = 0  # series the decode may split over the second thread
+        """Merge the sealed minutes in ``[lo, hi)`` of ``groups`` into ``out``: whole blocks
+        of minutes inside a bucket from their summaries (``hours``, one call per distinct
+        ``sealed_to``), the rest from every ring block's store in one decode."""
+        n = self.block_minutes
         table = groups.table
         ends = np.minimum(self._sealed_to[table[:, 0]], hi)
+        if hours is not None:
+            for end in np.unique(ends).tolist():
+                whole = hours[hours + n <= end]
+                slots = whole // n % self.hour_slots
+                held = self.hour_start[slots] == whole  # a block never stamped had no data
+                if held.any():
+                    merge_slots_at(self._hours_at, self.hour_slots, table[ends == end],
+                                   groups.rows, groups.out_rows, slots[held],
+                                   (whole[held] - first) // step, *out.fields())  # fmt: skip
+        reads: list[StoreRead] = []
+        asked = 0  # series the decode may split over the second thread
         for (b, r0, r1), end in zip(table.tolist(), ends.tolist(), strict=True):
             if end <= lo:
                 continue
             ids = groups.rows[r0:r1].astype(np.int32)
-            reads.append(StoreRead(self._stores[b], ids, groups.out_rows[r0:r1], lo, end))
-            asked += r1 - r0
+            out_rows = groups.out_rows[r0:r1]
+            store = self._stores[b]
+            if hours is None:
+                reads.append(StoreRead(store, ids, out_rows, lo, end))
+                asked += r1 - r0
+                continue
+            inner_lo = -(-lo // n) * n
+            inner_hi = max(inner_lo, end // n * n)
+            for a, e in ((lo, min(inner_lo, end)), (inner_hi, end)):
+                if a < e:
+                    reads.append(StoreRead(store, ids, out_rows, a, e))
+                    asked += r1 - r0
         pool = self._executor() if asked >= SPLIT_ROWS else None
         read_stores(reads, first, count, step, out, pool)
 
