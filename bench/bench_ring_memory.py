@@ -136,7 +136,7 @@ def measure_sim(metrics: int, hours: int, compact: int | None, grace: int | None
         out["states"] = states
         out["sealing"] = stats
         open_ = states["open"]
-        compacted = states["compacted_blocks"]["bytes_per_series_minute"]
+        compacted = states["compacted_blocks"]["bytes_per_series_minute"] or 0.0
         full = metrics * WINDOW
         summaries = states.get("hour_summaries", {"bytes": 0})["bytes"]  # the window's already
         out["full_window_bytes_per_series_minute"] = (
@@ -252,8 +252,9 @@ def main() -> None:
     for state in ("open", "hour_blocks", "compacted_blocks", "hour_summaries"):
         cells = []
         for name in sim_names:
-            vals = [r["states"][state]["bytes_per_series_minute"] for r in got[(name, "sim")]]
-            cells.append(f"{statistics.median(vals):.2f}")
+            per = [r["states"][state]["bytes_per_series_minute"] for r in got[(name, "sim")]]
+            vals = [v for v in per if v is not None]  # None: the state held no minute
+            cells.append(f"{statistics.median(vals):.2f}" if vals else "-")
         print(f"| {state}, bytes per series-minute | " + " | ".join(cells) + " |")
     if args.skip_shapes:
         return

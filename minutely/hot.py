@@ -266,10 +266,10 @@ class HotRing:
                 into[1] += u.rows * u.minutes
         return {name: (nbytes, sm) for name, (nbytes, sm) in totals.items()}
 
-    def states(self) -> dict[str, dict[str, float]]:
+    def states(self) -> dict[str, dict[str, float | None]]:
         """Per state of the minutes held (``open``: slots, live rows and stamps;
         ``hour_blocks``; ``compacted_blocks``; ``hour_summaries`` over all sealed minutes):
-        bytes, series-minutes and their ratio."""
+        bytes, series-minutes and their ratio (None while a state holds no minute)."""
         with self.lock:
             parts = self.memory()
             blocks = self._block_states()
@@ -281,7 +281,7 @@ class HotRing:
                 name: {
                     "bytes": nbytes,
                     "series_minutes": sm,
-                    "bytes_per_series_minute": round(nbytes / max(1, sm), 2),
+                    "bytes_per_series_minute": round(nbytes / sm, 2) if sm else None,
                 }
                 for name, (nbytes, sm) in out.items()
             }

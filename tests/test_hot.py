@@ -201,8 +201,10 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     assert parts["hour_blocks"] + parts["compacted_blocks"] > 0
     assert parts["hour_blocks"] + parts["compacted_blocks"] < 1000 * 600 * 2
     states = ring.states()
-    held = sum(int(v["series_minutes"]) for k, v in states.items() if k != "hour_summaries")
+    held = sum(int(v["series_minutes"] or 0) for k, v in states.items() if k != "hour_summaries")
     assert held == parts["series_minutes"]
+    empty = HotRing(minutes=600, capacity=16).states()
+    assert all(v["bytes_per_series_minute"] is None for v in empty.values())  # no 0-division
     # 28 B a series for each of the window's 10 blocks of minutes and two more
     assert parts["hour_summaries"] == 1000 * 12 * 28
     assert states["compacted_blocks"]["series_minutes"] == 1000 * 360
