@@ -689,23 +689,23 @@ def _merge_minutes(
     osm = out_sm[row, b0:]
     oct_ = out_ct[row, b0:]
     if step == 1:
-        # one minute per bucket: no cell is written twice, so each field is a loop of
-        # branch-free selects that vectorises (an empty minute stores back what was there);
-        # the count goes last, as the others test it
+        # one minute per bucket: no cell is written twice, so the merge is one loop of
+        # branch-free selects that vectorises (an empty minute stores back what was there),
+        # reading each cell's count once for all four fields
         for k in range(cs.shape[0]):
-            a, v, fresh = omn[k], lf[k], oct_[k] == 0
+            c = cs[k]
+            o = oct_[k]
+            fresh = o == 0
+            a, v = omn[k], lf[k]
             m = v if fresh else min(a, v)
-            omn[k] = a if cs[k] == 0 else m
-        for k in range(cs.shape[0]):
-            a, v, fresh = omx[k], hf[k], oct_[k] == 0
+            omn[k] = a if c == 0 else m
+            a, v = omx[k], hf[k]
             m = v if fresh else max(a, v)
-            omx[k] = a if cs[k] == 0 else m
-        for k in range(cs.shape[0]):
-            a, v, fresh = osm[k], sf[k], oct_[k] == 0
+            omx[k] = a if c == 0 else m
+            a, v = osm[k], sf[k]
             m = v if fresh else a + v
-            osm[k] = a if cs[k] == 0 else m
-        for k in range(cs.shape[0]):
-            oct_[k] += np.uint32(cs[k])
+            osm[k] = a if c == 0 else m
+            oct_[k] = o + np.uint32(c)
         return
     b = 0  # the bucket advances by counting: no division per minute
     r = r0
