@@ -238,10 +238,12 @@ class Dashboard:
     def __init__(self, page: Any) -> None:
         self.page = page
 
-    def open(self, server: Server, hash_: str, view: str | None = None) -> None:
+    def open(
+        self, server: Server, hash_: str, view: str | None = None, timeout_ms: float | None = None
+    ) -> None:
         self.page.goto(f"{server.url}/#{hash_}")
         if view:
-            self.wait_drawn(view)
+            self.wait_drawn(view, timeout_ms=timeout_ms)
 
     def draws(self, view: str) -> int:
         return int(
@@ -250,11 +252,15 @@ class Dashboard:
             )
         )
 
-    def wait_drawn(self, view: str, after: int = 0) -> dict[str, Any]:
-        """Wait for the view's draw number ``after + 1``; its timings."""
+    def wait_drawn(
+        self, view: str, after: int = 0, timeout_ms: float | None = None
+    ) -> dict[str, Any]:
+        """Wait for the view's draw number ``after + 1`` (``timeout_ms``: the page's default
+        when None); its timings."""
         self.page.wait_for_function(
             "([v, n]) => (window.__minutely?.draws || []).filter((d) => d.view === v).length > n",
             arg=[view, after],
+            timeout=timeout_ms,
         )
         entry: dict[str, Any] = self.page.evaluate(
             "(v) => window.__minutely.draws.filter((d) => d.view === v).at(-1)", view

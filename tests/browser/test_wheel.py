@@ -82,7 +82,17 @@ def test_the_installed_dashboard_draws_a_chart(installed_server: Server, page, u
     ]
     installed_server.post_points(points)
     installed_server.wait_folded(len(points))
-    ui.open(installed_server, "/server/web-001", "server")
+    said: list[str] = []
+    page.on("console", lambda msg: said.append(f"{msg.type}: {msg.text}"))
+    page.on("requestfailed", lambda req: said.append(f"failed: {req.url} {req.failure}"))
+    try:
+        # once in CI no draw came within 15 s (not reproduced): wait longer, and say why
+        ui.open(installed_server, "/server/web-001", "server", timeout_ms=45_000)
+    except Exception as exc:
+        notice = page.locator(".notice").all_inner_texts()
+        raise AssertionError(
+            f"no draw: {notice} {said} {installed_server.log.read_text()}"
+        ) from exc
     expect(page.locator(".chart-card")).to_have_count(len(METRICS))
     assert page.locator(".chart-card.drawn").count() >= 1
     assert ui.painted(".chart-card.drawn canvas") > 0.02
