@@ -192,7 +192,9 @@ def _ingest_routes(node: PointSink, selfmon: SelfMetrics) -> list[Route | Mount]
         return _json(b'{"status":"ok"}')
 
     async def status(request: Request) -> Response:
-        return _json(render.dumps(node.status()))
+        # off the loop: it asks the engine and takes the ring's lock, which a fold or an
+        # insert may hold for a while
+        return _json(render.dumps(await run_in_threadpool(node.status)))
 
     async def read_body(request: Request) -> RequestBody:
         body = await protocols.read_body(request, limit)
