@@ -33,13 +33,15 @@ A block of minutes (``block_minutes``) closes when the head passes its end by
 ``grace_minutes``; then each ring block seals it into its store, one ring block per fold, and
 at the latest before its slots are reused (``U`` = a block, twice the grace and the live
 rows). Spans of ``compact_minutes`` are re-encoded as one block once sealed; blocks past the
-window are dropped whole, and the block the window starts in is re-encoded from the block of
-minutes it starts in (docs/hot-ring.md argues the choices).
+window are dropped whole, and a compacted block the window starts in is re-encoded from the
+block of minutes it starts in (docs/hot-ring.md argues the choices).
 
-Points for older minutes still inside the window (late points, backfill) are reduced to one
-partial per (series, minute) and merged exactly into the slots, or into the sealed blocks.
-Points at or beyond ``W`` minutes behind the newest minute are expired and counted, never
-merged.
+The window ends at the newest minute and starts ``W - 1`` minutes before it; a sealing ring
+starts it at the start of that minute's block of minutes, which it holds whole anyway, so
+an hour-aligned read finds its first hour in the ring. Points for older minutes still
+inside the window (late points, backfill) are reduced to one partial per (series, minute)
+and merged exactly into the slots, or into the sealed blocks. Points before the window's
+start are expired and counted, never merged.
 
 The ring is stored in blocks of ``BLOCK`` series (rows ``[b * BLOCK, (b + 1) * BLOCK)``), so
 growing capacity appends a block instead of copying gigabytes. A block is anonymous memory
@@ -291,7 +293,7 @@ class HotRing:
         any point reached when that is newer, to the newest."""
         if self.head is None or self._since is None:
             return 0
-        return self.head - max(self._since, self.head - self.minutes + 1) + 1
+        return self.head - max(self._since, self._window_start(self.head)) + 1
 
     @property
     def nbytes(self) -> int:
@@ -342,7 +344,7 @@ class HotRing:
         with self.lock:
             head = self._make_room(series, minutes)
             live_from = head - self.live_minutes + 1
-            ring_from = head - self.minutes + 1
+            ring_from = self._window_start(head)
             if int(minutes.min()) >= live_from:
                 self._fold_live(series, minutes, values)
                 if self._due:
@@ -536,12 +538,11 @@ class HotRing:
             for b in np.flatnonzero(self._sealed_to < floor).tolist():
                 self._seal_to(b, floor)
         assert self.head is not None
-        start = self.head - self.minutes + 1
-        cut = start // self.block_minutes * self.block_minutes
+        start = self._window_start(self.head)
         for b, store in enumerate(self._stores):
             if store.blocks and store.blocks[0].start < start:
                 store.expire(start)
-                self._untrimmed[b] = bool(store.blocks) and store.blocks[0].start < cut
+                self._untrimmed[b] = bool(store.blocks) and store.blocks[0].start < start
         self._due = True
 
     def _seal_to(self, b: int, to: int) -> None:
@@ -564,7 +565,7 @@ class HotRing:
         assert self.head is not None
         minutes = np.arange(start, start + self.block_minutes, dtype=np.int64)
         slots = minutes % self.slots
-        held = (self.slot_minute[slots] == minutes) & (minutes > self.head - self.minutes)
+        held = (self.slot_minute[slots] == minutes) & (minutes >= self._window_start(self.head))
         if not held.any():
             return
         cut = Partials(*(f[:rows][:, slots] for f in self._blocks[b].fields()))  # copies
@@ -616,13 +617,12 @@ class HotRing:
         self._due = False
 
     def _trim(self, b: int) -> None:
-        """Re-encode ring block ``b``'s oldest block from the block of minutes the window
-        starts in: a compacted block would otherwise hold up to its whole span of expired
-        minutes until it ends (half of it on average)."""
+        """Re-encode ring block ``b``'s oldest block from the window's start (a block of
+        minutes' start): a compacted block would otherwise hold up to its whole span of
+        expired minutes until it ends (half of it on average)."""
         assert self.head is not None
-        n = self.block_minutes
         began = time.thread_time()
-        if self._stores[b].trim((self.head - self.minutes + 1) // n * n):
+        if self._stores[b].trim(self._window_start(self.head)):
             self.seal_stats.trimmed += 1
         self.seal_stats.trim_seconds += time.thread_time() - began
         self._untrimmed[b] = False
@@ -641,7 +641,8 @@ class HotRing:
             self._compacted_to[b] = span
             return
         assert self.head is not None
-        if span > self.head - self.minutes:  # a span leaving the window is left to expire
+        # a span the window starts in is leaving it: left to expire, not compacted and trimmed
+        if span > self._window_start(self.head):
             began = time.thread_time()
             store.compact(span, c)  # the ring keeps the hours' summaries itself
             self.seal_stats.compact_seconds += time.thread_time() - began
@@ -740,7 +741,7 @@ class HotRing:
         with self.lock:
             head = self._make_room(series, minutes)
             live = minutes > head - self.live_minutes
-            ring = ~live & (minutes > head - self.minutes)
+            ring = ~live & (minutes >= self._window_start(head))
             if live.any():
                 cut = parts.take(live)
                 self._merge_live(series[live], minutes[live], cut)
@@ -771,7 +772,7 @@ class HotRing:
             return 0
         with self.lock:
             head = self._make_room(series, minutes)
-            keep = minutes > head - self.minutes
+            keep = minutes >= self._window_start(head)
             if not keep.all():
                 series, minutes = series[keep], minutes[keep]
                 parts = parts.take(keep)
@@ -820,8 +821,19 @@ class HotRing:
     # -- reads -----------------------------------------------------------------------------
 
     def oldest_minute(self) -> int | None:
-        """The oldest minute the window still holds (None before the first point)."""
-        return None if self.head is None else self.head - self.minutes + 1
+        """The oldest minute the window still holds (None before the first point): with
+        sealing, the start of the block of minutes ``head - minutes + 1`` falls in."""
+        return None if self.head is None else self._window_start(self.head)
+
+    def _window_start(self, head: int) -> int:
+        """The first minute of the window at ``head``. A sealing ring keeps whole blocks
+        of minutes, so its window starts where the block of ``head - minutes + 1`` does: a
+        query aligned to an hour then finds its first hour whole in the ring, not partly in
+        the store."""
+        start = head - self.minutes + 1
+        if not self.sealing:
+            return start
+        return start // self.block_minutes * self.block_minutes
 
     def read(self, series: I32, first: int, count: int) -> Partials:
         """Partials of ``series`` × minutes ``[first, first + count)``; empty outside the window
@@ -863,7 +875,7 @@ class HotRing:
         with self.lock:
             if self.head is None or series.shape[0] == 0 or count <= 0:
                 return
-            lo = max(first, self.head - self.minutes + 1)
+            lo = max(first, self._window_start(self.head))
             hi = min(first + count, self.head + 1)
             if lo >= hi:
                 return

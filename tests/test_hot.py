@@ -25,6 +25,11 @@ class RingModel(RuleBasedStateMachine):
     def make_ring(self) -> HotRing:
         return HotRing(W, L, capacity=4, block=8)  # series 0..40 span six blocks
 
+    def window_start(self) -> int:
+        """The oldest minute the ring holds at the model's head: ``window - 1`` before it."""
+        assert self.head is not None
+        return self.head - self.window + 1
+
     def __init__(self) -> None:
         super().__init__()
         self.ring = self.make_ring()
@@ -51,7 +56,7 @@ class RingModel(RuleBasedStateMachine):
         self.head = newest if self.head is None else max(self.head, newest)
         expired = 0
         for s, m, v in zip(series.tolist(), minutes.tolist(), values.tolist(), strict=True):
-            if m <= self.head - self.window:
+            if m < self.window_start():
                 expired += 1
             else:
                 self.points[(s, m)].append(v)
@@ -89,7 +94,7 @@ class RingModel(RuleBasedStateMachine):
             self.ring.merge_partials(series, minutes, parts)
         self.head = max(base, int(minutes.max())) if self.head is not None else int(minutes.max())
         for s, m, v in zip(series.tolist(), minutes.tolist(), values.tolist(), strict=True):
-            if m > self.head - self.window:
+            if m >= self.window_start():
                 self.points[(s, m)].append(v)
         self.series_seen = max(self.series_seen, int(series.max()) + 1)
 
@@ -100,12 +105,14 @@ class RingModel(RuleBasedStateMachine):
         W = self.window
         first = self.head - 2 * W
         count = 2 * W + 3
+        start = self.window_start()
+        assert self.ring.oldest_minute() == start
         series = np.arange(self.series_seen + 2, dtype=np.int32)
         got = self.ring.read(series, first, count)
         for s in series.tolist():
             for i in range(count):
                 m = first + i
-                vals = self.points.get((s, m), []) if m > self.head - W else []
+                vals = self.points.get((s, m), []) if m >= start else []
                 assert got.count[s, i] == len(vals), (s, m)
                 if vals:
                     assert got.min[s, i] == min(vals)
@@ -156,6 +163,11 @@ class CompressedRingModel(RingModel):
         assert ring.sealing and ring.slots == 13
         return ring
 
+    def window_start(self) -> int:
+        """A sealing ring's window starts where the block of 4 minutes of
+        ``head - window + 1`` does."""
+        return super().window_start() // 4 * 4
+
 
 TestCompressedRingModel = CompressedRingModel.TestCase
 TestCompressedRingModel.settings = settings(max_examples=80, stateful_step_count=30, deadline=None)
@@ -192,10 +204,12 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     ring = HotRing(600, 4, capacity=1024, block=1024)
     assert ring.sealing and ring.slots == 60 + 2 * 5 + 4
     series = np.arange(1000, dtype=np.int32)
-    for minute in range(1000, 1605):
+    for minute in range(1000, 1665):
         ring.fold(series, np.full(1000, minute), np.ones(1000))
+    # the window starts at the hour that 1065 (600 minutes back from the head) falls in
+    assert ring.oldest_minute() == 1020
     parts = ring.memory()
-    assert parts["series_minutes"] == 1000 * 600
+    assert parts["series_minutes"] == 1000 * 645
     # rows of 74 cells share pages: 28 B per cell of the open slots
     assert 28 * 1000 * 74 <= parts["ring"] <= 28 * 1000 * 74 + 4 * 4096
     assert parts["hour_blocks"] + parts["compacted_blocks"] > 0
@@ -209,9 +223,9 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     assert parts["hour_summaries"] == 1000 * 12 * 28
     assert states["compacted_blocks"]["series_minutes"] == 1000 * 360
     assert ring.bytes_per_series_minute < 28 * 74 / 600 + 28 * 4 * 1.024 / 600 + 2
-    got = ring.read(series, 1000, 605)  # the first 5 minutes have left the window
-    assert (got.count[:, :5] == 0).all() and (got.count[:, 5:] == 1).all()
-    assert (got.min[:, 5:] == 1.0).all()
+    got = ring.read(series, 1000, 665)  # the first 20 minutes' hour has left the window
+    assert (got.count[:, :20] == 0).all() and (got.count[:, 20:] == 1).all()
+    assert (got.min[:, 20:] == 1.0).all()
 
 
 def test_memory_follows_the_series_held_not_the_block() -> None:

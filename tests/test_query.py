@@ -18,9 +18,11 @@ from minutely.store import StoreError
 from minutely.store.reader import CellBlock, SeriesCells
 
 METRICS = 6
-#: the ring's window: minutes [HEAD - WINDOW + 1, HEAD]
+#: the ring's window: minutes [HEAD - WINDOW + 1, HEAD], from the start of that minute's hour
+#: (the ring seals hours: its window is longer than its open slots)
 WINDOW = 90
 HEAD = 10_000
+OLDEST = (HEAD - WINDOW + 1) // 60 * 60
 
 
 class MinuteStore:
@@ -79,7 +81,7 @@ def setup(
     series = registry.series_ids(names)
     first = HEAD - 400  # the store's oldest minute
     truth = random_minutes(rng, (METRICS, HEAD + 1 - first))
-    oldest = HEAD - WINDOW + 1
+    oldest = OLDEST
     ring = HotRing(minutes=WINDOW, capacity=METRICS)
     in_ring = np.arange(oldest, HEAD + 1)
     ring_parts = truth.take(np.s_[:, in_ring - first])
