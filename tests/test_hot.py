@@ -544,3 +544,59 @@ def test_the_block_the_window_starts_in_is_trimmed_to_its_minutes() -> None:
     np.testing.assert_array_equal(got.min, truth[:, 50:])
     np.testing.assert_array_equal(got.max, truth[:, 50:])
     np.testing.assert_array_equal(got.sum, truth[:, 50:])
+
+
+def test_a_sealing_ring_holds_the_whole_block_its_window_starts_in() -> None:
+    """With blocks of 4 minutes and a 45-minute window, the window starts at the block
+    ``head - 44`` falls in: its minutes read back as numpy over the raw points, a late point
+    for one of them merges into the ring and reaches the sink as a correction, and a point
+    before that block is expired to the sink only."""
+    got: list[tuple[np.ndarray, np.ndarray, Partials]] = []
+    ring = HotRing(45, 3, capacity=8, block=4, sink=lambda s, m, p: got.append((s, m, p)),
+                   **SEALING)  # fmt: skip
+    assert ring.sealing
+    rng = np.random.default_rng(17)
+    raw_s, raw_m, raw_v = [], [], []
+    for minute in range(1000, 1062):  # three points a minute for each of 10 series
+        s = np.repeat(np.arange(10, dtype=np.int32), 3)
+        m = np.full(30, minute, np.int64)
+        v = np.round(rng.normal(50, 10, 30), 2)
+        ring.fold(s, m, v)
+        raw_s.append(s)
+        raw_m.append(m)
+        raw_v.append(v)
+    # the head is 1061: 45 minutes back is 1017, in the block of minutes [1016, 1020)
+    assert ring.oldest_minute() == 1016
+    assert ring.memory()["series_minutes"] == 10 * 46
+    got.clear()
+    late_s, late_m = np.array([3, 4], np.int32), np.array([1016, 1015], np.int64)
+    late_v = np.array([-1e3, 5.0])
+    assert ring.fold(late_s, late_m, late_v) == FoldResult(1, 1)
+    sunk = {(int(s), int(m)): (p.min[i], p.max[i], p.sum[i], int(p.count[i]))
+            for s_, m_, p in got for i, (s, m) in enumerate(zip(s_, m_, strict=True))}  # fmt: skip
+    assert sunk == {(3, 1016): (-1e3, -1e3, -1e3, 1), (4, 1015): (5.0, 5.0, 5.0, 1)}
+    raw_s.append(late_s)
+    raw_m.append(late_m)
+    raw_v.append(late_v)
+
+    s, m, v = np.concatenate(raw_s), np.concatenate(raw_m), np.concatenate(raw_v)
+    keep = m >= 1016  # the window's minutes: the expired point is left out
+    s, m, v = s[keep], m[keep] - 1000, v[keep]
+    want = Partials(
+        np.full((10, 62), np.inf), np.full((10, 62), -np.inf), np.zeros((10, 62)),
+        np.zeros((10, 62), np.uint32),
+    )  # fmt: skip
+    np.minimum.at(want.min, (s, m), v)
+    np.maximum.at(want.max, (s, m), v)
+    np.add.at(want.sum, (s, m), v)
+    np.add.at(want.count, (s, m), 1)
+    read = ring.read(np.arange(10, dtype=np.int32), 1000, 62)
+    assert_same_buckets(read, want)
+    assert read.count[:, :16].sum() == 0 and (read.count[:, 16:] > 0).all()
+    assert read.min[3, 16] == -1e3
+    # from the window's start at step 4 (block summaries) and in one bucket (Q3's)
+    for step in (4, 44):
+        assert_same_buckets(
+            ring.read_buckets(np.arange(10, dtype=np.int32), 1016, 44, step),
+            restep(want.take(np.s_[:, 16:60]), step),
+        )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minutely.hot import HotRing
-from minutely.model import MINUTE, Partials, PointBatch
+from minutely.model import I32, MINUTE, Partials, PointBatch
 from minutely.pool import BlockPool
 from minutely.query import Query
 from minutely.registry import Registry
@@ -32,6 +32,7 @@ class MinuteStore:
         self.first = first
         self.parts = parts
         self.fail = False
+        self.reads = 0
 
     def read(
         self, by: str, key_id: int, other_ids: object, first: int, n: int, step: int
@@ -39,7 +40,9 @@ class MinuteStore:
         if self.fail:
             msg = "the engine is gone"
             raise StoreError(msg)
-        minutes = np.arange(max(first, self.first), first + n)
+        self.reads += 1
+        held_to = self.first + self.parts.count.shape[1]  # minutes after it are empty
+        minutes = np.arange(max(first, self.first), min(first + n, held_to))
         cols = minutes - self.first
         blocks = []
         for metric in range(METRICS):
@@ -68,9 +71,8 @@ def random_minutes(rng: np.random.Generator, shape: tuple[int, int]) -> Partials
     return Partials(low, high, np.round(count * (low + high) / 2, 2), count)
 
 
-def setup(
-    rng: np.random.Generator, pool: BlockPool | None = None
-) -> tuple[Query, MinuteStore, Partials, int]:
+def web_registry() -> tuple[Registry, I32]:
+    """Server ``web`` with metrics ``m0`` .. ``m5``, and their series ids."""
     registry = Registry()
     names = PointBatch.from_names(
         np.array(["web"] * METRICS, dtype=object),
@@ -78,7 +80,13 @@ def setup(
         np.zeros(METRICS),
         np.zeros(METRICS),
     )
-    series = registry.series_ids(names)
+    return registry, registry.series_ids(names)
+
+
+def setup(
+    rng: np.random.Generator, pool: BlockPool | None = None
+) -> tuple[Query, MinuteStore, Partials, int]:
+    registry, series = web_registry()
     first = HEAD - 400  # the store's oldest minute
     truth = random_minutes(rng, (METRICS, HEAD + 1 - first))
     oldest = OLDEST
@@ -148,3 +156,53 @@ def test_answers_in_reused_memory_are_exact() -> None:
         assert not again.parts.sum[i][~held].any()  # empty entries hold zeros, as fresh ones
     assert narrow.labels == ["m1", "m4"]
     assert not np.shares_memory(narrow.parts.sum, again.parts.sum)
+
+
+def test_a_sealing_ring_answers_from_its_blocks_start_without_the_store() -> None:
+    """A ring sealing blocks of 4 minutes holds the whole block its window starts in, so a
+    question from that block's start (or aligned down to it by a step of 4 minutes) reads
+    no store, and answers as the store does from every minute."""
+    registry, series = web_registry()
+    first = HEAD - 400
+    truth = random_minutes(np.random.default_rng(21), (METRICS, HEAD + 1 - first))
+    ring = HotRing(minutes=46, live_minutes=3, capacity=METRICS, block_minutes=4,
+                   grace_minutes=3, compact_minutes=8)  # fmt: skip
+    assert ring.sealing
+    minutes = np.arange(first, HEAD + 1)  # every stored minute: the ring keeps its window's
+    ring.load(
+        np.repeat(series, len(minutes)),
+        np.tile(minutes, METRICS),
+        Partials(*(f.reshape(-1) for f in truth.fields())),
+        distinct=True,
+    )
+    oldest = 9952  # 46 minutes back from the head is 9955, in the block [9952, 9956)
+    assert ring.oldest_minute() == oldest
+    assert ring.memory()["series_minutes"] == METRICS * (HEAD + 1 - oldest)
+    store = MinuteStore(first, truth)  # the store holds every minute, the ring's too
+    query = Query(registry, ring, store)  # type: ignore[arg-type]
+    empty = HotRing(minutes=46, capacity=METRICS)
+    store_only = Query(registry, empty, MinuteStore(first, truth))  # type: ignore[arg-type]
+    assert not query.touches_store(oldest * MINUTE)
+    assert query.touches_store((oldest - 1) * MINUTE)
+    end = (HEAD + 1) * MINUTE
+    for start, step in ((oldest, 1), (oldest, 4), (HEAD - 45, 4), (oldest, 8)):
+        a = query.series("server", "web", start * MINUTE, end, step * MINUTE)
+        assert store.reads == 0, (start, step)
+        b = store_only.series("server", "web", start * MINUTE, end, step * MINUTE)
+        assert a.labels == b.labels and a.timestamps.tolist() == b.timestamps.tolist()
+        assert a.timestamps[0] == oldest * MINUTE
+        np.testing.assert_array_equal(a.parts.count, b.parts.count)
+        full = b.parts.count > 0
+        np.testing.assert_array_equal(a.parts.min[full], b.parts.min[full])
+        np.testing.assert_array_equal(a.parts.max[full], b.parts.max[full])
+        np.testing.assert_allclose(a.parts.sum[full], b.parts.sum[full], rtol=1e-12)
+    want = truth.take(np.s_[:, oldest - first :])
+    got = query.summary("server", "web", oldest * MINUTE, end)  # the fake has no summary
+    rows = [int(label[1:]) for label in got.labels]
+    held = want.count[rows] > 0
+    np.testing.assert_array_equal(got.parts.count, want.count[rows].sum(axis=1))
+    np.testing.assert_array_equal(got.parts.min, np.where(held, want.min[rows], np.inf).min(axis=1))
+    np.testing.assert_array_equal(
+        got.parts.max, np.where(held, want.max[rows], -np.inf).max(axis=1)
+    )
+    np.testing.assert_allclose(got.parts.sum, want.sum[rows].sum(axis=1), rtol=1e-12)

@@ -387,6 +387,47 @@ def test_a_rebuild_read_in_slices_of_servers_loads_every_stored_minute_exactly(
     assert memory["allocator_resident"] - memory["allocator_allocated"] < 64 << 20
 
 
+def test_a_rebuild_after_a_quiet_spell_loads_the_whole_hour_the_window_starts_in(
+    store: Store,
+) -> None:
+    # 150 minutes stored, the newest 31 minutes before the clock; a 100-minute window of
+    # hour blocks then starts at the hour that 100 minutes before the newest falls in
+    registry = Registry()
+    s = np.repeat(np.arange(7), 3)
+    m = np.tile(np.arange(3), 7)
+    batch = PointBatch.from_names(
+        [f"s{i}" for i in s], [f"m{j}" for j in m], np.zeros(len(s)), np.zeros(len(s))
+    )
+    series = registry.series_ids(batch)
+    store.save_registry(registry)
+    now_minute = DAY0 + 600
+    minutes = np.arange(now_minute - 180, now_minute - 30, dtype=np.int64)
+    rng = np.random.default_rng(16)
+    shape = (len(series), len(minutes))
+    lo = rng.normal(size=shape)
+    hi = lo + rng.random(shape)
+    parts = Partials(lo, hi, (lo + hi) * 30, rng.integers(1, 61, shape).astype(np.uint32))
+    sids, mids = registry.series_of(series)
+    store.write_minutes(sids[:, None], mids[:, None], minutes[None, :], parts)
+
+    ring = HotRing(minutes=100, capacity=64)
+    assert ring.sealing
+    fresh = Registry()
+    store.load_registry(into=fresh)
+    loaded = store_writer.rebuild_ring(store, fresh, ring, now_minute * 60)
+
+    oldest = DAY0 + 420  # the hour of DAY0 + 470, 100 minutes back from the newest minute
+    assert ring.oldest_minute() == oldest
+    held = minutes >= oldest
+    assert loaded == len(series) * int(held.sum())
+    got = ring.read(series, int(minutes[0]), len(minutes))
+    assert not got.count[:, ~held].any()
+    np.testing.assert_array_equal(got.count[:, held], parts.count[:, held])
+    np.testing.assert_array_equal(got.min[:, held], parts.min[:, held])
+    np.testing.assert_array_equal(got.max[:, held], parts.max[:, held])
+    np.testing.assert_array_equal(got.sum[:, held], parts.sum[:, held])
+
+
 def test_release_memory_gives_back_the_pages_of_a_large_read(store: Store) -> None:
     # 2 M minute rows read back as one answer: ~80 MB the engine frees when it is dropped
     minutes = np.arange(DAY0, DAY0 + 1000, dtype=np.int64)
