@@ -371,12 +371,12 @@ def _registry(s: np.ndarray, m: np.ndarray) -> Registry:
 def _sim_ring(n_series: int, now: int) -> HotRing:
     """A 2-day ring (the default window and ring blocks) of ``n_series`` series holding the
     simulator's fleet, rounded as its agents report, from ``SIM_POINTS`` points a minute;
-    loaded hour by hour as a start-up does, then folded until compaction is done, as a
-    running ring is."""
+    loaded hour by hour from the hour the window starts in, as a start-up does, then folded
+    until compaction is done, as a running ring is."""
     ring = HotRing(minutes=2 * DAY, capacity=n_series)
     fleet = Fleet(-(-n_series // 2000), 2000, seed=1)
     ids = np.arange(n_series, dtype=np.int32)
-    for hour in range(now - 2 * DAY + 1, now + 1, 60):  # an hour of the ring per load
+    for hour in range((now - 2 * DAY + 1) // 60 * 60, now + 1, 60):  # an hour per load
         minutes = np.arange(hour, min(hour + 60, now + 1))
         ts = hour * 60 + np.arange(len(minutes) * SIM_POINTS) * (60 // SIM_POINTS)
         v = fleet.at(ts, series_major=True).value.reshape(-1, len(ts))[:n_series]
