@@ -229,12 +229,12 @@ class HotRing:
 
     def memory(self) -> dict[str, int]:
         """Bytes the ring holds, by part: ``ring`` (the pages written of the open slots'
-        rows of series that exist, reckoned from the slots written), ``live`` (the live
-        rows), ``stamps`` (the minute of each slot and row, the sealing marks),
-        ``hour_summaries`` (each series' summary of each sealed block of minutes),
-        ``hour_blocks`` and ``compacted_blocks`` (sealed minutes: arenas, indexes and
-        summaries); and ``series_minutes``, the cells they hold: series written ×
-        ``held_minutes``."""
+        rows of series that exist, reckoned from the slots written), ``live`` (the pages
+        written of the live rows' columns of series that exist), ``stamps`` (the minute of
+        each slot and row, the sealing marks), ``hour_summaries`` (each series' summary of
+        each sealed block of minutes), ``hour_blocks`` and ``compacted_blocks`` (sealed
+        minutes: arenas, indexes and summaries); and ``series_minutes``, the cells they
+        hold: series written × ``held_minutes``."""
         with self.lock:
             slots = np.flatnonzero(self.slot_minute != _NO_MINUTE)
             ring = 0.0
@@ -242,7 +242,9 @@ class HotRing:
                 per_row = 3 * _row_pages(self.slots, 8, slots)
                 per_row += _row_pages(self.slots, 4, slots)
                 ring = per_row * PAGE * self._used
-            live = sum(a.nbytes for a in self._live.fields())
+            live = self.live_minutes * sum(
+                -(-self._used * a.itemsize // PAGE) * PAGE for a in self._live.fields()
+            )
             stamps = self.slot_minute.nbytes + self.live_minute.nbytes + self._dirty.nbytes
             stamps += self._sealed_to.nbytes + self._compacted_to.nbytes
             stamps += self.hour_start.nbytes
@@ -325,9 +327,10 @@ class HotRing:
         self._sealed_to = np.concatenate([self._sealed_to, floor])
         self._compacted_to = np.concatenate([self._compacted_to, floor])
         self._untrimmed = np.concatenate([self._untrimmed, np.zeros(added, np.bool_)])
-        live = Partials.empty((self.live_minutes, self.capacity))
+        # the live rows' columns past the series in use stay unwritten, so cost no memory
+        live = _arena(self.live_minutes, self.capacity)
         for dst, src in zip(live.fields(), self._live.fields(), strict=True):
-            dst[:, :old_cap] = src
+            dst[:, : self._used] = src[:, : self._used]
         self._live = live
 
     def _block_rows(self, index: int) -> int:
@@ -378,7 +381,11 @@ class HotRing:
         top = int(series.max()) + 1
         if top > self.capacity:
             self._grow(top)
-        self._used = max(self._used, top)
+        if top > self._used:  # new series' live cells start empty
+            live = self._live
+            live.min[:, self._used : top] = np.inf
+            live.max[:, self._used : top] = -np.inf
+            self._used = top
         oldest = int(minutes.min())
         self._since = oldest if self._since is None else min(self._since, oldest)
         newest = int(minutes.max())
@@ -507,10 +514,11 @@ class HotRing:
         for minute in range(max(keep_from, (self.head or keep_from - 1) + 1), newest + 1):
             row = minute % lm
             self.live_minute[row] = minute
-            live.min[row] = np.inf
-            live.max[row] = -np.inf
-            live.sum[row] = 0.0
-            live.count[row] = 0
+            used = self._used
+            live.min[row, :used] = np.inf
+            live.max[row, :used] = -np.inf
+            live.sum[row, :used] = 0.0
+            live.count[row, :used] = 0
             self._dirty[row] = False
         first = self.head is None
         self.head = newest
@@ -701,8 +709,9 @@ class HotRing:
                 self._flush_row(row, minute)
                 self.live_minute[row] = minute
                 live = self._live
-                live.min[row], live.max[row] = np.inf, -np.inf
-                live.sum[row], live.count[row] = 0.0, 0
+                used = self._used
+                live.min[row, :used], live.max[row, :used] = np.inf, -np.inf
+                live.sum[row, :used], live.count[row, :used] = 0.0, 0
 
     def live_partials(self) -> tuple[I32, I64, Partials]:
         """What the live (still filling) minutes hold and the sink has not had yet:

@@ -191,11 +191,12 @@ def test_growth_keeps_data_and_reports_bytes() -> None:
     got = ring.read(np.array([5000, 0, 1], dtype=np.int32), 100, 4)
     assert got.min[:2, 0].tolist() == [7.0, 5.0] and got.count[2].tolist() == [0, 0, 0, 1]
     # rows of 10 cells share pages: 28 B per cell of the 5,001 rows written, over the 4
-    # minutes held, and the live rows of the capacity
+    # minutes held; the live rows count the pages their 5,001 columns fill, not the capacity
     parts = ring.memory()
     assert parts["series_minutes"] == 5001 * 4
     assert 5001 * 10 * 28 <= parts["ring"] <= 5001 * 10 * 28 + 4 * 4096
-    assert parts["live"] == 2 * ring.capacity * 28
+    pages = 3 * -(-5001 * 8 // 4096) + -(-5001 * 4 // 4096)
+    assert parts["live"] == 2 * pages * 4096
 
 
 def test_bytes_per_series_minute_of_a_full_window() -> None:
