@@ -68,6 +68,7 @@ import numpy.typing as npt
 
 from minutely.blocks import BlockStore, StoreRead, read_stores
 from minutely.buckets import merge_cells, merge_slots_at, scatter_points
+from minutely.heap import release
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
 
 #: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
@@ -587,8 +588,16 @@ class HotRing:
                 dst[:rows, slot] = src
 
     def _maintain(self) -> None:
-        """One step of the sealing, trimming and compaction the last advances made due:
-        ring blocks furthest behind seal one block of minutes each once it has had its
+        """One step of the sealing, trimming and compaction the last advances made due,
+        then the heap's freed scratch back to the kernel if the step did any."""
+        stats = self.seal_stats
+        before = stats.sealed + stats.trimmed + stats.compacted
+        self._maintain_step()
+        if stats.sealed + stats.trimmed + stats.compacted != before:
+            release()
+
+    def _maintain_step(self) -> None:
+        """Ring blocks furthest behind seal one block of minutes each once it has had its
         grace, or else blocks the window's start has entered are trimmed, or else spans are
         compacted, until ``BLOCK`` rows are done (one full ring block, or many small ones),
         so no fold waits long."""
