@@ -102,6 +102,12 @@ def measure_sim(metrics: int, hours: int, compact: int | None, grace: int | None
     late_after = 7  # minutes past an hour's end when its late points come
     parts, _ = sim_fleet(metrics, minutes + late_after)
     BlockStore().seal(0, parts.take(np.s_[:1, :60]))  # load the compiled codec before RSS
+    try:  # and every kernel the ring runs (trees before minutely.warm load them as they go)
+        from minutely.warm import compiled
+    except ImportError:
+        pass
+    else:
+        compiled()
     proc = psutil.Process()
     rss0 = proc.memory_info().rss
     kw = {} if compact is None else {"compact_minutes": compact}
