@@ -591,10 +591,10 @@ def read_stores(
     n = int(series.shape[0])
     fields = out.fields()
     if pool is None or cells < SPLIT_CELLS or n < 2:
-        ringcodec.decode_blocks(table, groups, series, rows, 0, n, step, *fields)
+        ringcodec.decode_blocks(table, groups, series, rows, 0, n, step, *fields, False)
         return
     half = n // 2
     later = pool.submit(ringcodec.decode_blocks, table, groups, series, rows, half, n, step,
-                        *fields)  # fmt: skip
-    ringcodec.decode_blocks(table, groups, series, rows, 0, half, step, *fields)
+                        *fields, False)  # fmt: skip
+    ringcodec.decode_blocks(table, groups, series, rows, 0, half, step, *fields, False)
     later.result()

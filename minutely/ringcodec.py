@@ -6,8 +6,9 @@ A block is ``n`` consecutive minutes of one series: ``min``, ``max``, ``sum`` (f
 ``count == 0`` (its other fields are undefined, as everywhere in the ring). ``encode`` takes
 a ``(series, n)`` block and writes one blob per series into one byte buffer; ``decode``
 takes any set of blobs (series × blocks) and merges them straight into the caller's bucket
-arrays. Both are compiled loops (numba, ``nogil``): no Python runs per blob, and a caller
-may split a decode over threads.
+arrays (``decode_blocks`` at step 1 may overwrite them instead, so they need no zeroing).
+Both are compiled loops (numba, ``nogil``): no Python runs per blob, and a caller may split a
+decode over threads.
 
 Each blob has a format (kept beside it by the caller, one byte per blob)::
 
@@ -680,14 +681,25 @@ def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, upto: int
 @numba.njit(inline="always", nogil=True, cache=True)
 def _merge_minutes(
     hf: F64, lf: F64, sf: F64, cs: I64, row: int, b0: int, r0: int, step: int,
-    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32, overwrite: bool,
 ) -> None:  # fmt: skip
     """Merge minute ``k`` of ``hf`` … ``cs`` (``cs[k] == 0``: none) into
-    ``out[row, b0 + (r0 + k) // step]``."""
+    ``out[row, b0 + (r0 + k) // step]``; at step 1 with ``overwrite``, store it there
+    instead, as merging into a zeroed cell would leave it, without reading the cell."""
     omn = out_mn[row, b0:]
     omx = out_mx[row, b0:]
     osm = out_sm[row, b0:]
     oct_ = out_ct[row, b0:]
+    if step == 1 and overwrite:
+        # an empty minute leaves what a zeroed cell held: zeros in every field
+        for k in range(cs.shape[0]):
+            c = cs[k]
+            empty = c == 0
+            omn[k] = 0.0 if empty else lf[k]
+            omx[k] = 0.0 if empty else hf[k]
+            osm[k] = 0.0 if empty else sf[k]
+            oct_[k] = np.uint32(c)
+        return
     if step == 1:
         # one minute per bucket: no cell is written twice, so the merge is one loop of
         # branch-free selects that vectorises (an empty minute stores back what was there),
@@ -776,9 +788,11 @@ def _decode_one(
     data: U8, words: npt.NDArray[np.uint64], pos: int, fmt: int, n: int, lo: int, hi: int,
     row: int, col0: int, step: int, xs: I64, ms: I64, qs: I64, ds: I64, cs: I64,
     hf: F64, lf: F64, sf: F64, out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+    overwrite: bool,
 ) -> None:  # fmt: skip
-    """Merge minutes ``[lo, hi)`` of the blob at ``pos`` into ``out[row, (col0 + t) // step]``;
-    ``xs`` … ``sf`` are scratch of at least ``n`` entries.
+    """Merge minutes ``[lo, hi)`` of the blob at ``pos`` into ``out[row, (col0 + t) // step]``
+    (at step 1 with ``overwrite``, store them: ``_merge_minutes``); ``xs`` … ``sf`` are
+    scratch of at least ``n`` entries.
 
     Each pass over the scratch is a loop without branches, so it vectorises: unpack each
     stream, rebuild the floats (the divisions by ``10^e`` many at a time), then merge."""
@@ -811,7 +825,7 @@ def _decode_one(
             for k in range(x.shape[0]):
                 mi[k] = x[k] - mi[k]
         _merge_minutes(x.view(np.float64), mi.view(np.float64), qs[lo:hi].view(np.float64), c,
-                       row, b0, r0, step, out_mn, out_mx, out_sm, out_ct)  # fmt: skip
+                       row, b0, r0, step, out_mn, out_mx, out_sm, out_ct, overwrite)  # fmt: skip
         return
     if variant & MAX_DIFFERENCES:
         xs[0] = x0
@@ -860,7 +874,7 @@ def _decode_one(
                 ni = mi[k]
                 si = q[k] + (cv * ni + ((cv * (x[k] - ni)) >> np.int64(1)))
                 s[k] = _float(_bits(_divide(np.float64(si), p, y)) + d[k])
-    _merge_minutes(h, lw, s, c, row, b0, r0, step, out_mn, out_mx, out_sm, out_ct)
+    _merge_minutes(h, lw, s, c, row, b0, r0, step, out_mn, out_mx, out_sm, out_ct, overwrite)
 
 
 def _decode_jobs(
@@ -891,7 +905,7 @@ def _decode_jobs(
                           out_mn, out_mx, out_sm, out_ct)  # fmt: skip
         _decode_one(
             data, words, offset[j], fmt[j], n[j], lo[j], hi[j], row[j], col0[j], step,
-            xs, ms, qs, ds, cs, hf, lf, sf, out_mn, out_mx, out_sm, out_ct,
+            xs, ms, qs, ds, cs, hf, lf, sf, out_mn, out_mx, out_sm, out_ct, False,
         )  # fmt: skip
 
 
@@ -949,18 +963,38 @@ _i64_at = pointer_intrinsic(numba.types.int64)
 TABLE_COLUMNS = 9
 
 
+@numba.njit(inline="always", nogil=True, cache=True)
+def _zero_cells(
+    row: int, c0: int, c1: int, out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32
+) -> None:
+    """Cells ``out[row, c0:c1]`` made empty, as a zeroed block holds them."""
+    for c in range(c0, c1):
+        out_mn[row, c] = 0.0
+        out_mx[row, c] = 0.0
+        out_sm[row, c] = 0.0
+        out_ct[row, c] = 0
+
+
 def _decode_blocks(
     table: I64, groups: I64, series: I64, rows: I64, i0: int, i1: int, step: int,
-    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32,
+    out_mn: F64, out_mx: F64, out_sm: F64, out_ct: U32, overwrite: bool,
 ) -> None:  # fmt: skip
     """Decode many blocks, each in its own arena, in one call. Group ``g`` is
-    ``groups[g] = (s0, s1, k0, k1)``: series ``series[s0:s1]`` (into out rows
+    ``groups[g] = (s0, s1, k0, k1, ...)``: series ``series[s0:s1]`` (into out rows
     ``rows[s0:s1]``) of the blocks in table rows ``[k0, k1)``. Table row ``k`` gives the
     addresses of a block's arena (``T_BYTES`` long, ``PAD`` included, 8-byte aligned),
     offsets and formats, the series it holds, its minutes, the window ``[lo, hi)`` to merge
     and ``col0`` as ``decode_jobs`` takes them. Only series positions ``[i0, i1)`` decode, so
     threads may split a call by rows; each series' blocks decode one after another, so its
-    buckets are written row by row. The caller keeps the arrays alive during the call."""
+    buckets are written row by row. The caller keeps the arrays alive during the call.
+
+    With ``overwrite`` (step 1 only), group ``g`` has two more columns, ``(c0, c1)``, and
+    each of its rows' cells ``[c0, c1)`` is written, whatever it held: the decoded minutes
+    stored (``_merge_minutes``), every other cell (no block, an ``EMPTY`` blob, a series the
+    block does not hold) zeroed. Then the rows end as merging into zeros leaves them, and no
+    cell is read; the group's blocks must be in time order, their windows inside
+    ``[c0, c1)``."""
+    over = overwrite and step == 1
     longest = 1
     for k in range(table.shape[0]):
         longest = max(longest, table[k, T_N])
@@ -980,20 +1014,27 @@ def _decode_blocks(
         for i in range(s0, s1):
             sid = series[i]
             row = rows[i]
+            done = groups[g, 4] if over else 0  # cells before this are written
             for k in range(k0, k1):
                 if sid >= table[k, T_ROWS]:
                     continue
                 fmt = int(_carray(_u8_at(table[k, T_FMT]), table[k, T_ROWS])[sid])
                 if fmt == EMPTY:
                     continue
+                if over:
+                    _zero_cells(row, done, table[k, T_COL0] + table[k, T_LO],
+                                out_mn, out_mx, out_sm, out_ct)  # fmt: skip
+                    done = table[k, T_COL0] + table[k, T_HI]
                 pos = _carray(_i64_at(table[k, T_OFFSET]), table[k, T_ROWS])[sid]
                 data = _carray(_u8_at(table[k, T_ARENA]), table[k, T_BYTES])
                 words = data[: data.shape[0] // 8 * 8].view(np.uint64)
                 _decode_one(
                     data, words, pos, fmt, table[k, T_N], table[k, T_LO], table[k, T_HI], row,
                     table[k, T_COL0], step, xs, ms, qs, ds, cs, hf, lf, sf,
-                    out_mn, out_mx, out_sm, out_ct,
+                    out_mn, out_mx, out_sm, out_ct, over,
                 )  # fmt: skip
+            if over:
+                _zero_cells(row, done, groups[g, 5], out_mn, out_mx, out_sm, out_ct)
 
 
 decode_blocks: Callable[..., Any] = numba.njit(nogil=True, cache=True)(_decode_blocks)

@@ -354,3 +354,75 @@ def test_every_width_comes_back(w: int, factor: int) -> None:
         window[lo:hi] = True
         assert same_bits(out.max[0][window], mx[0][window])
         assert (out.count[0][~window] == 0).all()
+
+
+def garbage(shape: tuple[int, int], rng: np.random.Generator) -> Partials:
+    """A block as a reused buffer holds it: any bits, NaNs and counts."""
+    bits = rng.integers(0, 2**63, (3, *shape), dtype=np.int64).view(np.float64)
+    return Partials(*bits.copy(), rng.integers(0, 2**32, shape, dtype=np.uint32))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_decode_blocks_overwriting_equals_merging_into_zeros(data: st.DataObject) -> None:
+    """``decode_blocks`` at step 1 with ``overwrite``, into a block of garbage, leaves every
+    cell of each group's rows and columns as merging into a zeroed block does, all four
+    fields bit for bit (empty minutes, ``EMPTY`` blobs, series a block does not hold, minutes
+    between and around blocks, windows cutting blocks), and no other cell changes."""
+    draw = data.draw
+    start, kept, table = draw(st.integers(0, 5)), [], []
+    for _ in range(draw(st.integers(0, 3))):
+        parts = draw(blocks())
+        parts.count[draw(hnp.arrays(np.bool_, parts.count.shape[0]))] = 0  # EMPTY blobs
+        enc = ringcodec.encode(parts)
+        arena = ringcodec.padded(enc.data)
+        kept.append((arena, enc))  # the table holds their addresses
+        rows, n = parts.count.shape
+        row = np.zeros(ringcodec.TABLE_COLUMNS, np.int64)
+        row[ringcodec.T_ARENA] = arena.ctypes.data
+        row[ringcodec.T_BYTES] = arena.shape[0]
+        row[ringcodec.T_OFFSET] = enc.offset.ctypes.data
+        row[ringcodec.T_FMT] = enc.fmt.ctypes.data
+        row[ringcodec.T_ROWS] = rows
+        row[ringcodec.T_N] = n
+        table.append((start, row))
+        start += n + draw(st.integers(0, 4))  # minutes no block holds between blocks
+    span = start + draw(st.integers(0, 4))
+    order = draw(st.permutations(range(12)))  # out rows, disjoint between groups
+    groups, pieces, series, at = [], [], [], 0
+    for _ in range(draw(st.integers(1, 3))):
+        lo = draw(st.integers(0, span))
+        hi = draw(st.integers(lo, span))
+        k0 = len(pieces)
+        for s, row in table:
+            a, e = max(lo, s), min(hi, s + int(row[ringcodec.T_N]))
+            if a < e:
+                piece = row.copy()
+                piece[ringcodec.T_LO], piece[ringcodec.T_HI] = a - s, e - s
+                piece[ringcodec.T_COL0] = s
+                pieces.append(piece)
+        ids = draw(st.lists(st.integers(0, 5), min_size=0, max_size=4))
+        groups.append([at, at + len(ids), k0, len(pieces), lo, hi])
+        series += ids
+        at += len(ids)
+    table_arr = np.array(pieces, np.int64).reshape(-1, ringcodec.TABLE_COLUMNS)
+    group_arr = np.array(groups, np.int64)
+    ids_arr = np.array(series, np.int64)
+    rows_arr = np.array(order[:at], np.int64)
+    want = Partials.zeros((12, span))
+    ringcodec.decode_blocks(table_arr, group_arr, ids_arr, rows_arr, 0, at, 1, *want.fields(),
+                            False)  # fmt: skip
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    before = garbage((12, span), rng)
+    got = Partials(*(f.copy() for f in before.fields()))
+    split = draw(st.integers(0, at))  # two calls, as two threads split the rows
+    for i0, i1 in ((0, split), (split, at)):
+        ringcodec.decode_blocks(table_arr, group_arr, ids_arr, rows_arr, i0, i1, 1,
+                                *got.fields(), True)  # fmt: skip
+    written = np.zeros((12, span), np.bool_)
+    for s0, s1, _, _, lo, hi in groups:
+        written[rows_arr[s0:s1], lo:hi] = True
+    for g, w, b in zip(got.fields(), want.fields(), before.fields(), strict=True):
+        bits = np.uint32 if g.dtype == np.uint32 else np.uint64
+        np.testing.assert_array_equal(g.view(bits)[written], w.view(bits)[written])
+        np.testing.assert_array_equal(g.view(bits)[~written], b.view(bits)[~written])
