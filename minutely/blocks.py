@@ -532,27 +532,39 @@ def read_stores(
     step: int,
     out: Partials,
     pool: Executor | None = None,
+    overwrite: bool = False,
 ) -> None:
     """``BlockStore.read`` of every store in ``reads`` into one ``out``, decoding all their
     blocks in one compiled call (split by rows over ``pool``'s thread from ``SPLIT_CELLS``
     series-minutes), series by series, so no Python runs per store or block. A store with a
     block that a summary would answer (a block or part inside one bucket) is read on its own
-    by ``BlockStore.read``."""
+    by ``BlockStore.read``.
+
+    With ``overwrite`` (step 1 only), what ``out`` holds in each read's rows and minutes is
+    not read but written over: every such cell ends as a read into zeros would leave it
+    (minutes no block holds zeroed), so ``out`` need not be zeroed first. Reads must then
+    not share a cell."""
     if count % step or out.count.shape[1] < count // step:
         msg = (
             f"{count} minutes in buckets of {step} need {count // step} whole columns,"
             f" out has {out.count.shape[1]}"
         )
         raise ValueError(msg)
-    reads = [r for r in reads if r.lo < r.hi and r.series.shape[0] and r.store.blocks]
+    if overwrite and step != 1:
+        msg = f"a read overwrites its buckets at step 1 only, not {step}"
+        raise ValueError(msg)
+    reads = [
+        r for r in reads if r.lo < r.hi and r.series.shape[0] and (overwrite or r.store.blocks)
+    ]
     if not reads:
         return
     tables = [r.store.table() for r in reads]
     blocks = np.array([t.shape[0] for t in tables], np.int64)
     table = np.concatenate(tables)
     of = np.repeat(np.arange(len(reads)), blocks)
-    lo = np.array([max(r.lo, first) for r in reads], np.int64)[of]
-    hi = np.array([min(r.hi, first + count) for r in reads], np.int64)[of]
+    lo_read = np.array([max(r.lo, first) for r in reads], np.int64)
+    hi_read = np.array([min(r.hi, first + count) for r in reads], np.int64)
+    lo, hi = lo_read[of], hi_read[of]
     start = table[:, T_START]
     end = start + table[:, ringcodec.T_N]
     a, e = np.maximum(start, lo), np.minimum(end, hi)
@@ -562,14 +574,17 @@ def read_stores(
     # a part inside one bucket: the store answers it from its summary
     whole = keep & ((start - first) // step == (start + part - 1 - first) // step)
     whole &= (sub > 0) | ((lo <= start) & (end <= hi))
+    alone = np.zeros(len(reads), np.bool_)
     if whole.any():
-        alone = np.zeros(len(reads), np.bool_)
         alone[of[whole]] = True
         for i in np.flatnonzero(alone).tolist():
             r = reads[i]
+            if overwrite:  # merged into, so zeroed first
+                for f in out.fields():
+                    f[r.rows, lo_read[i] - first : max(lo_read[i], hi_read[i]) - first] = 0
             r.store.read(r.series, first, count, step, out, pool, r.rows, (r.lo, r.hi))
         keep &= ~alone[of]
-    if not keep.any():
+    if not overwrite and not keep.any():
         return
     table = table[keep]
     of = of[keep]
@@ -577,24 +592,30 @@ def read_stores(
     table[:, ringcodec.T_HI] = e[keep] - start[keep]
     table[:, ringcodec.T_COL0] = start[keep] - first
     per = np.bincount(of, minlength=len(reads))
-    used = np.flatnonzero(per)
+    # overwriting, every read not answered alone writes its cells, blocks or none
+    used = np.flatnonzero(~alone if overwrite else per)
+    if used.shape[0] == 0:
+        return
     sizes = np.array([reads[i].series.shape[0] for i in used.tolist()], np.int64)
-    groups = np.zeros((used.shape[0], 4), np.int64)
+    groups = np.zeros((used.shape[0], 6), np.int64)
     groups[:, 1] = np.cumsum(sizes)
     groups[:, 0] = groups[:, 1] - sizes
     groups[:, 3] = np.cumsum(per[used])
     groups[:, 2] = groups[:, 3] - per[used]
+    groups[:, 4] = lo_read[used] - first  # the columns each group writes, at step 1
+    groups[:, 5] = np.maximum(hi_read[used] - first, groups[:, 4])
     series = np.concatenate([reads[i].series for i in used.tolist()]).astype(np.int64)
     rows = np.concatenate([reads[i].rows for i in used.tolist()]).astype(np.int64)
-    minutes = np.bincount(of, weights=table[:, ringcodec.T_HI] - table[:, ringcodec.T_LO])
+    minutes = np.bincount(of, weights=table[:, ringcodec.T_HI] - table[:, ringcodec.T_LO],
+                          minlength=len(reads))  # fmt: skip
     cells = int((minutes[used] * sizes).sum())
     n = int(series.shape[0])
     fields = out.fields()
     if pool is None or cells < SPLIT_CELLS or n < 2:
-        ringcodec.decode_blocks(table, groups, series, rows, 0, n, step, *fields, False)
+        ringcodec.decode_blocks(table, groups, series, rows, 0, n, step, *fields, overwrite)
         return
     half = n // 2
     later = pool.submit(ringcodec.decode_blocks, table, groups, series, rows, half, n, step,
-                        *fields, False)  # fmt: skip
-    ringcodec.decode_blocks(table, groups, series, rows, 0, half, step, *fields, False)
+                        *fields, overwrite)  # fmt: skip
+    ringcodec.decode_blocks(table, groups, series, rows, 0, half, step, *fields, overwrite)
     later.result()

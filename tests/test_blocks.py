@@ -247,8 +247,11 @@ def test_reads_over_many_stores_match_the_dense_models(data: st.DataObject) -> N
         blocks.SPLIT_CELLS = split
 
 
-def check_many_stores(data: st.DataObject) -> None:
-    draw = data.draw
+def many_stores(
+    draw: st.DrawFn,
+) -> tuple[list[BlockStore], list[Partials], list[npt.NDArray[np.bool_]]]:
+    """Stores as the ring's blocks of series hold them, their dense models and which
+    minutes their blocks hold."""
     n_stores = draw(st.integers(1, 4))
     stores = [BlockStore() for _ in range(n_stores)]
     models = [Partials.zeros((ROWS, SPAN)) for _ in range(n_stores)]
@@ -279,6 +282,12 @@ def check_many_stores(data: st.DataObject) -> None:
         if draw(st.booleans()):
             store.expire(draw(st.integers(0, SPAN // 2)))
         sealed[i] = covered(store)
+    return stores, models, sealed
+
+
+def check_many_stores(data: st.DataObject) -> None:
+    draw = data.draw
+    stores, models, sealed = many_stores(draw)
     step = draw(st.sampled_from([1, 2, 3, B, 2 * B, SPAN]))
     first = draw(st.integers(0, SPAN - step))
     count = (SPAN - first) // step * step
@@ -315,3 +324,65 @@ def check_many_stores(data: st.DataObject) -> None:
     np.testing.assert_array_equal(got.max[full], want.max[full])
     size = restep(Partials(view.min, view.max, np.abs(view.sum), view.count), step).sum
     assert (np.abs(got.sum - want.sum)[full] <= 1e-12 * size[full]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_reads_overwriting_at_step_one_equal_reads_into_zeros(data: st.DataObject) -> None:
+    """``read_stores(overwrite=True)`` at step 1 into a block of garbage leaves each read's
+    rows × minutes as the same read into a zeroed block, all four fields bit for bit, and
+    leaves every other cell as it was: minutes no block holds, series a block does not,
+    empty entries, a block a summary answers (one minute long), split over two threads."""
+    split = blocks.SPLIT_CELLS
+    blocks.SPLIT_CELLS = 0
+    try:
+        check_overwrite(data)
+    finally:
+        blocks.SPLIT_CELLS = split
+
+
+def check_overwrite(data: st.DataObject) -> None:
+    draw = data.draw
+    stores, _, _ = many_stores(draw)
+    for store in stores:
+        gaps = np.flatnonzero(~covered(store))
+        if gaps.shape[0] and draw(st.booleans()):  # a one-minute block: its summary answers
+            minute = int(gaps[draw(st.integers(0, gaps.shape[0] - 1))])
+            store.seal(minute, cells(draw, (draw(st.integers(1, ROWS)), 1)))
+    first = draw(st.integers(0, SPAN - 1))
+    count = draw(st.integers(1, SPAN - first))
+    reads, at = [], 0
+    order = np.array(draw(st.permutations(range(len(stores) * ROWS))), np.int64)
+    for store in stores:
+        ids = np.array(draw(st.permutations(range(ROWS)))[: draw(st.integers(0, ROWS))], np.int32)
+        lo = draw(st.integers(0, SPAN))
+        hi = draw(st.integers(lo, SPAN))
+        reads.append(blocks.StoreRead(store, ids, order[at : at + ids.shape[0]], lo, hi))
+        at += ids.shape[0]
+    shape = (len(stores) * ROWS, count)
+    want = Partials.zeros(shape)
+    blocks.read_stores(reads, first, count, 1, want)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    bits = rng.integers(0, 2**63, (3, *shape), dtype=np.int64).view(np.float64)
+    before = Partials(*bits, rng.integers(0, 2**32, shape, dtype=np.uint32))
+    got = Partials(*(f.copy() for f in before.fields()))
+    pool = ThreadPoolExecutor(1)
+    blocks.read_stores(reads, first, count, 1, got, pool if draw(st.booleans()) else None, True)
+    pool.shutdown()
+    written = np.zeros(shape, np.bool_)
+    for r in reads:
+        if r.lo < r.hi:
+            written[r.rows, max(r.lo, first) - first : max(0, r.hi - first)] = True
+    for g, w, b in zip(got.fields(), want.fields(), before.fields(), strict=True):
+        u = g.view(np.uint32 if g.dtype == np.uint32 else np.uint64)
+        np.testing.assert_array_equal(u[written], w.view(u.dtype)[written])
+        np.testing.assert_array_equal(u[~written], b.view(u.dtype)[~written])
+
+
+def test_overwriting_is_for_step_one_only() -> None:
+    store = BlockStore()
+    store.seal(0, Partials.zeros((1, B)))
+    out = Partials.zeros((1, 2))
+    read = blocks.StoreRead(store, np.zeros(1, np.int32), np.zeros(1, np.int64), 0, B)
+    with pytest.raises(ValueError, match="step 1 only"):
+        blocks.read_stores([read], 0, B, 2, out, overwrite=True)
