@@ -8,7 +8,10 @@ docs/performance.md, "Q1 at step 1 minute"). ``BlockPool.zeros`` hands out the f
 as views of one buffer; when the last array that views them is gone the buffer goes back to
 the pool, which keeps up to ``keep_bytes`` of them for the next answer and lets the rest go.
 
-Nothing changes for the holder of a block: it is an ordinary ``Partials`` of zeros, its
+``BlockPool.unzeroed`` hands out a kept buffer as it was left, for a caller that writes
+every entry (at step 1 the ring's decode overwrites its cells: ``HotRing.merge_buckets``).
+
+Nothing changes for the holder of a block: it is an ordinary ``Partials``, its
 arrays may be sliced, viewed, kept or handed to Arrow as long as wanted; the buffer is
 reused only once nothing refers to it. Thread-safe.
 """
@@ -82,6 +85,15 @@ class BlockPool:
     def zeros(self, shape: tuple[int, int]) -> Partials:
         """Empty entries (every field 0), as ``Partials.zeros``: in a kept buffer when one
         is large enough (the smallest such), else in fresh memory."""
+        return self._block(shape, True)
+
+    def unzeroed(self, shape: tuple[int, int]) -> Partials:
+        """A block as ``zeros`` makes it, but a kept buffer is not zeroed again: its entries
+        hold whatever an earlier answer left, for a caller that writes every one of them
+        (a read that overwrites its cells), so the pool's ``memset`` is saved."""
+        return self._block(shape, False)
+
+    def _block(self, shape: tuple[int, int], zeroed: bool) -> Partials:
         cells = shape[0] * shape[1]
         need = cells * ENTRY_BYTES
         if need < self.min_bytes or need > self.keep_bytes:
@@ -99,7 +111,7 @@ class BlockPool:
             np.asarray(_Field(lease, 2 * f8, np.float64, shape)),
             np.asarray(_Field(lease, 3 * f8, np.uint32, shape)),
         )
-        if not fresh:
+        if zeroed and not fresh:
             for field in out.fields():
                 field.fill(0)
         with self._lock:
@@ -131,3 +143,10 @@ class BlockPool:
                     kept.append(b)
                     total += int(b.shape[0])
             self._free = kept
+
+
+def clear(block: Partials, at: Any) -> None:
+    """Entries ``block[at]`` (whatever numpy indexes with) made empty as ``zeros`` makes
+    them, every field 0: the cells of an ``unzeroed`` block that nothing overwrites."""
+    for field in block.fields():
+        field[at] = 0

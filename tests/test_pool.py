@@ -1,5 +1,6 @@
-"""``BlockPool``: a block is all zeros however its buffer was used before, a buffer is
-reused only once nothing views it, and the pool keeps no more than it is allowed."""
+"""``BlockPool``: a block is all zeros however its buffer was used before (an unzeroed one
+is as it was left), a buffer is reused only once nothing views it, and the pool keeps no
+more than it is allowed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 import numpy as np
 
 from minutely.model import Partials
-from minutely.pool import ENTRY_BYTES, MIN_BYTES, BlockPool
+from minutely.pool import ENTRY_BYTES, MIN_BYTES, BlockPool, clear
 
 #: a block just over the size the pool takes
 SHAPE = (64, MIN_BYTES // ENTRY_BYTES // 64 + 1)
@@ -51,6 +52,34 @@ def test_a_given_back_buffer_comes_back_zeroed() -> None:
     assert again.min.ctypes.data == address  # the same memory
     assert_zeros(again, SHAPE)
     assert (pool.made, pool.reused) == (1, 1)
+
+
+def test_an_unzeroed_block_reuses_a_buffer_as_it_was_left() -> None:
+    pool = BlockPool(64 << 20)
+    fresh = pool.unzeroed(SHAPE)
+    assert_zeros(fresh, SHAPE)  # fresh memory is the kernel's zeros
+    scribble(fresh)
+    address = fresh.count.ctypes.data
+    del fresh
+    gc.collect()
+    again = pool.unzeroed(SHAPE)
+    assert again.count.ctypes.data == address
+    for field in again.fields():
+        assert field.shape == SHAPE and field.flags.writeable
+        assert (field == 7).all()  # not zeroed: the caller writes every entry
+    clear(again, np.s_[2:5, 1:])
+    for field in again.fields():
+        assert not field[2:5, 1:].any() and (field[:2] == 7).all() and (field[2:5, 0] == 7).all()
+    del again, field
+    gc.collect()
+    assert_zeros(pool.zeros(SHAPE), SHAPE)  # and ``zeros`` zeroes it again
+    assert (pool.made, pool.reused) == (1, 2)
+
+
+def test_small_unzeroed_blocks_are_fresh() -> None:
+    pool = BlockPool(64 << 20)
+    assert_zeros(pool.unzeroed((10, 10)), (10, 10))
+    assert pool.made == pool.reused == 0
 
 
 def test_a_buffer_stays_out_while_a_view_of_any_field_lives() -> None:
