@@ -37,8 +37,9 @@ window are dropped whole, and a compacted block the window starts in is re-encod
 block of minutes it starts in (docs/hot-ring.md argues the choices).
 
 The window ends at the newest minute and starts ``W - 1`` minutes before it; a sealing ring
-starts it at the start of that minute's block of minutes, which it holds whole anyway, so
-an hour-aligned read finds its first hour in the ring. Points for older minutes still
+starts it at the start of the block of minutes of the minute ``W`` before the newest, which
+it holds whole anyway, so an hour-aligned read of the last ``W`` minutes finds its first
+hour in the ring. Points for older minutes still
 inside the window (late points, backfill) are reduced to one partial per (series, minute)
 and merged exactly into the slots, or into the sealed blocks. Points before the window's
 start are expired and counted, never merged.
@@ -845,13 +846,13 @@ class HotRing:
 
     def _window_start(self, head: int) -> int:
         """The first minute of the window at ``head``. A sealing ring keeps whole blocks
-        of minutes, so its window starts where the block of ``head - minutes + 1`` does: a
-        query aligned to an hour then finds its first hour whole in the ring, not partly in
-        the store."""
-        start = head - self.minutes + 1
+        of minutes, so its window starts where the block of ``head - minutes`` does: a
+        query over the last ``minutes`` minutes asked during minute ``head`` starts in that
+        minute, and aligned to an hour it then finds its first hour whole in the ring, not
+        partly in the store."""
         if not self.sealing:
-            return start
-        return start // self.block_minutes * self.block_minutes
+            return head - self.minutes + 1
+        return (head - self.minutes) // self.block_minutes * self.block_minutes
 
     def read(self, series: I32, first: int, count: int) -> Partials:
         """Partials of ``series`` × minutes ``[first, first + count)``; empty outside the window

@@ -165,8 +165,8 @@ class CompressedRingModel(RingModel):
 
     def window_start(self) -> int:
         """A sealing ring's window starts where the block of 4 minutes of
-        ``head - window + 1`` does."""
-        return super().window_start() // 4 * 4
+        ``head - window`` does."""
+        return (super().window_start() - 1) // 4 * 4
 
 
 TestCompressedRingModel = CompressedRingModel.TestCase
@@ -545,6 +545,27 @@ def test_the_block_the_window_starts_in_is_trimmed_to_its_minutes() -> None:
     np.testing.assert_array_equal(got.min, truth[:, 50:])
     np.testing.assert_array_equal(got.max, truth[:, 50:])
     np.testing.assert_array_equal(got.sum, truth[:, 50:])
+
+
+def test_the_last_window_asked_in_any_second_starts_inside_a_sealing_ring() -> None:
+    """A question over the last 45 minutes asked at any second of the head's minute, its
+    start aligned down to a block of 4 minutes as a step of 4 aligns it, starts no earlier
+    than the ring's window, whichever minute of its block the head is at, and the ring
+    answers those minutes: none of them would need the store."""
+    ring = HotRing(45, 3, capacity=4, block=4, **SEALING)
+    series = np.arange(2, dtype=np.int32)
+    for head in range(1000, 1070):
+        ring.fold(series, np.full(2, head, np.int64), np.full(2, float(head)))
+        oldest = ring.oldest_minute()
+        assert oldest is not None
+        for second in (0, 30, 59):
+            start = (head * 60 + second - 45 * 60) // 240 * 4  # minutes, aligned to 4
+            assert start >= oldest, (head, second, start, oldest)
+        if head >= 1049:  # every minute of the question is in the ring: numpy's answer
+            start = (head * 60 + 59 - 45 * 60) // 240 * 4
+            got = ring.read(series, start, head + 1 - start)
+            want = np.arange(start, head + 1, dtype=np.float64)
+            assert (got.count == 1).all() and (got.min == want).all() and (got.sum == want).all()
 
 
 def test_a_sealing_ring_holds_the_whole_block_its_window_starts_in() -> None:
