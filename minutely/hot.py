@@ -71,6 +71,7 @@ from minutely.blocks import BlockStore, StoreRead, read_stores
 from minutely.buckets import merge_cells, merge_slots_at, scatter_points
 from minutely.heap import release
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
+from minutely.pool import clear
 
 #: Receives what the ring has merged and not handed on yet: ``(series, minutes, partials)``,
 #: each point in exactly one call. The storage tier's writer is one.
@@ -874,7 +875,9 @@ class HotRing:
         self.merge_buckets(series, first, count, step, out)
         return out
 
-    def merge_buckets(self, series: I32, first: int, count: int, step: int, out: Partials) -> None:
+    def merge_buckets(
+        self, series: I32, first: int, count: int, step: int, out: Partials, overwrite: bool = False
+    ) -> None:
         """Merge minutes ``[first, first + count)`` of ``series`` into ``out``, whose column
         ``b`` is the bucket of minutes ``[first + b·step, first + (b+1)·step)`` (an entry with
         ``count == 0`` is empty, whatever else it holds; a view into a larger block is fine).
@@ -884,6 +887,11 @@ class HotRing:
         2,000 series at step 1 h makes 96,000 buckets, not 5.76 M minutes first (figures:
         docs/performance.md, Measured choices). Minutes outside the window are not read, so
         none counts twice at a seam.
+
+        With ``overwrite``, what ``out``'s first ``count // step`` columns hold is never read:
+        they end as merging into a zeroed block leaves them, bit for bit, so ``out`` may be
+        memory an earlier answer left (``BlockPool.unzeroed``). At step 1 the sealed minutes
+        are decoded over what is there and only the other cells are zeroed first.
         """
         if count % step or out.count.shape[1] < count // step:
             msg = (
@@ -892,6 +900,8 @@ class HotRing:
             )
             raise ValueError(msg)
         with self.lock:
+            if overwrite and not self._clear_unsealed(series, first, count, step, out):
+                overwrite = False  # all zeroed: merged into as any block
             if self.head is None or series.shape[0] == 0 or count <= 0:
                 return
             lo = max(first, self._window_start(self.head))
@@ -910,7 +920,7 @@ class HotRing:
             groups = self._groups(known, at)
             # the sealed minutes: summaries, and every ring block's blocks in one call
             hours = self._summary_hours(first, step, lo, hi)
-            self._read_sealed(groups, first, count, step, out, lo, hi, hours)
+            self._read_sealed(groups, first, count, step, out, lo, hi, hours, overwrite)
             sealed_of = self._sealed_to[groups.table[:, 0]]
             for sealed in np.unique(sealed_of).tolist():  # the ring blocks sealed as far
                 mine = minutes >= sealed
@@ -935,6 +945,29 @@ class HotRing:
                 for dst, src in zip(out.fields(), merged.fields(), strict=True):
                     dst[at, col] = src
 
+    def _clear_unsealed(
+        self, series: I32, first: int, count: int, step: int, out: Partials
+    ) -> bool:
+        """Zero the cells of ``out``'s first ``count // step`` columns that a read at step 1
+        does not decode over: minutes outside the window, series not written yet, and each
+        ring block's minutes from its ``sealed_to`` on (slots and live rows merge there).
+        Returns whether the sealed minutes are left for the decode to overwrite; if not (a
+        coarser step, or sealed minutes read from hour summaries), every cell is zeroed."""
+        cols = count // step
+        if step != 1 or self.head is None or (self.sealing and self.block_minutes == 1):
+            clear(out, np.s_[:, :cols])
+            return False
+        lo = max(first, self._window_start(self.head))
+        hi = max(lo, min(first + count, self.head + 1))
+        clear(out, np.s_[:, : min(lo - first, cols)])
+        clear(out, np.s_[:, hi - first : cols])
+        known = series < self._used
+        block_of = np.where(known, series, 0) // self.block
+        ends = np.where(known, np.clip(self._sealed_to[block_of], lo, hi), lo)
+        for end in np.unique(ends).tolist():  # the ring blocks sealed as far, usually one
+            clear(out, np.s_[np.flatnonzero(ends == end), end - first : hi - first])
+        return True
+
     def _summary_hours(self, first: int, step: int, lo: int, hi: int) -> I64 | None:
         """The sealed blocks of minutes inside ``[lo, hi)`` whose summaries a read at
         ``step`` from ``first`` can take (each inside one bucket), or None when some is not
@@ -949,11 +982,12 @@ class HotRing:
 
     def _read_sealed(
         self, groups: _Groups, first: int, count: int, step: int, out: Partials, lo: int,
-        hi: int, hours: I64 | None,
+        hi: int, hours: I64 | None, overwrite: bool,
     ) -> None:  # fmt: skip
         """Merge the sealed minutes in ``[lo, hi)`` of ``groups`` into ``out``: whole blocks
         of minutes inside a bucket from their summaries (``hours``, one call per distinct
-        ``sealed_to``), the rest from every ring block's store in one decode."""
+        ``sealed_to``), the rest from every ring block's store in one decode (which
+        ``overwrite``s them at step 1: ``blocks.read_stores``)."""
         n = self.block_minutes
         table = groups.table
         ends = np.minimum(self._sealed_to[table[:, 0]], hi)
@@ -985,7 +1019,7 @@ class HotRing:
                     reads.append(StoreRead(store, ids, out_rows, a, e))
                     asked += r1 - r0
         pool = self._executor() if asked >= SPLIT_ROWS else None
-        read_stores(reads, first, count, step, out, pool)
+        read_stores(reads, first, count, step, out, pool, overwrite)
 
     def _executor(self) -> ThreadPoolExecutor:
         """The thread a read decodes half its rows on, made at the first read that

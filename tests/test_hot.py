@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -134,6 +135,30 @@ class RingModel(RuleBasedStateMachine):
                 self.ring.read_buckets(backwards, start, n, step),
                 restep(got.take(np.s_[::-1, start - first : start - first + n]), step),
             )
+        # into memory an earlier answer left, before, across and after the window's start
+        for step, at in ((1, first), (1, self.window_start()), (1, self.head - 2), (4, first)):
+            assert_overwrites_as_merging_into_zeros(self.ring, backwards, at, count // 4 * 4, step)
+
+
+def assert_overwrites_as_merging_into_zeros(
+    ring: HotRing, series: npt.NDArray[np.int32], first: int, count: int, step: int
+) -> None:
+    """``merge_buckets(overwrite=True)`` into a view of a block of garbage writes each of the
+    view's cells as merging into a zeroed block does, all four fields bit for bit, and
+    nothing outside the view."""
+    shape = (series.shape[0], count // step)
+    want = Partials.zeros(shape)
+    ring.merge_buckets(series, first, count, step, want)
+    rng = np.random.default_rng(first)
+    wide = (shape[0], shape[1] + 3)
+    bits = rng.integers(0, 2**63, (3, *wide), dtype=np.int64).view(np.float64)
+    before = Partials(*bits, rng.integers(0, 2**32, wide, dtype=np.uint32))
+    block = Partials(*(f.copy() for f in before.fields()))
+    ring.merge_buckets(series, first, count, step, block.take(np.s_[:, 1:-2]), overwrite=True)
+    for g, w, b in zip(block.fields(), want.fields(), before.fields(), strict=True):
+        u = np.uint32 if g.dtype == np.uint32 else np.uint64
+        np.testing.assert_array_equal(g[:, 1:-2].view(u), w.view(u))
+        np.testing.assert_array_equal(g[:, [0, -2, -1]].view(u), b[:, [0, -2, -1]].view(u))
 
 
 def assert_same_buckets(got: Partials, want: Partials) -> None:

@@ -39,6 +39,8 @@ SCRIPT = textwrap.dedent(
     ring.merge_partials(series, np.full(200, 200, np.int64), late)
     for step in (1, 60, 720):
         ring.read_buckets(series[::3], 80, 720, step)
+    block = Partials.zeros((67, 720))
+    ring.merge_buckets(series[::3], 80, 720, 1, block, overwrite=True)  # as Query asks
     ring.close()
     state = counters.CounterState()
     state.increases(series[::-1].copy(), np.arange(200.0), np.arange(200.0))
