@@ -29,7 +29,7 @@ from minutely.model import (
     Partials,
     summarize_axis0,
 )
-from minutely.pool import ENTRY_BYTES, BlockPool
+from minutely.pool import ENTRY_BYTES, BlockPool, clear
 from minutely.registry import Registry
 from minutely.store import Store
 
@@ -97,7 +97,9 @@ class Query:
 
     Series answers from the ring alone are made in ``pool``'s memory (by default a pool
     that keeps one largest answer's, ``max_cells`` entries), so a large answer reuses the
-    pages an earlier one gave back instead of faulting fresh ones.
+    pages an earlier one gave back instead of faulting fresh ones; the ring's read writes
+    over what they held (``HotRing.merge_buckets(overwrite=True)``), so they are not zeroed
+    first.
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class Query:
         step_m = step // MINUTE
         first, last = start // MINUTE, end // MINUTE
         seam = self._seam(first, last)
+        unzeroed = False
         if self.store is not None and first < seam and len(labels):
             cells = self.store.read(
                 by,
@@ -186,7 +189,10 @@ class Query:
                 step_m,
             )
             out = cells.dense(sel.other_ids, n_buckets)
-        else:
+        elif step_m == 1:  # the ring's read writes every cell it is given: clear() the others
+            out = self.pool.unzeroed((len(labels), n_buckets))
+            unzeroed = True
+        else:  # coarser steps merge into zeros
             out = self.pool.zeros((len(labels), n_buckets))
         window = self._window()
         if window is not None and len(labels):
@@ -198,7 +204,13 @@ class Query:
                 b0, b1 = (lo - first) // step_m, (hi - first) // step_m
                 # merged into the store's buckets: the bucket at the seam holds both
                 window_out = out.take(np.s_[:, b0:b1])
-                self.ring.merge_buckets(series, lo, hi - lo, step_m, window_out)
+                if unzeroed:
+                    clear(out, np.s_[:, :b0])
+                    clear(out, np.s_[:, b1:])
+                self.ring.merge_buckets(series, lo, hi - lo, step_m, window_out, unzeroed)
+                unzeroed = False
+        if unzeroed:
+            clear(out, np.s_[:, :])
         keep = np.flatnonzero(out.count.any(axis=1))
         if len(keep) < len(labels):  # leave out the series without data (a copy of the rest)
             labels = [labels[i] for i in keep.tolist()]
