@@ -151,8 +151,11 @@ def test_collectd_write_graphite_answers_as_it_sent(
         stamps, sent = dispatched(work, instance)
         assert sent.size >= 5, f"collectd dispatched only {sent.size} values of {instance}"
         assert np.unique(sent).size > 1  # the values changed while it ran
-        start = int(stamps.min() // 60 * 60)
-        end = int(stamps.max() // 60 * 60 + 60)
+        # write_graphite sends whole seconds rounded to the nearest (CDTIME_T_TO_TIME_T), so a
+        # sample at :59.5 or later belongs to the next minute on the wire.
+        minutes = (np.floor(stamps + 0.5) // 60 * 60).astype(np.int64)
+        start = int(minutes.min())
+        end = int(minutes.max() + 60)
         answer: dict[str, Any] = {}
         wait = time.monotonic() + 30
         while time.monotonic() < wait:
@@ -169,7 +172,6 @@ def test_collectd_write_graphite_answers_as_it_sent(
         assert answer, f"{metric} never answered for {SERVER}"
         (series,) = answer["series"]
         assert series["metric"] == metric
-        minutes = (stamps // 60 * 60).astype(np.int64)
         for i, t in enumerate(answer["timestamps"]):
             mine = sent[minutes == t]
             assert series["count"][i] == mine.size, (t, series["count"][i], mine.size)
