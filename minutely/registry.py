@@ -242,10 +242,27 @@ class Registry:
             new = index.lookup(s_ids, m_ids) < 0  # -1 for an unknown name too
         return new if bool(new.any()) else None
 
-    def _add_series(self, s_ids: I32, m_ids: I32) -> None:
-        """Number the distinct new pairs among ``(s_ids, m_ids)``, then put them in the map
-        of the layout that the series, counted with them, allow."""
-        pairs = _distinct(_pack(s_ids, m_ids))
+    def number_series(self, server_ids: I32, metric_ids: I32) -> None:
+        """Number these series in the order given, after the ones held: the store's saved
+        numbering, so that a restart keeps each series' id (and the ring's snapshot its
+        rows). The pairs must be distinct and new."""
+        keys = _pack(server_ids, metric_ids)
+        if _distinct(keys).shape[0] != keys.shape[0]:
+            msg = "series to number in order must be distinct"
+            raise ValueError(msg)
+        with self._lock:
+            if (
+                self._index.lookup(server_ids.astype(np.int64), metric_ids.astype(np.int64)) >= 0
+            ).any():
+                msg = "series to number in order must be new"
+                raise ValueError(msg)
+            self._add_series(server_ids, metric_ids, ordered=True)
+
+    def _add_series(self, s_ids: I32, m_ids: I32, ordered: bool = False) -> None:
+        """Number the distinct new pairs among ``(s_ids, m_ids)`` (in ``(server, metric)``
+        order, or as given when ``ordered``: distinct already), then put them in the map of
+        the layout that the series, counted with them, allow."""
+        pairs = _pack(s_ids, m_ids) if ordered else _distinct(_pack(s_ids, m_ids))
         new_s = (pairs >> 32).astype(np.int32)
         new_m = (pairs & _LOW).astype(np.int32)
         first = self._n_series

@@ -113,9 +113,9 @@ def build_registry(
     """A registry with these names at these ids and these series (``into``, which must be
     empty, filled in place; else a new one).
 
-    Series ids are dense in the new registry but need not equal the old ones: nothing on
-    disk refers to a series id (rows carry server and metric ids), and the ring is rebuilt
-    in the new numbering.
+    Series keep the ids they were saved with (``seq``), so the ring's snapshot finds its
+    rows where it left them; rows carry server and metric ids, never series ids. A store
+    whose saved series repeat a pair is numbered afresh, in (server, metric) order.
     """
     reg = Registry() if into is None else into
     if len(reg.servers) or len(reg.metrics) or reg.n_series:
@@ -123,7 +123,9 @@ def build_registry(
         raise ValueError(msg)
     reg.servers.intern(np.asarray(servers, dtype=object))
     reg.metrics.intern(np.asarray(metrics, dtype=object))
-    if len(s):
+    if len(s) and np.unique((s.astype(np.int64) << 32) | m).shape[0] == len(s):
+        reg.number_series(s.astype(np.int32), m.astype(np.int32))
+    elif len(s):
         batch = PointBatch(
             np.asarray(servers, dtype=object),
             s.astype(np.int32),

@@ -404,6 +404,11 @@ def test_registry_round_trip(make_store: MakeStore) -> None:
         _, metrics_of = back.by_server(ident)
         assert metrics_of.tolist() == reg.by_server(ident)[1].tolist()
     assert again.load_series()[0].tolist() == [0, 1, 0, 2, 3]
+    # every series keeps its id, not (server, metric) order: the ring's snapshot needs it
+    ids = np.arange(reg.n_series, dtype=np.int32)
+    for got, want in zip(back.series_of(ids), reg.series_of(ids), strict=True):
+        assert got.tolist() == want.tolist()
+    assert back.series_of(ids)[1].tolist() == [0, 0, 1, 2, 0]
     back.add_series("web-9", "cpu")
     again.save_registry(back)
     assert again.load_names()[0][-1] == "web-9"
