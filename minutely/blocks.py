@@ -134,6 +134,12 @@ class BlockStore:
 
     # -- writes ----------------------------------------------------------------------------
 
+    def adopt(self, blocks: list[Block]) -> None:
+        """Hold ``blocks`` (non-overlapping, as an earlier store held them) instead of its
+        own: a ring put back from a snapshot."""
+        self.blocks = sorted(blocks, key=lambda b: b.start)
+        self._table = None
+
     def seal(self, start: int, parts: Partials) -> Block:
         """Encode minutes ``[start, start + n)`` of series ``0 .. rows-1`` (``parts`` is
         ``(rows, n)``) as a closed block."""

@@ -67,7 +67,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from minutely.blocks import BlockStore, StoreRead, read_stores
+from minutely.blocks import Block, BlockStore, StoreRead, read_stores
 from minutely.buckets import merge_cells, merge_slots_at, scatter_points
 from minutely.heap import release
 from minutely.model import F64, I32, I64, Partials, merge, reduce_by_key, reduce_partials_by_key
@@ -137,6 +137,24 @@ class FoldResult:
 
     folded: int
     expired: int
+
+
+@dataclass(slots=True)
+class SealedState:
+    """What a sealing ring holds of its closed minutes, by ring block: its blocks, how far
+    it is sealed and compacted, and its hour summaries (``(rows in use, hour_slots)``);
+    with the head and the oldest minute reached. ``HotRing.sealed_state`` gives it and
+    ``HotRing.restore_sealed`` puts it into a fresh ring of the same shape; the open minutes
+    (slots and live rows) are not in it."""
+
+    head: int
+    since: int
+    used: int
+    sealed_to: I64
+    compacted_to: I64
+    hour_start: I64
+    hours: list[Partials]
+    blocks: list[list[Block]]
 
 
 @dataclass(slots=True)
@@ -339,6 +357,55 @@ class HotRing:
     def _block_rows(self, index: int) -> int:
         """How many rows of block ``index`` belong to series that exist."""
         return max(0, min(self.block, self._used - index * self.block))
+
+    # -- the sealed state, for a snapshot ---------------------------------------------------
+
+    def sealed_state(self) -> SealedState | None:
+        """The closed minutes' state, by reference (None when the ring seals nothing or
+        holds nothing): it stays valid while nothing folds, loads or reads into the ring."""
+        with self.lock:
+            if not self.sealing or self.head is None or self._since is None:
+                return None
+            rows = [self._block_rows(b) for b in range(len(self._stores))]
+            return SealedState(
+                head=self.head,
+                since=self._since,
+                used=self._used,
+                sealed_to=self._sealed_to.copy(),
+                compacted_to=self._compacted_to.copy(),
+                hour_start=self.hour_start.copy(),
+                hours=[h.take(np.s_[:r]) for h, r in zip(self._hours, rows, strict=True)],
+                blocks=[list(store.blocks) for store in self._stores],
+            )
+
+    def restore_sealed(self, state: SealedState) -> None:
+        """Hold ``state``'s closed minutes (a ring of the same shape gave it) in this ring,
+        which must be fresh. Their open minutes are not restored: ``load`` them with
+        ``skip_sealed``, as from the store."""
+        with self.lock:
+            if not self.sealing or self.head is not None or self._used:
+                msg = "only a fresh sealing ring takes a sealed state"
+                raise ValueError(msg)
+            n_blocks = len(state.blocks)
+            if state.hour_start.shape != self.hour_start.shape or n_blocks != len(state.hours):
+                msg = "the sealed state is of a ring of another shape"
+                raise ValueError(msg)
+            if n_blocks * self.block < state.used or state.used < 1:
+                msg = f"{n_blocks} ring blocks do not hold {state.used} series"
+                raise ValueError(msg)
+            self._grow(n_blocks * self.block)
+            top = np.array([state.used - 1], np.int32)
+            self._make_room(top, np.array([state.since, state.head], np.int64))
+            self._sealed_to[:n_blocks] = state.sealed_to
+            self._compacted_to[:n_blocks] = state.compacted_to
+            self.hour_start[:] = state.hour_start
+            start = self._window_start(state.head)
+            for b, (hours, blocks) in enumerate(zip(state.hours, state.blocks, strict=True)):
+                for dst, src in zip(self._hours[b].fields(), hours.fields(), strict=True):
+                    dst[: src.shape[0]] = src
+                self._stores[b].adopt(blocks)
+                self._untrimmed[b] = bool(blocks) and blocks[0].start < start
+            self._due = True
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -781,12 +848,21 @@ class HotRing:
             if self._due:
                 self._maintain()
 
-    def load(self, series: I32, minutes: I64, parts: Partials, distinct: bool = False) -> int:
+    def load(
+        self,
+        series: I32,
+        minutes: I64,
+        parts: Partials,
+        distinct: bool = False,
+        skip_sealed: bool = False,
+    ) -> int:
         """Merge stored partials into the ring at start-up (the sink is not told).
 
         ``distinct``: the caller promises one partial per (series, minute) (the store's
-        ``read_minutes`` does); otherwise partials of one cell are merged first. Returns how
-        many entries fell inside the window and were loaded.
+        ``read_minutes`` does); otherwise partials of one cell are merged first.
+        ``skip_sealed``: entries for minutes the ring has sealed are left out (a ring
+        restored with ``restore_sealed`` holds them already). Returns how many entries fell
+        inside the window and were loaded.
         """
         if series.shape[0] == 0:
             return 0
@@ -826,7 +902,10 @@ class HotRing:
                 s = s - b * self.block
                 old = m < self._sealed_to[b]
                 if old.any():  # sealed minutes: into blocks, a block of minutes at a time
-                    self._merge_sealed(b, s[old], m[old], new.take(old))
+                    if skip_sealed:
+                        loaded -= int(old.sum())
+                    else:
+                        self._merge_sealed(b, s[old], m[old], new.take(old))
                     if old.all():
                         continue
                     s, m, new = s[~old], m[~old], new.take(~old)

@@ -1,0 +1,192 @@
+"""The hot ring's sealed minutes written at a stop and put back at the next start: the
+compressed ring's state machine with restarts, and every reason a snapshot is refused."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import rule
+
+from minutely import ringsnapshot
+from minutely.hot import HotRing
+from minutely.model import Partials
+from minutely.registry import Registry
+from tests.test_hot import CompressedRingModel
+
+#: series 0..44 are (server s, metric 0), numbered s as the model numbers them
+SERIES = 45
+
+
+def registry() -> Registry:
+    reg = Registry()
+    reg.servers.intern(np.array([f"s{i}" for i in range(SERIES)], dtype=object))
+    reg.metrics.intern(np.array(["m"], dtype=object))
+    ids = reg.ensure_series(np.arange(SERIES), np.zeros(SERIES, np.int64))
+    assert ids.tolist() == list(range(SERIES))
+    return reg
+
+
+class RestartedRingModel(CompressedRingModel):
+    """The sealing ring against its model, stopped and started again at any point: the
+    sealed minutes come back from the snapshot, the rest from the "store" (every point the
+    model holds, one partial per cell, as ``read_minutes`` gives them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.registry = registry()
+        self.dir = Path(tempfile.mkdtemp()) / ringsnapshot.DIRECTORY
+        self.restored = 0
+
+    def teardown(self) -> None:
+        ringsnapshot.discard(self.dir)
+
+    @rule()
+    def restart(self) -> None:
+        if self.head is None:
+            return
+        written = ringsnapshot.save(self.dir, self.ring, self.registry, "marker")
+        fresh = self.make_ring()
+        got = ringsnapshot.take(self.dir, fresh, self.registry, "marker")
+        assert not self.dir.exists()
+        assert (got is None) == (written == 0)
+        keys = sorted(self.points)
+        series = np.array([s for s, _ in keys], dtype=np.int32)
+        minutes = np.array([m for _, m in keys], dtype=np.int64)
+        vals = [self.points[k] for k in keys]
+        parts = Partials(
+            np.array([min(v) for v in vals]),
+            np.array([max(v) for v in vals]),
+            np.array([sum(v) for v in vals]),
+            np.array([len(v) for v in vals], dtype=np.uint32),
+        )
+        if got is None:
+            fresh.load(series, minutes, parts, distinct=True)
+        else:
+            self.restored += 1
+            assert fresh.head == self.ring.head
+            late = minutes >= got.unsealed_from
+            fresh.load(series[late], minutes[late], parts.take(late), True, skip_sealed=True)
+        self.ring.close()
+        self.ring = fresh
+
+
+TestRestartedRingModel = RestartedRingModel.TestCase
+TestRestartedRingModel.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+@pytest.fixture
+def sealed_ring() -> Iterator[HotRing]:
+    """A ring of 30 minutes sealing blocks of 4, with 12 series over 40 minutes."""
+    ring = HotRing(30, 3, capacity=16, block=8, block_minutes=4, grace_minutes=3,
+                   compact_minutes=8)  # fmt: skip
+    rng = np.random.default_rng(3)
+    for minute in range(1000, 1040):
+        series = np.arange(12, dtype=np.int32)
+        ring.fold(series, np.full(12, minute), np.round(rng.normal(5, 2, 12), 2))
+    yield ring
+    ring.close()
+
+
+def fresh() -> HotRing:
+    return HotRing(30, 3, capacity=16, block=8, block_minutes=4, grace_minutes=3,
+                   compact_minutes=8)  # fmt: skip
+
+
+def test_a_snapshot_puts_back_every_sealed_minute_bit_for_bit(
+    sealed_ring: HotRing, tmp_path: Path
+) -> None:
+    reg = registry()
+    d = tmp_path / ringsnapshot.DIRECTORY
+    assert ringsnapshot.save(d, sealed_ring, reg, "m") > 0
+    ring = fresh()
+    got = ringsnapshot.take(d, ring, reg, "m")
+    assert got is not None and not d.exists()
+    series = np.arange(12, dtype=np.int32)
+    # everything before the first unsealed minute is back, bit for bit; nothing after it
+    n = got.unsealed_from - 1000
+    want = sealed_ring.read(series, 1000, n)
+    have = ring.read(series, 1000, n)
+    assert want.count.sum() > 0
+    for w, h in zip(want.fields(), have.fields(), strict=True):
+        np.testing.assert_array_equal(w.view(np.uint8), h.view(np.uint8))
+    assert ring.read(series, got.unsealed_from, 1040 - got.unsealed_from).count.sum() == 0
+    assert ring.memory()["compacted_blocks"] == sealed_ring.memory()["compacted_blocks"]
+    assert ring.oldest_minute() == sealed_ring.oldest_minute()
+
+
+def refused(d: Path, ring: HotRing, reg: Registry, marker: str, reason: str) -> None:
+    with pytest.raises(ringsnapshot.Refused, match=reason):
+        ringsnapshot.take(d, ring, reg, marker)
+    assert not d.exists()  # gone: a later start rebuilds from the store
+    assert ring.head is None  # and the ring is untouched
+
+
+def test_a_snapshot_is_refused_when_the_store_changed(sealed_ring: HotRing, tmp_path: Path) -> None:
+    d = tmp_path / "snap"
+    ringsnapshot.save(d, sealed_ring, registry(), "db.t:41:0")
+    refused(d, fresh(), registry(), "db.t:42:0", r"the store changed since the stop")
+
+
+def test_a_snapshot_is_refused_for_a_ring_of_another_shape(
+    sealed_ring: HotRing, tmp_path: Path
+) -> None:
+    d = tmp_path / "snap"
+    ringsnapshot.save(d, sealed_ring, registry(), "m")
+    other = HotRing(60, 3, capacity=16, block=8, block_minutes=4, grace_minutes=3,
+                    compact_minutes=8)  # fmt: skip
+    refused(d, other, registry(), "m", r"a ring of")
+
+
+def test_a_snapshot_is_refused_when_the_series_are_numbered_otherwise(
+    sealed_ring: HotRing, tmp_path: Path
+) -> None:
+    d = tmp_path / "snap"
+    ringsnapshot.save(d, sealed_ring, registry(), "m")
+    other = Registry()
+    other.servers.intern(np.array([f"s{i}" for i in range(SERIES)], dtype=object))
+    other.metrics.intern(np.array(["m", "n"], dtype=object))
+    other.ensure_series([3], [1])  # one series more, numbered first
+    other.ensure_series(np.arange(SERIES), np.zeros(SERIES, np.int64))
+    refused(d, fresh(), other, "m", r"numbers the series otherwise")
+    ringsnapshot.save(d, sealed_ring, registry(), "m")
+    refused(d, fresh(), Registry(), "m", r"12 series in the ring, 0 in the store")
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut", "manifest"])
+def test_a_damaged_snapshot_is_refused(sealed_ring: HotRing, tmp_path: Path, damage: str) -> None:
+    d = tmp_path / "snap"
+    size = ringsnapshot.save(d, sealed_ring, registry(), "m")
+    data = d / ringsnapshot.ARRAYS
+    raw = bytearray(data.read_bytes())
+    assert len(raw) == size
+    if damage == "flip":
+        raw[size - 40] ^= 0x10
+        data.write_bytes(bytes(raw))
+        reason = "fails its CRC-32"
+    elif damage == "cut":
+        data.write_bytes(bytes(raw[: size // 2]))
+        reason = "cut short"
+    else:
+        (d / ringsnapshot.MANIFEST).write_text(json.dumps({"format": 1}))
+        reason = "unreadable: KeyError"
+    refused(d, fresh(), registry(), "m", reason)
+
+
+def test_no_snapshot_and_an_unsealed_ring_leave_nothing(tmp_path: Path) -> None:
+    d = tmp_path / "snap"
+    assert ringsnapshot.take(d, fresh(), registry(), "m") is None
+    ring = fresh()
+    ring.fold(np.array([0], np.int32), np.array([1000]), np.array([1.0]))
+    assert ringsnapshot.save(d, ring, registry(), "m") == 0  # nothing sealed: nothing to keep
+    assert not d.exists()
+    half = d.with_name(d.name + ".partial")
+    half.mkdir()  # a stop killed while it wrote
+    (half / ringsnapshot.ARRAYS).write_bytes(b"x")
+    assert ringsnapshot.take(d, fresh(), registry(), "m") is None
+    assert not half.exists()
