@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from starlette.concurrency import run_in_threadpool
 
-from minutely import failpoints, workers
+from minutely import failpoints, ringsnapshot, workers
 from minutely.aggregate import Aggregator
 from minutely.bus import Bus, MemoryBus
 from minutely.checkpoint import Checkpointer
@@ -322,6 +322,8 @@ class Service(_IngestPath):
         )
         #: the counter state a stop leaves for the next start on the embedded bus
         self.counter_file = data / COUNTER_FILE
+        #: the ring's sealed minutes a clean stop leaves for the next start
+        self.snapshot_dir = data / ringsnapshot.DIRECTORY
         self.refusals = Refusals()
         self.cardinality = CardinalityGuard(
             self.registry, settings.series_limit, settings.max_new_series_per_minute, clock
@@ -406,7 +408,8 @@ class Service(_IngestPath):
                 if self.checkpointer is not None:
                     self.checkpointer.recover()  # the store then has every checkpointed row
                 began = time.perf_counter()
-                cells = rebuild_ring(store, self.registry, self.ring, self.clock())
+                unsealed_from = self._take_snapshot(store)
+                cells = rebuild_ring(store, self.registry, self.ring, self.clock(), unsealed_from)
                 log.info(
                     "rebuilt the hot ring from the store: %d series-minutes of %d series in %.1fs",
                     cells,
@@ -440,6 +443,47 @@ class Service(_IngestPath):
         if ring_oldest is not None:
             oldest = max(oldest, float(ring_oldest * 60 + 60))
         return oldest
+
+    def _take_snapshot(self, store: Store) -> int | None:
+        """Put the sealed minutes a clean stop left back into the ring; returns the first
+        minute still to load from the store, or None when the whole window is to load."""
+        if not self.settings.ring_snapshot:
+            ringsnapshot.discard(self.snapshot_dir)
+            return None
+        try:
+            got = ringsnapshot.take(
+                self.snapshot_dir, self.ring, self.registry, store.change_marker()
+            )
+        except ringsnapshot.Refused as exc:
+            log.warning("the hot ring's snapshot is not used (%s): rebuilding from the store", exc)
+            return None
+        if got is None:
+            return None
+        log.info(
+            "put back the hot ring's sealed minutes from its snapshot: %d MB in %.1fs",
+            got.nbytes >> 20,
+            got.seconds,
+        )
+        return got.unsealed_from
+
+    def _save_snapshot(self, store: Store) -> None:
+        """Write the ring's sealed minutes for the next start (the store holds everything
+        folded: the caller checked); a failure only costs that start a full rebuild."""
+        began = time.perf_counter()
+        try:
+            nbytes = ringsnapshot.save(
+                self.snapshot_dir, self.ring, self.registry, store.change_marker()
+            )
+        except Exception:
+            log.exception("the hot ring's snapshot could not be written; the next start rebuilds")
+            ringsnapshot.discard(self.snapshot_dir)
+            return
+        if nbytes:
+            log.info(
+                "wrote the hot ring's sealed minutes for the next start: %d MB in %.1fs",
+                nbytes >> 20,
+                time.perf_counter() - began,
+            )
 
     def _check_damage(self, store: Store) -> list[tuple[str, str, str]]:
         """The store's detached parts: refuse to start on them unless told to go on."""
@@ -488,11 +532,13 @@ class Service(_IngestPath):
         Never raises for the store or a batch that will not fold: what the store cannot take
         is spilled (embedded bus) or stays unacked on the durable bus, and the next start
         picks it up; the store is released whatever happens."""
+        complete = False  # the store holds everything folded: the ring's snapshot may go
         try:
             await self.stop_graphite()
             await self.bus.close()
             try:
                 self.aggregator.stop()
+                complete = True
             except Exception:
                 log.exception("the aggregator could not fold everything at stop")
             if self.writer is not None and self.checkpointer is None:
@@ -500,13 +546,20 @@ class Service(_IngestPath):
                     write_counters(self.counter_file, self.aggregator.counter_rows())
                 except Exception:
                     log.exception("the counters' last samples could not be kept at stop")
-            if self.writer is not None:
+            if self.writer is not None and self.store is not None:
                 try:
                     self.ring.hand_on_live()  # the minutes still filling reach the store too
-                    self.aggregator.checkpoint(force=True)  # durable bus: the last checkpoint
+                    # durable bus: the last checkpoint, which must hold everything folded
+                    checkpointed = self.aggregator.checkpoint(force=True)
+                    spilled = self.writer.stats.spilled_rows
                     self.writer.stop()
+                    complete &= self.checkpointer is None or checkpointed
+                    complete &= self.writer.stats.spilled_rows == spilled
                 except Exception:
+                    complete = False
                     log.exception("the store could not take everything at stop")
+                if complete and self.settings.ring_snapshot:
+                    self._save_snapshot(self.store)
         finally:
             self.close()
 

@@ -376,6 +376,24 @@ class Store:
             )
         )
 
+    def change_marker(self) -> str:
+        """A mark of what this store's 1-minute table holds that any write changes: the
+        highest block number of its parts (each insert takes a new one; merges keep it) and
+        its mutations. Equal marks mean nothing was written between them."""
+        params = {"db": self._db, "table": self.minute_table}
+        parts = self._arrow(
+            "SELECT max(max_block_number) AS block FROM system.parts"
+            " WHERE database = {db:String} AND table = {table:String} AND active",
+            params,
+        )
+        mutations = self._arrow(
+            "SELECT count() AS n FROM system.mutations"
+            " WHERE database = {db:String} AND table = {table:String}",
+            params,
+        )
+        block = int(parts.column("block")[0].as_py() or 0)
+        return f"{self._db}.{self.minute_table}:{block}:{int(mutations.column('n')[0].as_py())}"
+
     # -- reads -----------------------------------------------------------------------------
 
     def segments(self, first_minute: int, n_minutes: int, step_minutes: int) -> list[Segment]:

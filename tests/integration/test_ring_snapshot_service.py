@@ -1,0 +1,157 @@
+"""A clean stop keeps the hot ring's sealed minutes (``<data_dir>/ring-snapshot``) and the
+next start puts them back instead of rebuilding them from the store. In-process, embedded
+chDB, a fake clock: after such a start every answer equals numpy ground truth, as after a
+rebuild; a store written to in between, a crash, or a stop on a durable bus whose last
+checkpoint failed rebuild from the store instead."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from minutely import ringsnapshot
+from minutely.config import Settings
+from minutely.model import Partials
+from minutely.service import Service
+from minutely.store import Store, StoreConfig
+from minutely.store.errors import StoreError
+from minutely.testing.clock import FakeClock
+from tests.integration.test_checkpoint_service import concat, durable_bus, publish
+from tests.integration.test_store_service import NOW, check_all, make_points, send
+
+pytestmark = pytest.mark.slow
+
+PUT_BACK = "put back the hot ring's sealed minutes"
+
+
+def snapshot(tmp_path: Path) -> Path:
+    return tmp_path / ringsnapshot.DIRECTORY / ringsnapshot.MANIFEST
+
+
+def sealed_bytes(service: Service) -> int:
+    memory = service.ring.memory()
+    return memory["hour_blocks"] + memory["compacted_blocks"]
+
+
+def test_a_clean_restart_puts_the_sealed_minutes_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, store="chdb")
+    clock = FakeClock(NOW)
+    service = Service(settings, clock=clock).open()
+    try:
+        history = make_points(1, 30_000, NOW - 5 * 3600, NOW)
+        send(service, history, chunks=30)
+        late = make_points(2, 2_000, NOW - 2.5 * 3600, NOW - 1800)  # into sealed minutes
+        send(service, late, chunks=2)
+        pts = concat(history, late)
+        before = sealed_bytes(service)
+        assert before > 0 and service.ring.seal_stats.late_merged > 0
+        asyncio.run(service.stop())
+        assert snapshot(tmp_path).exists()
+
+        with caplog.at_level(logging.INFO, logger="minutely.service"):
+            service = Service(settings, clock=clock).open()
+        assert PUT_BACK in caplog.text
+        assert not snapshot(tmp_path).parent.exists()  # a crash from here rebuilds
+        assert 0 < sealed_bytes(service) <= before  # arenas come back without their spare room
+        check_all(service, pts)
+
+        more = make_points(3, 3_000, NOW - 3 * 3600, NOW + 90)  # late, sealed, and new
+        send(service, more, chunks=3)
+        pts = concat(pts, more)
+        check_all(service, pts)
+        assert service.writer is not None
+        service.ring.hand_on_live()  # as the writer's thread does every second
+        service.writer.flush()
+        service.close()  # then a crash: no snapshot, the next start rebuilds from the store
+        assert not snapshot(tmp_path).exists()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="minutely.service"):
+            service = Service(settings, clock=clock).open()
+        assert PUT_BACK not in caplog.text
+        check_all(service, pts)
+
+        asyncio.run(service.stop())
+        off = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, ring_snapshot=False)
+        service = Service(off, clock=clock).open()  # switched off: left unread and removed
+        assert not snapshot(tmp_path).parent.exists()
+        check_all(service, pts)
+        asyncio.run(service.stop())
+        assert not snapshot(tmp_path).exists()
+    finally:
+        service.close()
+
+
+def test_a_store_written_between_stop_and_start_refuses_the_snapshot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, store="chdb")
+    clock = FakeClock(NOW)
+    service = Service(settings, clock=clock).open()
+    try:
+        pts = make_points(4, 20_000, NOW - 5 * 3600, NOW)
+        send(service, pts, chunks=20)
+        asyncio.run(service.stop())
+        assert snapshot(tmp_path).exists()
+
+        # another process (an import, say) adds a point to a minute the ring had sealed
+        ts = NOW - 2 * 3600 + 7.0
+        assert settings.store_dsn is not None
+        with Store(StoreConfig(settings.store_dsn)) as store:
+            registry = store.load_registry()
+            server, metric = registry.servers.get("web-2"), registry.metrics.get("mem")
+            assert server is not None and metric is not None
+            one = np.array([1234.5])
+            store.write_minutes([server], [metric], [int(ts // 60)],
+                                Partials(one, one, one, np.ones(1, np.uint32)))  # fmt: skip
+        extra = {
+            "server": np.array(["web-2"], dtype=object),
+            "metric": np.array(["mem"], dtype=object),
+            "ts": np.array([ts]),
+            "value": one,
+        }
+
+        with caplog.at_level(logging.INFO, logger="minutely.service"):
+            service = Service(settings, clock=clock).open()
+        assert "the store changed since the stop" in caplog.text
+        assert PUT_BACK not in caplog.text
+        assert not snapshot(tmp_path).parent.exists()
+        check_all(service, concat(pts, extra))
+    finally:
+        service.close()
+
+
+def test_on_a_durable_bus_only_a_stop_whose_last_checkpoint_landed_keeps_a_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, checkpoint_every=1e6)
+    clock = FakeClock(NOW)
+    service = Service(settings, clock=clock, bus=durable_bus()).open()
+    try:
+        pts = make_points(5, 20_000, NOW - 5 * 3600, NOW)
+        publish(service, pts, 10)
+        asyncio.run(service.stop())  # the last checkpoint holds every message folded
+        assert snapshot(tmp_path).exists()
+        with caplog.at_level(logging.INFO, logger="minutely.service"):
+            service = Service(settings, clock=clock, bus=durable_bus()).open()
+        assert PUT_BACK in caplog.text
+        check_all(service, pts)
+
+        more = make_points(6, 2_000, NOW - 2 * 3600, NOW + 60)
+        publish(service, more, 2)
+        assert service.store is not None
+
+        def down(piece: Any, token: str | None) -> int:
+            raise StoreError("the store is down (injected)")
+
+        monkeypatch.setattr(service.store, "insert_piece", down)
+        asyncio.run(service.stop())  # unacked messages stay on the bus: no snapshot
+        assert not snapshot(tmp_path).parent.exists()
+    finally:
+        service.close()
