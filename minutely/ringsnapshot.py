@@ -27,12 +27,16 @@ later crash cannot find a snapshot that the store has moved past.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
 import shutil
+import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,7 +44,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from minutely import ringcodec
+from minutely import blocks, hot, model, ringcodec
 from minutely.blocks import Block
 from minutely.hot import HotRing, SealedState
 from minutely.model import Partials
@@ -54,6 +58,8 @@ MANIFEST = "manifest.json"
 ARRAYS = "arrays.bin"
 #: bytes read or written per call: large enough to stream, small enough for one buffer
 CHUNK = 64 << 20
+#: disk left free after a snapshot is written, or it is not written
+SPARE_BYTES = 256 << 20
 
 
 class Refused(Exception):
@@ -87,62 +93,103 @@ def shape(ring: HotRing) -> dict[str, int]:
 def save(directory: Path, ring: HotRing, registry: Registry, marker: str) -> int:
     """Write ``ring``'s sealed state to ``directory`` (replaced whole, atomically); returns the
     bytes written, 0 when the ring holds nothing sealed. Nothing may fold into the ring
-    meanwhile."""
+    meanwhile. Raises ``OSError`` (nothing left behind) when the disk cannot take it, or
+    would keep less than ``SPARE_BYTES`` free after it."""
     state = ring.sealed_state()
     discard(directory)
     if state is None or not any(state.blocks):
         return 0
     partial = _partial(directory)
     discard(partial)
-    partial.mkdir(parents=True)
-    servers, metrics = registry.series_of(np.arange(state.used, dtype=np.int32))
-    with (partial / ARRAYS).open("wb") as f:
-        out = _Writer(f)
-        manifest: dict[str, Any] = {
-            "format": FORMAT,
-            "marker": marker,
-            "shape": shape(ring),
-            "head": int(state.head),
-            "since": int(state.since),
-            "used": int(state.used),
-            "sealed_to": out.put(state.sealed_to),
-            "compacted_to": out.put(state.compacted_to),
-            "hour_start": out.put(state.hour_start),
-            "servers": out.put(servers),
-            "metrics": out.put(metrics),
-            "hours": [[out.put(f) for f in h.fields()] for h in state.hours],
-            "blocks": [[_put_block(out, b) for b in blocks] for blocks in state.blocks],
-            "arrays": out.entries,
-        }
-        f.flush()
-        os.fsync(f.fileno())
-    (partial / MANIFEST).write_text(json.dumps(manifest))
-    _fsync(partial / MANIFEST)
-    partial.rename(directory)
-    _fsync(directory.parent)
+    need = _size(state)
+    free = shutil.disk_usage(directory.parent).free
+    if need + SPARE_BYTES > free:
+        msg = f"the snapshot needs {need >> 20} MB and {free >> 20} MB are free"
+        raise OSError(errno.ENOSPC, msg)
+    try:
+        partial.mkdir(parents=True)
+        servers, metrics = registry.series_of(np.arange(state.used, dtype=np.int32))
+        with (partial / ARRAYS).open("wb") as f:
+            out = _Writer(f)
+            manifest: dict[str, Any] = {
+                "format": FORMAT,
+                "layout": layout(),
+                "marker": marker,
+                "shape": shape(ring),
+                "head": int(state.head),
+                "since": int(state.since),
+                "used": int(state.used),
+                "sealed_to": out.put(state.sealed_to),
+                "compacted_to": out.put(state.compacted_to),
+                "hour_start": out.put(state.hour_start),
+                "servers": out.put(servers),
+                "metrics": out.put(metrics),
+                "hours": [[out.put(f) for f in h.fields()] for h in state.hours],
+                "blocks": [[_put_block(out, b) for b in held] for held in state.blocks],
+                "arrays": out.entries,
+            }
+            f.flush()
+            os.fsync(f.fileno())
+        body = json.dumps(manifest, sort_keys=True)
+        (partial / MANIFEST).write_text(json.dumps({"crc": zlib.crc32(body.encode()), **manifest}))
+        _fsync(partial / MANIFEST)
+        partial.rename(directory)
+        _fsync(directory.parent)
+    except BaseException:
+        discard(partial)
+        raise
     return out.offset
 
 
-def take(directory: Path, ring: HotRing, registry: Registry, marker: str) -> Restored | None:
+def discard_partial(directory: Path) -> None:
+    """Remove what a stop that died while it wrote ``directory`` left."""
+    discard(_partial(directory))
+
+
+def exists(directory: Path) -> bool:
+    """Whether ``directory`` holds a whole snapshot (a half-written one is not)."""
+    return (directory / MANIFEST).exists()
+
+
+def take(
+    directory: Path, ring: HotRing, registry: Registry, marker: Callable[[], str]
+) -> Restored | None:
     """Put the snapshot in ``directory`` into ``ring`` (fresh) and remove it; None when there
-    is none. Raises ``Refused`` (naming why) when it does not match the store, the ring or
-    the registry, or is damaged: the ring is then untouched and the snapshot gone."""
-    discard(_partial(directory))  # a stop that died while it wrote
-    if not (directory / MANIFEST).exists():
+    is none. ``marker`` gives the store's change marker now (asked only when there is a
+    snapshot). Raises ``Refused`` (naming why) when it does not match the store, the build,
+    the ring or the registry, or is damaged or unreadable: the ring is then untouched and
+    the snapshot gone."""
+    discard_partial(directory)
+    if not exists(directory):
         discard(directory)
         return None
     began = time.perf_counter()
     try:
         state, nbytes = _read(directory, ring, registry, marker)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except Refused:
+        raise
+    except Exception as exc:
         msg = f"unreadable: {type(exc).__name__}: {exc}"
         raise Refused(msg) from exc
     finally:
         discard(directory)
-    ring.restore_sealed(state)
+    try:
+        ring.restore_sealed(state)
+    except ValueError as exc:  # checked before the ring is touched
+        raise Refused(str(exc)) from exc
     rows = -(-state.used // ring.block)
     unsealed = int(state.sealed_to[:rows].min())
     return Restored(unsealed, nbytes, time.perf_counter() - began)
+
+
+def layout() -> str:
+    """A digest of the code that lays out what a snapshot holds (the codec, the blocks, the
+    ring, this module): a snapshot written by another build is refused, not decoded as if
+    its bytes meant what they mean here."""
+    digest = hashlib.sha256()
+    for module in (ringcodec, blocks, hot, model, sys.modules[__name__]):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def discard(directory: Path) -> None:
@@ -172,6 +219,16 @@ class _Writer:
         self.entries.append([a.dtype.str, list(a.shape), self.offset, crc])
         self.offset += raw.nbytes
         return len(self.entries) - 1
+
+
+def _size(state: SealedState) -> int:
+    """Bytes ``save`` writes for ``state``, about."""
+    n = sum(f.nbytes for h in state.hours for f in h.fields())
+    for b in (b for bs in state.blocks for b in bs):
+        n += b.used + b.offset.nbytes + b.length.nbytes + b.fmt.nbytes
+        n += sum(f.nbytes for f in b.summary.fields())
+        n += 0 if b.subs is None else sum(f.nbytes for f in b.subs.fields())
+    return n + 8 * state.used + 3 * state.sealed_to.nbytes + state.hour_start.nbytes
 
 
 def _put_block(out: _Writer, b: Block) -> dict[str, Any]:
@@ -225,14 +282,26 @@ class _Reader:
 
 
 def _read(
-    directory: Path, ring: HotRing, registry: Registry, marker: str
+    directory: Path, ring: HotRing, registry: Registry, marker: Callable[[], str]
 ) -> tuple[SealedState, int]:
     manifest = json.loads((directory / MANIFEST).read_text())
+    crc = manifest.pop("crc", None)
+    if crc != zlib.crc32(json.dumps(manifest, sort_keys=True).encode()):
+        msg = "its manifest fails its CRC-32"
+        raise Refused(msg)
     if manifest.get("format") != FORMAT:
         msg = f"format {manifest.get('format')}, not {FORMAT}"
         raise Refused(msg)
-    if manifest["marker"] != marker:
-        msg = f"the store changed since the stop ({manifest['marker']} → {marker})"
+    if manifest["layout"] != layout():
+        msg = "another build of minutely's ring wrote it"
+        raise Refused(msg)
+    try:
+        now = marker()
+    except Exception as exc:
+        msg = f"the store's change marker cannot be read: {exc}"
+        raise Refused(msg) from exc
+    if manifest["marker"] != now:
+        msg = f"the store changed since the stop ({manifest['marker']} → {now})"
         raise Refused(msg)
     if manifest["shape"] != shape(ring):
         msg = f"a ring of {manifest['shape']}, not {shape(ring)}"
@@ -258,7 +327,7 @@ def _read(
             compacted_to=arrays.get(manifest["compacted_to"]),
             hour_start=arrays.get(manifest["hour_start"]),
             hours=[Partials(*(arrays.get(i) for i in h)) for h in manifest["hours"]],
-            blocks=[[_get_block(arrays, b) for b in blocks] for blocks in manifest["blocks"]],
+            blocks=[[_get_block(arrays, b) for b in held] for held in manifest["blocks"]],
         )
     return state, arrays.nbytes
 

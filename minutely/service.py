@@ -384,6 +384,9 @@ class Service(_IngestPath):
         )
         self.query = Query(self.registry, self.ring, self.store, settings.max_query_cells)
         self._replaying = asyncio.Lock()
+        #: rows written to the store and not to the ring (replayed dead letters): the ring
+        #: differs from the store, so a stop keeps no snapshot of it
+        self._store_only_rows = 0
         self.started_at = clock()
 
     def open(self) -> Service:
@@ -391,6 +394,8 @@ class Service(_IngestPath):
         ``self``. Raises ``StoreCorrupt`` (damaged store, newer formats), ``StoreError``
         (unreachable) or the bus's ``Unavailable``, with nothing left open."""
         store, writer = self.store, self.writer
+        # a stop that died while it wrote the ring's snapshot: before recovery needs the disk
+        ringsnapshot.discard_partial(self.snapshot_dir)
         try:
             if store is not None and writer is not None:
                 if self.settings.store_dsn and self.settings.store_dsn.startswith("chdb://"):
@@ -452,7 +457,7 @@ class Service(_IngestPath):
             return None
         try:
             got = ringsnapshot.take(
-                self.snapshot_dir, self.ring, self.registry, store.change_marker()
+                self.snapshot_dir, self.ring, self.registry, store.change_marker
             )
         except ringsnapshot.Refused as exc:
             log.warning("the hot ring's snapshot is not used (%s): rebuilding from the store", exc)
@@ -558,7 +563,13 @@ class Service(_IngestPath):
                 except Exception:
                     complete = False
                     log.exception("the store could not take everything at stop")
-                if complete and self.settings.ring_snapshot:
+                if complete and self.settings.ring_snapshot and self._store_only_rows:
+                    log.info(
+                        "no snapshot of the hot ring: %d replayed rows went to the store"
+                        " alone, and the next start rebuilds the ring with them",
+                        self._store_only_rows,
+                    )
+                elif complete and self.settings.ring_snapshot:
                     self._save_snapshot(self.store)
         finally:
             self.close()
@@ -614,9 +625,11 @@ class Service(_IngestPath):
                     if self.writer is None:
                         continue  # rows for a store, and this server has none
                     writer = self.writer
-                    done["rows"] += await run_in_threadpool(
+                    rows = await run_in_threadpool(
                         writer.replay, letter.table, f"replay-{path.stem}"
                     )
+                    done["rows"] += rows
+                    self._store_only_rows += rows  # the ring never sees them
                 else:
                     batch = points_of(letter.table)
                     await self.bus.publish(batch, idempotency_key=f"replay-{path.stem}")

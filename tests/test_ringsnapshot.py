@@ -52,7 +52,7 @@ class RestartedRingModel(CompressedRingModel):
             return
         written = ringsnapshot.save(self.dir, self.ring, self.registry, "marker")
         fresh = self.make_ring()
-        got = ringsnapshot.take(self.dir, fresh, self.registry, "marker")
+        got = ringsnapshot.take(self.dir, fresh, self.registry, lambda: "marker")
         assert not self.dir.exists()
         assert (got is None) == (written == 0)
         keys = sorted(self.points)
@@ -105,7 +105,7 @@ def test_a_snapshot_puts_back_every_sealed_minute_bit_for_bit(
     d = tmp_path / ringsnapshot.DIRECTORY
     assert ringsnapshot.save(d, sealed_ring, reg, "m") > 0
     ring = fresh()
-    got = ringsnapshot.take(d, ring, reg, "m")
+    got = ringsnapshot.take(d, ring, reg, lambda: "m")
     assert got is not None and not d.exists()
     series = np.arange(12, dtype=np.int32)
     # everything before the first unsealed minute is back, bit for bit; nothing after it
@@ -122,7 +122,7 @@ def test_a_snapshot_puts_back_every_sealed_minute_bit_for_bit(
 
 def refused(d: Path, ring: HotRing, reg: Registry, marker: str, reason: str) -> None:
     with pytest.raises(ringsnapshot.Refused, match=reason):
-        ringsnapshot.take(d, ring, reg, marker)
+        ringsnapshot.take(d, ring, reg, lambda: marker)
     assert not d.exists()  # gone: a later start rebuilds from the store
     assert ring.head is None  # and the ring is untouched
 
@@ -158,7 +158,7 @@ def test_a_snapshot_is_refused_when_the_series_are_numbered_otherwise(
     refused(d, fresh(), Registry(), "m", r"12 series in the ring, 0 in the store")
 
 
-@pytest.mark.parametrize("damage", ["flip", "cut", "manifest"])
+@pytest.mark.parametrize("damage", ["flip", "cut", "manifest", "number"])
 def test_a_damaged_snapshot_is_refused(sealed_ring: HotRing, tmp_path: Path, damage: str) -> None:
     d = tmp_path / "snap"
     size = ringsnapshot.save(d, sealed_ring, registry(), "m")
@@ -172,15 +172,20 @@ def test_a_damaged_snapshot_is_refused(sealed_ring: HotRing, tmp_path: Path, dam
     elif damage == "cut":
         data.write_bytes(bytes(raw[: size // 2]))
         reason = "cut short"
-    else:
+    elif damage == "manifest":
         (d / ringsnapshot.MANIFEST).write_text(json.dumps({"format": 1}))
-        reason = "unreadable: KeyError"
+        reason = "manifest fails its CRC-32"
+    else:  # one number of the manifest: a block's first minute
+        manifest = json.loads((d / ringsnapshot.MANIFEST).read_text())
+        manifest["blocks"][0][0]["start"] += 4
+        (d / ringsnapshot.MANIFEST).write_text(json.dumps(manifest))
+        reason = "manifest fails its CRC-32"
     refused(d, fresh(), registry(), "m", reason)
 
 
 def test_no_snapshot_and_an_unsealed_ring_leave_nothing(tmp_path: Path) -> None:
     d = tmp_path / "snap"
-    assert ringsnapshot.take(d, fresh(), registry(), "m") is None
+    assert ringsnapshot.take(d, fresh(), registry(), lambda: "m") is None
     ring = fresh()
     ring.fold(np.array([0], np.int32), np.array([1000]), np.array([1.0]))
     assert ringsnapshot.save(d, ring, registry(), "m") == 0  # nothing sealed: nothing to keep
@@ -188,5 +193,48 @@ def test_no_snapshot_and_an_unsealed_ring_leave_nothing(tmp_path: Path) -> None:
     half = d.with_name(d.name + ".partial")
     half.mkdir()  # a stop killed while it wrote
     (half / ringsnapshot.ARRAYS).write_bytes(b"x")
-    assert ringsnapshot.take(d, fresh(), registry(), "m") is None
+    assert ringsnapshot.take(d, fresh(), registry(), lambda: "m") is None
     assert not half.exists()
+
+
+def test_a_snapshot_of_another_build_is_refused(
+    sealed_ring: HotRing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = tmp_path / "snap"
+    ringsnapshot.save(d, sealed_ring, registry(), "m")
+    monkeypatch.setattr(ringsnapshot, "layout", lambda: "another codec")
+    refused(d, fresh(), registry(), "m", r"another build of minutely's ring wrote it")
+
+
+def test_the_store_is_asked_only_when_there_is_a_snapshot(
+    sealed_ring: HotRing, tmp_path: Path
+) -> None:
+    d = tmp_path / "snap"
+
+    def unreadable() -> str:
+        raise RuntimeError("system.parts: access denied")
+
+    assert ringsnapshot.take(d, fresh(), registry(), unreadable) is None
+    ringsnapshot.save(d, sealed_ring, registry(), "m")
+    with pytest.raises(ringsnapshot.Refused, match=r"marker cannot be read: system\.parts"):
+        ringsnapshot.take(d, fresh(), registry(), unreadable)
+    assert not d.exists()
+
+
+def test_a_save_that_fails_leaves_nothing_behind(
+    sealed_ring: HotRing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = tmp_path / "snap"
+    monkeypatch.setattr(ringsnapshot, "SPARE_BYTES", 1 << 62)
+    with pytest.raises(OSError, match="MB are free"):
+        ringsnapshot.save(d, sealed_ring, registry(), "m")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ringsnapshot.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        ringsnapshot.save(d, sealed_ring, registry(), "m")
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,8 @@ flush on one thread and queries on others run side by side.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
@@ -377,22 +379,27 @@ class Store:
         )
 
     def change_marker(self) -> str:
-        """A mark of what this store's 1-minute table holds that any write changes: the
-        highest block number of its parts (each insert takes a new one; merges keep it) and
-        its mutations. Equal marks mean nothing was written between them."""
-        params = {"db": self._db, "table": self.minute_table}
+        """A mark of what this store's 1-minute table holds that writes change and merges
+        keep: per partition, the lowest and highest block number among its active parts and
+        the highest mutation version. Each insert takes a block number above every earlier
+        one; a merge makes one part of several and keeps the blocks they span; dropping a
+        partition removes it; a mutation (``ALTER … DELETE``, a lightweight delete) gives
+        the parts it rewrote its version. Not seen: ``DROP PART`` of a part that is neither
+        a partition's first nor its last."""
         parts = self._arrow(
-            "SELECT max(max_block_number) AS block FROM system.parts"
-            " WHERE database = {db:String} AND table = {table:String} AND active",
-            params,
+            "SELECT partition_id, name, min_block_number AS lo, max_block_number AS hi"
+            " FROM system.parts WHERE database = {db:String} AND table = {table:String}"
+            " AND active",
+            {"db": self._db, "table": self.minute_table},
         )
-        mutations = self._arrow(
-            "SELECT count() AS n FROM system.mutations"
-            " WHERE database = {db:String} AND table = {table:String}",
-            params,
-        )
-        block = int(parts.column("block")[0].as_py() or 0)
-        return f"{self._db}.{self.minute_table}:{block}:{int(mutations.column('n')[0].as_py())}"
+        mark: dict[str, list[int]] = {}
+        for pid, name, lo, hi in zip(*(parts.column(c).to_pylist() for c in range(4)), strict=True):
+            fields = name[len(pid) + 1 :].split("_")  # min_max_level[_mutation]
+            version = int(fields[3]) if len(fields) > 3 else 0
+            have = mark.setdefault(pid, [lo, hi, version])
+            have[:] = [min(have[0], lo), max(have[1], hi), max(have[2], version)]
+        digest = hashlib.sha256(json.dumps(mark, sort_keys=True).encode())
+        return f"{self._db}.{self.minute_table}:{digest.hexdigest()[:16]}"
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import pytest
 
 from minutely import ringsnapshot
 from minutely.config import Settings
+from minutely.letters import rows_table
 from minutely.model import Partials
 from minutely.service import Service
 from minutely.store import Store, StoreConfig
@@ -153,5 +154,43 @@ def test_on_a_durable_bus_only_a_stop_whose_last_checkpoint_landed_keeps_a_snaps
         monkeypatch.setattr(service.store, "insert_piece", down)
         asyncio.run(service.stop())  # unacked messages stay on the bus: no snapshot
         assert not snapshot(tmp_path).parent.exists()
+    finally:
+        service.close()
+
+
+def test_rows_replayed_into_the_store_alone_keep_the_next_start_from_the_snapshot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dead letter of rows goes to the store, never the ring: a snapshot taken after it
+    would leave its points out of the ring, so the stop keeps none and the next start
+    rebuilds the ring from the store, with them."""
+    settings = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, store="chdb")
+    clock = FakeClock(NOW)
+    service = Service(settings, clock=clock).open()
+    try:
+        pts = make_points(7, 20_000, NOW - 5 * 3600, NOW)
+        send(service, pts, chunks=20)
+        ts = NOW - 2 * 3600 + 11.0  # a minute the ring has sealed
+        one = np.array([4321.0])
+        letter = rows_table(
+            np.array(["web-1"], dtype=object),
+            np.array(["cpu"], dtype=object),
+            np.array([int(ts // 60)]),
+            Partials(one, one, one, np.ones(1, np.uint32)),
+        )
+        service.dead_letters.put("refused-once", "rows", letter, "injected")
+        assert asyncio.run(service.replay_dead_letters())["rows"] == 1
+        with caplog.at_level(logging.INFO, logger="minutely.service"):
+            asyncio.run(service.stop())
+        assert "no snapshot of the hot ring: 1 replayed rows" in caplog.text
+        assert not snapshot(tmp_path).exists()
+        service = Service(settings, clock=clock).open()
+        extra = {
+            "server": np.array(["web-1"], dtype=object),
+            "metric": np.array(["cpu"], dtype=object),
+            "ts": np.array([ts]),
+            "value": one,
+        }
+        check_all(service, concat(pts, extra))
     finally:
         service.close()

@@ -417,6 +417,29 @@ def test_registry_round_trip(make_store: MakeStore) -> None:
 # -- restart and ring rebuild --------------------------------------------------------------
 
 
+def test_the_change_marker_moves_with_every_write_and_not_with_merges(
+    make_store: MakeStore,
+) -> None:
+    store = make_store(database="marker_a")
+    one = Partials(np.ones(1), np.ones(1), np.ones(1), np.ones(1, np.uint32))
+    empty = store.change_marker()
+    store.write_minutes(0, 0, DAY0 + 10, one)  # day 0
+    store.write_minutes(0, 1, DAY0 + DAY + 10, one)  # day 1
+    store.write_minutes(1, 1, DAY0 + DAY + 20, one)
+    marks = [empty, store.change_marker()]
+    store.optimize()  # merges: the same rows, other parts
+    assert store.change_marker() == marks[-1]
+    store.write_minutes(1, 0, DAY0 + 5, one)  # a late row into the older day
+    marks.append(store.change_marker())
+    store.optimize()
+    assert store.change_marker() == marks[-1]
+    retention = store.config.retention.minute
+    dropped = store.expire((DAY0 + DAY + 600) * 60 + retention)  # day 0 goes, day 1 stays
+    assert len(dropped["1m"]) == 1
+    marks.append(store.change_marker())
+    assert len(set(marks)) == len(marks)
+
+
 def test_read_minutes_gives_every_series_for_a_ring_rebuild(make_store: MakeStore) -> None:
     store = make_store(database="ring_a")
     rng = np.random.default_rng(6)
