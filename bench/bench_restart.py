@@ -8,6 +8,12 @@ once after the first half of the hours is written and once after all of them.
 
     python bench/bench_restart.py                      # 50,000 series x 6 hours
     python bench/bench_restart.py --hours 48           # the full 2-day window (slow to write)
+    python bench/bench_restart.py --snapshot           # and after a clean stop, alternating
+
+With ``--snapshot`` each rebuilt start is followed by a clean stop, which writes the ring's
+sealed minutes to ``<data_dir>/ring-snapshot``, and a start that puts them back: the
+restart an operator gets after ``minutely serve`` was stopped, against the rebuild after a
+crash, in the same run.
 
 A start costs a fixed part (the engine, the registry, and the first touch of the 2-day
 ring's memory, which is zeroed on first write) and a part per hour held; the two sizes
@@ -19,6 +25,7 @@ writes make the read slower.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import tempfile
@@ -26,7 +33,7 @@ import time
 
 import numpy as np
 
-from minutely import store_writer
+from minutely import ringsnapshot, store_writer
 from minutely.config import Settings
 from minutely.model import Partials
 from minutely.service import Service
@@ -43,6 +50,11 @@ def main() -> None:
         type=int,
         help="also time each start with store_writer.LOAD_AHEAD at this value (0: the reads "
         "one at a time), alternating with the default, for a same-run baseline",
+    )
+    ap.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="also time a clean stop (the ring's snapshot written) and the start after it",
     )
     args = ap.parse_args()
     n_series = args.servers * args.metrics
@@ -84,6 +96,31 @@ def main() -> None:
 
         default_ahead = store_writer.LOAD_AHEAD
 
+        def restart_once() -> tuple[float, float, float]:
+            """A rebuilt start, a clean stop (the snapshot written) and the start after it."""
+            store_writer.LOAD_AHEAD = default_ahead
+            began = time.perf_counter()
+            service = Service(settings, clock=lambda: now).open()
+            rebuilt = time.perf_counter() - began
+            sealed = service.ring.memory()
+            began = time.perf_counter()
+            asyncio.run(service.stop())
+            saved = time.perf_counter() - began
+            assert (service.snapshot_dir / ringsnapshot.MANIFEST).exists()
+            began = time.perf_counter()
+            again = Service(settings, clock=lambda: now).open()
+            put_back = time.perf_counter() - began
+            assert not service.snapshot_dir.exists()  # taken, not refused and rebuilt
+            for part in ("hour_blocks", "compacted_blocks"):
+                assert 0 < again.ring.memory()[part] <= sealed[part] or not sealed[part]
+            again.close()
+            return rebuilt, saved, put_back
+
+        def restarts() -> list[float]:
+            """Medians of ``restart_once``'s three timings over ``--runs``."""
+            got = [restart_once() for _ in range(args.runs)]
+            return [statistics.median(col) for col in zip(*got, strict=True)]
+
         def start_up() -> tuple[float, float | None]:
             """Median start-up at the default and, alternating, at ``--baseline-ahead``."""
             took, base = [], []
@@ -112,6 +149,7 @@ def main() -> None:
             flush=True,
         )
         full, full_base = start_up()
+        snap = restarts() if args.snapshot else None
         per_hour = (full - small) / ((minutes - half) / 60)
         fixed = full - per_hour * minutes / 60
         print()
@@ -128,6 +166,15 @@ def main() -> None:
                     f"| {hours:g} h with LOAD_AHEAD={args.baseline_ahead}, alternating | "
                     f"{base:.2f} s (default / it: {took / base:.2f}) |"
                 )
+        if snap is not None:
+            rebuilt, saved, put_back = snap
+            h = minutes / 60
+            print(f"| {h:g} h: the start that rebuilds from the store | {rebuilt:.2f} s |")
+            print(f"| {h:g} h: a clean stop, the ring's snapshot written | {saved:.2f} s |")
+            print(
+                f"| {h:g} h: the start after it, the snapshot put back | {put_back:.2f} s "
+                f"(against the rebuild: {put_back / rebuilt:.2f}) |"
+            )
         print(f"| fixed part; per hour held | {fixed:.1f} s; {per_hour:.2f} s |")
         print(f"| a full 2-day ring (fixed + 48 x per hour) | {fixed + 48 * per_hour:.0f} s |")
 
