@@ -47,7 +47,7 @@ from minutely.model import PointBatch
 from minutely.query import Query
 from minutely.registry import Registry
 from minutely.store import Retention, Store, StoreConfig, StoreCorrupt, StoreError
-from minutely.store_writer import StoreWriter, rebuild_ring
+from minutely.store_writer import CUTS_FILE, StoreWriter, rebuild_ring
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +360,7 @@ class Service(_IngestPath):
                 dead_letters=self.dead_letters,
                 # a durable bus keeps what a stop could not write: no spill to hold disk for
                 spill=None if durable else LetterBox(data / "spill", clock),
+                cuts=data / CUTS_FILE,
             )
         self.ring = HotRing(
             settings.hot_minutes,

@@ -28,6 +28,7 @@ restart answers every query as before for every minute that reached the store.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import threading
@@ -36,6 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +61,11 @@ ISOLATE_AFTER = 3
 #: a refused piece this small, or split this often (a bound on the inserts one refused
 #: piece costs: 2**MAX_SPLITS), is set aside whole
 LEAF_ROWS = 1
+#: the data dir's record of pieces split or set aside (``StoreWriter.cuts``)
+CUTS_FILE = "insert-cuts.log"
+#: how ``StoreWriter.cuts`` records a piece that was split in halves, or set aside
+SPLIT = "split"
+SET_ASIDE = "aside"
 MAX_SPLITS = 12
 #: the longest wait between two attempts of a failing write
 MAX_BACKOFF = 30.0
@@ -139,6 +146,7 @@ class StoreWriter:
         spill: LetterBox | None = None,
         before_flush: Callable[[], None] | None = None,
         block_rows: int = BLOCK_ROWS,
+        cuts: Path | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -164,6 +172,10 @@ class StoreWriter:
         self._failures: dict[str, int] = {}
         #: per insert token: the pieces still to insert after a failure (split ones included)
         self._unfinished: dict[str, list[tuple[pa.Table, str, int]]] = {}
+        #: where the tokens of pieces split or set aside are kept, so that an insert made
+        #: again with its token after a restart (a checkpoint's, a spill's) is cut as before
+        self.cuts = cuts
+        self._cut: dict[str, str] | None = None
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -306,12 +318,18 @@ class StoreWriter:
                 if n <= LEAF_ROWS or splits >= MAX_SPLITS:
                     try:
                         self._dead_letter(piece, piece_token, exc)
+                        self._keep_cut(piece_token, SET_ASIDE)
                     except BaseException:
                         self._unfinished[token] = todo
                         raise
                     self._failures.pop(piece_token, None)
                     todo.pop(0)
                     continue
+                try:  # before either half lands: a repeat must cut the piece the same way
+                    self._keep_cut(piece_token, SPLIT)
+                except BaseException:
+                    self._unfinished[token] = todo
+                    raise
                 self._failures.pop(piece_token, None)
                 halves = [
                     (piece.slice(0, n // 2), f"{piece_token}a", splits + 1),
@@ -340,7 +358,54 @@ class StoreWriter:
         them: (piece, token, splits so far)."""
         pieces = self.store.minute_pieces(server_ids, metric_ids, minutes, parts)
         tokens = piece_tokens(token, len(pieces))
-        return [(p, str(t), 0) for p, t in zip(pieces, tokens, strict=True)]
+        return self._as_cut_before([(p, str(t), 0) for p, t in zip(pieces, tokens, strict=True)])
+
+    def _as_cut_before(
+        self, todo: list[tuple[pa.Table, str, int]]
+    ) -> list[tuple[pa.Table, str, int]]:
+        """``todo`` with each piece an earlier insert split cut into the same halves (their
+        tokens then say which landed) and each piece it set aside left out (its dead letter
+        holds the rows, replayed or not): inserting a split piece whole would add again
+        what its halves added."""
+        cut = self._cuts()
+        if not cut:
+            return todo
+        out: list[tuple[pa.Table, str, int]] = []
+        stack = todo[::-1]
+        while stack:
+            piece, piece_token, splits = stack.pop()
+            how = cut.get(piece_token)
+            if how == SET_ASIDE:
+                continue
+            if how == SPLIT:
+                n = int(piece.num_rows)
+                stack.append((piece.slice(n // 2), f"{piece_token}b", splits + 1))
+                stack.append((piece.slice(0, n // 2), f"{piece_token}a", splits + 1))
+                continue
+            out.append((piece, piece_token, splits))
+        return out
+
+    def _cuts(self) -> dict[str, str]:
+        """The pieces split or set aside so far, read from ``cuts`` at the first use."""
+        if self._cut is None:
+            self._cut = {}
+            if self.cuts is not None and self.cuts.exists():
+                for line in self.cuts.read_text().splitlines():
+                    how, _, piece_token = line.partition(" ")
+                    if how in (SPLIT, SET_ASIDE) and piece_token:
+                        self._cut[piece_token] = how
+        return self._cut
+
+    def _keep_cut(self, piece_token: str, how: str) -> None:
+        """Record that the piece ``piece_token`` was split or set aside, durably."""
+        self._cuts()[piece_token] = how
+        if self.cuts is None:
+            return
+        self.cuts.parent.mkdir(parents=True, exist_ok=True)
+        with self.cuts.open("a") as f:
+            f.write(f"{how} {piece_token}\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def _by_name(self, piece: pa.Table) -> pa.Table:
         """An insert piece (ids) as a ``rows`` letter's table (names)."""

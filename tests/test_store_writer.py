@@ -115,6 +115,40 @@ def test_refused_rows_are_set_aside_and_the_rest_lands(store: Store, tmp_path: P
     assert stored_count(store, registry) == 2 * len(series)
 
 
+@pytest.mark.parametrize("kept", [True, False])
+def test_an_insert_repeated_after_a_restart_is_cut_as_before(
+    store: Store, tmp_path: Path, kept: bool
+) -> None:
+    """A checkpoint's insert, repeated at the next start with its token, must add nothing
+    its first run added: pieces that run split went in as halves with tokens of their own,
+    and pieces it set aside are in dead letters. With the cuts kept in the data dir, the
+    repeat cuts the same halves and skips what was set aside; without them (``kept`` off,
+    as before), a piece inserted whole adds its halves' rows a second time."""
+    registry = Registry()
+    series, minutes, parts = fleet(registry, 8, 5, 40)
+    server_ids, metric_ids = registry.series_of(series)
+    bad = registry.servers.get("s3")
+    refusing = RefusingStore(store, bad_server=bad)
+    cuts = tmp_path / store_writer.CUTS_FILE if kept else None
+    box = LetterBox(tmp_path / "dead")
+    first = StoreWriter(refusing, registry, dead_letters=box, cuts=cuts)  # type: ignore[arg-type]
+    first.insert(server_ids, metric_ids, minutes, parts, token="ck-7-0", patience=1)
+    bad_rows = int((server_ids == bad).sum())
+    assert first.stats.dead_rows == bad_rows
+    assert stored_count(store, registry) == 2 * (len(series) - bad_rows)
+
+    refusing.bad_server = None  # the engine takes every row now, as after an upgrade
+    again = StoreWriter(refusing, registry, dead_letters=box, cuts=cuts)  # type: ignore[arg-type]
+    again.insert(server_ids, metric_ids, minutes, parts, token="ck-7-0", patience=1)
+    if kept:
+        assert stored_count(store, registry) == 2 * (len(series) - bad_rows)
+        for letter in (box.read(p) for p in box.paths()):
+            again.replay(letter.table, f"replay-{letter.path.stem}")
+        assert stored_count(store, registry) == 2 * len(series)  # each row once
+    else:
+        assert stored_count(store, registry) > 2 * len(series)  # halves' rows again
+
+
 def test_an_outage_is_retried_with_the_same_token_and_never_dead_lettered(
     store: Store, tmp_path: Path
 ) -> None:
