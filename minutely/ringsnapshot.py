@@ -77,7 +77,8 @@ class Restored:
 
 
 def shape(ring: HotRing) -> dict[str, int]:
-    """What a snapshot's ring must share with the ring it is put into."""
+    """What a snapshot's ring must share with the ring it is put into (its slots and hour
+    summary slots follow from these)."""
     return {
         "minutes": ring.minutes,
         "live_minutes": ring.live_minutes,
@@ -85,8 +86,6 @@ def shape(ring: HotRing) -> dict[str, int]:
         "block_minutes": ring.block_minutes,
         "grace_minutes": ring.grace_minutes,
         "compact_minutes": ring.compact_minutes,
-        "slots": ring.slots,
-        "hour_slots": ring.hour_slots,
     }
 
 

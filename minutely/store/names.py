@@ -123,9 +123,11 @@ def build_registry(
         raise ValueError(msg)
     reg.servers.intern(np.asarray(servers, dtype=object))
     reg.metrics.intern(np.asarray(metrics, dtype=object))
-    if len(s) and np.unique((s.astype(np.int64) << 32) | m).shape[0] == len(s):
+    if not len(s):
+        return reg
+    try:
         reg.number_series(s.astype(np.int32), m.astype(np.int32))
-    elif len(s):
+    except ValueError:  # the saved series repeat a pair: numbered afresh (nothing was added)
         batch = PointBatch(
             np.asarray(servers, dtype=object),
             s.astype(np.int32),

@@ -34,6 +34,21 @@ def snapshot(tmp_path: Path) -> Path:
     return tmp_path / ringsnapshot.DIRECTORY / ringsnapshot.MANIFEST
 
 
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    """A 3-hour window: it seals hours, and five hours of history leave it full."""
+    return Settings(data_dir=str(tmp_path), hot_window=3 * 3600, **overrides)
+
+
+def one_point(server: str, metric: str, ts: float, value: float) -> dict[str, np.ndarray]:
+    """A point as ``make_points`` gives them, for the ground truth."""
+    return {
+        "server": np.array([server], dtype=object),
+        "metric": np.array([metric], dtype=object),
+        "ts": np.array([ts]),
+        "value": np.array([value]),
+    }
+
+
 def sealed_bytes(service: Service) -> int:
     memory = service.ring.memory()
     return memory["hour_blocks"] + memory["compacted_blocks"]
@@ -42,7 +57,7 @@ def sealed_bytes(service: Service) -> int:
 def test_a_clean_restart_puts_the_sealed_minutes_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, store="chdb")
+    settings = settings_for(tmp_path)
     clock = FakeClock(NOW)
     service = Service(settings, clock=clock).open()
     try:
@@ -79,7 +94,7 @@ def test_a_clean_restart_puts_the_sealed_minutes_back(
         check_all(service, pts)
 
         asyncio.run(service.stop())
-        off = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, ring_snapshot=False)
+        off = settings_for(tmp_path, ring_snapshot=False)
         service = Service(off, clock=clock).open()  # switched off: left unread and removed
         assert not snapshot(tmp_path).parent.exists()
         check_all(service, pts)
@@ -92,7 +107,7 @@ def test_a_clean_restart_puts_the_sealed_minutes_back(
 def test_a_store_written_between_stop_and_start_refuses_the_snapshot(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, store="chdb")
+    settings = settings_for(tmp_path)
     clock = FakeClock(NOW)
     service = Service(settings, clock=clock).open()
     try:
@@ -111,12 +126,7 @@ def test_a_store_written_between_stop_and_start_refuses_the_snapshot(
             one = np.array([1234.5])
             store.write_minutes([server], [metric], [int(ts // 60)],
                                 Partials(one, one, one, np.ones(1, np.uint32)))  # fmt: skip
-        extra = {
-            "server": np.array(["web-2"], dtype=object),
-            "metric": np.array(["mem"], dtype=object),
-            "ts": np.array([ts]),
-            "value": one,
-        }
+        extra = one_point("web-2", "mem", ts, 1234.5)
 
         with caplog.at_level(logging.INFO, logger="minutely.service"):
             service = Service(settings, clock=clock).open()
@@ -131,7 +141,7 @@ def test_a_store_written_between_stop_and_start_refuses_the_snapshot(
 def test_on_a_durable_bus_only_a_stop_whose_last_checkpoint_landed_keeps_a_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, checkpoint_every=1e6)
+    settings = settings_for(tmp_path, checkpoint_every=1e6)
     clock = FakeClock(NOW)
     service = Service(settings, clock=clock, bus=durable_bus()).open()
     try:
@@ -164,7 +174,7 @@ def test_rows_replayed_into_the_store_alone_keep_the_next_start_from_the_snapsho
     """A dead letter of rows goes to the store, never the ring: a snapshot taken after it
     would leave its points out of the ring, so the stop keeps none and the next start
     rebuilds the ring from the store, with them."""
-    settings = Settings(data_dir=str(tmp_path), hot_window=3 * 3600, store="chdb")
+    settings = settings_for(tmp_path)
     clock = FakeClock(NOW)
     service = Service(settings, clock=clock).open()
     try:
@@ -185,12 +195,7 @@ def test_rows_replayed_into_the_store_alone_keep_the_next_start_from_the_snapsho
         assert "no snapshot of the hot ring: 1 replayed rows" in caplog.text
         assert not snapshot(tmp_path).exists()
         service = Service(settings, clock=clock).open()
-        extra = {
-            "server": np.array(["web-1"], dtype=object),
-            "metric": np.array(["cpu"], dtype=object),
-            "ts": np.array([ts]),
-            "value": one,
-        }
+        extra = one_point("web-1", "cpu", ts, 4321.0)
         check_all(service, concat(pts, extra))
     finally:
         service.close()
