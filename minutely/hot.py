@@ -140,12 +140,12 @@ class FoldResult:
 
 
 @dataclass(slots=True)
-class SealedState:
-    """What a sealing ring holds of its closed minutes, by ring block: its blocks, how far
-    it is sealed and compacted, and its hour summaries (``(rows in use, hour_slots)``);
-    with the head and the oldest minute reached. ``HotRing.sealed_state`` gives it and
-    ``HotRing.restore_sealed`` puts it into a fresh ring of the same shape; the open minutes
-    (slots and live rows) are not in it."""
+class RingState:
+    """What a sealing ring holds, by ring block, once its live minutes are handed on: its
+    blocks, how far it is sealed and compacted, its hour summaries (``(rows in use,
+    hour_slots)``) and its open slots (``(rows in use, slots)``, stamped by
+    ``slot_minute``); with the head and the oldest minute reached. ``HotRing.state`` gives
+    it and ``HotRing.restore`` puts it into a fresh ring of the same shape."""
 
     head: int
     since: int
@@ -153,7 +153,9 @@ class SealedState:
     sealed_to: I64
     compacted_to: I64
     hour_start: I64
+    slot_minute: I64
     hours: list[Partials]
+    slots: list[Partials]
     blocks: list[list[Block]]
 
 
@@ -358,37 +360,48 @@ class HotRing:
         """How many rows of block ``index`` belong to series that exist."""
         return max(0, min(self.block, self._used - index * self.block))
 
-    # -- the sealed state, for a snapshot ---------------------------------------------------
+    # -- the whole state, for a snapshot ---------------------------------------------------
 
-    def sealed_state(self) -> SealedState | None:
-        """The closed minutes' state, by reference (None when the ring seals nothing or
-        holds nothing): it stays valid while nothing folds, loads or reads into the ring."""
+    def state(self) -> RingState | None:
+        """What the ring holds, by reference (None when it seals nothing or holds nothing):
+        it stays valid while nothing folds, loads or reads into the ring. Raises
+        ``ValueError`` while a live minute holds points not handed on (``hand_on_live``):
+        the state has no live rows, so a ring restored from it holds exactly what its sink
+        was given."""
         with self.lock:
             if not self.sealing or self.head is None or self._since is None:
                 return None
+            if self._dirty.any():
+                msg = "the live minutes hold points not handed on"
+                raise ValueError(msg)
             rows = [self._block_rows(b) for b in range(len(self._stores))]
-            return SealedState(
+            return RingState(
                 head=self.head,
                 since=self._since,
                 used=self._used,
                 sealed_to=self._sealed_to.copy(),
                 compacted_to=self._compacted_to.copy(),
                 hour_start=self.hour_start.copy(),
+                slot_minute=self.slot_minute.copy(),
                 hours=[h.take(np.s_[:r]) for h, r in zip(self._hours, rows, strict=True)],
+                slots=[s.take(np.s_[:r]) for s, r in zip(self._blocks, rows, strict=True)],
                 blocks=[list(store.blocks) for store in self._stores],
             )
 
-    def restore_sealed(self, state: SealedState) -> None:
-        """Hold ``state``'s closed minutes (a ring of the same shape gave it) in this ring,
-        which must be fresh. Their open minutes are not restored: ``load`` them with
-        ``skip_sealed``, as from the store."""
+    def restore(self, state: RingState) -> None:
+        """Hold what ``state`` holds (a ring of the same shape gave it) in this ring, which
+        must be fresh: its live rows start empty at the state's head."""
         with self.lock:
             if not self.sealing or self.head is not None or self._used:
-                msg = "only a fresh sealing ring takes a sealed state"
+                msg = "only a fresh sealing ring takes a ring's state"
                 raise ValueError(msg)
             n_blocks = len(state.blocks)
-            if state.hour_start.shape != self.hour_start.shape or n_blocks != len(state.hours):
-                msg = "the sealed state is of a ring of another shape"
+            if (
+                state.hour_start.shape != self.hour_start.shape
+                or state.slot_minute.shape != self.slot_minute.shape
+                or not n_blocks == len(state.hours) == len(state.slots)
+            ):
+                msg = "the state is of a ring of another shape"
                 raise ValueError(msg)
             if n_blocks * self.block < state.used or state.used < 1:
                 msg = f"{n_blocks} ring blocks do not hold {state.used} series"
@@ -399,9 +412,13 @@ class HotRing:
             self._sealed_to[:n_blocks] = state.sealed_to
             self._compacted_to[:n_blocks] = state.compacted_to
             self.hour_start[:] = state.hour_start
+            self.slot_minute[:] = state.slot_minute
             start = self._window_start(state.head)
-            for b, (hours, blocks) in enumerate(zip(state.hours, state.blocks, strict=True)):
+            held = zip(state.hours, state.slots, state.blocks, strict=True)
+            for b, (hours, slots, blocks) in enumerate(held):
                 for dst, src in zip(self._hours[b].fields(), hours.fields(), strict=True):
+                    dst[: src.shape[0]] = src
+                for dst, src in zip(self._blocks[b].fields(), slots.fields(), strict=True):
                     dst[: src.shape[0]] = src
                 self._stores[b].adopt(blocks)
                 self._untrimmed[b] = bool(blocks) and blocks[0].start < start
@@ -854,15 +871,12 @@ class HotRing:
         minutes: I64,
         parts: Partials,
         distinct: bool = False,
-        skip_sealed: bool = False,
     ) -> int:
         """Merge stored partials into the ring at start-up (the sink is not told).
 
         ``distinct``: the caller promises one partial per (series, minute) (the store's
         ``read_minutes`` does); otherwise partials of one cell are merged first.
-        ``skip_sealed``: entries for minutes the ring has sealed are left out (a ring
-        restored with ``restore_sealed`` holds them already). Returns how many entries fell
-        inside the window and were loaded.
+        Returns how many entries fell inside the window and were loaded.
         """
         if series.shape[0] == 0:
             return 0
@@ -902,10 +916,7 @@ class HotRing:
                 s = s - b * self.block
                 old = m < self._sealed_to[b]
                 if old.any():  # sealed minutes: into blocks, a block of minutes at a time
-                    if skip_sealed:
-                        loaded -= int(old.sum())
-                    else:
-                        self._merge_sealed(b, s[old], m[old], new.take(old))
+                    self._merge_sealed(b, s[old], m[old], new.take(old))
                     if old.all():
                         continue
                     s, m, new = s[~old], m[~old], new.take(~old)

@@ -1,10 +1,10 @@
-"""The hot ring's sealed minutes on disk across a clean restart.
+"""The hot ring on disk across a clean restart.
 
 A start-up rebuilds the ring from the store: every minute of the window read, loaded and
 sealed again, which takes hours at the seed's size. A clean stop, once the store holds every
-point folded, writes the ring's sealed state (``HotRing.sealed_state``: its compressed
-blocks, hour summaries and sealing marks) into ``<data_dir>/ring-snapshot``; the next start
-reads it back and loads from the store only the minutes the ring had not sealed.
+point folded, writes the ring's state (``HotRing.state``: its compressed blocks, hour
+summaries, open slots and sealing marks) into ``<data_dir>/ring-snapshot``; the next start
+reads it back instead, and reads nothing from the store.
 
 Layout::
 
@@ -46,14 +46,14 @@ import numpy.typing as npt
 
 from minutely import blocks, hot, model, ringcodec
 from minutely.blocks import Block
-from minutely.hot import HotRing, SealedState
+from minutely.hot import HotRing, RingState
 from minutely.model import Partials
 from minutely.registry import Registry
 
 #: the snapshot's directory in the data dir
 DIRECTORY = "ring-snapshot"
 #: the layout's version: a snapshot of another is refused
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.bin"
 #: bytes read or written per call: large enough to stream, small enough for one buffer
@@ -68,17 +68,17 @@ class Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """What ``take`` put back: the first minute some ring block has not sealed (the store's
-    minutes from there on are still to load), the bytes read and the seconds it took."""
+    """What ``take`` put back: the series-minutes the ring holds, the bytes read and the
+    seconds it took."""
 
-    unsealed_from: int
+    series_minutes: int
     nbytes: int
     seconds: float
 
 
 def shape(ring: HotRing) -> dict[str, int]:
-    """What a snapshot's ring must share with the ring it is put into (its slots and hour
-    summary slots follow from these)."""
+    """What a snapshot's ring must share with the ring it is put into (its open slots and
+    hour summary slots follow from these)."""
     return {
         "minutes": ring.minutes,
         "live_minutes": ring.live_minutes,
@@ -90,13 +90,14 @@ def shape(ring: HotRing) -> dict[str, int]:
 
 
 def save(directory: Path, ring: HotRing, registry: Registry, marker: str) -> int:
-    """Write ``ring``'s sealed state to ``directory`` (replaced whole, atomically); returns the
-    bytes written, 0 when the ring holds nothing sealed. Nothing may fold into the ring
-    meanwhile. Raises ``OSError`` (nothing left behind) when the disk cannot take it, or
-    would keep less than ``SPARE_BYTES`` free after it."""
-    state = ring.sealed_state()
+    """Write ``ring``'s state to ``directory`` (replaced whole, atomically); returns the bytes
+    written, 0 when the ring seals nothing or holds nothing. The ring's live minutes must be
+    handed on, and nothing may fold into it meanwhile. Raises ``OSError`` (nothing left
+    behind) when the disk cannot take it, or would keep less than ``SPARE_BYTES`` free
+    after it."""
+    state = ring.state()
     discard(directory)
-    if state is None or not any(state.blocks):
+    if state is None:
         return 0
     partial = _partial(directory)
     discard(partial)
@@ -121,9 +122,11 @@ def save(directory: Path, ring: HotRing, registry: Registry, marker: str) -> int
                 "sealed_to": out.put(state.sealed_to),
                 "compacted_to": out.put(state.compacted_to),
                 "hour_start": out.put(state.hour_start),
+                "slot_minute": out.put(state.slot_minute),
                 "servers": out.put(servers),
                 "metrics": out.put(metrics),
                 "hours": [[out.put(f) for f in h.fields()] for h in state.hours],
+                "slots": [[out.put(f) for f in s.fields()] for s in state.slots],
                 "blocks": [[_put_block(out, b) for b in held] for held in state.blocks],
                 "arrays": out.entries,
             }
@@ -173,12 +176,11 @@ def take(
     finally:
         discard(directory)
     try:
-        ring.restore_sealed(state)
+        ring.restore(state)
     except ValueError as exc:  # checked before the ring is touched
         raise Refused(str(exc)) from exc
-    rows = -(-state.used // ring.block)
-    unsealed = int(state.sealed_to[:rows].min())
-    return Restored(unsealed, nbytes, time.perf_counter() - began)
+    held = ring.memory()["series_minutes"]
+    return Restored(held, nbytes, time.perf_counter() - began)
 
 
 def layout() -> str:
@@ -220,14 +222,15 @@ class _Writer:
         return len(self.entries) - 1
 
 
-def _size(state: SealedState) -> int:
+def _size(state: RingState) -> int:
     """Bytes ``save`` writes for ``state``, about."""
-    n = sum(f.nbytes for h in state.hours for f in h.fields())
+    n = sum(f.nbytes for h in (*state.hours, *state.slots) for f in h.fields())
     for b in (b for bs in state.blocks for b in bs):
         n += b.used + b.offset.nbytes + b.length.nbytes + b.fmt.nbytes
         n += sum(f.nbytes for f in b.summary.fields())
         n += 0 if b.subs is None else sum(f.nbytes for f in b.subs.fields())
-    return n + 8 * state.used + 3 * state.sealed_to.nbytes + state.hour_start.nbytes
+    n += state.hour_start.nbytes + state.slot_minute.nbytes
+    return n + 8 * state.used + 3 * state.sealed_to.nbytes
 
 
 def _put_block(out: _Writer, b: Block) -> dict[str, Any]:
@@ -282,7 +285,7 @@ class _Reader:
 
 def _read(
     directory: Path, ring: HotRing, registry: Registry, marker: Callable[[], str]
-) -> tuple[SealedState, int]:
+) -> tuple[RingState, int]:
     manifest = json.loads((directory / MANIFEST).read_text())
     crc = manifest.pop("crc", None)
     if crc != zlib.crc32(json.dumps(manifest, sort_keys=True).encode()):
@@ -318,14 +321,16 @@ def _read(
         ):
             msg = "the registry numbers the series otherwise"
             raise Refused(msg)
-        state = SealedState(
+        state = RingState(
             head=int(manifest["head"]),
             since=int(manifest["since"]),
             used=used,
             sealed_to=arrays.get(manifest["sealed_to"]),
             compacted_to=arrays.get(manifest["compacted_to"]),
             hour_start=arrays.get(manifest["hour_start"]),
+            slot_minute=arrays.get(manifest["slot_minute"]),
             hours=[Partials(*(arrays.get(i) for i in h)) for h in manifest["hours"]],
+            slots=[Partials(*(arrays.get(i) for i in h)) for h in manifest["slots"]],
             blocks=[[_get_block(arrays, b) for b in held] for held in manifest["blocks"]],
         )
     return state, arrays.nbytes

@@ -322,7 +322,7 @@ class Service(_IngestPath):
         )
         #: the counter state a stop leaves for the next start on the embedded bus
         self.counter_file = data / COUNTER_FILE
-        #: the ring's sealed minutes a clean stop leaves for the next start
+        #: the ring a clean stop leaves for the next start
         self.snapshot_dir = data / ringsnapshot.DIRECTORY
         self.refusals = Refusals()
         self.cardinality = CardinalityGuard(
@@ -413,15 +413,16 @@ class Service(_IngestPath):
                     log.info("inserted %d rows the last stop had spilled", recovered)
                 if self.checkpointer is not None:
                     self.checkpointer.recover()  # the store then has every checkpointed row
-                began = time.perf_counter()
-                unsealed_from = self._take_snapshot(store)
-                cells = rebuild_ring(store, self.registry, self.ring, self.clock(), unsealed_from)
-                log.info(
-                    "rebuilt the hot ring from the store: %d series-minutes of %d series in %.1fs",
-                    cells,
-                    self.registry.n_series,
-                    time.perf_counter() - began,
-                )
+                if not self._take_snapshot(store):
+                    began = time.perf_counter()
+                    cells = rebuild_ring(store, self.registry, self.ring, self.clock())
+                    log.info(
+                        "rebuilt the hot ring from the store:"
+                        " %d series-minutes of %d series in %.1fs",
+                        cells,
+                        self.registry.n_series,
+                        time.perf_counter() - began,
+                    )
                 if self.checkpointer is not None:
                     restored = self.checkpointer.restore_open()
                     log.info("restored %d open minute cells from the checkpoint", restored)
@@ -450,31 +451,33 @@ class Service(_IngestPath):
             oldest = max(oldest, float(ring_oldest * 60 + 60))
         return oldest
 
-    def _take_snapshot(self, store: Store) -> int | None:
-        """Put the sealed minutes a clean stop left back into the ring; returns the first
-        minute still to load from the store, or None when the whole window is to load."""
+    def _take_snapshot(self, store: Store) -> bool:
+        """Put back the ring a clean stop left; False when it is to be rebuilt from the
+        store instead."""
         if not self.settings.ring_snapshot:
             ringsnapshot.discard(self.snapshot_dir)
-            return None
+            return False
         try:
             got = ringsnapshot.take(
                 self.snapshot_dir, self.ring, self.registry, store.change_marker
             )
         except ringsnapshot.Refused as exc:
             log.warning("the hot ring's snapshot is not used (%s): rebuilding from the store", exc)
-            return None
+            return False
         if got is None:
-            return None
+            return False
         log.info(
-            "put back the hot ring's sealed minutes from its snapshot: %d MB in %.1fs",
+            "put back the hot ring from its snapshot: %d series-minutes, %d MB in %.1fs",
+            got.series_minutes,
             got.nbytes >> 20,
             got.seconds,
         )
-        return got.unsealed_from
+        return True
 
     def _save_snapshot(self, store: Store) -> None:
-        """Write the ring's sealed minutes for the next start (the store holds everything
-        folded: the caller checked); a failure only costs that start a full rebuild."""
+        """Write the ring for the next start (the store holds everything folded and the live
+        minutes are handed on: the caller checked); a failure only costs that start a
+        rebuild."""
         began = time.perf_counter()
         try:
             nbytes = ringsnapshot.save(
@@ -486,7 +489,7 @@ class Service(_IngestPath):
             return
         if nbytes:
             log.info(
-                "wrote the hot ring's sealed minutes for the next start: %d MB in %.1fs",
+                "wrote the hot ring for the next start: %d MB in %.1fs",
                 nbytes >> 20,
                 time.perf_counter() - began,
             )

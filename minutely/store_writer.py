@@ -630,20 +630,11 @@ def _joined(queued: list[tuple[I32, I64, Partials]]) -> tuple[I32, I64, Partials
     return series, minutes, Partials(*(np.concatenate(f) for f in fields))
 
 
-def rebuild_ring(
-    store: Store, registry: Registry, ring: HotRing, now: float, unsealed_from: int | None = None
-) -> int:
-    """Load the hot window's minutes from the store into ``ring``; returns the cells loaded.
-    ``unsealed_from``: the ring holds its sealed minutes already (a snapshot put them back),
-    so only minutes from there on that it has not sealed are loaded."""
+def rebuild_ring(store: Store, registry: Registry, ring: HotRing, now: float) -> int:
+    """Load the hot window's minutes from the store into ``ring``; returns the cells loaded."""
     last = int(now // 60) + 1
     first = last - ring.minutes - 10  # a few minutes of slack for points ahead of the clock
     slices = _load_slices(store, registry)
-    if unsealed_from is not None:
-        hours = range(unsealed_from // 60 * 60, last + 10, 60)
-        loaded = _load_hours(registry, ring, store, hours, slices, skip_sealed=True)
-        store.release_memory()
-        return loaded
     # hours: one day partition a read
     loaded = _load_hours(registry, ring, store, range(first // 60 * 60, last + 10, 60), slices)
     # the window ends at the newest minute stored, not the clock: after a quiet spell it
@@ -676,7 +667,6 @@ def _load_hours(
     store: Store,
     hours: range,
     slices: list[npt.NDArray[np.uint32] | None],
-    skip_sealed: bool = False,
 ) -> int:
     """Each hour of ``rebuild_ring``, a slice of ids at a time, into the ring. The next
     slice is read on a thread of its own while the ring loads and seals the one before (the
@@ -691,7 +681,7 @@ def _load_hours(
                 ahead.append(pool.submit(_read_cells, registry, store, *reads[k + len(ahead)]))
             series, minutes, parts = ahead.popleft().result()
             if series.shape[0]:
-                loaded += ring.load(series, minutes, parts, distinct=True, skip_sealed=skip_sealed)
+                loaded += ring.load(series, minutes, parts, distinct=True)
     return loaded
 
 

@@ -1,5 +1,5 @@
-"""A clean stop keeps the hot ring's sealed minutes (``<data_dir>/ring-snapshot``) and the
-next start puts them back instead of rebuilding them from the store. In-process, embedded
+"""A clean stop keeps the hot ring (``<data_dir>/ring-snapshot``) and the next start puts it
+back instead of rebuilding it from the store. In-process, embedded
 chDB, a fake clock: after such a start every answer equals numpy ground truth, as after a
 rebuild; a store written to in between, a crash, or a stop on a durable bus whose last
 checkpoint failed rebuild from the store instead."""
@@ -27,7 +27,8 @@ from tests.integration.test_store_service import NOW, check_all, make_points, se
 
 pytestmark = pytest.mark.slow
 
-PUT_BACK = "put back the hot ring's sealed minutes"
+PUT_BACK = "put back the hot ring from its snapshot"
+REBUILT = "rebuilt the hot ring from the store"
 
 
 def snapshot(tmp_path: Path) -> Path:
@@ -54,7 +55,7 @@ def sealed_bytes(service: Service) -> int:
     return memory["hour_blocks"] + memory["compacted_blocks"]
 
 
-def test_a_clean_restart_puts_the_sealed_minutes_back(
+def test_a_clean_restart_puts_the_ring_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings_for(tmp_path)
@@ -73,7 +74,7 @@ def test_a_clean_restart_puts_the_sealed_minutes_back(
 
         with caplog.at_level(logging.INFO, logger="minutely.service"):
             service = Service(settings, clock=clock).open()
-        assert PUT_BACK in caplog.text
+        assert PUT_BACK in caplog.text and REBUILT not in caplog.text
         assert not snapshot(tmp_path).parent.exists()  # a crash from here rebuilds
         assert 0 < sealed_bytes(service) <= before  # arenas come back without their spare room
         check_all(service, pts)
@@ -90,7 +91,7 @@ def test_a_clean_restart_puts_the_sealed_minutes_back(
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="minutely.service"):
             service = Service(settings, clock=clock).open()
-        assert PUT_BACK not in caplog.text
+        assert PUT_BACK not in caplog.text and REBUILT in caplog.text
         check_all(service, pts)
 
         asyncio.run(service.stop())
