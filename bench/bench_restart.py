@@ -10,8 +10,8 @@ once after the first half of the hours is written and once after all of them.
     python bench/bench_restart.py --hours 48           # the full 2-day window (slow to write)
     python bench/bench_restart.py --snapshot           # and after a clean stop, alternating
 
-With ``--snapshot`` each rebuilt start is followed by a clean stop, which writes the ring's
-sealed minutes to ``<data_dir>/ring-snapshot``, and a start that puts them back: the
+With ``--snapshot`` each rebuilt start is followed by a clean stop, which writes the ring
+to ``<data_dir>/ring-snapshot``, and a start that puts it back: the
 restart an operator gets after ``minutely serve`` was stopped, against the rebuild after a
 crash, in the same run.
 

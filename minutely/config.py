@@ -128,8 +128,8 @@ class Settings:
     open_minutes_every: float = 1.0
     #: start even though the store has damaged (detached) parts, whose rows are not read
     allow_damaged_store: bool = False
-    #: a clean stop writes the hot ring's sealed minutes to <data_dir>/ring-snapshot and the
-    #: next start reads them back instead of rebuilding them from the store
+    #: a clean stop writes the hot ring to <data_dir>/ring-snapshot and the next start reads
+    #: it back instead of rebuilding it from the store
     ring_snapshot: bool = True
     #: a cluster node's name (``--node``): set, ``serve`` joins the cluster of every node
     #: given the same bus and store; empty, the default, runs one node alone
