@@ -68,10 +68,8 @@ class Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """What ``take`` put back: the series-minutes the ring holds, the bytes read and the
-    seconds it took."""
+    """What ``take`` read: the bytes and the seconds it took."""
 
-    series_minutes: int
     nbytes: int
     seconds: float
 
@@ -179,8 +177,7 @@ def take(
         ring.restore(state)
     except ValueError as exc:  # checked before the ring is touched
         raise Refused(str(exc)) from exc
-    held = ring.memory()["series_minutes"]
-    return Restored(held, nbytes, time.perf_counter() - began)
+    return Restored(nbytes, time.perf_counter() - began)
 
 
 def layout() -> str:

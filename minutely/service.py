@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +284,17 @@ class IngestNode(_IngestPath):
         }
 
 
+@dataclass(frozen=True, slots=True)
+class RingStart:
+    """How ``open`` filled the hot ring: from its snapshot or rebuilt from the store (and why
+    the snapshot was not used), the series-minutes it then held and the seconds it took."""
+
+    source: str
+    series_minutes: int
+    seconds: float
+    snapshot_not_used: str | None
+
+
 class Service(_IngestPath):
     """One running minutely: registry, hot ring, bus, aggregator and query, wired.
 
@@ -388,6 +399,8 @@ class Service(_IngestPath):
         #: rows written to the store and not to the ring (replayed dead letters): the ring
         #: differs from the store, so a stop keeps no snapshot of it
         self._store_only_rows = 0
+        #: how the last ``open`` filled the ring (None without a store)
+        self.ring_start: RingStart | None = None
         self.started_at = clock()
 
     def open(self) -> Service:
@@ -413,16 +426,7 @@ class Service(_IngestPath):
                     log.info("inserted %d rows the last stop had spilled", recovered)
                 if self.checkpointer is not None:
                     self.checkpointer.recover()  # the store then has every checkpointed row
-                if not self._take_snapshot(store):
-                    began = time.perf_counter()
-                    cells = rebuild_ring(store, self.registry, self.ring, self.clock())
-                    log.info(
-                        "rebuilt the hot ring from the store:"
-                        " %d series-minutes of %d series in %.1fs",
-                        cells,
-                        self.registry.n_series,
-                        time.perf_counter() - began,
-                    )
+                self._fill_ring(store)
                 if self.checkpointer is not None:
                     restored = self.checkpointer.restore_open()
                     log.info("restored %d open minute cells from the checkpoint", restored)
@@ -451,28 +455,40 @@ class Service(_IngestPath):
             oldest = max(oldest, float(ring_oldest * 60 + 60))
         return oldest
 
-    def _take_snapshot(self, store: Store) -> bool:
-        """Put back the ring a clean stop left; False when it is to be rebuilt from the
-        store instead."""
+    def _fill_ring(self, store: Store) -> None:
+        """Put back the ring a clean stop left, else rebuild it from the store."""
+        began = time.perf_counter()
+        got, why_not = self._take_snapshot(store)
+        if got is None:
+            rebuild_ring(store, self.registry, self.ring, self.clock())
+        held = self.ring.memory()["series_minutes"]
+        took = time.perf_counter() - began
+        self.ring_start = RingStart("store" if got is None else "snapshot", held, took, why_not)
+        log.info(
+            "%s: %d series-minutes of %d series in %.1fs",
+            "rebuilt the hot ring from the store"
+            if got is None
+            else f"put back the hot ring from its snapshot ({got.nbytes >> 20} MB)",
+            held,
+            self.registry.n_series,
+            took,
+        )
+
+    def _take_snapshot(self, store: Store) -> tuple[ringsnapshot.Restored | None, str | None]:
+        """The ring a clean stop left, put back; else None and why not."""
         if not self.settings.ring_snapshot:
             ringsnapshot.discard(self.snapshot_dir)
-            return False
+            return None, "ring_snapshot is off"
         try:
             got = ringsnapshot.take(
                 self.snapshot_dir, self.ring, self.registry, store.change_marker
             )
         except ringsnapshot.Refused as exc:
             log.warning("the hot ring's snapshot is not used (%s): rebuilding from the store", exc)
-            return False
+            return None, f"refused: {exc}"
         if got is None:
-            return False
-        log.info(
-            "put back the hot ring from its snapshot: %d series-minutes, %d MB in %.1fs",
-            got.series_minutes,
-            got.nbytes >> 20,
-            got.seconds,
-        )
-        return True
+            return None, "none was left: the last stop was not clean, or kept none"
+        return got, None
 
     def _save_snapshot(self, store: Store) -> None:
         """Write the ring for the next start (the store holds everything folded and the live
@@ -655,7 +671,8 @@ class Service(_IngestPath):
         slots, live rows, stamps and sealed blocks), ``bytes_per_series_minute`` over the
         whole ring (those and the registry's indexes, each in ``memory``) per series-minute
         held, ``states``: bytes per series-minute of open, hour-block and compacted
-        minutes, and ``sealing``: what sealing and compaction did and the CPU they took."""
+        minutes, ``sealing``: what sealing and compaction did and the CPU they took, and
+        ``start``: how the last start filled the ring (``RingStart``)."""
         ring = self.ring
         memory = ring.memory()
         held = memory.pop("series_minutes")
@@ -671,6 +688,7 @@ class Service(_IngestPath):
             "bytes_per_series_minute": round(sum(memory.values()) / max(1, held), 2),
             "states": ring.states(),
             "sealing": asdict(ring.seal_stats),
+            "start": None if self.ring_start is None else asdict(self.ring_start),
         }
 
     def store_memory(self) -> dict[str, int] | None:

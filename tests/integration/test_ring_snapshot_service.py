@@ -50,6 +50,16 @@ def one_point(server: str, metric: str, ts: float, value: float) -> dict[str, np
     }
 
 
+def started_from(service: Service) -> tuple[str, str | None]:
+    """Where the last start filled the ring from, and why not from the snapshot, as
+    ``/api/v1/status`` shows it."""
+    start = service.status()["hot"]["start"]
+    assert (
+        start["seconds"] >= 0 and start["series_minutes"] == service.ring.memory()["series_minutes"]
+    )
+    return start["source"], start["snapshot_not_used"]
+
+
 def sealed_bytes(service: Service) -> int:
     memory = service.ring.memory()
     return memory["hour_blocks"] + memory["compacted_blocks"]
@@ -75,6 +85,7 @@ def test_a_clean_restart_puts_the_ring_back(
         with caplog.at_level(logging.INFO, logger="minutely.service"):
             service = Service(settings, clock=clock).open()
         assert PUT_BACK in caplog.text and REBUILT not in caplog.text
+        assert started_from(service) == ("snapshot", None)
         assert not snapshot(tmp_path).parent.exists()  # a crash from here rebuilds
         assert 0 < sealed_bytes(service) <= before  # arenas come back without their spare room
         check_all(service, pts)
@@ -92,12 +103,15 @@ def test_a_clean_restart_puts_the_ring_back(
         with caplog.at_level(logging.INFO, logger="minutely.service"):
             service = Service(settings, clock=clock).open()
         assert PUT_BACK not in caplog.text and REBUILT in caplog.text
+        assert started_from(service) == ("store", "none was left: the last stop was not clean"
+                                         ", or kept none")  # fmt: skip
         check_all(service, pts)
 
         asyncio.run(service.stop())
         off = settings_for(tmp_path, ring_snapshot=False)
         service = Service(off, clock=clock).open()  # switched off: left unread and removed
         assert not snapshot(tmp_path).parent.exists()
+        assert started_from(service) == ("store", "ring_snapshot is off")
         check_all(service, pts)
         asyncio.run(service.stop())
         assert not snapshot(tmp_path).exists()
@@ -132,6 +146,9 @@ def test_a_store_written_between_stop_and_start_refuses_the_snapshot(
         with caplog.at_level(logging.INFO, logger="minutely.service"):
             service = Service(settings, clock=clock).open()
         assert "the store changed since the stop" in caplog.text
+        source, why = started_from(service)
+        assert source == "store" and why is not None
+        assert why.startswith("refused: the store changed since the stop")
         assert PUT_BACK not in caplog.text
         assert not snapshot(tmp_path).parent.exists()
         check_all(service, concat(pts, extra))
