@@ -435,6 +435,9 @@ class Service(_IngestPath):
             if self.checkpointer is not None:  # offsets count in the logs the checkpoint saw
                 self.checkpointer.adopt({s.partition: s.generation for s in self.bus.stats()})
             self.aggregator.open()
+            # read once: a crash later in this run must not give the next start these samples,
+            # whose increases this run stores from now on
+            self.counter_file.unlink(missing_ok=True)
         except BaseException:
             self.close()
             raise

@@ -256,3 +256,43 @@ def test_kinds_and_counter_state_survive_a_restart(tmp_path: Path) -> None:
         assert np.allclose(got.parts.sum, want[order], rtol=1e-12, atol=0)
     finally:
         service.close()
+
+
+def test_a_crash_after_a_clean_restart_counts_no_increase_twice(tmp_path: Path) -> None:
+    """The counters' last samples a stop leaves are for the start after it only: a crash later
+    in that run must not hand them to the next start again, whose first samples would then
+    count from before the run the crash cut short (that run's increases twice)."""
+    c = make_counters(N, START, MINUTES * 60, seed=13, resets=1)
+    thirds = np.digitize(c.ts, [START + 2400, START + 4800])
+    settings = Settings(hot_window=6 * 3600, data_dir=str(tmp_path), store="chdb")
+
+    def run(third: int, clean: bool) -> None:
+        service = Service(settings, clock=FakeClock(NOW)).open()
+        with TestClient(create_app(service, manage_lifecycle=False, access=TESTSERVER)) as client:
+            if third == 0:
+                assert client.post("/api/v1/kinds", json={"counter": ["jobs"]}).status_code == 200
+            at = np.flatnonzero(thirds == third)
+            send(client, service, Counters(c.series[at], c.ts[at], c.value[at]), "jobs", 1)
+        if clean:
+            asyncio.run(service.stop())
+        else:  # a SIGKILL once the writer has handed the store everything folded
+            assert service.writer is not None
+            service.ring.hand_on_live()
+            service.writer.flush()
+            service.close()
+
+    run(0, clean=True)
+    run(1, clean=False)
+    run(2, clean=True)
+    service = Service(settings, clock=FakeClock(NOW)).open()
+    try:
+        got = service.query.series("metric", "jobs", START, START + MINUTES * 60, 60)
+        # the first two runs are one counter; the crash makes the third's first samples baselines
+        early, late = np.flatnonzero(thirds < 2), np.flatnonzero(thirds == 2)
+        want = per_minute(Counters(c.series[early], c.ts[early], c.value[early]), N, FIRST,
+                          MINUTES)  # fmt: skip
+        want += per_minute(Counters(c.series[late], c.ts[late], c.value[late]), N, FIRST, MINUTES)
+        order = [int(label.split("-")[1]) for label in got.labels]
+        assert np.allclose(got.parts.sum, want[order], rtol=1e-12, atol=0)
+    finally:
+        service.close()
