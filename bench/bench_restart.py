@@ -110,7 +110,7 @@ def main() -> None:
             began = time.perf_counter()
             again = Service(settings, clock=lambda: now).open()
             put_back = time.perf_counter() - began
-            assert not service.snapshot_dir.exists()  # taken, not refused and rebuilt
+            assert again.ring_start is not None and again.ring_start.source == "snapshot"
             for part in ("hour_blocks", "compacted_blocks"):
                 assert 0 < again.ring.memory()[part] <= sealed[part] or not sealed[part]
             again.close()

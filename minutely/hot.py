@@ -390,7 +390,9 @@ class HotRing:
 
     def restore(self, state: RingState) -> None:
         """Hold what ``state`` holds (a ring of the same shape gave it) in this ring, which
-        must be fresh: its live rows start empty at the state's head."""
+        must be fresh: its live rows start empty at the state's head. ``state``'s open
+        slots and hour summaries are dropped from it as they are copied, so that a start
+        does not hold them twice."""
         with self.lock:
             if not self.sealing or self.head is not None or self._used:
                 msg = "only a fresh sealing ring takes a ring's state"
@@ -406,6 +408,12 @@ class HotRing:
             if n_blocks * self.block < state.used or state.used < 1:
                 msg = f"{n_blocks} ring blocks do not hold {state.used} series"
                 raise ValueError(msg)
+            for b in range(n_blocks):  # checked before anything is written
+                rows = max(0, min(self.block, state.used - b * self.block))
+                shapes = (state.hours[b].count.shape, state.slots[b].count.shape)
+                if shapes != ((rows, self.hour_slots), (rows, self.slots)):
+                    msg = f"ring block {b}'s open slots or hour summaries are of another shape"
+                    raise ValueError(msg)
             self._grow(n_blocks * self.block)
             top = np.array([state.used - 1], np.int32)
             self._make_room(top, np.array([state.since, state.head], np.int64))
@@ -414,12 +422,12 @@ class HotRing:
             self.hour_start[:] = state.hour_start
             self.slot_minute[:] = state.slot_minute
             start = self._window_start(state.head)
-            held = zip(state.hours, state.slots, state.blocks, strict=True)
-            for b, (hours, slots, blocks) in enumerate(held):
-                for dst, src in zip(self._hours[b].fields(), hours.fields(), strict=True):
+            for b, blocks in enumerate(state.blocks):
+                for dst, src in zip(self._hours[b].fields(), state.hours[b].fields(), strict=True):
                     dst[: src.shape[0]] = src
-                for dst, src in zip(self._blocks[b].fields(), slots.fields(), strict=True):
+                for dst, src in zip(self._blocks[b].fields(), state.slots[b].fields(), strict=True):
                     dst[: src.shape[0]] = src
+                state.hours[b] = state.slots[b] = Partials.empty((0, 0))
                 self._stores[b].adopt(blocks)
                 self._untrimmed[b] = bool(blocks) and blocks[0].start < start
             self._due = True
@@ -755,8 +763,9 @@ class HotRing:
     def _flush_row(self, row: int, minute: int) -> None:
         """Move a live row into its ring column: the one write each minute gets.
 
-        The column may already hold the minute (partials loaded at start-up); then the live
-        row, which holds only what came since, merges into it. The sink gets the live row.
+        The column may already hold the minute (partials loaded at start-up, or what
+        ``hand_on_live`` handed on); then the live row, which holds only what came since,
+        merges into it. The sink gets the live row.
         """
         slot = minute % self.slots
         live = self._live

@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import sys
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,10 +67,9 @@ class Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """What ``take`` read: the bytes and the seconds it took."""
+    """What ``take`` read."""
 
     nbytes: int
-    seconds: float
 
 
 def shape(ring: HotRing) -> dict[str, int]:
@@ -163,7 +161,6 @@ def take(
     if not exists(directory):
         discard(directory)
         return None
-    began = time.perf_counter()
     try:
         state, nbytes = _read(directory, ring, registry, marker)
     except Refused:
@@ -177,7 +174,7 @@ def take(
         ring.restore(state)
     except ValueError as exc:  # checked before the ring is touched
         raise Refused(str(exc)) from exc
-    return Restored(nbytes, time.perf_counter() - began)
+    return Restored(nbytes)
 
 
 def layout() -> str:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -289,7 +289,7 @@ class RingStart:
     """How ``open`` filled the hot ring: from its snapshot or rebuilt from the store (and why
     the snapshot was not used), the series-minutes it then held and the seconds it took."""
 
-    source: str
+    source: Literal["snapshot", "store"]
     series_minutes: int
     seconds: float
     snapshot_not_used: str | None
@@ -652,7 +652,7 @@ class Service(_IngestPath):
                         writer.replay, letter.table, f"replay-{path.stem}"
                     )
                     done["rows"] += rows
-                    self._store_only_rows += rows  # the ring never sees them
+                    self._store_only_rows += rows  # the replay gives them to the store alone
                 else:
                     batch = points_of(letter.table)
                     await self.bus.publish(batch, idempotency_key=f"replay-{path.stem}")

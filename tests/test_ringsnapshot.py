@@ -1,5 +1,5 @@
-"""The hot ring's sealed minutes written at a stop and put back at the next start: the
-compressed ring's state machine with restarts, and every reason a snapshot is refused."""
+"""The hot ring written at a stop and put back at the next start: the compressed ring's
+state machine with restarts, and every reason a snapshot is refused."""
 
 from __future__ import annotations
 
@@ -123,6 +123,40 @@ def test_a_snapshot_puts_back_every_minute_bit_for_bit(
     for w, h in zip(want.fields(), have.fields(), strict=True):
         np.testing.assert_array_equal(w.view(np.uint8), h.view(np.uint8))
     assert have.max[3, 39] == 99.0 and have.min[4, 12] == -1.0
+
+
+def test_a_restored_ring_hands_on_what_the_ring_it_was_would(tmp_path: Path) -> None:
+    """Late points into a sealed minute, an open slot and a live minute, and a new series,
+    after a restart: the sink gets the same partials as from the ring never stopped."""
+    sinks: list[list[tuple[np.ndarray, ...]]] = [[], []]
+
+    def ring(into: int) -> HotRing:
+        return HotRing(30, 3, capacity=16, block=8, block_minutes=4, grace_minutes=3,
+                       compact_minutes=8,
+                       sink=lambda s, m, p: sinks[into].append((s, m, *p.fields())))  # fmt: skip
+
+    was = ring(0)
+    rng = np.random.default_rng(5)
+    for minute in range(1000, 1040):
+        was.fold(np.arange(12, dtype=np.int32), np.full(12, minute), rng.normal(5, 2, 12))
+    was.hand_on_live()
+    ringsnapshot.save(tmp_path / "snap", was, registry(), "m")
+    now = ring(1)
+    assert ringsnapshot.take(tmp_path / "snap", now, registry(), lambda: "m") is not None
+    del sinks[0][:]
+    series = np.array([2, 5, 7, 12], np.int32)  # 12: a series the stopped ring never had
+    for r in (was, now):
+        r.fold(series, np.array([1012, 1034, 1039, 1039]), np.array([-4.0, 9.5, 1.25, 3.0]))
+        r.fold(np.array([1], np.int32), np.array([1044]), np.array([0.5]))  # the head moves
+        r.hand_on_live()
+    assert len(sinks[0]) == len(sinks[1]) > 0
+    for a, b in zip(*sinks, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    everyone = np.arange(13, dtype=np.int32)
+    for x, y in zip(was.read(everyone, 1000, 45).fields(), now.read(everyone, 1000, 45).fields(),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(x.view(np.uint8), y.view(np.uint8))
 
 
 def test_a_ring_whose_live_minutes_are_not_handed_on_is_not_kept(
