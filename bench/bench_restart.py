@@ -96,8 +96,9 @@ def main() -> None:
 
         default_ahead = store_writer.LOAD_AHEAD
 
-        def restart_once() -> tuple[float, float, float]:
-            """A rebuilt start, a clean stop (the snapshot written) and the start after it."""
+        def restart_once() -> tuple[float, float, float, float]:
+            """A rebuilt start, a clean stop (the snapshot written) and the start after it;
+            and the snapshot's size in MB."""
             store_writer.LOAD_AHEAD = default_ahead
             began = time.perf_counter()
             service = Service(settings, clock=lambda: now).open()
@@ -107,6 +108,7 @@ def main() -> None:
             asyncio.run(service.stop())
             saved = time.perf_counter() - began
             assert (service.snapshot_dir / ringsnapshot.MANIFEST).exists()
+            size = sum(f.stat().st_size for f in service.snapshot_dir.iterdir()) / 1e6
             began = time.perf_counter()
             again = Service(settings, clock=lambda: now).open()
             put_back = time.perf_counter() - began
@@ -114,7 +116,7 @@ def main() -> None:
             for part in ("hour_blocks", "compacted_blocks"):
                 assert 0 < again.ring.memory()[part] <= sealed[part] or not sealed[part]
             again.close()
-            return rebuilt, saved, put_back
+            return rebuilt, saved, put_back, size
 
         def restarts() -> list[float]:
             """Medians of ``restart_once``'s three timings over ``--runs``."""
@@ -167,10 +169,13 @@ def main() -> None:
                     f"{base:.2f} s (default / it: {took / base:.2f}) |"
                 )
         if snap is not None:
-            rebuilt, saved, put_back = snap
+            rebuilt, saved, put_back, size = snap
             h = minutes / 60
             print(f"| {h:g} h: the start that rebuilds from the store | {rebuilt:.2f} s |")
-            print(f"| {h:g} h: a clean stop, the ring's snapshot written | {saved:.2f} s |")
+            print(
+                f"| {h:g} h: a clean stop, the ring's snapshot written | {saved:.2f} s "
+                f"({size:,.0f} MB) |"
+            )
             print(
                 f"| {h:g} h: the start after it, the snapshot put back | {put_back:.2f} s "
                 f"(against the rebuild: {put_back / rebuilt:.2f}) |"
