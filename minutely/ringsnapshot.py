@@ -36,7 +36,6 @@ import shutil
 import sys
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,13 +62,6 @@ SPARE_BYTES = 256 << 20
 
 class Refused(Exception):
     """The snapshot cannot stand for the store: the start rebuilds from the store."""
-
-
-@dataclass(frozen=True, slots=True)
-class Restored:
-    """What ``take`` read."""
-
-    nbytes: int
 
 
 def shape(ring: HotRing) -> dict[str, int]:
@@ -151,12 +143,12 @@ def exists(directory: Path) -> bool:
 
 def take(
     directory: Path, ring: HotRing, registry: Registry, marker: Callable[[], str]
-) -> Restored | None:
-    """Put the snapshot in ``directory`` into ``ring`` (fresh) and remove it; None when there
-    is none. ``marker`` gives the store's change marker now (asked only when there is a
-    snapshot). Raises ``Refused`` (naming why) when it does not match the store, the build,
-    the ring or the registry, or is damaged or unreadable: the ring is then untouched and
-    the snapshot gone."""
+) -> int | None:
+    """Put the snapshot in ``directory`` into ``ring`` (fresh) and remove it; returns the
+    bytes read, None when there is none. ``marker`` gives the store's change marker now
+    (asked only when there is a snapshot). Raises ``Refused`` (naming why) when it does not
+    match the store, the build, the ring or the registry, or is damaged or unreadable: the
+    ring is then untouched and the snapshot gone."""
     discard_partial(directory)
     if not exists(directory):
         discard(directory)
@@ -174,7 +166,7 @@ def take(
         ring.restore(state)
     except ValueError as exc:  # checked before the ring is touched
         raise Refused(str(exc)) from exc
-    return Restored(nbytes)
+    return nbytes
 
 
 def layout() -> str:

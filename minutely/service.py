@@ -305,7 +305,8 @@ class Service(_IngestPath):
        the registry's names loaded;
     2. what an earlier run left: the spill inserted (the writer), the last checkpoint's
        rows made sure of in the store (a durable bus);
-    3. the hot window rebuilt from the store, the checkpoint's open minutes put back;
+    3. the hot window put back from the ring's snapshot a clean stop left, else rebuilt
+       from the store; the checkpoint's open minutes put back;
     4. the bus connected, the checkpoint told its partitions' generations, the
        aggregator's consumer opened.
 
@@ -464,21 +465,17 @@ class Service(_IngestPath):
         got, why_not = self._take_snapshot(store)
         if got is None:
             rebuild_ring(store, self.registry, self.ring, self.clock())
+            how = "rebuilt the hot ring from the store"
+        else:
+            how = f"put back the hot ring from its snapshot ({got >> 20} MB)"
         held = self.ring.memory()["series_minutes"]
         took = time.perf_counter() - began
         self.ring_start = RingStart("store" if got is None else "snapshot", held, took, why_not)
-        log.info(
-            "%s: %d series-minutes of %d series in %.1fs",
-            "rebuilt the hot ring from the store"
-            if got is None
-            else f"put back the hot ring from its snapshot ({got.nbytes >> 20} MB)",
-            held,
-            self.registry.n_series,
-            took,
-        )
+        n_series = self.registry.n_series
+        log.info("%s: %d series-minutes of %d series in %.1fs", how, held, n_series, took)
 
-    def _take_snapshot(self, store: Store) -> tuple[ringsnapshot.Restored | None, str | None]:
-        """The ring a clean stop left, put back; else None and why not."""
+    def _take_snapshot(self, store: Store) -> tuple[int | None, str | None]:
+        """The ring a clean stop left, put back (the bytes read); else None and why not."""
         if not self.settings.ring_snapshot:
             ringsnapshot.discard(self.snapshot_dir)
             return None, "ring_snapshot is off"
