@@ -13,8 +13,8 @@ decode over threads.
 Each blob has a format (kept beside it by the caller, one byte per blob)::
 
     EMPTY          no entry has data; no bytes
-    DECIMAL        u8 e, u8 variant, [varints], streams X, M, Q, D, C
-    DECIMAL_MINMAX u8 e, u8 variant, [varints], streams X, M, B(sum), C
+    DECIMAL        u8 e, u8 variant, [varint], streams X, M, Q, D, C
+    DECIMAL_MINMAX u8 e, u8 variant, [varint], streams X, M, B(sum), C
     BITS           u8 0, u8 variant, streams B(max), M, B(sum), C
 
 - ``e`` is the smallest number of decimals (0..``MAX_DECIMALS``) at which every minimum and
@@ -26,30 +26,35 @@ Each blob has a format (kept beside it by the caller, one byte per blob)::
   ``S = rint(sum · 10^e)``, ``Q = S − (count · N + (count · (X − N)) >> 1)`` (a sum is near
   count × midpoint) and ``D = bits(sum) − bits(S / 10^e)``, the float accumulation's last-bit
   error, mostly 0. A sum too large for int64 at ``10^e`` takes ``B(sum)``.
-- Counters (variant bits ``MAX_DIFFERENCES`` and ``MIN_AT_RATE``, decimal formats): the
-  max climbs at a rate, so ``X`` may be stored as its differences ``X[t] − X[t−1]`` (and
-  the stream's delta makes them the rate's change), and the minimum as
-  ``N[t] − X[t−1] − (X[t] − X[t−1]) · 17 >> 10`` (a 60th of the climb: the second between
-  minutes at 1 Hz). The first entries go as varints after the variant byte (``X[0]``, then
-  ``N[0] − X[0]``) and each stream's entry 0 repeats entry 1.
+- Counters (variant bit ``MIN_AT_RATE``, decimal formats, with ``MIN_AFTER_MAX``): the
+  minimum as ``N[t] − X[t−1] − (X[t] − X[t−1]) · 17 >> 10`` (a 60th of the max's climb: the
+  second between minutes at 1 Hz). ``N[0] − X[0]`` goes as a varint after the variant byte
+  and the stream's entry 0 repeats entry 1.
 - ``B(v)`` is the raw 64-bit pattern as int64; ``BITS`` blobs keep the minimum as
   ``B(min)`` (variant bit 0 clear) or ``B(max) − B(min)`` (set).
 - Empty entries repeat the previous entry's min and max (the first full one's when
   leading), with sum 0 in ``Q`` and the previous sum in ``B(sum)``: values that cost nothing.
 
-A stream is ``n`` int64 values, byte-aligned::
+A stream is ``n`` int64 values ``y``, stored as their differences of order ``k`` (0 to
+``MAX_ORDER``: a counter's max climbs at a rate that itself follows waves), byte-aligned::
 
     u8 mode        bits 0..6: width w (0..64), or 65 + w (w ≤ 62) when a factor follows;
-                   bit 7: delta (values are y[t] − y[t−1])
-    varint base    zigzag LEB128: the least (delta) value
+                   bit 7: a flags byte follows
+    [u8 flags]     bits 0..1: k; bit 2: exceptions
+    varint base    zigzag LEB128: the least value stored
     [varint g]     the factor: every value minus base is a multiple of g (memory in pages)
-    [varint first] zigzag LEB128, delta only: y[0]
-    packed         the ``n`` (``n − 1`` with delta) values, (v − base) / g, w bits each,
-                   LSB first
+    [varints]      k of them: the first entry of the differences of each order below k,
+                   which the decoder's running sums start from
+    [varint e, u8 h]  exceptions only: how many, and their high bits' width
+    packed         the ``n − k`` values' u = (v − base) / g, low w bits each, LSB first
+    [exceptions]   each value with u ≥ 2^w: its index (as wide as n − k − 1 needs), then
+                   each one's u >> w, h bits each
 
-Integer arithmetic wraps, identically on both sides, so every transform is exact whatever
-the magnitudes; a block picks delta or not per stream and the variant per blob, whichever
-is smaller. ``BITS`` is always valid, so every block encodes.
+Exceptions are patched frame of reference: one outlier minute (a spike) no longer widens
+the whole stream. The encoder takes, per stream, the order and width that make it
+smallest. Integer arithmetic wraps, identically on both sides, so every transform is exact
+whatever the magnitudes; a block picks its variant per blob, whichever is smaller. ``BITS``
+is always valid, so every block encodes.
 """
 
 from __future__ import annotations
@@ -74,8 +79,6 @@ DECIMAL_MINMAX = 2
 BITS = 3
 #: variant bits: the min stored as ``N[t] − X[t−1]`` rather than ``X − N``
 MIN_AFTER_MAX = 1
-#: the max stored as its differences ``X[t] − X[t−1]`` (decimal formats)
-MAX_DIFFERENCES = 2
 #: with ``MIN_AFTER_MAX``, less ``(X[t] − X[t−1]) · 17 >> 10``, about a 60th: the second
 #: between two minutes of a counter sampled at 1 Hz (decimal formats)
 MIN_AT_RATE = 4
@@ -218,13 +221,38 @@ def _get_bits(buf: U8, bit: int, w: int) -> np.uint64:
 # -- streams -------------------------------------------------------------------------------
 
 
+#: highest order of differences a stream may be stored as
+MAX_ORDER = 3
+#: flags byte (after a mode byte with bit 7 set): bits 0..1 the order, bit 2 exceptions
+_EXCEPTIONS = 4
+
+
 @numba.njit(inline="always", nogil=True, cache=True)
-def _factor(y: I64, start: int, n: int, delta: bool, base: np.int64, span: np.uint64) -> np.uint64:
-    """The greatest common divisor of the stored values minus ``base`` (1 when it does not
-    narrow the width enough to leave the mode byte room: see ``_put_stream``)."""
+def _fast_width(v: np.uint64) -> int:
+    """``_width`` in six steps instead of one a bit."""
+    w = 0
+    for s in (32, 16, 8, 4, 2, 1):
+        if v >> np.uint64(s):
+            v >>= np.uint64(s)
+            w += s
+    return w + (1 if v else 0)
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _differences(z: I64, m: int) -> None:
+    """``z[:m - 1]`` made the differences of ``z[:m]``, in place, in wrapping arithmetic,
+    which the decoder's running sum undoes exactly."""
+    for t in range(m - 1):
+        z[t] = z[t + 1] - z[t]
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _factor(z: I64, m: int, base: np.int64, span: np.uint64) -> np.uint64:
+    """The greatest common divisor of ``z[:m]`` minus ``base`` (1 when it does not narrow
+    the width enough to leave the mode byte room: see ``_put_stream``)."""
     g = np.uint64(0)
-    for t in range(start, n):
-        a = np.uint64((y[t] - y[t - 1] if delta else y[t]) - base)
+    for t in range(m):
+        a = np.uint64(z[t] - base)
         while a != np.uint64(0):
             g, a = a, g % a
         if g == np.uint64(1):
@@ -235,75 +263,113 @@ def _factor(y: I64, start: int, n: int, delta: bool, base: np.int64, span: np.ui
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def _plan(y: I64, n: int) -> tuple[bool, np.int64, int, int, np.uint64]:
-    """How to store ``y[:n]``: ``(delta, base, width, bytes, factor)``, the smaller of the
-    two (memory in pages, say, has every difference a multiple of 4096: the factor)."""
-    lo = y[0]
-    hi = y[0]
-    for t in range(1, n):
-        lo = min(lo, y[t])
-        hi = max(hi, y[t])
-    span = np.uint64(hi) - np.uint64(lo)
-    g = _factor(y, 0, n, False, lo, span)
-    w = _width(span // g)
-    size = 1 + _varint_size(lo) + (n * w + 7) // 8
-    if g > np.uint64(1):
-        size += _varint_size(np.int64(g))
-    if n < 2:
-        return False, lo, w, size, g
-    dlo = y[1] - y[0]
-    dhi = dlo
-    for t in range(2, n):
-        d = y[t] - y[t - 1]
-        dlo = min(dlo, d)
-        dhi = max(dhi, d)
-    dspan = np.uint64(dhi) - np.uint64(dlo)
-    dg = _factor(y, 1, n, True, dlo, dspan)
-    dw = _width(dspan // dg)
-    dsize = 1 + _varint_size(dlo) + _varint_size(y[0]) + ((n - 1) * dw + 7) // 8
-    if dg > np.uint64(1):
-        dsize += _varint_size(np.int64(dg))
-    if dsize < size:
-        return True, dlo, dw, dsize, dg
-    return False, lo, w, size, g
+def _plan(y: I64, n: int, z: I64) -> tuple[int, np.int64, int, int, np.uint64, int, int]:
+    """How to store ``y[:n]``: ``(order, base, width, bytes, factor, exceptions, full
+    width)``, the smallest over the orders of differences (0 to ``MAX_ORDER``) and the
+    widths at which the values that do not fit are patched in as exceptions. ``z`` is
+    scratch of ``n`` entries."""
+    best = (0, np.int64(0), 0, 1 << 62, np.uint64(1), 0, 0)
+    counts = np.zeros(65, np.int64)
+    z[:n] = y[:n]
+    firsts = 0  # bytes of the varints that start the running sums
+    for k in range(min(MAX_ORDER, n - 1) + 1):
+        m = n - k
+        if k > 0:
+            firsts += _varint_size(z[0])
+            _differences(z, m + 1)
+        lo = z[0]
+        hi = z[0]
+        for t in range(1, m):
+            lo = min(lo, z[t])
+            hi = max(hi, z[t])
+        span = np.uint64(hi) - np.uint64(lo)
+        g = _factor(z, m, lo, span)
+        full = _width(span // g)
+        head = 1 + _varint_size(lo) + firsts + (1 if k > 0 else 0)
+        if g > np.uint64(1):
+            head += _varint_size(np.int64(g))
+        size = head + (m * full + 7) // 8
+        if size < best[3]:
+            best = (k, lo, full, size, g, 0, full)
+        if full == 0:
+            continue
+        # at width w, the values wider than w are exceptions: a position and the high bits
+        counts[:] = 0
+        for t in range(m):
+            counts[_fast_width(np.uint64(z[t] - lo) // g)] += 1
+        pw = _width(np.uint64(m - 1))
+        wider = 0
+        for w in range(full - 1, -1, -1):
+            wider += counts[w + 1]
+            size = head + 1 + (0 if k > 0 else 1) + _varint_size(np.int64(wider))
+            size += (m * w + wider * (pw + full - w) + 7) // 8
+            if size < best[3]:
+                best = (k, lo, w, size, g, wider, full)
+    return best
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def _put_stream(buf: U8, pos: int, y: I64, n: int) -> int:
+def _put_bits(buf: U8, bit: int, v: np.uint64, w: int) -> int:
+    """Or ``v``'s low ``w`` bits into ``buf`` at bit offset ``bit`` (zeroed there)."""
+    left = w
+    while left > 0:
+        p = bit >> 3
+        s = bit & 7
+        take = min(8 - s, left)
+        buf[p] |= np.uint8((v & np.uint64((1 << take) - 1)) << np.uint64(s))
+        v >>= np.uint64(take)
+        bit += take
+        left -= take
+    return bit
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _put_stream(buf: U8, pos: int, y: I64, n: int, z: I64) -> int:
     """Write ``y[:n]`` as a stream at ``pos`` (``buf`` zeroed there); returns the end.
+    ``z`` is scratch of ``n`` entries.
 
     The mode byte holds the width (0..64), or 65 + the width (0..62) when a factor follows
-    the base; bit 7 is delta."""
-    delta, base, w, _, g = _plan(y, n)
+    the base; bit 7: a flags byte follows (the order of differences, exceptions)."""
+    k, base, w, _, g, wider, full = _plan(y, n, z)
     code = w if g == np.uint64(1) else 65 + w
-    buf[pos] = np.uint8(code | (128 if delta else 0))
-    pos = _put_varint(buf, pos + 1, base)
+    flagged = k > 0 or wider > 0
+    buf[pos] = np.uint8(code | (128 if flagged else 0))
+    pos += 1
+    if flagged:
+        buf[pos] = np.uint8(k | (_EXCEPTIONS if wider else 0))
+        pos += 1
+    pos = _put_varint(buf, pos, base)
     if g != np.uint64(1):
         pos = _put_varint(buf, pos, np.int64(g))
-    start = 0
-    if delta:
-        pos = _put_varint(buf, pos, y[0])
-        start = 1
-    if w == 0:
+    z[:n] = y[:n]
+    for j in range(k):
+        pos = _put_varint(buf, pos, z[0])
+        _differences(z, n - j)
+    m = n - k
+    if wider:
+        pos = _put_varint(buf, pos, np.int64(wider))
+        buf[pos] = np.uint8(full - w)
+        pos += 1
+    if w == 0 and wider == 0:
         return pos
     bit = pos * 8
-    for t in range(start, n):
-        v = np.uint64((y[t] - y[t - 1] if delta else y[t]) - base) // g
-        left = w
-        while left > 0:
-            p = bit >> 3
-            s = bit & 7
-            take = min(8 - s, left)
-            buf[p] |= np.uint8((v & np.uint64((1 << take) - 1)) << np.uint64(s))
-            v >>= np.uint64(take)
-            bit += take
-            left -= take
+    for t in range(m):
+        bit = _put_bits(buf, bit, np.uint64(z[t] - base) // g, w)
+    if wider:
+        pw = _width(np.uint64(m - 1))
+        for t in range(m):
+            if (np.uint64(z[t] - base) // g) >> np.uint64(w) != np.uint64(0):
+                bit = _put_bits(buf, bit, np.uint64(t), pw)
+        for t in range(m):
+            high = (np.uint64(z[t] - base) // g) >> np.uint64(w)
+            if high != np.uint64(0):
+                bit = _put_bits(buf, bit, high, full - w)
     return (bit + 7) >> 3
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
-def _stream_size(y: I64, n: int) -> int:
-    return _plan(y, n)[3]
+def _stream_size(y: I64, n: int, z: I64) -> int:
+    return _plan(y, n, z)[3]
 
 
 # -- encode --------------------------------------------------------------------------------
@@ -344,7 +410,7 @@ def _decimals(mn: F64, mx: F64, ct: U32, n: int) -> int:
 @numba.njit(nogil=True, cache=True)
 def _encode_one(
     mn: F64, mx: F64, sm: F64, ct: U32, buf: U8, pos: int,
-    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64, DX: I64, M3: I64,
+    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64, DX: I64, M3: I64, Z: I64,
 ) -> tuple[int, int, float, float, float, int]:  # fmt: skip
     """Encode one series' block at ``pos``: ``(format, end, min, max, sum, count)``."""
     n = mn.shape[0]
@@ -407,41 +473,35 @@ def _encode_one(
         else:
             Q[t] = _bits(ps)
     variant = 0
-    best = _stream_size(M, n)
-    if _stream_size(M2, n) < best:
+    best = _stream_size(M, n, Z)
+    after = _stream_size(M2, n, Z)
+    if after < best:
         variant = MIN_AFTER_MAX
-        best = _stream_size(M2, n)
-    xs = X
+        best = after
     if fmt != BITS and n >= 2:
-        # a counter's max climbs at its rate, so its differences change only as the rate
-        # does, and its minute starts about a 60th of that climb after the last one ended
-        # (a multiply and shift, not a division: decoding stays a vectorised pass); each
-        # first entry goes ahead as a varint and its stream entry repeats the second, so
-        # that no outlier widens the stream
+        # a counter's minute starts about a 60th of its max's climb after the last one
+        # ended (a multiply and shift, not a division: decoding stays a vectorised pass);
+        # the first entry goes ahead as a varint and its stream entry repeats the second,
+        # so that no outlier widens the stream
         for t in range(1, n):
             DX[t] = X[t] - X[t - 1]
             M3[t] = M2[t] - ((DX[t] * np.int64(17)) >> np.int64(10))
         DX[0] = DX[1]
         M3[0] = M3[1]
-        if _stream_size(M3, n) + _varint_size(M2[0]) < best:
+        if _stream_size(M3, n, Z) + _varint_size(M2[0]) < best:
             variant = MIN_AFTER_MAX | MIN_AT_RATE
-        if _stream_size(DX, n) + _varint_size(X[0]) < _stream_size(X, n):
-            variant |= MAX_DIFFERENCES
-            xs = DX
     buf[pos] = np.uint8(e if e >= 0 else 0)
     buf[pos + 1] = np.uint8(variant)
     pos += 2
-    if variant & MAX_DIFFERENCES:
-        pos = _put_varint(buf, pos, X[0])
     if variant & MIN_AT_RATE:
         pos = _put_varint(buf, pos, M2[0])
         M2 = M3
-    pos = _put_stream(buf, pos, xs, n)
-    pos = _put_stream(buf, pos, M2 if variant & MIN_AFTER_MAX else M, n)
-    pos = _put_stream(buf, pos, Q, n)
+    pos = _put_stream(buf, pos, X, n, Z)
+    pos = _put_stream(buf, pos, M2 if variant & MIN_AFTER_MAX else M, n, Z)
+    pos = _put_stream(buf, pos, Q, n, Z)
     if fmt == DECIMAL:
-        pos = _put_stream(buf, pos, D, n)
-    pos = _put_stream(buf, pos, C, n)
+        pos = _put_stream(buf, pos, D, n, Z)
+    pos = _put_stream(buf, pos, C, n, Z)
     return fmt, pos, low, high, total, count
 
 
@@ -466,10 +526,11 @@ def _encode(
     C = np.empty(n, np.int64)
     DX = np.empty(n, np.int64)
     M3 = np.empty(n, np.int64)
+    Z = np.empty(n, np.int64)
     for i in range(rows):
         at = i * stride
         f, end, lo, hi, total, count = _encode_one(
-            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C, DX, M3
+            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C, DX, M3, Z
         )
         fmt[i] = f
         length[i] = end - at
@@ -636,21 +697,33 @@ def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, upto: int
 
     Value ``k``'s bit offset is computed from ``k``, not carried from ``k − 1``, so the
     iterations are independent: two aligned word loads, shifts and a mask per value, no
-    branch."""
+    branch. Exceptions are patched in after, then the differences summed back, one running
+    sum per order."""
     mode = int(data[pos])
     w = mode & 127
-    base, pos = _get_varint(data, pos + 1)
+    pos += 1
+    order = 0
+    flags = 0
+    if mode >= 128:
+        flags = int(data[pos])
+        order = flags & 3
+        pos += 1
+    base, pos = _get_varint(data, pos)
     g = np.int64(1)
     if w > 64:
         w -= 65
         g, pos = _get_varint(data, pos)
-    at = 0
-    if mode >= 128:
-        first, pos = _get_varint(data, pos)
-        out[0] = first
-        at = 1
-    m = n - at
-    dst = out[at:upto]  # indices from 0: numba's negative-index fix-up folds away
+    for j in range(order):
+        out[j], pos = _get_varint(data, pos)
+    wider = 0
+    hw = 0
+    if flags & _EXCEPTIONS:
+        ex, pos = _get_varint(data, pos)
+        wider = int(ex)
+        hw = int(data[pos])
+        pos += 1
+    m = n - order
+    dst = out[order:upto]  # indices from 0: numba's negative-index fix-up folds away
     bit0 = np.uint64(pos * 8)
     uw = np.uint64(w)
     if w == 0:
@@ -672,10 +745,21 @@ def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, upto: int
             s = bit & np.uint64(63)
             v = (words[i] >> s) | ((words[i + np.uint64(1)] << np.uint64(1)) << (np.uint64(63) - s))
             dst[k] = base + np.int64(v & mask) * g
-    if at:
-        for t in range(1, upto):
+    end = pos * 8 + m * w
+    if wider:
+        pw = _width(np.uint64(m - 1))
+        at = end
+        highs = end + wider * pw
+        for r in range(wider):
+            index = int(_get_bits(data, at + r * pw, pw))
+            if index < dst.shape[0]:
+                high = _get_bits(data, highs + r * hw, hw)
+                dst[index] += np.int64(high << uw) * g
+        end = highs + wider * hw
+    for j in range(order - 1, -1, -1):
+        for t in range(j + 1, upto):
             out[t] += out[t - 1]
-    return (pos * 8 + m * w + 7) >> 3
+    return (end + 7) >> 3
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
@@ -802,10 +886,7 @@ def _decode_one(
     variant = int(data[pos + 1])
     p = _POW10[e]
     pos += 2
-    x0 = np.int64(0)
     m0 = np.int64(0)
-    if variant & MAX_DIFFERENCES:
-        x0, pos = _get_varint(data, pos)
     if variant & MIN_AT_RATE:
         m0, pos = _get_varint(data, pos)
     pos = _unpack(data, words, pos, n, hi, xs)
@@ -827,10 +908,6 @@ def _decode_one(
         _merge_minutes(x.view(np.float64), mi.view(np.float64), qs[lo:hi].view(np.float64), c,
                        row, b0, r0, step, out_mn, out_mx, out_sm, out_ct, overwrite)  # fmt: skip
         return
-    if variant & MAX_DIFFERENCES:
-        xs[0] = x0
-        for t in range(1, hi):
-            xs[t] += xs[t - 1]
     # the minimum's own column, N
     if variant & MIN_AT_RATE:
         for t in range(max(lo, 1), hi):

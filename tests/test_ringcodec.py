@@ -58,15 +58,36 @@ def counters(
 
 
 @st.composite
+def smooth(
+    draw: st.DrawFn, shape: tuple[int, int]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Min, max and sum along a drawn cubic with a little noise and the odd spike, so that
+    streams take differences of each order and exceptions, in decimals."""
+    d = draw(st.integers(0, 3))
+    coef = draw(hnp.arrays(np.int64, (shape[0], 4), elements=st.integers(-(10**4), 10**4)))
+    t = np.arange(shape[1], dtype=np.int64)
+    curve = coef[:, :1] * 10**9 + coef[:, 1:2] * t * 10**4 + coef[:, 2:3] * t**2 * 10
+    curve += coef[:, 3:] * t**3
+    noise = draw(hnp.arrays(np.int64, shape, elements=st.integers(0, 3)))
+    spikes = draw(hnp.arrays(np.bool_, shape, elements=st.sampled_from([False] * 15 + [True])))
+    spike = draw(st.integers(1, 2**40))
+    mx = (curve + noise + spikes * spike) / 10.0**d
+    mn = (curve - noise) / 10.0**d
+    return mn, mx, (mn + mx) * 30
+
+
+@st.composite
 def blocks(draw: st.DrawFn) -> Partials:
     """Blocks mixing decimal rows (with float-accumulated sums), adversarial floats and
     counts from 0 to 2^32 − 1."""
     rows = draw(st.integers(1, 4))
     n = draw(st.integers(1, 70))
     shape = (rows, n)
-    kind = draw(st.sampled_from(["decimal", "floats", "mixed", "counter"]))
+    kind = draw(st.sampled_from(["decimal", "floats", "mixed", "counter", "smooth"]))
     if kind == "counter":
         mn, mx, sm = draw(counters(shape))
+    elif kind == "smooth":
+        mn, mx, sm = draw(smooth(shape))
     elif kind == "floats":
         floats = st.one_of(st.sampled_from(SPECIAL), st.floats(allow_subnormal=True))
         mn = draw(hnp.arrays(np.float64, shape, elements=floats))
@@ -175,8 +196,12 @@ def test_a_counter_takes_its_rate_and_comes_back() -> None:
     parts = Partials(mn, mx, sm, ct)
     enc = ringcodec.encode(parts)
     variant = int(enc.data[enc.offset[0] + 1])
-    want = ringcodec.MAX_DIFFERENCES | ringcodec.MIN_AFTER_MAX | ringcodec.MIN_AT_RATE
+    want = ringcodec.MIN_AFTER_MAX | ringcodec.MIN_AT_RATE
     assert enc.fmt[0] == ringcodec.DECIMAL and variant == want
+    first = int(mn[0, 0] - mx[0, 0])  # N[0] − X[0], a zigzag varint after e and variant
+    at = int(enc.offset[0]) + 2 + max(1, -(-((first << 1) ^ (first >> 63)).bit_length() // 7))
+    mode, flags = int(enc.data[at]), int(enc.data[at + 1])
+    assert mode & 128 and flags & 3 >= 1  # the max's stream is stored as differences
     assert int(enc.length[0]) <= 3000  # 3,398 B as plain streams, most of both in the sum
     assert_exact(round_trip(parts), parts)
     reset = Partials(*(f.copy() for f in parts.fields()))
@@ -199,6 +224,61 @@ def reference(parts: Partials, lo: int, hi: int, shift: int, step: int, out: Par
             merged = merge(cell, one)
             for dst, src in zip(out.fields(), merged.fields(), strict=True):
                 dst[i, b] = src[0]
+
+
+def decode_window(enc: ringcodec.Encoded, n: int, lo: int, hi: int) -> Partials:
+    """Row 0's minutes ``[lo, hi)`` decoded alone into zeros."""
+    out = Partials.zeros((1, n))
+    ringcodec.decode_jobs(
+        ringcodec.padded(enc.data), enc.offset[:1], enc.fmt[:1], np.array([n]),
+        np.array([lo]), np.array([hi]), np.array([0]), np.array([0]), 1, *out.fields(),
+    )  # fmt: skip
+    return out
+
+
+def test_a_spike_is_an_exception_not_a_wider_stream() -> None:
+    """Two spikes among values that fit 2 bits: the max's stream packs at its narrow width
+    and patches the spikes in, so the blob stays small; every window, whether it takes the
+    spikes or stops short of them, comes back exactly."""
+    rng = np.random.default_rng(3)
+    n = 360
+    mx = (50 + rng.integers(0, 4, n)).astype(np.float64)
+    mx[100] = 1e6
+    mx[300] = 7e5
+    mn = mx - rng.integers(0, 4, n)
+    parts = Partials(mn.reshape(1, n), mx.reshape(1, n), (mn * 60).reshape(1, n),
+                     np.full((1, n), 60, np.uint32))  # fmt: skip
+    enc = ringcodec.encode(parts)
+    mode, flags = (int(v) for v in enc.data[enc.offset[0] + 2 : enc.offset[0] + 4])
+    assert mode & 128 and flags & 4 and mode & 127 <= 2  # the max's stream: exceptions
+    assert int(enc.length[0]) < 300  # 20 bits a minute (over 900 B) for the max alone
+    assert_exact(round_trip(parts), parts)
+    for lo, hi in ((0, 100), (0, 101), (99, 301), (101, 300), (250, 360), (300, 301)):
+        got = decode_window(enc, n, lo, hi)
+        assert same_bits(got.max[0, lo:hi], mx[lo:hi])
+        assert same_bits(got.min[0, lo:hi], mn[lo:hi])
+        assert (got.count[0, :lo] == 0).all() and (got.count[0, hi:] == 0).all()
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+def test_a_stream_takes_the_order_of_differences_that_makes_it_smallest(order: int) -> None:
+    """A max along a polynomial of degree ``order`` (with a bit of noise on top) is stored
+    as its differences of that order, where what is left is the noise; exact whole and
+    through windows, which must sum the differences back up to where they start."""
+    rng = np.random.default_rng(order)
+    n = 360
+    t = np.arange(n, dtype=np.float64)
+    curve = [1e9 + 0 * t, 1e9 + 7_000 * t, 1e9 + 30 * t**2, 1e9 + t**3][order]
+    mx = curve + rng.integers(0, 4, n)
+    parts = Partials(mx.reshape(1, n), mx.reshape(1, n), (mx * 60).reshape(1, n),
+                     np.full((1, n), 60, np.uint32))  # fmt: skip
+    enc = ringcodec.encode(parts)
+    mode, flags = (int(v) for v in enc.data[enc.offset[0] + 2 : enc.offset[0] + 4])
+    assert (flags & 3 if mode & 128 else 0) == order
+    assert_exact(round_trip(parts), parts)
+    for lo, hi in ((0, 1), (0, 2), (1, 3), (2, 5), (3, 4), (170, 360)):
+        got = decode_window(enc, n, lo, hi)
+        assert same_bits(got.max[0, lo:hi], mx[lo:hi])
 
 
 def test_memory_in_pages_packs_by_its_factor() -> None:
