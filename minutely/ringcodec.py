@@ -25,7 +25,10 @@ Each blob has a format (kept beside it by the caller, one byte per blob)::
 - A sum of decimals is rarely itself a decimal in float64, so it is predicted, not tested:
   ``S = rint(sum · 10^e)``, ``Q = S − (count · N + (count · (X − N)) >> 1)`` (a sum is near
   count × midpoint) and ``D = bits(sum) − bits(S / 10^e)``, the float accumulation's last-bit
-  error, mostly 0. A sum too large for int64 at ``10^e`` takes ``B(sum)``.
+  error, mostly 0. With variant bit ``SUM_AS_IS`` the stream holds ``S`` itself (an empty
+  entry repeats the last full one's): a noisy gauge's sum is nearer its neighbours' than
+  its minute's midpoint, and the stream's differences take it from there. A sum too large
+  for int64 at ``10^e`` takes ``B(sum)``.
 - Counters (variant bit ``MIN_AT_RATE``, decimal formats, with ``MIN_AFTER_MAX``): the
   minimum as ``N[t] − X[t−1] − (X[t] − X[t−1]) · 17 >> 10`` (a 60th of the max's climb: the
   second between minutes at 1 Hz). ``N[0] − X[0]`` goes as a varint after the variant byte
@@ -82,6 +85,9 @@ MIN_AFTER_MAX = 1
 #: with ``MIN_AFTER_MAX``, less ``(X[t] − X[t−1]) · 17 >> 10``, about a 60th: the second
 #: between two minutes of a counter sampled at 1 Hz (decimal formats)
 MIN_AT_RATE = 4
+#: the sum stored as ``S`` itself rather than ``Q`` (``DECIMAL``): a noisy gauge's sum is
+#: nearer its neighbours' than its own minute's midpoint
+SUM_AS_IS = 8
 #: decimals tried per blob; beyond about 12, float64 rarely holds a decimal exactly
 MAX_DECIMALS = 12
 #: bytes the decoder may read past a blob's end (it loads 9 bytes at a time)
@@ -410,7 +416,7 @@ def _decimals(mn: F64, mx: F64, ct: U32, n: int) -> int:
 @numba.njit(nogil=True, cache=True)
 def _encode_one(
     mn: F64, mx: F64, sm: F64, ct: U32, buf: U8, pos: int,
-    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64, DX: I64, M3: I64, Z: I64,
+    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64, DX: I64, M3: I64, Z: I64, S: I64,
 ) -> tuple[int, int, float, float, float, int]:  # fmt: skip
     """Encode one series' block at ``pos``: ``(format, end, min, max, sum, count)``."""
     n = mn.shape[0]
@@ -469,6 +475,7 @@ def _encode_one(
             ni = X[t] - M[t]
             c = np.int64(ct[t])
             Q[t] = si - (c * ni + ((c * M[t]) >> np.int64(1)))
+            S[t] = np.int64(np.rint(ps * p))  # an empty entry repeats the last full sum
             D[t] = _bits(s) - _bits(np.float64(si) / p)
         else:
             Q[t] = _bits(ps)
@@ -490,6 +497,8 @@ def _encode_one(
         M3[0] = M3[1]
         if _stream_size(M3, n, Z) + _varint_size(M2[0]) < best:
             variant = MIN_AFTER_MAX | MIN_AT_RATE
+    if fmt == DECIMAL and _stream_size(S, n, Z) < _stream_size(Q, n, Z):
+        variant |= SUM_AS_IS
     buf[pos] = np.uint8(e if e >= 0 else 0)
     buf[pos + 1] = np.uint8(variant)
     pos += 2
@@ -498,7 +507,7 @@ def _encode_one(
         M2 = M3
     pos = _put_stream(buf, pos, X, n, Z)
     pos = _put_stream(buf, pos, M2 if variant & MIN_AFTER_MAX else M, n, Z)
-    pos = _put_stream(buf, pos, Q, n, Z)
+    pos = _put_stream(buf, pos, S if variant & SUM_AS_IS else Q, n, Z)
     if fmt == DECIMAL:
         pos = _put_stream(buf, pos, D, n, Z)
     pos = _put_stream(buf, pos, C, n, Z)
@@ -527,10 +536,11 @@ def _encode(
     DX = np.empty(n, np.int64)
     M3 = np.empty(n, np.int64)
     Z = np.empty(n, np.int64)
+    S = np.empty(n, np.int64)
     for i in range(rows):
         at = i * stride
         f, end, lo, hi, total, count = _encode_one(
-            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C, DX, M3, Z
+            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C, DX, M3, Z, S
         )
         fmt[i] = f
         length[i] = end - at
@@ -930,16 +940,18 @@ def _decode_one(
     d = ds[lo:hi]
     if fmt == DECIMAL_MINMAX:
         s = q.view(np.float64)
+    elif not variant & SUM_AS_IS:  # S from Q and the minute's own min and max
+        for k in range(x.shape[0]):
+            cv = c[k]
+            ni = mi[k]
+            q[k] += cv * ni + ((cv * (x[k] - ni)) >> np.int64(1))
     if e == 0:  # integers: x / 1 is x
         for k in range(x.shape[0]):
             h[k] = np.float64(x[k])
             lw[k] = np.float64(mi[k])
         if fmt == DECIMAL:
             for k in range(x.shape[0]):
-                cv = c[k]
-                ni = mi[k]
-                si = q[k] + (cv * ni + ((cv * (x[k] - ni)) >> np.int64(1)))
-                s[k] = _float(_bits(np.float64(si)) + d[k])
+                s[k] = _float(_bits(np.float64(q[k])) + d[k])
     else:
         y = _INV10[e]
         for k in range(x.shape[0]):
@@ -947,10 +959,7 @@ def _decode_one(
             lw[k] = _divide(np.float64(mi[k]), p, y)
         if fmt == DECIMAL:
             for k in range(x.shape[0]):
-                cv = c[k]
-                ni = mi[k]
-                si = q[k] + (cv * ni + ((cv * (x[k] - ni)) >> np.int64(1)))
-                s[k] = _float(_bits(_divide(np.float64(si), p, y)) + d[k])
+                s[k] = _float(_bits(_divide(np.float64(q[k]), p, y)) + d[k])
     _merge_minutes(h, lw, s, c, row, b0, r0, step, out_mn, out_mx, out_sm, out_ct, overwrite)
 
 

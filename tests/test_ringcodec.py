@@ -281,6 +281,33 @@ def test_a_stream_takes_the_order_of_differences_that_makes_it_smallest(order: i
         assert same_bits(got.max[0, lo:hi], mx[lo:hi])
 
 
+def test_a_noisy_gauges_sum_is_kept_as_is() -> None:
+    """A percentage near 0 with noise, clipped there as an idle CPU's is: its minimum is
+    mostly 0 and its maximum one noisy second, so its sum is nearer the next minute's than
+    its own minute's midpoint; the blob keeps the sum as it is and comes back exactly,
+    across empty minutes, whole and through windows."""
+    rng = np.random.default_rng(11)
+    n = 360
+    seconds = np.round(np.maximum(0, 1 + rng.triangular(-5, 0, 5, n * 60)), 2)
+    per = seconds.reshape(n, 60)
+    ct = np.full((1, n), 60, np.uint32)
+    ct[0, [0, 7, 8, 200]] = 0
+    sm = np.zeros(n)
+    for t in range(n):  # the ring's own accumulation order: point after point
+        for v in per[t]:
+            sm[t] += v
+    parts = Partials(per.min(axis=1).reshape(1, n), per.max(axis=1).reshape(1, n),
+                     sm.reshape(1, n), ct)  # fmt: skip
+    enc = ringcodec.encode(parts)
+    assert enc.fmt[0] == ringcodec.DECIMAL
+    assert int(enc.data[enc.offset[0] + 1]) & ringcodec.SUM_AS_IS
+    assert_exact(round_trip(parts), parts)
+    for lo, hi in ((0, 9), (8, 9), (9, 201), (150, 360)):
+        got = decode_window(enc, n, lo, hi)
+        full = parts.count[0, lo:hi] > 0
+        assert same_bits(got.sum[0, lo:hi][full], sm[lo:hi][full])
+
+
 def test_memory_in_pages_packs_by_its_factor() -> None:
     """Values whose differences share a factor (bytes in 4,096-byte pages) pack the
     quotients: a fraction of the bits the differences themselves would take."""
