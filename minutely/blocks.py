@@ -8,7 +8,9 @@ never one object per series)::
       arena   u8[capacity]            every series' blob back to back (ringcodec), PAD after
       offset  i64[S]  length u32[S]   series s: arena[offset[s] : offset[s] + length[s]]
       fmt     u8[S]                   its ringcodec format (EMPTY: no data, no bytes)
-      summary Partials[S]             min, max, sum, count of s over the whole block
+      summary Partials[S] | None      min, max, sum, count of s over the whole block
+                                      (None: the store keeps none, as the ring, whose
+                                      hour summaries answer for its blocks)
       subs    Partials[S, k] | None   the same over each of k equal parts (compacted blocks)
 
 - ``seal`` encodes a ``(series, n)`` block of partials (the ring's hour, every series at
@@ -69,7 +71,8 @@ class Block:
     offset: I64
     length: U32
     fmt: npt.NDArray[np.uint8]
-    summary: Partials
+    #: None: the store keeps no summaries, so a read decodes the block
+    summary: Partials | None
     #: summaries of ``minutes // sub_minutes`` equal parts, ``(rows, parts)``; None: one part
     subs: Partials | None = None
     sub_minutes: int = 0
@@ -92,12 +95,19 @@ class Block:
         s = self.sub_minutes
         return [(a, a + s) for a in range(self.start, self.end, s)]
 
+    @property
+    def summarised(self) -> bool:
+        """Whether a read may answer a part inside one bucket from a summary."""
+        return self.summary is not None or self.subs is not None
+
     @staticmethod
-    def of(start: int, minutes: int, enc: ringcodec.Encoded) -> Block:
-        """A block of ``minutes`` holding ``enc``'s blobs, in an arena of their size."""
+    def of(start: int, minutes: int, enc: ringcodec.Encoded, summary: bool = True) -> Block:
+        """A block of ``minutes`` holding ``enc``'s blobs, in an arena of their size, with
+        their summaries when ``summary``."""
         arena = ringcodec.padded(enc.data)
+        kept = enc.summary if summary else None
         return Block(start, minutes, arena, int(enc.data.shape[0]), 0, enc.offset.copy(),
-                     enc.length.copy(), enc.fmt.copy(), enc.summary)  # fmt: skip
+                     enc.length.copy(), enc.fmt.copy(), kept)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +135,13 @@ class BlockUsage:
 
 class BlockStore:
     """Closed blocks of minute partials for series ``0 .. S-1``, compressed (see the
-    module's docstring). Blocks never overlap; ``blocks`` is ordered by start."""
+    module's docstring). Blocks never overlap; ``blocks`` is ordered by start. With
+    ``summaries`` False its blocks keep no summary over themselves (parts' summaries asked
+    of ``compact`` are still kept): an owner that keeps its own, as the ring its hours',
+    saves 28 B a series and block, and reads decode those blocks instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, summaries: bool = True) -> None:
+        self.summaries = summaries
         self.blocks: list[Block] = []
         #: ``table()``'s answer until the blocks change
         self._table: I64 | None = None
@@ -140,9 +154,10 @@ class BlockStore:
         self.blocks = sorted(blocks, key=lambda b: b.start)
         self._table = None
 
-    def seal(self, start: int, parts: Partials) -> Block:
+    def seal(self, start: int, parts: Partials) -> tuple[Block, Partials]:
         """Encode minutes ``[start, start + n)`` of series ``0 .. rows-1`` (``parts`` is
-        ``(rows, n)``) as a closed block."""
+        ``(rows, n)``) as a closed block; returns it and each row's summary over it (which
+        the block keeps if the store keeps summaries)."""
         n = int(parts.count.shape[1])
         if n == 0:
             msg = "a block needs at least one minute"
@@ -151,11 +166,12 @@ class BlockStore:
             if b.start < start + n and start < b.end:
                 msg = f"minutes [{start}, {start + n}) overlap the block [{b.start}, {b.end})"
                 raise ValueError(msg)
-        block = Block.of(start, n, ringcodec.encode(parts))
+        enc = ringcodec.encode(parts)
+        block = Block.of(start, n, enc, self.summaries)
         self.blocks.append(block)
         self.blocks.sort(key=lambda b: b.start)
         self._table = None
-        return block
+        return block, enc.summary
 
     def compact(self, start: int, minutes: int, sub_minutes: int = 0) -> Block | None:
         """Re-encode every block inside ``[start, start + minutes)`` as one block of that
@@ -187,7 +203,7 @@ class BlockStore:
         enc = _concat(pieces)
         for b in inside:
             self.blocks.remove(b)
-        block = Block.of(start, minutes, enc)
+        block = Block.of(start, minutes, enc, self.summaries)
         block.compacted = True
         if sub_minutes:
             block.subs = _concat_parts(subs)
@@ -261,8 +277,9 @@ class BlockStore:
         block.offset[rows] = enc.offset + block.used
         block.length[rows] = enc.length
         block.fmt[rows] = enc.fmt
-        for dst, src in zip(block.summary.fields(), enc.summary.fields(), strict=True):
-            dst[rows] = src
+        if block.summary is not None:
+            for dst, src in zip(block.summary.fields(), enc.summary.fields(), strict=True):
+                dst[rows] = src
         if block.subs is not None:
             for dst, src in zip(
                 block.subs.fields(), restep(cells, block.sub_minutes).fields(), strict=True
@@ -277,7 +294,8 @@ class BlockStore:
     def table(self) -> I64:
         """One row per block, oldest first, as ``ringcodec.decode_blocks`` takes them
         (addresses of the arena, offsets and formats; rows; minutes) with ``T_START`` and
-        ``T_SUB`` (``sub_minutes``) after; the window columns are left for a read to fill.
+        ``T_SUB`` (``sub_minutes``; 0: the block's own summary; -1: none) after; the window
+        columns are left for a read to fill.
         Kept until the blocks change; the addresses hold while the store does not."""
         if self._table is None:
             t = np.zeros((len(self.blocks), TABLE_COLUMNS), np.int64)
@@ -289,7 +307,7 @@ class BlockStore:
                 t[i, ringcodec.T_ROWS] = b.rows
                 t[i, ringcodec.T_N] = b.minutes
                 t[i, T_START] = b.start
-                t[i, T_SUB] = b.sub_minutes if b.subs is not None else 0
+                t[i, T_SUB] = b.sub_minutes if b.subs is not None else b.summarised - 1
             self._table = t
         return self._table
 
@@ -330,7 +348,8 @@ class BlockStore:
             for j, (a, e) in enumerate(b.spans()):
                 if e <= lo or hi <= a:
                     continue
-                if lo <= a and e <= hi and (a - first) // step == (e - 1 - first) // step:
+                inside = lo <= a and e <= hi and (a - first) // step == (e - 1 - first) // step
+                if inside and b.summarised:
                     summaries.append((b, j, (a - first) // step))
                     continue
                 a, e = max(a, lo), min(e, hi)
@@ -391,7 +410,9 @@ class BlockStore:
                 int(b.arena.nbytes),
                 b.used - b.dead,
                 b.rows * INDEX_BYTES,
-                b.rows * SUMMARY_BYTES * (1 if b.subs is None else 1 + b.subs.count.shape[1]),
+                b.rows
+                * SUMMARY_BYTES
+                * ((b.summary is not None) + (0 if b.subs is None else b.subs.count.shape[1])),
                 b.compacted,
             )
             for b in self.blocks
@@ -421,6 +442,7 @@ def _merge_summaries(
         held = series < b.rows
         ids = series if held.all() else np.where(held, series, 0)
         if b.subs is None:
+            assert b.summary is not None  # a read asks only blocks with summaries
             for dst, f in zip(parts.fields(), b.summary.fields(), strict=True):
                 dst[:, i] = f[ids]
         else:
@@ -485,7 +507,8 @@ def _grow_rows(block: Block, rows: int) -> None:
     block.offset = np.concatenate([block.offset, np.zeros(extra, np.int64)])
     block.length = np.concatenate([block.length, np.zeros(extra, np.uint32)])
     block.fmt = np.concatenate([block.fmt, np.zeros(extra, np.uint8)])
-    block.summary = _concat_parts([block.summary, Partials.empty(extra)])
+    if block.summary is not None:
+        block.summary = _concat_parts([block.summary, Partials.empty(extra)])
     if block.subs is not None:
         block.subs = _concat_parts([block.subs, Partials.empty((extra, block.subs.count.shape[1]))])
 
@@ -579,7 +602,7 @@ def read_stores(
     part = np.where(sub > 0, sub, table[:, ringcodec.T_N])
     # a part inside one bucket: the store answers it from its summary
     whole = keep & ((start - first) // step == (start + part - 1 - first) // step)
-    whole &= (sub > 0) | ((lo <= start) & (end <= hi))
+    whole &= (sub > 0) | ((sub == 0) & (lo <= start) & (end <= hi))
     alone = np.zeros(len(reads), np.bool_)
     if whole.any():
         alone[of[whole]] = True

@@ -341,7 +341,7 @@ class HotRing:
             # a block costs address space until it is written
             self._blocks.append(_arena(self.block, self.slots))
             self._slots_at = np.vstack([self._slots_at, _addresses(self._blocks[-1])])
-            self._stores.append(BlockStore())
+            self._stores.append(BlockStore(summaries=False))  # its hour summaries answer
             if self.sealing:
                 self._hours.append(_arena(self.block, self.hour_slots))
                 self._hours_at = np.vstack([self._hours_at, _addresses(self._hours[-1])])
@@ -674,11 +674,11 @@ class HotRing:
         cut = Partials(*(f[:rows][:, slots] for f in self._blocks[b].fields()))  # copies
         cut.count[:, ~held] = 0
         if cut.count.any():
-            sealed = self._stores[b].seal(start, cut)
+            _, summary = self._stores[b].seal(start, cut)
             self.seal_stats.sealed += 1
             self._claim_hour(start)
             slot = start // self.block_minutes % self.hour_slots
-            for dst, src in zip(self._hours[b].fields(), sealed.summary.fields(), strict=True):
+            for dst, src in zip(self._hours[b].fields(), summary.fields(), strict=True):
                 dst[:rows, slot] = src
 
     def _maintain(self) -> None:

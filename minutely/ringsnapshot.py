@@ -51,7 +51,7 @@ from minutely.registry import Registry
 #: the snapshot's directory in the data dir
 DIRECTORY = "ring-snapshot"
 #: the layout's version: a snapshot of another is refused
-FORMAT = 2
+FORMAT = 3
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.bin"
 #: bytes read or written per call: large enough to stream, small enough for one buffer
@@ -213,7 +213,7 @@ def _size(state: RingState) -> int:
     n = sum(f.nbytes for h in (*state.hours, *state.slots) for f in h.fields())
     for b in (b for bs in state.blocks for b in bs):
         n += b.used + b.offset.nbytes + b.length.nbytes + b.fmt.nbytes
-        n += sum(f.nbytes for f in b.summary.fields())
+        n += 0 if b.summary is None else sum(f.nbytes for f in b.summary.fields())
         n += 0 if b.subs is None else sum(f.nbytes for f in b.subs.fields())
     n += state.hour_start.nbytes + state.slot_minute.nbytes
     return n + 8 * state.used + 3 * state.sealed_to.nbytes
@@ -231,7 +231,7 @@ def _put_block(out: _Writer, b: Block) -> dict[str, Any]:
         "offset": out.put(b.offset),
         "length": out.put(b.length),
         "fmt": out.put(b.fmt),
-        "summary": [out.put(f) for f in b.summary.fields()],
+        "summary": None if b.summary is None else [out.put(f) for f in b.summary.fields()],
         "subs": None if b.subs is None else [out.put(f) for f in b.subs.fields()],
     }
 
@@ -323,7 +323,7 @@ def _read(
 
 
 def _get_block(arrays: _Reader, b: dict[str, Any]) -> Block:
-    subs = b["subs"]
+    summary, subs = b["summary"], b["subs"]
     return Block(
         start=int(b["start"]),
         minutes=int(b["minutes"]),
@@ -333,7 +333,7 @@ def _get_block(arrays: _Reader, b: dict[str, Any]) -> Block:
         offset=arrays.get(b["offset"]),
         length=arrays.get(b["length"]),
         fmt=arrays.get(b["fmt"]),
-        summary=Partials(*(arrays.get(i) for i in b["summary"])),
+        summary=None if summary is None else Partials(*(arrays.get(i) for i in summary)),
         subs=None if subs is None else Partials(*(arrays.get(i) for i in subs)),
         sub_minutes=int(b["sub_minutes"]),
         compacted=bool(b["compacted"]),

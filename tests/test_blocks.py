@@ -80,7 +80,7 @@ def test_store_matches_a_dense_model(data: st.DataObject) -> None:
 
 def check_against_dense_model(data: st.DataObject) -> None:
     draw = data.draw
-    store = BlockStore()
+    store = BlockStore(summaries=draw(st.booleans()))  # without, every read decodes
     model = Partials.zeros((ROWS, SPAN))
     rows = 1
     pool = ThreadPoolExecutor(1)
@@ -162,13 +162,47 @@ def test_summaries_answer_coarse_steps_without_decoding() -> None:
         np.full((3, 60), 300.0), np.full((3, 60), 60, np.uint32),
     )  # fmt: skip
     store = BlockStore()
-    block = store.seal(60, parts)
+    block, _ = store.seal(60, parts)
     block.arena[:] = 0xFF  # a decode now would read garbage
     out = Partials.empty((3, 1))
     store.read(np.arange(3, dtype=np.int32), 0, 180, 180, out)
     np.testing.assert_array_equal(out.min[:, 0], parts.min.min(axis=1))
     np.testing.assert_array_equal(out.count[:, 0], [3600] * 3)
     np.testing.assert_array_equal(out.sum[:, 0], [18000.0] * 3)
+
+
+def test_a_store_without_summaries_keeps_none_and_decodes() -> None:
+    """A store that keeps no summaries (the ring's: its hour summaries answer) holds no
+    summary bytes, sealed or compacted, and answers a coarse read by decoding, the same
+    answer as a store with summaries; parts' summaries asked of ``compact`` are kept."""
+    rng = np.random.default_rng(2)
+    hours = [Partials(np.round(rng.uniform(0, 9, (3, 60)), 1), np.full((3, 60), 10.0),
+                      np.full((3, 60), 300.0), np.full((3, 60), 60, np.uint32))
+             for _ in range(4)]  # fmt: skip
+    stores = {kept: BlockStore(summaries=kept) for kept in (True, False)}
+    for store in stores.values():
+        for i, part in enumerate(hours):
+            _, summary = store.seal(i * 60, part)
+            np.testing.assert_array_equal(summary.count, [3600] * 3)
+    bare = stores[False]
+    assert all(b.summary is None for b in bare.blocks)
+    assert sum(u.summary for u in bare.usage()) == 0
+    assert sum(u.summary for u in stores[True].usage()) == 4 * 3 * blocks.SUMMARY_BYTES
+    outs = {}
+    for kept, store in stores.items():
+        store.compact(0, 120)
+        store.compact(120, 120, 60)
+        assert store.blocks[1].subs is not None
+        out = Partials.empty((3, 2))
+        store.read(np.arange(3, dtype=np.int32), 0, 240, 120, out)
+        outs[kept] = out
+    assert bare.blocks[0].summary is None and sum(u.summary for u in bare.usage()) == 2 * 3 * 28
+    bare.blocks[1].arena[:] = 0xFF  # its parts' summaries answer; block 0 must decode
+    out = Partials.empty((3, 2))
+    bare.read(np.arange(3, dtype=np.int32), 0, 240, 120, out)
+    for got in (outs[False], out):
+        for g, w in zip(got.fields(), outs[True].fields(), strict=True):
+            np.testing.assert_array_equal(g, w)
 
 
 def test_parts_of_a_compacted_block_answer_their_step_without_decoding() -> None:
@@ -213,7 +247,7 @@ def test_dead_bytes_are_repacked() -> None:
     store = BlockStore()
     parts = Partials(np.full((2, 60), 1.0), np.full((2, 60), 2.0), np.full((2, 60), 90.0),
                      np.full((2, 60), 60, np.uint32))  # fmt: skip
-    block = store.seal(0, parts)
+    block, _ = store.seal(0, parts)
     rng = np.random.default_rng(0)
     for _ in range(20):
         noisy = Partials(rng.normal(size=1), np.array([50.0]), rng.normal(size=1),
@@ -253,7 +287,7 @@ def many_stores(
     """Stores as the ring's blocks of series hold them, their dense models and which
     minutes their blocks hold."""
     n_stores = draw(st.integers(1, 4))
-    stores = [BlockStore() for _ in range(n_stores)]
+    stores = [BlockStore(summaries=draw(st.booleans())) for _ in range(n_stores)]
     models = [Partials.zeros((ROWS, SPAN)) for _ in range(n_stores)]
     sealed = [np.zeros(SPAN, np.bool_) for _ in range(n_stores)]
     for i, (store, model) in enumerate(zip(stores, models, strict=True)):
