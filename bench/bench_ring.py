@@ -99,7 +99,7 @@ def reads(
     window = 2880
     kw = {"block": ring_block} if ring_block else {}
     if plain:
-        kw |= {"block_minutes": window, "compact_minutes": 0}
+        kw |= {"block_minutes": window, "compact_minutes": 0, "summary_minutes": window}
     elif compact is not None:
         kw |= {"compact_minutes": compact}
     ring = HotRing(window, 4, **kw)

@@ -184,9 +184,10 @@ class HotRing:
         capacity: int = 1024,
         block: int = BLOCK,
         sink: MinuteSink | None = None,
-        block_minutes: int = 60,
+        block_minutes: int = 30,
         grace_minutes: int = 5,
         compact_minutes: int = 360,
+        summary_minutes: int = 60,
     ) -> None:
         if minutes < live_minutes + 1:
             msg = f"hot window of {minutes} minutes must exceed live_minutes={live_minutes}"
@@ -194,12 +195,17 @@ class HotRing:
         if block_minutes < 1 or compact_minutes % block_minutes:
             msg = f"compact_minutes={compact_minutes} is not a multiple of {block_minutes}"
             raise ValueError(msg)
+        if summary_minutes % block_minutes:
+            msg = f"summary_minutes={summary_minutes} is not a multiple of {block_minutes}"
+            raise ValueError(msg)
         self.minutes = minutes
         self.live_minutes = live_minutes
         self.lock = threading.RLock()
         self.block = block
         self.sink = sink
         self.block_minutes = block_minutes
+        #: sealed minutes are summarised in spans of this (an hour), the window starts at one
+        self.summary_minutes = summary_minutes
         #: a closed block waits this long for late points before it is sealed (at least the
         #: live rows, so a sealed block never holds a live minute)
         self.grace_minutes = max(grace_minutes, live_minutes)
@@ -209,8 +215,9 @@ class HotRing:
         #: the previous one until it is sealed, and as long again as the grace to seal it in
         self.slots = minutes if minutes <= open_span else open_span
         self.sealing = self.slots < minutes
-        #: per sealed block of minutes, each series' summary: the window's blocks and two more
-        self.hour_slots = minutes // block_minutes + 2 if self.sealing else 0
+        #: per sealed span of ``summary_minutes``, each series' summary: the window's spans
+        #: and two more
+        self.hour_slots = minutes // summary_minutes + 2 if self.sealing else 0
         self.hour_start = np.full(self.hour_slots, _NO_MINUTE, dtype=np.int64)
         self._hours: list[Partials] = []
         self._blocks: list[Partials] = []
@@ -568,7 +575,7 @@ class HotRing:
     def _merge_hours(self, b: int, rows: I32, minutes: I64, parts: Partials) -> None:
         """Merge partials of sealed minutes into their blocks' summaries (ring block
         ``b``'s rows)."""
-        n, h = self.block_minutes, self.hour_slots
+        n, h = self.summary_minutes, self.hour_slots
         starts = minutes // n * n
         for start in np.unique(starts).tolist():
             self._claim_hour(start)
@@ -576,15 +583,16 @@ class HotRing:
         merge_cells(keys // h, keys % h, cut.min, cut.max, cut.sum, cut.count,
                     *self._hours[b].fields())  # fmt: skip
 
-    def _claim_hour(self, start: int) -> None:
-        """Make the summary slot of the block of minutes at ``start`` hold it, emptying
-        the one before (past the window by now)."""
-        slot = start // self.block_minutes % self.hour_slots
+    def _claim_hour(self, start: int) -> int:
+        """Make the summary slot of the span of ``summary_minutes`` at ``start`` hold it,
+        emptying the one before (past the window by now); returns the slot."""
+        slot = start // self.summary_minutes % self.hour_slots
         if self.hour_start[slot] != start:
             if self.hour_start[slot] != _NO_MINUTE:
                 for b, hours in enumerate(self._hours):
                     hours.count[: self._block_rows(b), slot] = 0
             self.hour_start[slot] = start
+        return slot
 
     def _claim_slot(self, minute: int) -> None:
         """Make ``minute``'s ring slot hold that minute, emptying an older lap's data (which
@@ -676,10 +684,12 @@ class HotRing:
         if cut.count.any():
             _, summary = self._stores[b].seal(start, cut)
             self.seal_stats.sealed += 1
-            self._claim_hour(start)
-            slot = start // self.block_minutes % self.hour_slots
-            for dst, src in zip(self._hours[b].fields(), summary.fields(), strict=True):
-                dst[:rows, slot] = src
+            # into its hour's summary, which the hour's other blocks merge into as well
+            slot = self._claim_hour(start // self.summary_minutes * self.summary_minutes)
+            full = np.flatnonzero(summary.count > 0)
+            s = summary.take(full)
+            merge_cells(full, np.full(full.shape[0], slot, np.int64), s.min, s.max, s.sum,
+                        s.count, *self._hours[b].fields())  # fmt: skip
 
     def _maintain(self) -> None:
         """One step of the sealing, trimming and compaction the last advances made due,
@@ -952,7 +962,7 @@ class HotRing:
         partly in the store."""
         if not self.sealing:
             return head - self.minutes + 1
-        return (head - self.minutes) // self.block_minutes * self.block_minutes
+        return (head - self.minutes) // self.summary_minutes * self.summary_minutes
 
     def read(self, series: I32, first: int, count: int) -> Partials:
         """Partials of ``series`` × minutes ``[first, first + count)``; empty outside the window
@@ -1053,7 +1063,7 @@ class HotRing:
         Returns whether the sealed minutes are left for the decode to overwrite; if not (a
         coarser step, or sealed minutes read from hour summaries), every cell is zeroed."""
         cols = count // step
-        if step != 1 or self.head is None or (self.sealing and self.block_minutes == 1):
+        if step != 1 or self.head is None or (self.sealing and self.summary_minutes == 1):
             clear(out, np.s_[:, :cols])
             return False
         lo = max(first, self._window_start(self.head))
@@ -1071,7 +1081,7 @@ class HotRing:
         """The sealed blocks of minutes inside ``[lo, hi)`` whose summaries a read at
         ``step`` from ``first`` can take (each inside one bucket), or None when some is not
         (then the blocks answer for every sealed minute)."""
-        n = self.block_minutes
+        n = self.summary_minutes
         if not self.sealing or step < n:
             return None
         starts = np.arange(-(-lo // n) * n, hi - n + 1, n, dtype=np.int64)
@@ -1087,7 +1097,7 @@ class HotRing:
         of minutes inside a bucket from their summaries (``hours``, one call per distinct
         ``sealed_to``), the rest from every ring block's store in one decode (which
         ``overwrite``s them at step 1: ``blocks.read_stores``)."""
-        n = self.block_minutes
+        n = self.summary_minutes
         table = groups.table
         ends = np.minimum(self._sealed_to[table[:, 0]], hi)
         if hours is not None:

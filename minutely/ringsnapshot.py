@@ -74,6 +74,7 @@ def shape(ring: HotRing) -> dict[str, int]:
         "block_minutes": ring.block_minutes,
         "grace_minutes": ring.grace_minutes,
         "compact_minutes": ring.compact_minutes,
+        "summary_minutes": ring.summary_minutes,
     }
 
 

@@ -33,6 +33,7 @@ def compiled() -> None:
         block_minutes=_BLOCK_MINUTES,
         grace_minutes=4,
         compact_minutes=2 * _BLOCK_MINUTES,
+        summary_minutes=2 * _BLOCK_MINUTES,
     )
     try:
         _exercise(ring, series)

@@ -183,15 +183,16 @@ class CompressedRingModel(RingModel):
     window = 30
 
     def make_ring(self) -> HotRing:
-        ring = HotRing(30, L, capacity=4, block=8, block_minutes=4, grace_minutes=3,
+        ring = HotRing(30, L, capacity=4, block=8, block_minutes=4,
+                       summary_minutes=8, grace_minutes=3,
                        compact_minutes=8)  # fmt: skip
         assert ring.sealing and ring.slots == 13
         return ring
 
     def window_start(self) -> int:
-        """A sealing ring's window starts where the block of 4 minutes of
+        """A sealing ring's window starts where the span of 8 minutes (its summaries') of
         ``head - window`` does."""
-        return (super().window_start() - 1) // 4 * 4
+        return (super().window_start() - 1) // 8 * 8
 
 
 TestCompressedRingModel = CompressedRingModel.TestCase
@@ -225,10 +226,10 @@ def test_growth_keeps_data_and_reports_bytes() -> None:
 
 
 def test_bytes_per_series_minute_of_a_full_window() -> None:
-    """A window longer than the open slots: 28 B per open series-minute, the sealed hours
-    compressed (constant values: almost nothing), live rows and stamps on top."""
+    """A window longer than the open slots: 28 B per open series-minute, the sealed
+    half-hours compressed (constant values: almost nothing), live rows and stamps on top."""
     ring = HotRing(600, 4, capacity=1024, block=1024)
-    assert ring.sealing and ring.slots == 60 + 2 * 5 + 4
+    assert ring.sealing and ring.slots == 30 + 2 * 5 + 4
     series = np.arange(1000, dtype=np.int32)
     for minute in range(1000, 1665):
         ring.fold(series, np.full(1000, minute), np.ones(1000))
@@ -236,8 +237,8 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     assert ring.oldest_minute() == 1020
     parts = ring.memory()
     assert parts["series_minutes"] == 1000 * 645
-    # rows of 74 cells share pages: 28 B per cell of the open slots
-    assert 28 * 1000 * 74 <= parts["ring"] <= 28 * 1000 * 74 + 4 * 4096
+    # rows of 44 cells share pages: 28 B per cell of the open slots
+    assert 28 * 1000 * 44 <= parts["ring"] <= 28 * 1000 * 44 + 4 * 4096
     assert parts["hour_blocks"] + parts["compacted_blocks"] > 0
     assert parts["hour_blocks"] + parts["compacted_blocks"] < 1000 * 600 * 2
     states = ring.states()
@@ -248,7 +249,7 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     # 28 B a series for each of the window's 10 blocks of minutes and two more
     assert parts["hour_summaries"] == 1000 * 12 * 28
     assert states["compacted_blocks"]["series_minutes"] == 1000 * 360
-    assert ring.bytes_per_series_minute < 28 * 74 / 600 + 28 * 4 * 1.024 / 600 + 2
+    assert ring.bytes_per_series_minute < 28 * 44 / 600 + 28 * 4 * 1.024 / 600 + 2
     got = ring.read(series, 1000, 665)  # the first 20 minutes' hour has left the window
     assert (got.count[:, :20] == 0).all() and (got.count[:, 20:] == 1).all()
     assert (got.min[:, 20:] == 1.0).all()
@@ -256,14 +257,14 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
 
 def test_memory_follows_the_series_held_not_the_block() -> None:
     """5,000 series in a block of 16,384 at a 2-day window: the first minutes flushed make
-    the open slots of their rows resident (rows of 74 cells share pages), not the block."""
+    the open slots of their rows resident (rows of 44 cells share pages), not the block."""
     ring = HotRing(2880, 4)
     series = np.arange(5000, dtype=np.int32)
     for minute in range(1000, 1010):
         ring.fold(series, np.full(5000, minute), np.arange(5000.0))
     assert ring.capacity == 16384
     parts = ring.memory()
-    assert 5000 * 74 * 28 <= parts["ring"] <= 5000 * 74 * 28 + 4 * 4096
+    assert 5000 * 44 * 28 <= parts["ring"] <= 5000 * 44 * 28 + 4 * 4096
     assert parts["series_minutes"] == 5000 * 10
     got = ring.read(series, 1000, 5)
     np.testing.assert_array_equal(got.min, np.repeat(np.arange(5000.0)[:, None], 5, axis=1))
@@ -297,7 +298,7 @@ def test_rejects_window_not_longer_than_live_rows() -> None:
 
 
 #: ring arguments that seal blocks of 4 minutes (16 open slots), and ones that do not
-SEALING = {"block_minutes": 4, "grace_minutes": 4, "compact_minutes": 8}
+SEALING = {"block_minutes": 4, "grace_minutes": 4, "compact_minutes": 8, "summary_minutes": 8}
 OPEN: dict[str, int] = {}
 
 
@@ -547,7 +548,7 @@ def test_the_block_the_window_starts_in_is_trimmed_to_its_minutes() -> None:
     """A compacted block the window's start has entered is re-encoded from the block of
     minutes the start is in, so it holds no more expired minutes than an hour block would;
     what the window still holds reads back exactly."""
-    ring = HotRing(30, 3, capacity=8, block=4, block_minutes=4, grace_minutes=4,
+    ring = HotRing(30, 3, capacity=8, block=4, block_minutes=4, summary_minutes=4, grace_minutes=4,
                    compact_minutes=16)  # fmt: skip
     series = np.arange(10, dtype=np.int32)
     rng = np.random.default_rng(3)

@@ -165,7 +165,7 @@ def test_a_sealing_ring_answers_from_its_blocks_start_without_the_store() -> Non
     registry, series = web_registry()
     first = HEAD - 400
     truth = random_minutes(np.random.default_rng(21), (METRICS, HEAD + 1 - first))
-    ring = HotRing(minutes=46, live_minutes=3, capacity=METRICS, block_minutes=4,
+    ring = HotRing(minutes=46, live_minutes=3, capacity=METRICS, block_minutes=4, summary_minutes=8,
                    grace_minutes=3, compact_minutes=8)  # fmt: skip
     assert ring.sealing
     minutes = np.arange(first, HEAD + 1)  # every stored minute: the ring keeps its window's
@@ -217,7 +217,7 @@ def test_answers_in_memory_left_dirty_equal_answers_in_fresh_memory() -> None:
     registry, series = web_registry()
     first = HEAD - 400
     truth = random_minutes(np.random.default_rng(33), (METRICS, HEAD + 1 - first))
-    ring = HotRing(minutes=46, live_minutes=3, capacity=METRICS, block_minutes=4,
+    ring = HotRing(minutes=46, live_minutes=3, capacity=METRICS, block_minutes=4, summary_minutes=8,
                    grace_minutes=3, compact_minutes=8)  # fmt: skip
     ids = series[:-1]  # the last metric is named but never reaches the ring
     minutes = np.arange(first, HEAD - 1)

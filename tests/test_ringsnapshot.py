@@ -79,7 +79,7 @@ TestRestartedRingModel.settings = settings(max_examples=60, stateful_step_count=
 def sealed_ring() -> Iterator[HotRing]:
     """A ring of 30 minutes sealing blocks of 4, with 12 series over 40 minutes, its live
     minutes handed on (as a stop leaves it)."""
-    ring = HotRing(30, 3, capacity=16, block=8, block_minutes=4, grace_minutes=3,
+    ring = HotRing(30, 3, capacity=16, block=8, block_minutes=4, summary_minutes=8, grace_minutes=3,
                    compact_minutes=8)  # fmt: skip
     rng = np.random.default_rng(3)
     for minute in range(1000, 1040):
@@ -91,7 +91,7 @@ def sealed_ring() -> Iterator[HotRing]:
 
 
 def fresh() -> HotRing:
-    return HotRing(30, 3, capacity=16, block=8, block_minutes=4, grace_minutes=3,
+    return HotRing(30, 3, capacity=16, block=8, block_minutes=4, summary_minutes=8, grace_minutes=3,
                    compact_minutes=8)  # fmt: skip
 
 
@@ -129,7 +129,8 @@ def test_a_restored_ring_hands_on_what_the_ring_it_was_would(tmp_path: Path) -> 
     sinks: list[list[tuple[np.ndarray, ...]]] = [[], []]
 
     def ring(into: int) -> HotRing:
-        return HotRing(30, 3, capacity=16, block=8, block_minutes=4, grace_minutes=3,
+        return HotRing(30, 3, capacity=16, block=8, block_minutes=4,
+                       summary_minutes=8, grace_minutes=3,
                        compact_minutes=8,
                        sink=lambda s, m, p: sinks[into].append((s, m, *p.fields())))  # fmt: skip
 
@@ -185,7 +186,8 @@ def test_a_snapshot_is_refused_for_a_ring_of_another_shape(
 ) -> None:
     d = tmp_path / "snap"
     ringsnapshot.save(d, sealed_ring, registry(), "m")
-    other = HotRing(60, 3, capacity=16, block=8, block_minutes=4, grace_minutes=3,
+    other = HotRing(60, 3, capacity=16, block=8, block_minutes=4,
+                    summary_minutes=8, grace_minutes=3,
                     compact_minutes=8)  # fmt: skip
     refused(d, other, registry(), "m", r"a ring of")
 
