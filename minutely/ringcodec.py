@@ -29,6 +29,9 @@ Each blob has a format (kept beside it by the caller, one byte per blob)::
   entry repeats the last full one's): a noisy gauge's sum is nearer its neighbours' than
   its minute's midpoint, and the stream's differences take it from there. A sum too large
   for int64 at ``10^e`` takes ``B(sum)``.
+- With ``AROUND_MEAN`` (and ``SUM_AS_IS``), the max and min streams hold ``X − mean`` and
+  ``N − mean``, the mean being ``S / count`` truncated (``S / 60`` for an empty entry): a
+  noisy gauge's extremes sit around its mean, which its sum gives.
 - Counters (variant bit ``MIN_AT_RATE``, decimal formats, with ``MIN_AFTER_MAX``): the
   minimum as ``N[t] − X[t−1] − (X[t] − X[t−1]) · 17 >> 10`` (a 60th of the max's climb: the
   second between minutes at 1 Hz). ``N[0] − X[0]`` goes as a varint after the variant byte
@@ -88,6 +91,9 @@ MIN_AT_RATE = 4
 #: the sum stored as ``S`` itself rather than ``Q`` (``DECIMAL``): a noisy gauge's sum is
 #: nearer its neighbours' than its own minute's midpoint
 SUM_AS_IS = 8
+#: with ``SUM_AS_IS``, the max and the min stored less the minute's mean, ``S / count``
+#: (truncated; ``S / 60`` for an empty entry): a noisy gauge's extremes sit around it
+AROUND_MEAN = 16
 #: decimals tried per blob; beyond about 12, float64 rarely holds a decimal exactly
 MAX_DECIMALS = 12
 #: bytes the decoder may read past a blob's end (it loads 9 bytes at a time)
@@ -301,8 +307,12 @@ def _plan(y: I64, n: int, z: I64) -> tuple[int, np.int64, int, int, np.uint64, i
             continue
         # at width w, the values wider than w are exceptions: a position and the high bits
         counts[:] = 0
-        for t in range(m):
-            counts[_fast_width(np.uint64(z[t] - lo) // g)] += 1
+        if g == np.uint64(1):  # no division per value: the usual case
+            for t in range(m):
+                counts[_fast_width(np.uint64(z[t] - lo))] += 1
+        else:
+            for t in range(m):
+                counts[_fast_width(np.uint64(z[t] - lo) // g)] += 1
         pw = _width(np.uint64(m - 1))
         wider = 0
         for w in range(full - 1, -1, -1):
@@ -359,15 +369,18 @@ def _put_stream(buf: U8, pos: int, y: I64, n: int, z: I64) -> int:
     if w == 0 and wider == 0:
         return pos
     bit = pos * 8
+    if g != np.uint64(1):
+        for t in range(m):
+            z[t] = np.int64(np.uint64(z[t] - base) // g) + base
     for t in range(m):
-        bit = _put_bits(buf, bit, np.uint64(z[t] - base) // g, w)
+        bit = _put_bits(buf, bit, np.uint64(z[t] - base), w)
     if wider:
         pw = _width(np.uint64(m - 1))
         for t in range(m):
-            if (np.uint64(z[t] - base) // g) >> np.uint64(w) != np.uint64(0):
+            if np.uint64(z[t] - base) >> np.uint64(w) != np.uint64(0):
                 bit = _put_bits(buf, bit, np.uint64(t), pw)
         for t in range(m):
-            high = (np.uint64(z[t] - base) // g) >> np.uint64(w)
+            high = np.uint64(z[t] - base) >> np.uint64(w)
             if high != np.uint64(0):
                 bit = _put_bits(buf, bit, high, full - w)
     return (bit + 7) >> 3
@@ -413,10 +426,17 @@ def _decimals(mn: F64, mx: F64, ct: U32, n: int) -> int:
     return e
 
 
+@numba.njit(inline="always", nogil=True, cache=True)
+def _mean(s: np.int64, c: np.int64) -> np.int64:
+    """``AROUND_MEAN``'s mean: ``s / c`` truncated (``c`` 0: 60), by a float division, which
+    vectorises where an integer one does not, and rounds the same on both sides."""
+    return np.int64(np.float64(s) / np.float64(c if c != 0 else 60))
+
+
 @numba.njit(nogil=True, cache=True)
 def _encode_one(
     mn: F64, mx: F64, sm: F64, ct: U32, buf: U8, pos: int,
-    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64, DX: I64, M3: I64, Z: I64, S: I64,
+    X: I64, M: I64, M2: I64, Q: I64, D: I64, C: I64, DX: I64, M3: I64, Z: I64, S: I64, NM: I64,
 ) -> tuple[int, int, float, float, float, int]:  # fmt: skip
     """Encode one series' block at ``pos``: ``(format, end, min, max, sum, count)``."""
     n = mn.shape[0]
@@ -485,6 +505,7 @@ def _encode_one(
     if after < best:
         variant = MIN_AFTER_MAX
         best = after
+    xs = X
     if fmt != BITS and n >= 2:
         # a counter's minute starts about a 60th of its max's climb after the last one
         # ended (a multiply and shift, not a division: decoding stays a vectorised pass);
@@ -495,17 +516,34 @@ def _encode_one(
             M3[t] = M2[t] - ((DX[t] * np.int64(17)) >> np.int64(10))
         DX[0] = DX[1]
         M3[0] = M3[1]
-        if _stream_size(M3, n, Z) + _varint_size(M2[0]) < best:
+        rated = _stream_size(M3, n, Z) + _varint_size(M2[0])
+        if rated < best:
             variant = MIN_AFTER_MAX | MIN_AT_RATE
-    if fmt == DECIMAL and _stream_size(S, n, Z) < _stream_size(Q, n, Z):
-        variant |= SUM_AS_IS
+            best = rated
+    if fmt == DECIMAL:
+        as_is = _stream_size(S, n, Z)
+        residual = _stream_size(Q, n, Z)
+        if as_is < residual:
+            variant |= SUM_AS_IS
+        # the extremes around the mean instead (DX is free now: it holds X less the mean)
+        for t in range(n):
+            mean = _mean(S[t], C[t])
+            DX[t] = X[t] - mean
+            NM[t] = X[t] - M[t] - mean
+        around = _stream_size(DX, n, Z) + _stream_size(NM, n, Z) + as_is
+        plain = _stream_size(X, n, Z) + best
+        plain += min(as_is, residual)
+        if around < plain:
+            variant = SUM_AS_IS | AROUND_MEAN
+            xs = DX
+            M = NM
     buf[pos] = np.uint8(e if e >= 0 else 0)
     buf[pos + 1] = np.uint8(variant)
     pos += 2
     if variant & MIN_AT_RATE:
         pos = _put_varint(buf, pos, M2[0])
         M2 = M3
-    pos = _put_stream(buf, pos, X, n, Z)
+    pos = _put_stream(buf, pos, xs, n, Z)
     pos = _put_stream(buf, pos, M2 if variant & MIN_AFTER_MAX else M, n, Z)
     pos = _put_stream(buf, pos, S if variant & SUM_AS_IS else Q, n, Z)
     if fmt == DECIMAL:
@@ -537,10 +575,11 @@ def _encode(
     M3 = np.empty(n, np.int64)
     Z = np.empty(n, np.int64)
     S = np.empty(n, np.int64)
+    NM = np.empty(n, np.int64)
     for i in range(rows):
         at = i * stride
         f, end, lo, hi, total, count = _encode_one(
-            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C, DX, M3, Z, S
+            mn[i], mx[i], sm[i], ct[i], scratch, at, X, M, M2, Q, D, C, DX, M3, Z, S, NM
         )
         fmt[i] = f
         length[i] = end - at
@@ -919,7 +958,13 @@ def _decode_one(
                        row, b0, r0, step, out_mn, out_mx, out_sm, out_ct, overwrite)  # fmt: skip
         return
     # the minimum's own column, N
-    if variant & MIN_AT_RATE:
+    if variant & AROUND_MEAN:  # both extremes less the mean of the sum kept as it is
+        s_as_is = qs[lo:hi]
+        for k in range(x.shape[0]):
+            mean = _mean(s_as_is[k], c[k])
+            x[k] += mean
+            mi[k] += mean
+    elif variant & MIN_AT_RATE:
         for t in range(max(lo, 1), hi):
             d = xs[t] - xs[t - 1]
             ms[t] += xs[t - 1] + ((d * np.int64(17)) >> np.int64(10))
