@@ -805,10 +805,43 @@ def _unpack(data: U8, words: npt.NDArray[np.uint64], pos: int, n: int, upto: int
                 high = _get_bits(data, highs + r * hw, hw)
                 dst[index] += np.int64(high << uw) * g
         end = highs + wider * hw
-    for j in range(order - 1, -1, -1):
-        for t in range(j + 1, upto):
-            out[t] += out[t - 1]
+    _sum_back(out, order, upto)
     return (end + 7) >> 3
+
+
+@numba.njit(inline="always", nogil=True, cache=True)
+def _sum_back(out: I64, order: int, upto: int) -> None:
+    """Undo ``order`` differences in ``out[:upto]`` (``out[j]`` holding the first entry of
+    the differences of order ``j``, the rest those of ``order``): the running sums of each
+    order at once, each carried in a register rather than through memory."""
+    if order == 0 or upto < 2:
+        return
+    y = out[0]
+    if order == 1:
+        for t in range(1, upto):
+            y += out[t]
+            out[t] = y
+        return
+    d1 = out[1]
+    y += d1
+    out[1] = y
+    if order == 2:
+        for t in range(2, upto):
+            d1 += out[t]
+            y += d1
+            out[t] = y
+        return
+    if upto < 3:
+        return
+    d2 = out[2]
+    d1 += d2
+    y += d1
+    out[2] = y
+    for t in range(3, upto):
+        d2 += out[t]
+        d1 += d2
+        y += d1
+        out[t] = y
 
 
 @numba.njit(inline="always", nogil=True, cache=True)
