@@ -148,11 +148,12 @@ def measure_sim(metrics: int, hours: int, compact: int | None, grace: int | None
         out["full_window_bytes_per_series_minute"] = (
             open_["bytes"] + summaries + compacted * (full - open_["series_minutes"])
         ) / full
-        # a block is one ring block's hour (or span): its CPU per series-hour, scaled
-        sealed_hours = metrics * (stats["sealed"])
-        if sealed_hours:
-            per_hour = stats["seal_seconds"] / sealed_hours * SEED_SERIES
-            out["seal_core_share_at_seed"] = per_hour / 3600
+        # a block is one ring block's block of minutes: its CPU per series-block, scaled
+        sealed_blocks = metrics * stats["sealed"]
+        if sealed_blocks:
+            per_block = stats["seal_seconds"] / sealed_blocks * SEED_SERIES
+            out["seal_core_share_at_seed"] = per_block / (ring.block_minutes * 60)
+        # compaction's CPU (growing the open span's block included) per whole span compacted
         if stats["compacted"]:
             span = ring.compact_minutes * 60
             per_span = stats["compact_seconds"] / (metrics * stats["compacted"]) * SEED_SERIES

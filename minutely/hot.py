@@ -169,6 +169,8 @@ class SealStats:
     seal_seconds: float = 0.0
     compacted: int = 0
     compact_seconds: float = 0.0
+    #: open spans re-encoded as one block so far (their CPU is in ``compact_seconds``)
+    grown: int = 0
     trimmed: int = 0
     trim_seconds: float = 0.0
     late_merged: int = 0
@@ -735,6 +737,13 @@ class HotRing:
                     return
             if behind.shape[0]:
                 return
+            for b in range(len(self._stores)):
+                if self._grow_span(b):
+                    rows += max(1, self._block_rows(b))
+                    if rows >= BLOCK:
+                        return
+            if rows:
+                return
         self._due = False
 
     def _trim(self, b: int) -> None:
@@ -769,6 +778,27 @@ class HotRing:
             self.seal_stats.compact_seconds += time.thread_time() - began
             self.seal_stats.compacted += 1
         self._compacted_to[b] = span + c
+
+    def _grow_span(self, b: int) -> bool:
+        """Re-encode ring block ``b``'s blocks of its open span, up to its last sealed hour,
+        as one block once an hour of blocks has been sealed since: each block of minutes
+        costs its index and headers until its span is compacted, up to 6 hours. Returns
+        whether it did."""
+        c, h = self.compact_minutes, self.summary_minutes
+        sealed = int(self._sealed_to[b])
+        span, end = sealed // c * c, sealed // h * h
+        assert self.head is not None
+        if self._compacted_to[b] < span or end <= span or span <= self._window_start(self.head):
+            return False  # whole spans first; one leaving the window is not worth it
+        store = self._stores[b]
+        inside = [k for k in store.blocks if span <= k.start and k.end <= end]
+        if sum(not k.compacted for k in inside) * self.block_minutes < h:
+            return False
+        began = time.thread_time()
+        store.compact(span, end - span)
+        self.seal_stats.compact_seconds += time.thread_time() - began
+        self.seal_stats.grown += 1
+        return True
 
     def _flush_row(self, row: int, minute: int) -> None:
         """Move a live row into its ring column: the one write each minute gets.

@@ -177,15 +177,16 @@ TestRingModel.settings = settings(max_examples=60, stateful_step_count=25, deadl
 
 class CompressedRingModel(RingModel):
     """The same over a ring that seals blocks of 4 minutes (13 open slots of a 30-minute
-    window), compacts pairs of them and expires them: late points and loads reach sealed
-    and compacted blocks, jumps expire them."""
+    window) with summaries of 8, grows its open span of 16 a summary at a time, compacts
+    it and expires them: late points and loads reach sealed, grown and compacted blocks,
+    jumps expire them."""
 
     window = 30
 
     def make_ring(self) -> HotRing:
         ring = HotRing(30, L, capacity=4, block=8, block_minutes=4,
                        summary_minutes=8, grace_minutes=3,
-                       compact_minutes=8)  # fmt: skip
+                       compact_minutes=16)  # fmt: skip
         assert ring.sealing and ring.slots == 13
         return ring
 
@@ -248,7 +249,8 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     assert all(v["bytes_per_series_minute"] is None for v in empty.values())  # no 0-division
     # 28 B a series for each of the window's 10 blocks of minutes and two more
     assert parts["hour_summaries"] == 1000 * 12 * 28
-    assert states["compacted_blocks"]["series_minutes"] == 1000 * 360
+    # the closed span [1080, 1440) and the open one grown to its last sealed hour, 1620
+    assert states["compacted_blocks"]["series_minutes"] == 1000 * (360 + 180)
     assert ring.bytes_per_series_minute < 28 * 44 / 600 + 28 * 4 * 1.024 / 600 + 2
     got = ring.read(series, 1000, 665)  # the first 20 minutes' hour has left the window
     assert (got.count[:, :20] == 0).all() and (got.count[:, 20:] == 1).all()
@@ -298,7 +300,7 @@ def test_rejects_window_not_longer_than_live_rows() -> None:
 
 
 #: ring arguments that seal blocks of 4 minutes (16 open slots), and ones that do not
-SEALING = {"block_minutes": 4, "grace_minutes": 4, "compact_minutes": 8, "summary_minutes": 8}
+SEALING = {"block_minutes": 4, "grace_minutes": 4, "compact_minutes": 16, "summary_minutes": 8}
 OPEN: dict[str, int] = {}
 
 
