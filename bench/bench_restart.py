@@ -113,7 +113,7 @@ def main() -> None:
             again = Service(settings, clock=lambda: now).open()
             put_back = time.perf_counter() - began
             assert again.ring_start is not None and again.ring_start.source == "snapshot"
-            for part in ("hour_blocks", "compacted_blocks"):
+            for part in ("sealed_blocks", "compacted_blocks"):
                 assert 0 < again.ring.memory()[part] <= sealed[part] or not sealed[part]
             again.close()
             return rebuilt, saved, put_back, size

@@ -256,7 +256,7 @@ def main() -> None:
             vals = [r[key] for r in got[(name, "sim")] if key in r]
             cells.append(f"{statistics.median(vals):.3f}" if vals else "-")
         print(f"| {key} | " + " | ".join(cells) + " |")
-    for state in ("open", "hour_blocks", "compacted_blocks", "hour_summaries"):
+    for state in ("open", "sealed_blocks", "compacted_blocks", "hour_summaries"):
         cells = []
         for name in sim_names:
             per = [r["states"][state]["bytes_per_series_minute"] for r in got[(name, "sim")]]

@@ -12,7 +12,8 @@ per ring block)::
     slot_minute[U]: the minute each slot holds       live_minute[L]: the minute each row holds
 
     sealed (per ring block b: a BlockStore, minutes before sealed_to[b])
-      hour blocks [h, h + 60)  ...  6-hour blocks [c, c + 360) with each hour's summary
+      6-hour blocks [c, c + 360) ... the open span's block  half-hour blocks [h, h + 30)
+    hour summaries (per ring block b: an arena of every sealed hour's summary, stamped)
 
 Minute ``m`` lives in ring block ``b``'s store when ``m < sealed_to[b]``, else in ring slot
 ``m % U`` or live row ``m % L``. Every slot and row is stamped with the minute it holds, so a
@@ -32,17 +33,18 @@ live rows (``merge_buckets``, into a block the store may have filled already;
 A block of minutes (``block_minutes``) closes when the head passes its end by
 ``grace_minutes``; then each ring block seals it into its store, one ring block per fold, and
 at the latest before its slots are reused (``U`` = a block, twice the grace and the live
-rows). Spans of ``compact_minutes`` are re-encoded as one block once sealed; blocks past the
-window are dropped whole, and a compacted block the window starts in is re-encoded from the
-block of minutes it starts in (docs/hot-ring.md argues the choices).
+rows), and merges its summary into its hour's (``summary_minutes``). Spans of
+``compact_minutes`` are re-encoded as one block once sealed, and grown an hour at a time
+until then; blocks past the window are dropped whole, and a compacted block the window
+starts in is re-encoded from the hour it starts in (docs/hot-ring.md argues the choices).
 
 The window ends at the newest minute and starts ``W - 1`` minutes before it; a sealing ring
-starts it at the start of the block of minutes of the minute ``W`` before the newest, which
-it holds whole anyway, so an hour-aligned read of the last ``W`` minutes finds its first
-hour in the ring. Points for older minutes still
-inside the window (late points, backfill) are reduced to one partial per (series, minute)
-and merged exactly into the slots, or into the sealed blocks. Points before the window's
-start are expired and counted, never merged.
+starts it at the start of the hour (``summary_minutes``) of the minute ``W`` before the
+newest, which it holds whole anyway, so an hour-aligned read of the last ``W`` minutes
+finds its first hour in the ring. Points for older minutes still inside the window (late
+points, backfill) are reduced to one partial per (series, minute) and merged exactly into
+the slots, or into the sealed blocks. Points before the window's start are expired and
+counted, never merged.
 
 The ring is stored in blocks of ``BLOCK`` series (rows ``[b * BLOCK, (b + 1) * BLOCK)``), so
 growing capacity appends a block instead of copying gigabytes. A block is anonymous memory
@@ -264,9 +266,9 @@ class HotRing:
         rows of series that exist, reckoned from the slots written), ``live`` (the pages
         written of the live rows' columns of series that exist), ``stamps`` (the minute of
         each slot and row, the sealing marks), ``hour_summaries`` (each series' summary of
-        each sealed block of minutes), ``hour_blocks`` and ``compacted_blocks`` (sealed
-        minutes: arenas, indexes and summaries); and ``series_minutes``, the cells they
-        hold: series written × ``held_minutes``."""
+        each sealed hour), ``sealed_blocks`` (blocks of minutes not compacted) and
+        ``compacted_blocks`` (sealed minutes: arenas and indexes); and ``series_minutes``,
+        the cells they hold: series written × ``held_minutes``."""
         with self.lock:
             slots = np.flatnonzero(self.slot_minute != _NO_MINUTE)
             ring = 0.0
@@ -287,24 +289,24 @@ class HotRing:
                 "live": live,
                 "stamps": stamps,
                 "hour_summaries": self._used * self.hour_slots * CELL_BYTES if hours else 0,
-                "hour_blocks": states["hour_blocks"][0],
+                "sealed_blocks": states["sealed_blocks"][0],
                 "compacted_blocks": states["compacted_blocks"][0],
                 "series_minutes": self._used * self.held_minutes(),
             }
 
     def _block_states(self) -> dict[str, tuple[int, int]]:
-        """``(bytes, series-minutes)`` of the hour blocks and of the compacted blocks."""
-        totals = {"hour_blocks": [0, 0], "compacted_blocks": [0, 0]}
+        """``(bytes, series-minutes)`` of the blocks not compacted and of the compacted ones."""
+        totals = {"sealed_blocks": [0, 0], "compacted_blocks": [0, 0]}
         for store in self._stores:
             for u in store.usage():
-                into = totals["compacted_blocks" if u.compacted else "hour_blocks"]
+                into = totals["compacted_blocks" if u.compacted else "sealed_blocks"]
                 into[0] += u.nbytes
                 into[1] += u.rows * u.minutes
         return {name: (nbytes, sm) for name, (nbytes, sm) in totals.items()}
 
     def states(self) -> dict[str, dict[str, float | None]]:
         """Per state of the minutes held (``open``: slots, live rows and stamps;
-        ``hour_blocks``; ``compacted_blocks``; ``hour_summaries`` over all sealed minutes):
+        ``sealed_blocks``; ``compacted_blocks``; ``hour_summaries`` over all sealed minutes):
         bytes, series-minutes and their ratio (None while a state holds no minute)."""
         with self.lock:
             parts = self.memory()

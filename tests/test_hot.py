@@ -240,8 +240,8 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     assert parts["series_minutes"] == 1000 * 645
     # rows of 44 cells share pages: 28 B per cell of the open slots
     assert 28 * 1000 * 44 <= parts["ring"] <= 28 * 1000 * 44 + 4 * 4096
-    assert parts["hour_blocks"] + parts["compacted_blocks"] > 0
-    assert parts["hour_blocks"] + parts["compacted_blocks"] < 1000 * 600 * 2
+    assert parts["sealed_blocks"] + parts["compacted_blocks"] > 0
+    assert parts["sealed_blocks"] + parts["compacted_blocks"] < 1000 * 600 * 2
     states = ring.states()
     held = sum(int(v["series_minutes"] or 0) for k, v in states.items() if k != "hour_summaries")
     assert held == parts["series_minutes"]
@@ -500,7 +500,7 @@ def test_late_points_into_sealed_minutes_merge_and_reach_the_sink_as_corrections
         ring.fold(series, np.full(10, minute), v)
     states = ring.states()
     assert states["compacted_blocks"]["series_minutes"] > 0
-    assert states["hour_blocks"]["series_minutes"] > 0
+    assert states["sealed_blocks"]["series_minutes"] > 0
     got.clear()
     late_s = np.array([0, 9, 9, 5], np.int32)
     late_m = np.array([1001, 1010, 1010, 1030], np.int64)
@@ -539,9 +539,9 @@ def test_late_points_into_sealed_minutes_merge_and_reach_the_sink_as_corrections
 def test_a_jump_past_the_window_expires_every_block() -> None:
     ring = HotRing(30, 3, capacity=4, block=4, **SEALING)
     ring.fold(np.zeros(40, np.int32), np.arange(1000, 1040), np.ones(40))
-    assert ring.memory()["hour_blocks"] + ring.memory()["compacted_blocks"] > 0
+    assert ring.memory()["sealed_blocks"] + ring.memory()["compacted_blocks"] > 0
     ring.fold(np.array([1], np.int32), np.array([1100]), np.array([2.0]))
-    assert ring.memory()["hour_blocks"] + ring.memory()["compacted_blocks"] == 0
+    assert ring.memory()["sealed_blocks"] + ring.memory()["compacted_blocks"] == 0
     got = ring.read(np.array([0, 1], np.int32), 1000, 101)
     assert got.count[0].sum() == 0 and got.count[1].tolist() == [0] * 100 + [1]
 
@@ -561,7 +561,7 @@ def test_the_block_the_window_starts_in_is_trimmed_to_its_minutes() -> None:
         truth[:, minute - 1000] = v
         ring.fold(series, np.full(10, minute), v)
         states = ring.states()
-        sealed = states["hour_blocks"]["series_minutes"]
+        sealed = states["sealed_blocks"]["series_minutes"]
         sealed += states["compacted_blocks"]["series_minutes"]
         held.append(sealed)
     assert ring.seal_stats.trimmed > 0 and ring.seal_stats.compacted > 0

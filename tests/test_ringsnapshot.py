@@ -64,7 +64,7 @@ class RestartedRingModel(CompressedRingModel):
             np.testing.assert_array_equal(w.view(np.uint8), h.view(np.uint8))
         # the blocks' arenas come back without the room they had to grow into
         was, now = self.ring.memory(), fresh.memory()
-        for part in ("hour_blocks", "compacted_blocks"):
+        for part in ("sealed_blocks", "compacted_blocks"):
             assert now.pop(part) <= was.pop(part)
         assert now == was
         self.ring.close()

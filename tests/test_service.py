@@ -61,7 +61,7 @@ def test_status_reports_the_whole_ring_per_series_minute(tmp_path: Path) -> None
         hot = service.status()["hot"]
         memory = hot["memory"]
         assert set(memory) == {
-            "ring", "live", "stamps", "hour_summaries", "hour_blocks", "compacted_blocks",
+            "ring", "live", "stamps", "hour_summaries", "sealed_blocks", "compacted_blocks",
             "index",
         }  # fmt: skip
         assert memory["index"] == service.registry.nbytes > 0

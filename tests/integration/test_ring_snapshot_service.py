@@ -62,7 +62,7 @@ def started_from(service: Service) -> tuple[str, str | None]:
 
 def sealed_bytes(service: Service) -> int:
     memory = service.ring.memory()
-    return memory["hour_blocks"] + memory["compacted_blocks"]
+    return memory["sealed_blocks"] + memory["compacted_blocks"]
 
 
 def test_a_clean_restart_puts_the_ring_back(
