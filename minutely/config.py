@@ -26,13 +26,13 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE = re.compile(r"^\s*(\d+)\s*(|B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.IGNORECASE)
 _UNIT_BYTES = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
-#: the hot ring's open slots per series at its defaults (a block of 30 minutes, twice the
+#: the hot ring's open slots per series at its defaults (a block of 20 minutes, twice the
 #: grace, the live minutes; ``hot.HotRing``), each 28 B uncompressed:
 #: ``Settings.series_limit`` counts them
-RING_OPEN_MINUTES = 44
+RING_OPEN_MINUTES = 34
 RING_OPEN_BYTES_PER_MINUTE = 28
-#: a sealed series-minute, compressed, rounded up from the simulated fleet's 7.9 B over the
-#: whole ring (docs/hot-ring.md); series of full-precision floats take up to ~20 B
+#: a sealed series-minute, compressed: the simulated fleet's whole ring takes about 6 B
+#: (docs/hot-ring.md), with room for fleets of more full-precision floats (up to ~18 B)
 RING_BYTES_PER_SERIES_MINUTE = 8
 #: a cluster node's name goes into KV values and log lines: kept plain
 _NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

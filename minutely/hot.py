@@ -12,7 +12,7 @@ per ring block)::
     slot_minute[U]: the minute each slot holds       live_minute[L]: the minute each row holds
 
     sealed (per ring block b: a BlockStore, minutes before sealed_to[b])
-      6-hour blocks [c, c + 360) ... the open span's block  half-hour blocks [h, h + 30)
+      6-hour blocks [c, c + 360) ... the open span's block  20-minute blocks [b, b + 20)
     hour summaries (per ring block b: an arena of every sealed hour's summary, stamped)
 
 Minute ``m`` lives in ring block ``b``'s store when ``m < sealed_to[b]``, else in ring slot
@@ -188,7 +188,7 @@ class HotRing:
         capacity: int = 1024,
         block: int = BLOCK,
         sink: MinuteSink | None = None,
-        block_minutes: int = 30,
+        block_minutes: int = 20,
         grace_minutes: int = 5,
         compact_minutes: int = 360,
         summary_minutes: int = 60,

@@ -228,9 +228,9 @@ def test_growth_keeps_data_and_reports_bytes() -> None:
 
 def test_bytes_per_series_minute_of_a_full_window() -> None:
     """A window longer than the open slots: 28 B per open series-minute, the sealed
-    half-hours compressed (constant values: almost nothing), live rows and stamps on top."""
+    20-minute blocks compressed (constant values: almost nothing), live rows and stamps on top."""
     ring = HotRing(600, 4, capacity=1024, block=1024)
-    assert ring.sealing and ring.slots == 30 + 2 * 5 + 4
+    assert ring.sealing and ring.slots == 20 + 2 * 5 + 4
     series = np.arange(1000, dtype=np.int32)
     for minute in range(1000, 1665):
         ring.fold(series, np.full(1000, minute), np.ones(1000))
@@ -238,8 +238,8 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     assert ring.oldest_minute() == 1020
     parts = ring.memory()
     assert parts["series_minutes"] == 1000 * 645
-    # rows of 44 cells share pages: 28 B per cell of the open slots
-    assert 28 * 1000 * 44 <= parts["ring"] <= 28 * 1000 * 44 + 4 * 4096
+    # rows of 34 cells share pages: 28 B per cell of the open slots
+    assert 28 * 1000 * 34 <= parts["ring"] <= 28 * 1000 * 34 + 4 * 4096
     assert parts["sealed_blocks"] + parts["compacted_blocks"] > 0
     assert parts["sealed_blocks"] + parts["compacted_blocks"] < 1000 * 600 * 2
     states = ring.states()
@@ -251,7 +251,7 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
     assert parts["hour_summaries"] == 1000 * 12 * 28
     # the closed span [1080, 1440) and the open one grown to its last sealed hour, 1620
     assert states["compacted_blocks"]["series_minutes"] == 1000 * (360 + 180)
-    assert ring.bytes_per_series_minute < 28 * 44 / 600 + 28 * 4 * 1.024 / 600 + 2
+    assert ring.bytes_per_series_minute < 28 * 34 / 600 + 28 * 4 * 1.024 / 600 + 2
     got = ring.read(series, 1000, 665)  # the first 20 minutes' hour has left the window
     assert (got.count[:, :20] == 0).all() and (got.count[:, 20:] == 1).all()
     assert (got.min[:, 20:] == 1.0).all()
@@ -259,14 +259,14 @@ def test_bytes_per_series_minute_of_a_full_window() -> None:
 
 def test_memory_follows_the_series_held_not_the_block() -> None:
     """5,000 series in a block of 16,384 at a 2-day window: the first minutes flushed make
-    the open slots of their rows resident (rows of 44 cells share pages), not the block."""
+    the open slots of their rows resident (rows of 34 cells share pages), not the block."""
     ring = HotRing(2880, 4)
     series = np.arange(5000, dtype=np.int32)
     for minute in range(1000, 1010):
         ring.fold(series, np.full(5000, minute), np.arange(5000.0))
     assert ring.capacity == 16384
     parts = ring.memory()
-    assert 5000 * 44 * 28 <= parts["ring"] <= 5000 * 44 * 28 + 4 * 4096
+    assert 5000 * 34 * 28 <= parts["ring"] <= 5000 * 34 * 28 + 4 * 4096
     assert parts["series_minutes"] == 5000 * 10
     got = ring.read(series, 1000, 5)
     np.testing.assert_array_equal(got.min, np.repeat(np.arange(5000.0)[:, None], 5, axis=1))
@@ -301,7 +301,7 @@ def test_rejects_window_not_longer_than_live_rows() -> None:
 
 #: ring arguments that seal blocks of 4 minutes (16 open slots), and ones that do not
 SEALING = {"block_minutes": 4, "grace_minutes": 4, "compact_minutes": 16, "summary_minutes": 8}
-OPEN: dict[str, int] = {}
+OPEN = {"block_minutes": 30}  # 44 open slots: a window of 40 or 45 minutes seals nothing
 
 
 @pytest.mark.parametrize("sealing", [OPEN, SEALING], ids=["open", "sealing"])
@@ -316,7 +316,7 @@ def test_load_writes_stored_partials_and_merges_into_held_minutes(
 
     rng = np.random.default_rng(3)
     ring = HotRing(minutes=40, live_minutes=4, capacity=8, block=16, **sealing)
-    assert ring.sealing == bool(sealing)
+    assert ring.sealing == (sealing is SEALING)
     fold_series = np.array([5, 17, 40], np.int32)
     ring.fold(fold_series, np.array([1000, 1000, 1000], np.int64), np.array([1.0, 2.0, 3.0]))
     n = 400

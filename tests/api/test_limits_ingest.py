@@ -53,8 +53,8 @@ def _metrics_body(first: int, n: int, t: float) -> bytes:
 
 
 def test_200000_metric_names_in_10_requests_are_refused_past_the_total() -> None:
-    # 150,000 series of ring memory at the default window (44 × 28 B + 2,836 × 8 B each)
-    client, service, clock = _node(hot_window=2 * 86400, series_memory=150_000 * 23_920)
+    # 150,000 series of ring memory at the default window (34 × 28 B + 2,846 × 8 B each)
+    client, service, clock = _node(hot_window=2 * 86400, series_memory=150_000 * 23_720)
     codes, errors = [], []
     for k in range(10):
         r = client.post(
@@ -247,7 +247,7 @@ def test_a_query_over_the_cells_is_counted() -> None:
 
 
 @pytest.mark.parametrize(
-    "memory,window,expected", [("12GB", "2d", 538_666), ("1GB", "6h", 285_569)]
+    "memory,window,expected", [("12GB", "2d", 543_208), ("1GB", "6h", 301_612)]
 )
 def test_the_default_series_limit_follows_the_ring_memory_model(
     memory: str, window: str, expected: int
