@@ -259,7 +259,8 @@ def main() -> None:
     for state in ("open", "sealed_blocks", "compacted_blocks", "hour_summaries"):
         cells = []
         for name in sim_names:
-            per = [r["states"][state]["bytes_per_series_minute"] for r in got[(name, "sim")]]
+            held = [r["states"].get(state) for r in got[(name, "sim")]]  # a tree may lack it
+            per = [s["bytes_per_series_minute"] for s in held if s is not None]
             vals = [v for v in per if v is not None]  # None: the state held no minute
             cells.append(f"{statistics.median(vals):.2f}" if vals else "-")
         print(f"| {state}, bytes per series-minute | " + " | ".join(cells) + " |")

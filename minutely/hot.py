@@ -577,7 +577,7 @@ class HotRing:
             store.seal(start, dense)
 
     def _merge_hours(self, b: int, rows: I32, minutes: I64, parts: Partials) -> None:
-        """Merge partials of sealed minutes into their blocks' summaries (ring block
+        """Merge partials of sealed minutes into their hours' summaries (ring block
         ``b``'s rows)."""
         n, h = self.summary_minutes, self.hour_slots
         starts = minutes // n * n
