@@ -307,7 +307,8 @@ class BlockStore:
                 t[i, ringcodec.T_ROWS] = b.rows
                 t[i, ringcodec.T_N] = b.minutes
                 t[i, T_START] = b.start
-                t[i, T_SUB] = b.sub_minutes if b.subs is not None else b.summarised - 1
+                own = 0 if b.summary is not None else -1
+                t[i, T_SUB] = b.sub_minutes if b.subs is not None else own
             self._table = t
         return self._table
 
