@@ -237,6 +237,8 @@ class HotRing:
         self._compacted_to = np.zeros(0, dtype=np.int64)
         #: per ring block: its oldest block holds a block of minutes the window has left
         self._untrimmed = np.zeros(0, dtype=np.bool_)
+        #: per ring block: its open span was last grown (or found with nothing to grow) to here
+        self._grown_to = np.zeros(0, dtype=np.int64)
         #: sealing or compaction may be waiting (one step of it runs per fold)
         self._due = False
         self._pool: ThreadPoolExecutor | None = None
@@ -361,6 +363,7 @@ class HotRing:
         self._sealed_to = np.concatenate([self._sealed_to, floor])
         self._compacted_to = np.concatenate([self._compacted_to, floor])
         self._untrimmed = np.concatenate([self._untrimmed, np.zeros(added, np.bool_)])
+        self._grown_to = np.concatenate([self._grown_to, floor])
         # the live rows' columns past the series in use stay unwritten, so cost no memory
         live = _arena(self.live_minutes, self.capacity)
         for dst, src in zip(live.fields(), self._live.fields(), strict=True):
@@ -739,11 +742,11 @@ class HotRing:
                     return
             if behind.shape[0]:
                 return
-            for b in range(len(self._stores)):
-                if self._grow_span(b):
-                    rows += max(1, self._block_rows(b))
-                    if rows >= BLOCK:
-                        return
+            for b in self._spans_to_grow().tolist():
+                self._grow_span(b)
+                rows += max(1, self._block_rows(b))
+                if rows >= BLOCK:
+                    return
             if rows:
                 return
         self._due = False
@@ -781,26 +784,33 @@ class HotRing:
             self.seal_stats.compacted += 1
         self._compacted_to[b] = span + c
 
-    def _grow_span(self, b: int) -> bool:
+    def _spans_to_grow(self) -> I64:
+        """The ring blocks whose open span has an hour more sealed since it was last grown
+        (its earlier spans compacted, and not a span leaving the window): found with a few
+        array operations, since a cluster node has thousands of small ring blocks."""
+        c, h = self.compact_minutes, self.summary_minutes
+        assert self.head is not None
+        span = self._sealed_to // c * c
+        end = self._sealed_to // h * h
+        due = (self._compacted_to >= span) & (span > self._window_start(self.head))
+        due &= end - np.maximum(self._grown_to, span) >= h
+        return np.flatnonzero(due)
+
+    def _grow_span(self, b: int) -> None:
         """Re-encode ring block ``b``'s blocks of its open span, up to its last sealed hour,
-        as one block once an hour of blocks has been sealed since: each block of minutes
-        costs its index and headers until its span is compacted, up to 6 hours. Returns
-        whether it did."""
+        as one block: each block of minutes costs its index and headers until its span is
+        compacted, up to 6 hours."""
         c, h = self.compact_minutes, self.summary_minutes
         sealed = int(self._sealed_to[b])
         span, end = sealed // c * c, sealed // h * h
-        assert self.head is not None
-        if self._compacted_to[b] < span or end <= span or span <= self._window_start(self.head):
-            return False  # whole spans first; one leaving the window is not worth it
+        self._grown_to[b] = end
         store = self._stores[b]
-        inside = [k for k in store.blocks if span <= k.start and k.end <= end]
-        if sum(not k.compacted for k in inside) * self.block_minutes < h:
-            return False
+        if not any(not k.compacted and span <= k.start < end for k in store.blocks):
+            return  # the hour held no data: nothing was sealed
         began = time.thread_time()
         store.compact(span, end - span)
         self.seal_stats.compact_seconds += time.thread_time() - began
         self.seal_stats.grown += 1
-        return True
 
     def _flush_row(self, row: int, minute: int) -> None:
         """Move a live row into its ring column: the one write each minute gets.
