@@ -281,6 +281,18 @@ def test_a_stream_takes_the_order_of_differences_that_makes_it_smallest(order: i
         assert same_bits(got.max[0, lo:hi], mx[lo:hi])
 
 
+def fold_seconds(seconds: npt.NDArray[np.float64], ct: npt.NDArray[np.uint32]) -> Partials:
+    """One series' ``(minutes, 60)`` seconds as minute partials, each sum accumulated point
+    after point as the ring does; ``ct`` (``(1, minutes)``) marks the empty minutes."""
+    n = seconds.shape[0]
+    sm = np.zeros(n)
+    for t in range(n):
+        for v in seconds[t]:
+            sm[t] += v
+    return Partials(seconds.min(axis=1).reshape(1, n), seconds.max(axis=1).reshape(1, n),
+                    sm.reshape(1, n), ct)  # fmt: skip
+
+
 def test_a_noisy_gauges_sum_is_kept_as_is() -> None:
     """A percentage near 0 with noise, clipped there as an idle CPU's is: its minimum is
     mostly 0 and its maximum one noisy second, so its sum is nearer the next minute's than
@@ -289,15 +301,10 @@ def test_a_noisy_gauges_sum_is_kept_as_is() -> None:
     rng = np.random.default_rng(11)
     n = 360
     seconds = np.round(np.maximum(0, 1 + rng.triangular(-5, 0, 5, n * 60)), 2)
-    per = seconds.reshape(n, 60)
     ct = np.full((1, n), 60, np.uint32)
     ct[0, [0, 7, 8, 200]] = 0
-    sm = np.zeros(n)
-    for t in range(n):  # the ring's own accumulation order: point after point
-        for v in per[t]:
-            sm[t] += v
-    parts = Partials(per.min(axis=1).reshape(1, n), per.max(axis=1).reshape(1, n),
-                     sm.reshape(1, n), ct)  # fmt: skip
+    parts = fold_seconds(seconds.reshape(n, 60), ct)
+    sm = parts.sum[0]
     enc = ringcodec.encode(parts)
     assert enc.fmt[0] == ringcodec.DECIMAL
     assert int(enc.data[enc.offset[0] + 1]) & ringcodec.SUM_AS_IS
@@ -319,12 +326,7 @@ def test_a_skewed_gauges_extremes_go_around_its_mean() -> None:
     seconds = np.round(level[:, None] + rng.exponential(1.0, (n, 60)), 2)
     ct = np.full((1, n), 60, np.uint32)
     ct[0, [5, 6, 300]] = 0
-    sm = np.zeros(n)
-    for t in range(n):  # the ring's own accumulation order: point after point
-        for v in seconds[t]:
-            sm[t] += v
-    parts = Partials(seconds.min(axis=1).reshape(1, n), seconds.max(axis=1).reshape(1, n),
-                     sm.reshape(1, n), ct)  # fmt: skip
+    parts = fold_seconds(seconds, ct)
     enc = ringcodec.encode(parts)
     assert enc.fmt[0] == ringcodec.DECIMAL
     variant = int(enc.data[enc.offset[0] + 1])
